@@ -1,0 +1,349 @@
+"""Load scenario cards, model profiles and the device catalog from YAML, with one-line errors.
+
+Every problem becomes a :class:`~dora_rl.errors.ConfigError` naming the file, the field path
+and the problem: ``envs/x.yaml: devices[2].memory_bytes: must be > 0, got -5``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from dora_rl.config.schema import (
+    Device,
+    DeviceKind,
+    DeviceSpec,
+    Dynamics,
+    Job,
+    Layer,
+    Model,
+    Network,
+    Objective,
+    ScenarioSpec,
+)
+from dora_rl.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader that also reads ``8e9`` (no dot) as a float, as users write it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic location as a field path.
+
+    Example:
+        >>> format_loc(("devices", 2, "memory_bytes"))
+        'devices[2].memory_bytes'
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _problem(err: dict[str, Any]) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    shown = repr(value) if isinstance(value, str) else value
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+              "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()))
+        return f"must be {op} {_num(bound)}, got {shown}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {shown}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {shown}"
+    msg = str(err["msg"])
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    return f"{msg.replace('input should be', 'must be')}, got {shown}"
+
+
+def _num(x: Any) -> str:
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
+def read_yaml(path: Path, label: str | None = None) -> Any:
+    """Parse a YAML file safely, turning I/O and syntax problems into a ConfigError."""
+    label = label or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(label, "", f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        reason = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(label, where, f"invalid YAML: {reason}") from None
+
+
+def validate(model: type[M], data: Any, label: str, prefix: str = "") -> M:
+    """Validate ``data`` against ``model``; report the first problem as a ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(label, prefix, f"must be a mapping, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        path = format_loc(tuple(err["loc"]))
+        full = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        raise ConfigError(label, full, _problem(dict(err))) from None
+
+
+@cache
+def device_catalog() -> dict[str, DeviceKind]:
+    """The built-in device catalog (``dora_rl/data/devices.yaml``), keyed by kind."""
+    ref = resources.files("dora_rl") / "data" / "devices.yaml"
+    label = "dora_rl/data/devices.yaml"
+    data = yaml.load(ref.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+    if not isinstance(data, dict):
+        raise ConfigError(label, "", "must be a mapping of kind -> device")
+    return {k: validate(DeviceKind, v, label, k) for k, v in data.items()}
+
+
+def builtin_profiles() -> list[str]:
+    """Names of the model profiles shipped in ``dora_rl/data/profiles``."""
+    root = resources.files("dora_rl") / "data" / "profiles"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_model(path: str | Path) -> Model:
+    """Load a model profile file written by ``python -m dora_rl.profile``."""
+    path = Path(path)
+    return validate(Model, read_yaml(path), str(path))
+
+
+def load_builtin_model(name: str) -> Model:
+    """Load a shipped profile by model name (e.g. ``vit_b16``)."""
+    ref = resources.files("dora_rl") / "data" / "profiles" / f"{name}.yaml"
+    label = f"dora_rl/data/profiles/{name}.yaml"
+    return validate(Model, yaml.load(ref.read_text(encoding="utf-8"), Loader=_Loader), label)  # noqa: S506
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated, fully resolved scenario: what every other layer consumes.
+
+    Attributes:
+        name: Scenario name.
+        source: The card's path (or ``"<builtin>"``), used in error messages.
+        devices: Resolved devices, in card order (their index is the device id everywhere).
+        network: Contention domains.
+        models: Model name -> layers.
+        jobs: Jobs in card order.
+        objective: Planner objective.
+        dynamics: Run-time dynamics references.
+        measured: (device name, model name) -> per-layer seconds per item, when measured.
+    """
+
+    name: str
+    description: str
+    source: str
+    devices: tuple[Device, ...]
+    network: Network
+    models: dict[str, Model]
+    jobs: tuple[Job, ...]
+    objective: Objective
+    dynamics: Dynamics
+    measured: dict[tuple[str, str], tuple[float, ...]]
+    base_dir: Path
+
+    def device_index(self, name: str) -> int:
+        """Index of the device called ``name``."""
+        return [d.name for d in self.devices].index(name)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate a scenario card.
+
+    Raises:
+        ConfigError: naming the file, the field path and the problem.
+    """
+    path = Path(path)
+    label = str(path)
+    spec = validate(ScenarioSpec, read_yaml(path), label)
+    return resolve(spec, label, path.parent)
+
+
+def resolve(spec: ScenarioSpec, label: str, base_dir: Path) -> Scenario:
+    """Merge catalog defaults, load profiles and check every cross reference."""
+    _unique([d.name for d in spec.devices], label, "devices", "device name")
+    _unique([d.name for d in spec.network.domains], label, "network.domains", "domain name")
+    _unique([j.name for j in spec.jobs], label, "jobs", "job name")
+    domains = {d.name for d in spec.network.domains}
+    devices = tuple(
+        _resolve_device(d, i, label, domains) for i, d in enumerate(spec.devices)
+    )
+    models = _resolve_models(spec, label, base_dir)
+    names = {d.name for d in devices}
+    for j, job in enumerate(spec.jobs):
+        _check_job(job, j, label, names, models)
+    measured = _resolve_measured(devices, models, label, base_dir)
+    return Scenario(
+        name=spec.name, description=spec.description, source=label, devices=devices,
+        network=spec.network, models=models, jobs=tuple(spec.jobs), objective=spec.objective,
+        dynamics=spec.dynamics, measured=measured, base_dir=base_dir,
+    )
+
+
+def _unique(names: list[str], label: str, field: str, what: str) -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            raise ConfigError(label, f"{field}[{i}].name", f"duplicate {what} {n!r}")
+        seen.add(n)
+
+
+def _resolve_device(spec: DeviceSpec, i: int, label: str, domains: set[str]) -> Device:
+    where = f"devices[{i}]"
+    catalog = device_catalog()
+    if spec.kind not in catalog:
+        known = ", ".join(sorted(catalog))
+        raise ConfigError(label, f"{where}.kind", f"unknown device kind {spec.kind!r} "
+                          f"(known: {known})")
+    base = catalog[spec.kind]
+    if spec.network.domain not in domains:
+        raise ConfigError(label, f"{where}.network.domain",
+                          f"unknown domain {spec.network.domain!r} (known: {sorted(domains)})")
+    fields = {}
+    for field in ("memory_bytes", "compute", "power"):
+        value = getattr(spec, field) if getattr(spec, field) is not None else getattr(base, field)
+        if value is None:
+            raise ConfigError(label, f"{where}.{field}",
+                              f"required field is missing (kind {spec.kind!r} has no default)")
+        fields[field] = value
+    compute = fields["compute"]
+    if compute.peak_flops is None and not compute.measured:
+        raise ConfigError(label, f"{where}.compute",
+                          "needs peak_flops or measured profiles")
+    dvfs = spec.dvfs if spec.dvfs is not None else base.dvfs
+    return Device(
+        name=spec.name, kind=spec.kind, memory_bytes=fields["memory_bytes"], compute=compute,
+        power=fields["power"], dvfs=tuple(dvfs),
+        battery_wh=spec.battery_wh if spec.battery_wh is not None else base.battery_wh,
+        can_leave=spec.can_leave, network=spec.network,
+    )
+
+
+def _resolve_models(spec: ScenarioSpec, label: str, base_dir: Path) -> dict[str, Model]:
+    models: dict[str, Model] = {}
+    for i, ref in enumerate(spec.models):
+        where = f"models[{i}]"
+        if (ref.profile is None) == (ref.layers is None):
+            raise ConfigError(label, where, "give exactly one of 'profile' or 'layers'")
+        if ref.profile is not None:
+            model = load_model(base_dir / ref.profile)
+            models[ref.name] = model.model_copy(update={"name": ref.name})
+        else:
+            assert ref.layers is not None
+            models[ref.name] = Model(name=ref.name, unit=ref.unit, dtype_bytes=ref.dtype_bytes,
+                                     seq_len=ref.seq_len, layers=list(ref.layers))
+    builtin = set(builtin_profiles())
+    for job in spec.jobs:
+        if job.model not in models and job.model in builtin:
+            models[job.model] = load_builtin_model(job.model)
+    return models
+
+
+_NEEDS = {"inference": ("inference", ("latency_ms",)),
+          "llm_inference": ("llm", ("ttft_ms", "tpot_ms")),
+          "training": ("training", ("iteration_ms", "deadline_s"))}
+
+
+def _check_job(job: Job, j: int, label: str, names: set[str], models: dict[str, Model]) -> None:
+    where = f"jobs[{j}]"
+    if job.model not in models:
+        known = sorted(set(models) | set(builtin_profiles()))
+        raise ConfigError(label, f"{where}.model",
+                          f"unknown model {job.model!r} (known: {', '.join(known)})")
+    for k, dev in enumerate(job.devices or []):
+        if dev not in names:
+            raise ConfigError(label, f"{where}.devices[{k}]", f"no device named {dev!r}")
+    section, targets = _NEEDS[job.workload]
+    if getattr(job, section) is None:
+        raise ConfigError(label, f"{where}.{section}",
+                          f"required for workload {job.workload!r}")
+    for other in {"inference", "llm", "training"} - {section}:
+        if getattr(job, other) is not None:
+            raise ConfigError(label, f"{where}.{other}",
+                              f"not used by workload {job.workload!r}")
+    if all(getattr(job.qoe, t) is None for t in targets):
+        raise ConfigError(label, f"{where}.qoe",
+                          f"workload {job.workload!r} needs at least one of {list(targets)}")
+    if job.training is not None:
+        tr = job.training
+        if tr.micro_batches > tr.global_batch:
+            raise ConfigError(label, f"{where}.training.micro_batches",
+                              f"must be <= global_batch ({tr.global_batch}), "
+                              f"got {tr.micro_batches}")
+        if job.qoe.deadline_s is not None and tr.iterations is None:
+            raise ConfigError(label, f"{where}.training.iterations",
+                              "required with qoe.deadline_s (time to finish)")
+        model = models[job.model]
+        if model.unit == "token" and model.seq_len is None:
+            raise ConfigError(label, f"{where}.model",
+                              f"token model {job.model!r} needs seq_len for training")
+
+
+def _resolve_measured(devices: tuple[Device, ...], models: dict[str, Model], label: str,
+                      base_dir: Path) -> dict[tuple[str, str], tuple[float, ...]]:
+    out: dict[tuple[str, str], tuple[float, ...]] = {}
+    for i, dev in enumerate(devices):
+        for model_name, rel in dev.compute.measured.items():
+            where = f"devices[{i}].compute.measured.{model_name}"
+            if model_name not in models:
+                raise ConfigError(label, where, f"no model named {model_name!r} in this card")
+            prof = load_model(base_dir / rel)
+            if not prof.measured:
+                raise ConfigError(str(base_dir / rel), "measured",
+                                  "profile has no measured times (run the profiler with --measure)")
+            m = prof.measured[0]
+            n_layers = len(models[model_name].layers)
+            if len(m.time_s) != n_layers:
+                raise ConfigError(str(base_dir / rel), "measured[0].time_s",
+                                  f"has {len(m.time_s)} entries, model has {n_layers} layers")
+            out[(dev.name, model_name)] = tuple(t / m.batch for t in m.time_s)
+    for (dev_name, model_name), times in out.items():
+        if not all(math.isfinite(t) for t in times):
+            raise ConfigError(label, f"{dev_name}.{model_name}", "non-finite measured time")
+    return out
+
+
+def layer_defaults(layer: Layer) -> tuple[float, float, float]:
+    """Backward FLOPs, saved activation bytes and optimizer bytes with defaults applied.
+
+    Example:
+        >>> layer_defaults(Layer(name="l", forward_flops=10, param_bytes=4, activation_bytes=2))
+        (20.0, 2.0, 8.0)
+    """
+    bwd = layer.backward_flops if layer.backward_flops is not None else 2.0 * layer.forward_flops
+    saved = (layer.saved_activation_bytes if layer.saved_activation_bytes is not None
+             else layer.activation_bytes)
+    opt = (layer.optimizer_state_bytes if layer.optimizer_state_bytes is not None
+           else 2.0 * layer.param_bytes)
+    return float(bwd), float(saved), float(opt)

@@ -1,0 +1,278 @@
+"""Typed, frozen schema of scenario cards, model profiles and the device catalog.
+
+YAML is only the serialisation: :mod:`dora_rl.config.loader` parses it with ``yaml.safe_load``
+and validates it against these models. Unknown keys are errors, every number must be finite, and
+sizes and rates must be positive. Units are in the field names.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+OpenFraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+LayerKind = Literal["embedding", "conv", "transformer", "linear", "norm", "pool", "head", "other"]
+LAYER_KINDS: tuple[str, ...] = LayerKind.__args__  # type: ignore[attr-defined]
+
+
+class Frozen(BaseModel):
+    """Base: immutable, unknown keys rejected, values validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- model profiles
+class Layer(Frozen):
+    """One partitionable layer (or block) of a model; quantities are per item.
+
+    An item is one sample for vision models and one token for language models (``Model.unit``).
+    """
+
+    name: str
+    kind: LayerKind = "other"
+    forward_flops: NonNegFloat
+    backward_flops: NonNegFloat | None = None
+    """Defaults to twice the forward FLOPs."""
+    param_bytes: NonNegFloat
+    activation_bytes: NonNegFloat
+    """Bytes of this layer's output per item: what crosses a stage boundary after it."""
+    saved_activation_bytes: NonNegFloat | None = None
+    """Bytes autograd keeps per item for the backward pass; defaults to ``activation_bytes``."""
+    optimizer_state_bytes: NonNegFloat | None = None
+    """Optimizer state for full fine-tuning; defaults to ``2 * param_bytes`` (Adam moments)."""
+    lora_param_bytes: NonNegFloat = 0.0
+    """Trainable adapter bytes when fine-tuning with LoRA-style adapters."""
+    kv_bytes_per_token: NonNegFloat = 0.0
+    """KV-cache bytes this layer holds per token of context (decoder LLMs)."""
+
+
+class Measured(Frozen):
+    """Per-layer times measured on one device kind with ``python -m dora_rl.profile --measure``."""
+
+    device: str
+    batch: PositiveInt
+    dtype: str = "float32"
+    time_s: list[NonNegFloat]
+    """Seconds for the whole batch, one entry per layer, in layer order."""
+
+
+class Model(Frozen):
+    """A model as an ordered list of layers, as written by the profiler."""
+
+    name: Name
+    unit: Literal["sample", "token"] = "sample"
+    dtype_bytes: PositiveInt = 4
+    seq_len: PositiveInt | None = None
+    """Tokens per training sample for token models."""
+    source: str = ""
+    layers: list[Layer] = Field(min_length=1)
+    measured: list[Measured] = Field(default_factory=list)
+
+
+class ModelRef(Frozen):
+    """A model a card names: inline layers or a profile file relative to the card."""
+
+    name: Name
+    profile: str | None = None
+    layers: list[Layer] | None = None
+    unit: Literal["sample", "token"] = "sample"
+    dtype_bytes: PositiveInt = 4
+    seq_len: PositiveInt | None = None
+
+
+# --------------------------------------------------------------------------- devices
+class Power(Frozen):
+    """Power draw in watts of the whole device in each activity state."""
+
+    idle_w: NonNegFloat
+    busy_w: NonNegFloat
+    tx_w: NonNegFloat
+    rx_w: NonNegFloat
+
+
+class DvfsLevel(Frozen):
+    """A slower frequency level: compute speed relative to nominal, and its busy power."""
+
+    name: str = ""
+    speed: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+    busy_w: NonNegFloat
+
+
+class Compute(Frozen):
+    """Compute speed: peak FLOP/s with an efficiency per layer kind, or measured profiles."""
+
+    peak_flops: PositiveFloat | None = None
+    efficiency: dict[LayerKind, Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+    """Achieved fraction of peak per layer kind; kinds not listed use ``default_efficiency``."""
+    default_efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.3
+    memory_bandwidth_gbps: PositiveFloat | None = None
+    """DRAM bandwidth in GB/s; bounds each layer below by the time to read its weights."""
+    measured: dict[str, str] = Field(default_factory=dict)
+    """Model name -> profile file (relative to the card) holding ``measured`` times."""
+
+
+class Attachment(Frozen):
+    """Where a device attaches to the network and its nominal link (PHY) rate."""
+
+    domain: Name
+    link_mbps: PositiveFloat
+
+
+class DeviceKind(Frozen):
+    """A catalog entry: defaults a card's device may override field by field."""
+
+    description: str = ""
+    memory_bytes: PositiveInt | None = None
+    compute: Compute | None = None
+    power: Power | None = None
+    dvfs: list[DvfsLevel] = Field(default_factory=list)
+    battery_wh: PositiveFloat | None = None
+    link_mbps: PositiveFloat | None = None
+
+
+class DeviceSpec(Frozen):
+    """A device as written in a card; missing fields come from its catalog ``kind``."""
+
+    name: Name
+    kind: str
+    memory_bytes: PositiveInt | None = None
+    compute: Compute | None = None
+    power: Power | None = None
+    dvfs: list[DvfsLevel] | None = None
+    battery_wh: PositiveFloat | None = None
+    can_leave: bool = False
+    """True for devices that leave and rejoin (a phone leaving the house)."""
+    network: Attachment
+
+
+class Device(Frozen):
+    """A fully resolved device: card fields merged over its catalog kind."""
+
+    name: str
+    kind: str
+    memory_bytes: int
+    compute: Compute
+    power: Power
+    dvfs: tuple[DvfsLevel, ...]
+    battery_wh: float | None
+    can_leave: bool
+    network: Attachment
+
+
+# --------------------------------------------------------------------------- network
+class Domain(Frozen):
+    """A contention domain: a WiFi access point (one shared medium) or a wired switch."""
+
+    name: Name
+    kind: Literal["wifi", "switch"]
+    cross_traffic: Fraction = 0.0
+    """Long-run fraction of airtime other household traffic takes on a WiFi medium."""
+
+
+class Network(Frozen):
+    """Contention domains and the backbone joining them."""
+
+    domains: list[Domain] = Field(min_length=1)
+    backbone_mbps: PositiveFloat = 1000.0
+    """Rate of the wired link joining domains (e.g. the AP's Ethernet uplink)."""
+
+
+# --------------------------------------------------------------------------- jobs and QoE
+class InferenceWork(Frozen):
+    """DNN inference on a request stream."""
+
+    request_rate_per_s: PositiveFloat
+    batch: PositiveInt = 1
+
+
+class LlmWork(Frozen):
+    """LLM inference: prefill over the prompt, then one pass per output token."""
+
+    request_rate_per_s: PositiveFloat
+    prompt_tokens: PositiveInt
+    output_tokens: PositiveInt
+    batch: PositiveInt = 1
+
+
+class TrainingWork(Frozen):
+    """Training or fine-tuning with a 1F1B pipeline schedule."""
+
+    global_batch: PositiveInt
+    micro_batches: PositiveInt = 4
+    method: Literal["full", "lora"] = "full"
+    iterations: PositiveInt | None = None
+    """Iterations to finish, with ``qoe.deadline_s`` for a time-to-finish target."""
+
+
+class Qoe(Frozen):
+    """QoE targets; a job sets those that apply to its workload."""
+
+    latency_ms: PositiveFloat | None = None
+    ttft_ms: PositiveFloat | None = None
+    tpot_ms: PositiveFloat | None = None
+    iteration_ms: PositiveFloat | None = None
+    deadline_s: PositiveFloat | None = None
+    energy_j: PositiveFloat | None = None
+    """Cap on energy per unit of work (request or iteration)."""
+
+
+class Job(Frozen):
+    """One workload sharing the devices, with its QoE targets."""
+
+    name: Name
+    model: str
+    workload: Literal["inference", "llm_inference", "training"]
+    devices: list[str] | None = None
+    """Devices the job may use; all devices when omitted."""
+    inference: InferenceWork | None = None
+    llm: LlmWork | None = None
+    training: TrainingWork | None = None
+    qoe: Qoe
+    weight: PositiveFloat = 1.0
+    """Importance of the job's QoE violations relative to other jobs."""
+
+
+class Objective(Frozen):
+    """What the planner minimises subject to QoE."""
+
+    mode: Literal["energy", "time"] = "energy"
+    energy_budget_j: PositiveFloat | None = None
+    unused_devices: Literal["idle", "off"] = "idle"
+    """Whether devices outside a plan draw idle power or are powered down."""
+
+
+class Dynamics(Frozen):
+    """References to run-time dynamics, used by the environment."""
+
+    traces_dir: str | None = None
+    """Directory of bandwidth traces, relative to the card."""
+    bandwidth: Literal["trace", "synthetic", "static"] = "trace"
+    churn_per_hour: NonNegFloat = 0.0
+    """Expected leave events per hour for devices with ``can_leave``."""
+    background_load_max: OpenFraction = 0.0
+    """Largest fraction of a device's compute that other users may take."""
+    battery_floor: Fraction = 0.1
+    """State of charge below which a battery device stops serving."""
+
+
+class ScenarioSpec(Frozen):
+    """A scenario card as written."""
+
+    name: Name
+    description: str = ""
+    devices: list[DeviceSpec] = Field(min_length=1)
+    network: Network
+    models: list[ModelRef] = Field(default_factory=list)
+    jobs: list[Job] = Field(min_length=1)
+    objective: Objective = Objective()
+    dynamics: Dynamics = Dynamics()
