@@ -145,7 +145,7 @@ def load_builtin_model(name: str) -> Model:
     return validate(Model, yaml.load(ref.read_text(encoding="utf-8"), Loader=_Loader), label)  # noqa: S506
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scenario:
     """A validated, fully resolved scenario: what every other layer consumes.
 

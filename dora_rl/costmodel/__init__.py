@@ -1,0 +1,63 @@
+"""The analytic cost model: compute, contended network transfers, energy, memory and QoE.
+
+Pure NumPy over frozen dataclasses; imports no gymnasium, torch, simpy or solver.
+
+Example:
+    >>> from dora_rl.scenarios import load
+    >>> model = CostModel(load("tiny"))
+    >>> m = model.evaluate(Plan.single(0, model.tables.n_layers))
+    >>> m["feasible"] in (True, False)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dora_rl.config import Scenario
+from dora_rl.costmodel.evaluate import evaluate_batch
+from dora_rl.costmodel.evaluate_one import evaluate_one
+from dora_rl.costmodel.metrics import Metrics
+from dora_rl.costmodel.plan import Plan, PlanBatch, PlanError, check_plan
+from dora_rl.costmodel.state import State
+from dora_rl.costmodel.tables import JobTables, build_tables
+
+
+class CostModel:
+    """Cost tables of one job, with helpers to evaluate plans in a state.
+
+    Args:
+        scenario: The validated scenario.
+        job: Index (card order) or name of the job.
+    """
+
+    def __init__(self, scenario: Scenario, job: int | str = 0) -> None:
+        index = job if isinstance(job, int) else [j.name for j in scenario.jobs].index(job)
+        self.scenario = scenario
+        self.tables: JobTables = build_tables(scenario, index)
+        self.nominal = State.nominal(scenario)
+
+    def batch(self, plans: Sequence[Plan], check: bool = True) -> PlanBatch:
+        """Pack plans into arrays, checking each first unless ``check`` is False."""
+        if check:
+            for plan in plans:
+                check_plan(plan, self.tables)
+        return PlanBatch.from_plans(plans, self.tables.n_devices, self.tables.n_layers)
+
+    def evaluate_many(self, plans: Sequence[Plan] | PlanBatch,
+                      state: State | None = None) -> Metrics:
+        """Evaluate many plans at once (vectorised)."""
+        batch = plans if isinstance(plans, PlanBatch) else self.batch(plans)
+        return evaluate_batch(self.tables, batch, state or self.nominal)
+
+    def evaluate(self, plan: Plan, state: State | None = None,
+                 check: bool = True) -> dict[str, Any]:
+        """Evaluate one plan (fast scalar path); same keys as :meth:`Metrics.row`."""
+        if check:
+            check_plan(plan, self.tables)
+        return evaluate_one(self.tables, plan, state or self.nominal)
+
+
+__all__ = ["CostModel", "JobTables", "Metrics", "Plan", "PlanBatch", "PlanError", "State",
+           "build_tables", "check_plan", "evaluate_batch", "evaluate_one"]

@@ -1,0 +1,154 @@
+"""Workload formulas of the single-plan fast path; same figures as ``Metrics.row``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dora_rl.costmodel.formulas import one_f_one_b_iteration_s, relative_slack
+from dora_rl.costmodel.plan import Plan
+from dora_rl.costmodel.single import _Eval
+from dora_rl.costmodel.state import State
+from dora_rl.costmodel.tables import JobTables
+
+NAN = math.nan
+
+
+def evaluate_one(t: JobTables, plan: Plan, state: State) -> dict[str, Any]:
+    """Evaluate one (already checked) plan; the result has the keys of ``Metrics.row``."""
+    ev = _Eval(t, plan, state)
+    if t.job.training is not None:
+        return _training(ev)
+    if t.job.llm is not None:
+        return _llm(ev)
+    return _inference(ev)
+
+
+def _pad(values: list[float], n: int) -> list[float]:
+    return values + [0.0] * (n - len(values))
+
+
+def _finish(ev: _Eval, *, latency: float, period: float, interval: float, throughput: float,
+            stage: list[float], transfer: list[float], allreduce: list[float], busy: list[float],
+            tx: list[float], rx: list[float], per_dev: list[float], memory: list[float],
+            slack: dict[str, float], ttft: float = NAN, tpot: float = NAN,
+            iteration: float = NAN) -> dict[str, Any]:
+    t, n = ev.t, ev.n_dev
+    energy = sum(per_dev)
+    if t.job.qoe.energy_j is not None:
+        slack["energy_j"] = relative_slack(t.job.qoe.energy_j, energy)
+    used = [ev.stage_of[d] >= 0 for d in range(n)]
+    qoe_met = all(not math.isnan(s) and s >= 0 for s in slack.values())
+    memory_ok = all(not used[d] or memory[d] <= ev.L.mem[d] for d in range(n))
+    usable = ev.usable
+    usable_ok = all(not used[d] or usable[d] for d in range(n))
+    idle = [interval - busy[d] - tx[d] - rx[d] if used[d] else interval for d in range(n)]
+    return {
+        "latency_s": latency, "period_s": period, "interval_s": interval,
+        "throughput_per_s": throughput, "ttft_s": ttft, "tpot_s": tpot, "iteration_s": iteration,
+        "stage_s": _pad(stage[: ev.k], n), "transfer_s": _pad(transfer, n),
+        "allreduce_s": _pad(allreduce, n), "busy_s": busy, "tx_s": tx, "rx_s": rx,
+        "idle_s": idle, "energy_per_device_j": per_dev, "energy_j": energy,
+        "power_w": energy / interval, "memory_bytes": memory, "memory_ok": memory_ok,
+        "usable_ok": usable_ok, "qoe_slack": slack, "qoe_met": qoe_met,
+        "feasible": qoe_met and memory_ok and usable_ok, "used": used,
+    }
+
+
+def _inference(ev: _Eval) -> dict[str, Any]:
+    work = ev.t.job.inference
+    assert work is not None
+    items = float(work.batch * ev.t.tokens_per_sample)
+    stage, busy = ev.stage_times(items)
+    net = ev.network([0.0] * ev.k)
+    x_s = [x * items for x in net["boundary"]]
+    latency = sum(stage[: ev.k]) + sum(x_s)
+    period = max(max(stage[: ev.k]), max(x_s, default=0.0), net["cap"] * items)
+    interval = max(1.0 / work.request_rate_per_s, period)
+    tx = [x * items for x in net["tx"]]
+    rx = [x * items for x in net["rx"]]
+    slack = {"throughput": relative_slack(1.0 / work.request_rate_per_s, period)}
+    if ev.t.job.qoe.latency_ms is not None:
+        slack["latency_ms"] = relative_slack(ev.t.job.qoe.latency_ms, latency * 1e3)
+    return _finish(ev, latency=latency, period=period, interval=interval,
+                   throughput=1.0 / period, stage=stage, transfer=x_s,
+                   allreduce=net["allreduce"], busy=busy, tx=tx, rx=rx,
+                   per_dev=ev.energy(interval, busy, tx, rx), memory=ev.memory(items),
+                   slack=slack)
+
+
+def _llm(ev: _Eval) -> dict[str, Any]:
+    work, lt = ev.t.job.llm, ev.L
+    assert work is not None
+    prefill = float(work.batch * work.prompt_tokens)
+    context = work.prompt_tokens + 0.5 * work.output_tokens
+    kv_read = [ev.span(lt.kv, d) * context * work.batch * ev.frac[d] / lt.mem_bw[d]
+               for d in range(ev.n_dev)]
+    t_pre, busy_pre = ev.stage_times(prefill)
+    t_dec, busy_dec = ev.stage_times(float(work.batch), extra=kv_read)
+    net = ev.network([0.0] * ev.k)
+    per_item = sum(net["boundary"])
+    ttft = sum(t_pre[: ev.k]) + prefill * per_item
+    tpot = sum(t_dec[: ev.k]) + work.batch * per_item
+    steps = work.output_tokens - 1
+    service = ttft + steps * tpot
+    interval = max(1.0 / work.request_rate_per_s, service)
+    busy = [p + steps * q for p, q in zip(busy_pre, busy_dec, strict=True)]
+    tokens = prefill + steps * work.batch
+    tx = [x * tokens for x in net["tx"]]
+    rx = [x * tokens for x in net["rx"]]
+    slack = {"throughput": relative_slack(1.0 / work.request_rate_per_s, service)}
+    if ev.t.job.qoe.ttft_ms is not None:
+        slack["ttft_ms"] = relative_slack(ev.t.job.qoe.ttft_ms, ttft * 1e3)
+    if ev.t.job.qoe.tpot_ms is not None:
+        slack["tpot_ms"] = relative_slack(ev.t.job.qoe.tpot_ms, tpot * 1e3)
+    kv = [ev.span(lt.kv, d) * (work.prompt_tokens + work.output_tokens) * work.batch
+          * ev.frac[d] for d in range(ev.n_dev)]
+    return _finish(ev, latency=service, period=service, interval=interval,
+                   throughput=work.batch / service, stage=t_pre,
+                   transfer=[x * prefill for x in net["boundary"]], allreduce=net["allreduce"],
+                   busy=busy, tx=tx, rx=rx, per_dev=ev.energy(interval, busy, tx, rx),
+                   memory=ev.memory(prefill, kv), slack=slack, ttft=ttft, tpot=tpot)
+
+
+def _training(ev: _Eval) -> dict[str, Any]:
+    work, lt, plan = ev.t.job.training, ev.L, ev.plan
+    assert work is not None
+    m = float(plan.micro_batches)
+    items = work.global_batch / m * ev.t.tokens_per_sample
+    full = work.method == "full"
+    sync = [ev.span(lt.params if full else lt.lora, g[0]) for g in plan.stage_devices]
+    f_stage, f_busy = ev.stage_times(items)
+    b_stage, b_busy = ev.stage_times(items, backward=True)
+    net = ev.network(sync)
+    x_one = [x * items for x in net["boundary"]] + [0.0]
+    cyc = [f_stage[k] + b_stage[k] for k in range(ev.k)]
+    bottleneck = max(max(cyc), 2.0 * max(x_one), 2.0 * net["cap"] * items)
+    fill = sum(cyc) + 2.0 * sum(x_one)
+    tail, head = 0.0, 0.0
+    for k in range(ev.k):
+        tail = max(tail, net["allreduce"][k] - head)
+        head += b_stage[k] + x_one[k]
+    iteration = one_f_one_b_iteration_s(fill, bottleneck, m, tail)
+    busy = [m * (f + b) for f, b in zip(f_busy, b_busy, strict=True)]
+    tx = [2.0 * m * x * items + a for x, a in zip(net["tx"], net["ar_tx"], strict=True)]
+    rx = [2.0 * m * x * items + a for x, a in zip(net["rx"], net["ar_tx"], strict=True)]
+    slack: dict[str, float] = {}
+    if ev.t.job.qoe.iteration_ms is not None:
+        slack["iteration_ms"] = relative_slack(ev.t.job.qoe.iteration_ms, iteration * 1e3)
+    if ev.t.job.qoe.deadline_s is not None and work.iterations is not None:
+        slack["deadline_s"] = relative_slack(ev.t.job.qoe.deadline_s, iteration * work.iterations)
+    extra = []
+    for d in range(ev.n_dev):
+        if ev.stage_of[d] < 0:
+            extra.append(0.0)
+            continue
+        state_b = (ev.span(lt.params, d) + ev.span(lt.opt, d)) if full else 4.0 * ev.span(
+            lt.lora, d)
+        in_flight = min(m, float(plan.n_stages - ev.stage_of[d]))
+        extra.append(state_b + in_flight * items * ev.frac[d] * ev.span(lt.saved, d))
+    return _finish(ev, latency=iteration, period=bottleneck, interval=iteration,
+                   throughput=work.global_batch / iteration, stage=cyc,
+                   transfer=[2.0 * x for x in x_one[:-1]], allreduce=net["allreduce"],
+                   busy=busy, tx=tx, rx=rx, per_dev=ev.energy(iteration, busy, tx, rx),
+                   memory=ev.memory(items, extra), slack=slack, iteration=iteration)

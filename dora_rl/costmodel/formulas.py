@@ -1,0 +1,157 @@
+"""The cost formulas, one function each, working on floats and NumPy arrays alike.
+
+Every formula carries a small example computed by hand. The evaluator
+(:mod:`dora_rl.costmodel.evaluate`) applies them to whole batches of plans at once.
+
+Conventions: times in seconds, sizes in bytes, rates in bytes per second, power in watts,
+energy in joules. An *item* is one sample (vision) or one token (language models).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+F = TypeVar("F", float, NDArray[np.float64])
+
+MBPS_TO_BYTES_PER_S = 1e6 / 8.0
+MIN_ITEM_S = 1e-12
+"""Floor on a stage's time per item, so that a stage of zero-FLOP layers has a finite rate."""
+
+
+def layer_time_per_item_s(flops: F, peak_flops: float, efficiency: float) -> F:
+    """Seconds one item takes through a layer on a device at nominal speed.
+
+    Example:
+        A 2 GFLOP layer on a 1 TFLOP/s device achieving 40 % of peak: 2e9 / (1e12 * 0.4) = 5 ms.
+
+        >>> round(layer_time_per_item_s(2e9, 1e12, 0.4), 6)
+        0.005
+    """
+    return flops / (peak_flops * efficiency)  # type: ignore[return-value]
+
+
+def effective_time_s(nominal_s: F, speed: F | float, load: F | float) -> F:
+    """Time under a DVFS speed factor and a background load taking part of the device.
+
+    Example:
+        10 ms of work at 50 % clock with a quarter of the device taken by others:
+        0.010 / (0.5 * 0.75) = 26.7 ms.
+
+        >>> round(effective_time_s(0.010, 0.5, 0.25), 5)
+        0.02667
+    """
+    return nominal_s / (speed * (1.0 - load))  # type: ignore[return-value]
+
+
+def stage_time_s(items: F, rate_sum_per_s: F, fastest_item_s: F, weight_read_s: F) -> F:
+    """Time a data-parallel stage needs for ``items`` items.
+
+    The micro-batch is split in proportion to replica speed, so all replicas finish together
+    after ``items / sum(rates)`` (a fluid split). A stage is never faster than one item on its
+    fastest replica, nor than the time its slowest replica needs to read the stage weights from
+    memory (the roofline bound that dominates LLM decoding).
+
+    Example:
+        Two replicas at 100 and 300 items/s share 8 items: 8 / 400 = 20 ms.
+
+        >>> stage_time_s(8.0, 400.0, 1 / 300, 0.001)
+        0.02
+        >>> stage_time_s(1.0, 400.0, 1 / 300, 0.001) == 1 / 300  # one item: fastest replica
+        True
+    """
+    return np.maximum(np.maximum(items / rate_sum_per_s, fastest_item_s), weight_read_s)  # type: ignore[return-value]
+
+
+def airtime_s(n_bytes: F, sender_rate: F | float, receiver_rate: F | float) -> F:
+    """Airtime of a device-to-device transfer relayed through a WiFi access point.
+
+    The frame crosses the shared medium twice: uplink at the sender's PHY rate, downlink at the
+    receiver's. Rates in bytes/s; a zero rate gives an infinite time.
+
+    Example:
+        1 MB from a 100 Mbit/s phone to a 400 Mbit/s laptop: 8e6/100e6 + 8e6/400e6 = 0.1 s.
+
+        >>> round(airtime_s(1e6, 100 * MBPS_TO_BYTES_PER_S, 400 * MBPS_TO_BYTES_PER_S), 6)
+        0.1
+    """
+    with np.errstate(divide="ignore"):
+        return n_bytes * (1.0 / np.float64(sender_rate) + 1.0 / np.float64(receiver_rate))  # type: ignore[return-value]
+
+
+def shared_duration_s(airtime: F, share: F | float, free_fraction: F | float) -> F:
+    """Wall time of a flow that holds ``share`` of the airtime left free by cross traffic.
+
+    Example:
+        0.1 s of airtime with half of the medium, 20 % of it taken by neighbours:
+        0.1 / (0.5 * 0.8) = 0.25 s.
+
+        >>> shared_duration_s(0.1, 0.5, 0.8)
+        0.25
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(airtime > 0, airtime / (np.float64(share) * free_fraction), 0.0)
+    return out if isinstance(airtime, np.ndarray) else float(out)  # type: ignore[return-value]
+
+
+def ring_allreduce_bytes_per_device(n_devices: F, stage_bytes: F) -> F:
+    """Bytes each device sends in a ring all-reduce of ``stage_bytes`` over ``n_devices``.
+
+    Example:
+        4 replicas reducing 100 MB of gradients each send 2 * 3 / 4 * 100 MB = 150 MB.
+
+        >>> ring_allreduce_bytes_per_device(4.0, 100e6)
+        150000000.0
+        >>> ring_allreduce_bytes_per_device(1.0, 100e6)  # a single replica sends nothing
+        0.0
+    """
+    return 2.0 * (n_devices - 1.0) / np.maximum(n_devices, 1.0) * stage_bytes  # type: ignore[return-value]
+
+
+def one_f_one_b_iteration_s(fill_s: F, bottleneck_s: F, micro_batches: F, tail_s: F) -> F:
+    """Iteration time of a 1F1B pipeline.
+
+    The first micro-batch traverses every stage forward and backward (``fill_s``: all stage
+    compute plus all boundary transfers), each further micro-batch adds one bottleneck cycle,
+    and the part of the gradient all-reduce not hidden behind the drain is added at the end.
+    With K equal stages of cycle B and no transfers, this is the textbook (m + K - 1) * B.
+
+    Example:
+        K = 4 stages of 10 ms forward+backward, m = 8 micro-batches, no transfers:
+        0.04 + 7 * 0.01 = 0.11 s = (8 + 4 - 1) * 10 ms.
+
+        >>> round(one_f_one_b_iteration_s(0.04, 0.01, 8.0, 0.0), 6)
+        0.11
+    """
+    return fill_s + (micro_batches - 1.0) * bottleneck_s + tail_s  # type: ignore[return-value]
+
+
+def device_energy_j(interval_s: F, busy_s: F, tx_s: F, rx_s: F, idle_w: F, busy_w: F,
+                    tx_w: F, rx_w: F) -> F:
+    """Energy of one device over an interval: power times time in each state.
+
+    Busy, transmit and receive times are disjoint parts of the interval; the rest is idle.
+
+    Example:
+        Over 1 s: 0.2 s busy at 10 W, 0.1 s transmitting at 3 W, 0.1 s receiving at 2.5 W, and
+        0.6 s idle at 1 W: 2 + 0.3 + 0.25 + 0.6 = 3.15 J.
+
+        >>> round(device_energy_j(1.0, 0.2, 0.1, 0.1, 1.0, 10.0, 3.0, 2.5), 6)
+        3.15
+    """
+    idle_s = interval_s - busy_s - tx_s - rx_s
+    return busy_w * busy_s + tx_w * tx_s + rx_w * rx_s + idle_w * idle_s  # type: ignore[return-value]
+
+
+def relative_slack(target: F, value: F) -> F:
+    """QoE slack as a fraction of the target for an upper-bound target: positive means met.
+
+    Example:
+        A 200 ms SLO met in 150 ms has 25 % slack; missed at 300 ms, -50 %.
+
+        >>> relative_slack(200.0, 150.0), relative_slack(200.0, 300.0)
+        (0.25, -0.5)
+    """
+    return (target - value) / target  # type: ignore[return-value]
