@@ -211,8 +211,10 @@ def _training(
                             2.0 * net.capacity_s_per_item * items)
     fill = (f_stage + b_stage).sum(axis=1) + 2.0 * x_one.sum(axis=1)
     # Stage k finishes its last backward earlier than stage 0 by the backward work below it.
-    head_start = np.cumsum(b_stage + x_one, axis=1) - (b_stage + x_one)
-    tail = np.where(st.active, np.maximum(net.allreduce_s - head_start, 0.0), 0.0).max(axis=1)
+    head_start = np.zeros_like(b_stage)
+    head_start[:, 1:] = np.cumsum(b_stage + x_one, axis=1)[:, :-1]
+    with np.errstate(invalid="ignore"):
+        tail = np.where(st.active, np.fmax(net.allreduce_s - head_start, 0.0), 0.0).max(axis=1)
     iteration = one_f_one_b_iteration_s(fill, bottleneck, m, tail)
     busy = m[:, None] * (f_busy + b_busy)
     tx = 2.0 * m[:, None] * net.tx_s_per_item * items[:, None] + net.allreduce_tx_s

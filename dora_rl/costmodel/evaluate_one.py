@@ -42,14 +42,16 @@ def _finish(ev: _Eval, *, latency: float, period: float, interval: float, throug
     memory_ok = all(not used[d] or memory[d] <= ev.L.mem[d] for d in range(n))
     usable = ev.usable
     usable_ok = all(not used[d] or usable[d] for d in range(n))
-    idle = [interval - busy[d] - tx[d] - rx[d] if used[d] else interval for d in range(n)]
+    finite = math.isfinite(interval)
+    idle = [interval - busy[d] - tx[d] - rx[d] if used[d] and finite else interval
+            for d in range(n)]
     return {
         "latency_s": latency, "period_s": period, "interval_s": interval,
         "throughput_per_s": throughput, "ttft_s": ttft, "tpot_s": tpot, "iteration_s": iteration,
         "stage_s": _pad(stage[: ev.k], n), "transfer_s": _pad(transfer, n),
         "allreduce_s": _pad(allreduce, n), "busy_s": busy, "tx_s": tx, "rx_s": rx,
         "idle_s": idle, "energy_per_device_j": per_dev, "energy_j": energy,
-        "power_w": energy / interval, "memory_bytes": memory, "memory_ok": memory_ok,
+        "power_w": energy / interval if finite else math.inf, "memory_bytes": memory, "memory_ok": memory_ok,
         "usable_ok": usable_ok, "qoe_slack": slack, "qoe_met": qoe_met,
         "feasible": qoe_met and memory_ok and usable_ok, "used": used,
     }
@@ -127,7 +129,8 @@ def _training(ev: _Eval) -> dict[str, Any]:
     fill = sum(cyc) + 2.0 * sum(x_one)
     tail, head = 0.0, 0.0
     for k in range(ev.k):
-        tail = max(tail, net["allreduce"][k] - head)
+        if math.isfinite(head):
+            tail = max(tail, net["allreduce"][k] - head)
         head += b_stage[k] + x_one[k]
     iteration = one_f_one_b_iteration_s(fill, bottleneck, m, tail)
     busy = [m * (f + b) for f, b in zip(f_busy, b_busy, strict=True)]

@@ -125,7 +125,10 @@ def one_f_one_b_iteration_s(fill_s: F, bottleneck_s: F, micro_batches: F, tail_s
         >>> round(one_f_one_b_iteration_s(0.04, 0.01, 8.0, 0.0), 6)
         0.11
     """
-    return fill_s + (micro_batches - 1.0) * bottleneck_s + tail_s  # type: ignore[return-value]
+    with np.errstate(invalid="ignore"):
+        steady = np.where(micro_batches > 1.0, (micro_batches - 1.0) * bottleneck_s, 0.0)
+    out = fill_s + steady + tail_s
+    return out if isinstance(out, np.ndarray) else float(out)  # type: ignore[return-value]
 
 
 def device_energy_j(interval_s: F, busy_s: F, tx_s: F, rx_s: F, idle_w: F, busy_w: F,
@@ -141,8 +144,12 @@ def device_energy_j(interval_s: F, busy_s: F, tx_s: F, rx_s: F, idle_w: F, busy_
         >>> round(device_energy_j(1.0, 0.2, 0.1, 0.1, 1.0, 10.0, 3.0, 2.5), 6)
         3.15
     """
-    idle_s = interval_s - busy_s - tx_s - rx_s
-    return busy_w * busy_s + tx_w * tx_s + rx_w * rx_s + idle_w * idle_s  # type: ignore[return-value]
+    with np.errstate(invalid="ignore"):
+        idle_s = interval_s - busy_s - tx_s - rx_s
+        out = busy_w * busy_s + tx_w * tx_s + rx_w * rx_s + idle_w * idle_s
+    # A plan that never completes (a dead link on its path) costs infinite energy, not NaN.
+    out = np.where(np.isfinite(interval_s), out, np.inf)
+    return out if out.ndim else float(out)  # type: ignore[return-value]
 
 
 def relative_slack(target: F, value: F) -> F:

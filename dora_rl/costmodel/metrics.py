@@ -82,8 +82,10 @@ class Metrics:
             qoe_met = np.all([np.nan_to_num(s, nan=-np.inf) >= 0 for s in slack.values()],
                              axis=0)
             memory_ok = np.all(~used | (memory_bytes <= t.memory_bytes[None, :]), axis=1)
-            idle = np.where(used, interval_s[:, None] - busy_s - tx_s - rx_s, interval_s[:, None])
-            power = energy_j / interval_s
+            finite = np.isfinite(interval_s)[:, None]
+            idle = np.where(used & finite, interval_s[:, None] - busy_s - tx_s - rx_s,
+                            interval_s[:, None])
+            power = np.where(finite[:, 0], energy_j / interval_s, np.inf)
         usable_ok = np.ones_like(qoe_met)
         return cls(latency_s=latency_s, period_s=period_s, interval_s=interval_s,
                    throughput_per_s=throughput_per_s,

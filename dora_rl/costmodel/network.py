@@ -49,6 +49,19 @@ def _safe_mul(frac: FloatArray, inv_rate: FloatArray) -> FloatArray:
         return np.where(frac > 0, frac * inv_rate, 0.0)
 
 
+def _per_domain(seconds: FloatArray, member: FloatArray) -> FloatArray:
+    """[N, D, S] per-device seconds summed over each domain's members: [N, S, W].
+
+    Sums only members, so that a dead link (infinite time) outside a domain costs it nothing.
+    """
+    out = np.zeros((seconds.shape[0], seconds.shape[2], member.shape[1]))
+    for w in range(member.shape[1]):
+        inside = member[:, w] > 0
+        if inside.any():
+            out[:, :, w] = seconds[:, inside, :].sum(axis=1)
+    return out
+
+
 def flow_costs(tables: JobTables, onehot: FloatArray, frac: FloatArray, boundary_bytes: FloatArray,
                active_boundary: NDArray[np.bool_], stage_sync_bytes: FloatArray,
                group_size: FloatArray, boundary_shares: FloatArray, allreduce_shares: FloatArray,
@@ -73,15 +86,16 @@ def flow_costs(tables: JobTables, onehot: FloatArray, frac: FloatArray, boundary
         inv_rate = 1.0 / (tables.link_bytes_per_s * link_scale)  # [D], inf on a dead link
     free = (1.0 - cross_traffic) * medium_share  # [W]
 
-    # Boundary flows: senders are stage k, receivers stage k + 1.
+    # Boundary flows: senders are stage k, receivers stage k + 1 (seconds per item).
     send = onehot * frac[:, :, None]  # [N, D, S]
     recv = np.zeros_like(send)
     recv[:, :, :-1] = send[:, :, 1:]
-    send_t = _safe_mul(send, inv_rate[None, :, None])  # seconds per byte
-    recv_t = _safe_mul(recv, inv_rate[None, :, None])
+    nbytes = boundary_bytes[:, None, :]
+    send_t = _safe_mul(send * nbytes, inv_rate[None, :, None])
+    recv_t = _safe_mul(recv * nbytes, inv_rate[None, :, None])
     both = send_t + recv_t
-    air = np.einsum("nds,dw->nsw", both, tables.wifi_member) * boundary_bytes[:, :, None]
-    wired = (both * tables.wired_member[None, :, None]).max(axis=1) * boundary_bytes
+    air = _per_domain(both, tables.wifi_member)
+    wired = np.where(tables.wired_member[None, :, None] > 0, both, 0.0).max(axis=1)
     dom_send = np.einsum("nds,dw->nsw", send, tables.domain_member)
     dom_recv = np.einsum("nds,dw->nsw", recv, tables.domain_member)
     cross_frac = np.clip(1.0 - (dom_send * dom_recv).sum(axis=2), 0.0, 1.0)
@@ -89,9 +103,9 @@ def flow_costs(tables: JobTables, onehot: FloatArray, frac: FloatArray, boundary
 
     # All-reduce flows inside each stage group (ring over the group's devices).
     per_dev = ring_allreduce_bytes_per_device(group_size, stage_sync_bytes)  # [N, S]
-    member_t = _safe_mul(onehot, inv_rate[None, :, None])  # [N, D, S]
-    ar_air = 2.0 * np.einsum("nds,dw->nsw", member_t, tables.wifi_member) * per_dev[:, :, None]
-    ar_wired = (member_t * tables.wired_member[None, :, None]).max(axis=1) * per_dev
+    member_t = _safe_mul(onehot * per_dev[:, None, :], inv_rate[None, :, None])  # [N, D, S]
+    ar_air = 2.0 * _per_domain(member_t, tables.wifi_member)
+    ar_wired = np.where(tables.wired_member[None, :, None] > 0, member_t, 0.0).max(axis=1)
     n_domains = (np.einsum("nds,dw->nsw", onehot, tables.domain_member) > 0).sum(axis=2)
     ar_backbone = np.where(n_domains > 1, n_domains, 0) * per_dev / tables.backbone_bytes_per_s
 
@@ -111,9 +125,7 @@ def flow_costs(tables: JobTables, onehot: FloatArray, frac: FloatArray, boundary
                            0.0)
     with np.errstate(invalid="ignore"):
         cap = np.where(air.sum(axis=1) > 0, air.sum(axis=1) / free[None, :], 0.0).max(axis=1)
-    tx = np.einsum("nds,ns->nd", send_t, boundary_bytes)
-    rx = np.einsum("nds,ns->nd", recv_t, boundary_bytes)
-    ar_tx = np.einsum("nds,ns->nd", member_t, per_dev)
+    tx, rx, ar_tx = send_t.sum(axis=2), recv_t.sum(axis=2), member_t.sum(axis=2)
     return FlowCosts(boundary_s_per_item=boundary_s, boundary_air_per_item=air,
                      tx_s_per_item=tx, rx_s_per_item=rx, capacity_s_per_item=cap,
                      allreduce_s=allreduce_s, allreduce_tx_s=ar_tx)
