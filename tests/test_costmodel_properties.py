@@ -17,12 +17,15 @@ WORKLOADS = ["inference", "llm_inference", "training"]
 seeds = st.integers(0, 2**32 - 1)
 
 
-def _setup(seed: int, workload: str, **kwargs: object) -> tuple[CostModel, Plan, np.random.Generator]:
+def _setup(
+    seed: int, workload: str, **kwargs: object
+) -> tuple[CostModel, Plan, np.random.Generator]:
     rng = np.random.default_rng(seed)
     n_dev, n_layers = int(rng.integers(2, 7)), int(rng.integers(2, 13))
     model = CostModel(random_scenario(rng, n_dev, n_layers, workload, **kwargs))  # type: ignore[arg-type]
-    plan = random_plan(rng, n_dev, n_layers, shares=bool(rng.random() < 0.3),
-                       dvfs=bool(rng.random() < 0.3))
+    plan = random_plan(
+        rng, n_dev, n_layers, shares=bool(rng.random() < 0.3), dvfs=bool(rng.random() < 0.3)
+    )
     return model, plan, rng
 
 
@@ -66,9 +69,14 @@ def test_energy_is_power_times_time_in_each_state(workload: str, seed: int) -> N
         busy_w = t.dvfs_busy_w[d, levels[d]]
         if m["used"][d]:
             assert m["busy_s"][d] + m["tx_s"][d] + m["rx_s"][d] + m["idle_s"][d] == pytest.approx(
-                m["interval_s"])
-            e = (busy_w * m["busy_s"][d] + t.tx_w[d] * m["tx_s"][d] + t.rx_w[d] * m["rx_s"][d]
-                 + t.idle_w[d] * m["idle_s"][d])
+                m["interval_s"]
+            )
+            e = (
+                busy_w * m["busy_s"][d]
+                + t.tx_w[d] * m["tx_s"][d]
+                + t.rx_w[d] * m["rx_s"][d]
+                + t.idle_w[d] * m["idle_s"][d]
+            )
         else:
             e = t.idle_w[d] * m["interval_s"]
         assert m["energy_per_device_j"][d] == pytest.approx(e, rel=1e-9)
@@ -81,13 +89,16 @@ def test_energy_is_power_times_time_in_each_state(workload: str, seed: int) -> N
 @given(seed=seeds)
 def test_one_device_plan_costs_the_sum_of_its_layers(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    scenario = random_scenario(rng, 3, int(rng.integers(1, 10)), "inference",
-                               memory_bandwidth=False)
+    scenario = random_scenario(
+        rng, 3, int(rng.integers(1, 10)), "inference", memory_bandwidth=False
+    )
     model = CostModel(scenario)
     dev = scenario.devices[0]
     layers = scenario.models["m"].layers
-    per_item = sum(layer.forward_flops / (dev.compute.peak_flops * dev.compute.default_efficiency)
-                   for layer in layers)
+    per_item = sum(
+        layer.forward_flops / (dev.compute.peak_flops * dev.compute.default_efficiency)
+        for layer in layers
+    )
     job = scenario.jobs[0].inference
     assert job is not None
     m = model.evaluate(Plan.single(0, len(layers)))
@@ -101,8 +112,9 @@ def test_two_identical_devices_halve_a_stage_plus_allreduce(seed: int) -> None:
     rng = np.random.default_rng(seed)
     data_scenario = random_scenario(rng, 3, 6, "training", memory_bandwidth=False)
     twin = data_scenario.devices[0].model_copy(update={"name": "twin"})
-    scenario = type(data_scenario)(**{**data_scenario.__dict__,
-                                      "devices": (*data_scenario.devices[:2], twin)})
+    scenario = type(data_scenario)(
+        **{**data_scenario.__dict__, "devices": (*data_scenario.devices[:2], twin)}
+    )
     model = CostModel(scenario)
     solo = model.evaluate(Plan(stage_end=(6,), stage_devices=((0,),), micro_batches=2))
     pair = model.evaluate(Plan(stage_end=(6,), stage_devices=((0, 2),), micro_batches=2))
@@ -133,9 +145,12 @@ def test_batch_and_single_paths_agree(workload: str) -> None:
         state = model.nominal.replace(
             link_scale=rng.uniform(0.0, 2.0, n_dev) * (rng.random(n_dev) > 0.1),
             load=rng.uniform(0, 0.8, n_dev),
-            available=rng.random(n_dev) > 0.2)
-        plans = [random_plan(rng, n_dev, n_layers, shares=bool(i % 2), dvfs=bool(i % 3 == 0))
-                 for i in range(20)]
+            available=rng.random(n_dev) > 0.2,
+        )
+        plans = [
+            random_plan(rng, n_dev, n_layers, shares=bool(i % 2), dvfs=bool(i % 3 == 0))
+            for i in range(20)
+        ]
         batch = model.evaluate_many(plans, state)
         for i, plan in enumerate(plans):
             one, row = model.evaluate(plan, state), batch.row(i)
@@ -143,12 +158,16 @@ def test_batch_and_single_paths_agree(workload: str) -> None:
             for key, value in row.items():
                 if key == "qoe_slack":
                     assert value.keys() == one[key].keys()
-                    np.testing.assert_allclose(list(value.values()), list(one[key].values()),
-                                               rtol=1e-9)
+                    np.testing.assert_allclose(
+                        list(value.values()), list(one[key].values()), rtol=1e-9
+                    )
                 else:
-                    np.testing.assert_allclose(np.asarray(value, dtype=float),
-                                               np.asarray(one[key], dtype=float), rtol=1e-9,
-                                               err_msg=key)
+                    np.testing.assert_allclose(
+                        np.asarray(value, dtype=float),
+                        np.asarray(one[key], dtype=float),
+                        rtol=1e-9,
+                        err_msg=key,
+                    )
 
 
 @pytest.mark.parametrize("workload", WORKLOADS)
@@ -193,4 +212,5 @@ def test_relayed_wifi_transfer_uses_airtime_twice() -> None:
     expected = nbytes / t.link_bytes_per_s[0] + nbytes / t.link_bytes_per_s[1]
     assert m["transfer_s"][0] == pytest.approx(expected, rel=1e-9)
     assert t.link_bytes_per_s[0] == pytest.approx(
-        model.scenario.devices[0].network.link_mbps * MBPS_TO_BYTES_PER_S)
+        model.scenario.devices[0].network.link_mbps * MBPS_TO_BYTES_PER_S
+    )

@@ -45,7 +45,7 @@ class _Stages:
         dev = s_idx[None, :]
         speed = t.dvfs_speed[dev, b.dvfs_levels]
         self.busy_w = t.dvfs_busy_w[dev, b.dvfs_levels]
-        slow = effective_time_s(1.0, speed, state.load[None, :])
+        slow: FloatArray = effective_time_s(1.0, speed, state.load[None, :])
 
         def span(prefix: FloatArray) -> FloatArray:
             return np.where(self.used, prefix[dev, self.last] - prefix[dev, self.first], 0.0)

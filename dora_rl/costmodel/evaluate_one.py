@@ -28,11 +28,26 @@ def _pad(values: list[float], n: int) -> list[float]:
     return values + [0.0] * (n - len(values))
 
 
-def _finish(ev: _Eval, *, latency: float, period: float, interval: float, throughput: float,
-            stage: list[float], transfer: list[float], allreduce: list[float], busy: list[float],
-            tx: list[float], rx: list[float], per_dev: list[float], memory: list[float],
-            slack: dict[str, float], ttft: float = NAN, tpot: float = NAN,
-            iteration: float = NAN) -> dict[str, Any]:
+def _finish(
+    ev: _Eval,
+    *,
+    latency: float,
+    period: float,
+    interval: float,
+    throughput: float,
+    stage: list[float],
+    transfer: list[float],
+    allreduce: list[float],
+    busy: list[float],
+    tx: list[float],
+    rx: list[float],
+    per_dev: list[float],
+    memory: list[float],
+    slack: dict[str, float],
+    ttft: float = NAN,
+    tpot: float = NAN,
+    iteration: float = NAN,
+) -> dict[str, Any]:
     t, n = ev.t, ev.n_dev
     energy = sum(per_dev)
     if t.job.qoe.energy_j is not None:
@@ -43,17 +58,34 @@ def _finish(ev: _Eval, *, latency: float, period: float, interval: float, throug
     usable = ev.usable
     usable_ok = all(not used[d] or usable[d] for d in range(n))
     finite = math.isfinite(interval)
-    idle = [interval - busy[d] - tx[d] - rx[d] if used[d] and finite else interval
-            for d in range(n)]
+    idle = [
+        interval - busy[d] - tx[d] - rx[d] if used[d] and finite else interval for d in range(n)
+    ]
     return {
-        "latency_s": latency, "period_s": period, "interval_s": interval,
-        "throughput_per_s": throughput, "ttft_s": ttft, "tpot_s": tpot, "iteration_s": iteration,
-        "stage_s": _pad(stage[: ev.k], n), "transfer_s": _pad(transfer, n),
-        "allreduce_s": _pad(allreduce, n), "busy_s": busy, "tx_s": tx, "rx_s": rx,
-        "idle_s": idle, "energy_per_device_j": per_dev, "energy_j": energy,
-        "power_w": energy / interval if finite else math.inf, "memory_bytes": memory, "memory_ok": memory_ok,
-        "usable_ok": usable_ok, "qoe_slack": slack, "qoe_met": qoe_met,
-        "feasible": qoe_met and memory_ok and usable_ok, "used": used,
+        "latency_s": latency,
+        "period_s": period,
+        "interval_s": interval,
+        "throughput_per_s": throughput,
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "iteration_s": iteration,
+        "stage_s": _pad(stage[: ev.k], n),
+        "transfer_s": _pad(transfer, n),
+        "allreduce_s": _pad(allreduce, n),
+        "busy_s": busy,
+        "tx_s": tx,
+        "rx_s": rx,
+        "idle_s": idle,
+        "energy_per_device_j": per_dev,
+        "energy_j": energy,
+        "power_w": energy / interval if finite else math.inf,
+        "memory_bytes": memory,
+        "memory_ok": memory_ok,
+        "usable_ok": usable_ok,
+        "qoe_slack": slack,
+        "qoe_met": qoe_met,
+        "feasible": qoe_met and memory_ok and usable_ok,
+        "used": used,
     }
 
 
@@ -72,11 +104,22 @@ def _inference(ev: _Eval) -> dict[str, Any]:
     slack = {"throughput": relative_slack(1.0 / work.request_rate_per_s, period)}
     if ev.t.job.qoe.latency_ms is not None:
         slack["latency_ms"] = relative_slack(ev.t.job.qoe.latency_ms, latency * 1e3)
-    return _finish(ev, latency=latency, period=period, interval=interval,
-                   throughput=1.0 / period, stage=stage, transfer=x_s,
-                   allreduce=net["allreduce"], busy=busy, tx=tx, rx=rx,
-                   per_dev=ev.energy(interval, busy, tx, rx), memory=ev.memory(items),
-                   slack=slack)
+    return _finish(
+        ev,
+        latency=latency,
+        period=period,
+        interval=interval,
+        throughput=1.0 / period,
+        stage=stage,
+        transfer=x_s,
+        allreduce=net["allreduce"],
+        busy=busy,
+        tx=tx,
+        rx=rx,
+        per_dev=ev.energy(interval, busy, tx, rx),
+        memory=ev.memory(items),
+        slack=slack,
+    )
 
 
 def _llm(ev: _Eval) -> dict[str, Any]:
@@ -84,8 +127,10 @@ def _llm(ev: _Eval) -> dict[str, Any]:
     assert work is not None
     prefill = float(work.batch * work.prompt_tokens)
     context = work.prompt_tokens + 0.5 * work.output_tokens
-    kv_read = [ev.span(lt.kv, d) * context * work.batch * ev.frac[d] / lt.mem_bw[d]
-               for d in range(ev.n_dev)]
+    kv_read = [
+        ev.span(lt.kv, d) * context * work.batch * ev.frac[d] / lt.mem_bw[d]
+        for d in range(ev.n_dev)
+    ]
     t_pre, busy_pre = ev.stage_times(prefill)
     t_dec, busy_dec = ev.stage_times(float(work.batch), extra=kv_read)
     net = ev.network([0.0] * ev.k)
@@ -104,13 +149,28 @@ def _llm(ev: _Eval) -> dict[str, Any]:
         slack["ttft_ms"] = relative_slack(ev.t.job.qoe.ttft_ms, ttft * 1e3)
     if ev.t.job.qoe.tpot_ms is not None:
         slack["tpot_ms"] = relative_slack(ev.t.job.qoe.tpot_ms, tpot * 1e3)
-    kv = [ev.span(lt.kv, d) * (work.prompt_tokens + work.output_tokens) * work.batch
-          * ev.frac[d] for d in range(ev.n_dev)]
-    return _finish(ev, latency=service, period=service, interval=interval,
-                   throughput=work.batch / service, stage=t_pre,
-                   transfer=[x * prefill for x in net["boundary"]], allreduce=net["allreduce"],
-                   busy=busy, tx=tx, rx=rx, per_dev=ev.energy(interval, busy, tx, rx),
-                   memory=ev.memory(prefill, kv), slack=slack, ttft=ttft, tpot=tpot)
+    kv = [
+        ev.span(lt.kv, d) * (work.prompt_tokens + work.output_tokens) * work.batch * ev.frac[d]
+        for d in range(ev.n_dev)
+    ]
+    return _finish(
+        ev,
+        latency=service,
+        period=service,
+        interval=interval,
+        throughput=work.batch / service,
+        stage=t_pre,
+        transfer=[x * prefill for x in net["boundary"]],
+        allreduce=net["allreduce"],
+        busy=busy,
+        tx=tx,
+        rx=rx,
+        per_dev=ev.energy(interval, busy, tx, rx),
+        memory=ev.memory(prefill, kv),
+        slack=slack,
+        ttft=ttft,
+        tpot=tpot,
+    )
 
 
 def _training(ev: _Eval) -> dict[str, Any]:
@@ -141,17 +201,29 @@ def _training(ev: _Eval) -> dict[str, Any]:
         slack["iteration_ms"] = relative_slack(ev.t.job.qoe.iteration_ms, iteration * 1e3)
     if ev.t.job.qoe.deadline_s is not None and work.iterations is not None:
         slack["deadline_s"] = relative_slack(ev.t.job.qoe.deadline_s, iteration * work.iterations)
-    extra = []
-    for d in range(ev.n_dev):
-        if ev.stage_of[d] < 0:
-            extra.append(0.0)
-            continue
-        state_b = (ev.span(lt.params, d) + ev.span(lt.opt, d)) if full else 4.0 * ev.span(
-            lt.lora, d)
-        in_flight = min(m, float(plan.n_stages - ev.stage_of[d]))
-        extra.append(state_b + in_flight * items * ev.frac[d] * ev.span(lt.saved, d))
-    return _finish(ev, latency=iteration, period=bottleneck, interval=iteration,
-                   throughput=work.global_batch / iteration, stage=cyc,
-                   transfer=[2.0 * x for x in x_one[:-1]], allreduce=net["allreduce"],
-                   busy=busy, tx=tx, rx=rx, per_dev=ev.energy(iteration, busy, tx, rx),
-                   memory=ev.memory(items, extra), slack=slack, iteration=iteration)
+    params, opt, lora, saved = lt.params, lt.opt, lt.lora, lt.saved
+    n_stages, frac = plan.n_stages, ev.frac
+    extra = [0.0] * ev.n_dev
+    for k, group in enumerate(plan.stage_devices):
+        a, b = plan.stage_layers(k)
+        state_b = params[b] - params[a] + opt[b] - opt[a] if full else 4.0 * (lora[b] - lora[a])
+        stash = min(m, float(n_stages - k)) * items * (saved[b] - saved[a])
+        for d in group:
+            extra[d] = state_b + stash * frac[d]
+    return _finish(
+        ev,
+        latency=iteration,
+        period=bottleneck,
+        interval=iteration,
+        throughput=work.global_batch / iteration,
+        stage=cyc,
+        transfer=[2.0 * x for x in x_one[:-1]],
+        allreduce=net["allreduce"],
+        busy=busy,
+        tx=tx,
+        rx=rx,
+        per_dev=ev.energy(iteration, busy, tx, rx),
+        memory=ev.memory(items, extra),
+        slack=slack,
+        iteration=iteration,
+    )

@@ -9,12 +9,13 @@ energy in joules. An *item* is one sample (vision) or one token (language models
 
 from __future__ import annotations
 
-from typing import TypeVar
+import math
+from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-F = TypeVar("F", float, NDArray[np.float64])
+F = Any
+"""A float or a NumPy array of floats: every formula accepts either."""
 
 MBPS_TO_BYTES_PER_S = 1e6 / 8.0
 MIN_ITEM_S = 1e-12
@@ -30,7 +31,7 @@ def layer_time_per_item_s(flops: F, peak_flops: float, efficiency: float) -> F:
         >>> round(layer_time_per_item_s(2e9, 1e12, 0.4), 6)
         0.005
     """
-    return flops / (peak_flops * efficiency)  # type: ignore[return-value]
+    return flops / (peak_flops * efficiency)
 
 
 def effective_time_s(nominal_s: F, speed: F | float, load: F | float) -> F:
@@ -43,7 +44,7 @@ def effective_time_s(nominal_s: F, speed: F | float, load: F | float) -> F:
         >>> round(effective_time_s(0.010, 0.5, 0.25), 5)
         0.02667
     """
-    return nominal_s / (speed * (1.0 - load))  # type: ignore[return-value]
+    return nominal_s / (speed * (1.0 - load))
 
 
 def stage_time_s(items: F, rate_sum_per_s: F, fastest_item_s: F, weight_read_s: F) -> F:
@@ -62,7 +63,7 @@ def stage_time_s(items: F, rate_sum_per_s: F, fastest_item_s: F, weight_read_s: 
         >>> stage_time_s(1.0, 400.0, 1 / 300, 0.001) == 1 / 300  # one item: fastest replica
         True
     """
-    return np.maximum(np.maximum(items / rate_sum_per_s, fastest_item_s), weight_read_s)  # type: ignore[return-value]
+    return np.maximum(np.maximum(items / rate_sum_per_s, fastest_item_s), weight_read_s)
 
 
 def airtime_s(n_bytes: F, sender_rate: F | float, receiver_rate: F | float) -> F:
@@ -78,7 +79,7 @@ def airtime_s(n_bytes: F, sender_rate: F | float, receiver_rate: F | float) -> F
         0.1
     """
     with np.errstate(divide="ignore"):
-        return n_bytes * (1.0 / np.float64(sender_rate) + 1.0 / np.float64(receiver_rate))  # type: ignore[return-value]
+        return n_bytes * (1.0 / np.float64(sender_rate) + 1.0 / np.float64(receiver_rate))
 
 
 def shared_duration_s(airtime: F, share: F | float, free_fraction: F | float) -> F:
@@ -93,7 +94,7 @@ def shared_duration_s(airtime: F, share: F | float, free_fraction: F | float) ->
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(airtime > 0, airtime / (np.float64(share) * free_fraction), 0.0)
-    return out if isinstance(airtime, np.ndarray) else float(out)  # type: ignore[return-value]
+    return out if isinstance(airtime, np.ndarray) else float(out)
 
 
 def ring_allreduce_bytes_per_device(n_devices: F, stage_bytes: F) -> F:
@@ -107,7 +108,7 @@ def ring_allreduce_bytes_per_device(n_devices: F, stage_bytes: F) -> F:
         >>> ring_allreduce_bytes_per_device(1.0, 100e6)  # a single replica sends nothing
         0.0
     """
-    return 2.0 * (n_devices - 1.0) / np.maximum(n_devices, 1.0) * stage_bytes  # type: ignore[return-value]
+    return 2.0 * (n_devices - 1.0) / np.maximum(n_devices, 1.0) * stage_bytes
 
 
 def one_f_one_b_iteration_s(fill_s: F, bottleneck_s: F, micro_batches: F, tail_s: F) -> F:
@@ -125,10 +126,12 @@ def one_f_one_b_iteration_s(fill_s: F, bottleneck_s: F, micro_batches: F, tail_s
         >>> round(one_f_one_b_iteration_s(0.04, 0.01, 8.0, 0.0), 6)
         0.11
     """
+    if not isinstance(micro_batches, np.ndarray):  # scalar fast path; 0 * inf must not be NaN
+        steady = (micro_batches - 1.0) * bottleneck_s if micro_batches > 1.0 else 0.0
+        return fill_s + steady + tail_s
     with np.errstate(invalid="ignore"):
-        steady = np.where(micro_batches > 1.0, (micro_batches - 1.0) * bottleneck_s, 0.0)
-    out = fill_s + steady + tail_s
-    return out if isinstance(out, np.ndarray) else float(out)  # type: ignore[return-value]
+        steady_arr = np.where(micro_batches > 1.0, (micro_batches - 1.0) * bottleneck_s, 0.0)
+    return fill_s + steady_arr + tail_s
 
 
 def device_energy_j(interval_s: F, busy_s: F, tx_s: F, rx_s: F, idle_w: F, busy_w: F,
@@ -144,12 +147,16 @@ def device_energy_j(interval_s: F, busy_s: F, tx_s: F, rx_s: F, idle_w: F, busy_
         >>> round(device_energy_j(1.0, 0.2, 0.1, 0.1, 1.0, 10.0, 3.0, 2.5), 6)
         3.15
     """
+    # A plan that never completes (a dead link on its path) costs infinite energy, not NaN.
+    if not isinstance(interval_s, np.ndarray):  # scalar fast path
+        if interval_s == math.inf:
+            return math.inf
+        idle = interval_s - busy_s - tx_s - rx_s
+        return busy_w * busy_s + tx_w * tx_s + rx_w * rx_s + idle_w * idle
     with np.errstate(invalid="ignore"):
         idle_s = interval_s - busy_s - tx_s - rx_s
         out = busy_w * busy_s + tx_w * tx_s + rx_w * rx_s + idle_w * idle_s
-    # A plan that never completes (a dead link on its path) costs infinite energy, not NaN.
-    out = np.where(np.isfinite(interval_s), out, np.inf)
-    return out if out.ndim else float(out)  # type: ignore[return-value]
+    return np.where(np.isfinite(interval_s), out, np.inf)
 
 
 def relative_slack(target: F, value: F) -> F:
@@ -161,4 +168,4 @@ def relative_slack(target: F, value: F) -> F:
         >>> relative_slack(200.0, 150.0), relative_slack(200.0, 300.0)
         (0.25, -0.5)
     """
-    return (target - value) / target  # type: ignore[return-value]
+    return (target - value) / target

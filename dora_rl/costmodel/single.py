@@ -32,13 +32,8 @@ class _Eval:
         lt = self.L
         n_dev = t.n_devices
         self.n_dev, self.k = n_dev, plan.n_stages
-        load = state.load.tolist()
-        self.usable = state.usable.tolist()
-        scale = state.link_scale.tolist()
+        load, self.usable, scale, self.free = state.lists
         self.inv = [1.0 / (lt.link[d] * scale[d]) if scale[d] > 0 else INF for d in range(n_dev)]
-        share = state.medium_share.tolist()
-        self.free = [(1.0 - c) * s for c, s in zip(state.cross_traffic.tolist(), share,
-                                                  strict=True)]
         levels = plan.dvfs_levels or (0,) * n_dev
         self.stage_of = [-1] * n_dev
         self.first = [0] * n_dev
@@ -71,13 +66,20 @@ class _Eval:
         mult = 2.0 if backward else 1.0
         stage = [0.0] * self.n_dev
         busy = [0.0] * self.n_dev
+        reads = [w * mult for w in self.wr]
+        if extra is not None:
+            reads = [r + e for r, e in zip(reads, extra, strict=True)]
+        frac = self.frac
         for k, group in enumerate(self.plan.stage_devices):
-            fastest = min(tau[d] for d in group)
-            reads = {d: self.wr[d] * mult + (extra[d] if extra else 0.0) for d in group}
-            t_k = max(items / rate[k], fastest, max(reads.values()))
+            t_k = items / rate[k]
+            for d in group:
+                t_k = max(t_k, reads[d])
+            if len(group) > 1:
+                t_k = max(t_k, min([tau[d] for d in group]))
             stage[k] = t_k
             for d in group:
-                busy[d] = min(t_k, max(items * self.frac[d] * tau[d], reads[d]))
+                own = items * frac[d] * tau[d]
+                busy[d] = min(t_k, own if own > reads[d] else reads[d])
         return stage, busy
 
     def _boundary(self, k: int) -> tuple[list[float], float, float]:

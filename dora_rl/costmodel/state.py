@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -65,7 +66,14 @@ class State:
             if key not in values:
                 raise DoraError(f"state: unknown field {key!r}")
             values[key] = np.asarray(val, dtype=bool if key == "available" else np.float64)
-        return State(**values)  # type: ignore[arg-type]
+        return State(**values)
+
+    @cached_property
+    def lists(self) -> tuple[list[float], list[bool], list[float], list[float]]:
+        """Load, usability, link scale and free airtime per domain as lists (fast path)."""
+        free = (1.0 - self.cross_traffic) * self.medium_share
+        return (self.load.tolist(), self.usable.tolist(), self.link_scale.tolist(),
+                free.tolist())
 
     @property
     def usable(self) -> NDArray[np.bool_]:
