@@ -22,6 +22,13 @@ MIN_ITEM_S = 1e-12
 """Floor on a stage's time per item, so that a stage of zero-FLOP layers has a finite rate."""
 
 
+def _plain(x: Any) -> Any:
+    """A NumPy scalar as a Python float; arrays unchanged."""
+    return (
+        float(x) if isinstance(x, np.generic) or (isinstance(x, np.ndarray) and not x.ndim) else x
+    )
+
+
 def layer_time_per_item_s(flops: F, peak_flops: float, efficiency: float) -> F:
     """Seconds one item takes through a layer on a device at nominal speed.
 
@@ -63,7 +70,7 @@ def stage_time_s(items: F, rate_sum_per_s: F, fastest_item_s: F, weight_read_s: 
         >>> stage_time_s(1.0, 400.0, 1 / 300, 0.001) == 1 / 300  # one item: fastest replica
         True
     """
-    return np.maximum(np.maximum(items / rate_sum_per_s, fastest_item_s), weight_read_s)
+    return _plain(np.maximum(np.maximum(items / rate_sum_per_s, fastest_item_s), weight_read_s))
 
 
 def airtime_s(n_bytes: F, sender_rate: F | float, receiver_rate: F | float) -> F:
@@ -79,7 +86,7 @@ def airtime_s(n_bytes: F, sender_rate: F | float, receiver_rate: F | float) -> F
         0.1
     """
     with np.errstate(divide="ignore"):
-        return n_bytes * (1.0 / np.float64(sender_rate) + 1.0 / np.float64(receiver_rate))
+        return _plain(n_bytes * (1.0 / np.float64(sender_rate) + 1.0 / np.float64(receiver_rate)))
 
 
 def shared_duration_s(airtime: F, share: F | float, free_fraction: F | float) -> F:
@@ -108,7 +115,7 @@ def ring_allreduce_bytes_per_device(n_devices: F, stage_bytes: F) -> F:
         >>> ring_allreduce_bytes_per_device(1.0, 100e6)  # a single replica sends nothing
         0.0
     """
-    return 2.0 * (n_devices - 1.0) / np.maximum(n_devices, 1.0) * stage_bytes
+    return _plain(2.0 * (n_devices - 1.0) / np.maximum(n_devices, 1.0) * stage_bytes)
 
 
 def one_f_one_b_iteration_s(fill_s: F, bottleneck_s: F, micro_batches: F, tail_s: F) -> F:
@@ -134,8 +141,9 @@ def one_f_one_b_iteration_s(fill_s: F, bottleneck_s: F, micro_batches: F, tail_s
     return fill_s + steady_arr + tail_s
 
 
-def device_energy_j(interval_s: F, busy_s: F, tx_s: F, rx_s: F, idle_w: F, busy_w: F,
-                    tx_w: F, rx_w: F) -> F:
+def device_energy_j(
+    interval_s: F, busy_s: F, tx_s: F, rx_s: F, idle_w: F, busy_w: F, tx_w: F, rx_w: F
+) -> F:
     """Energy of one device over an interval: power times time in each state.
 
     Busy, transmit and receive times are disjoint parts of the interval; the rest is idle.
