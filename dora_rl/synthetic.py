@@ -22,7 +22,7 @@ Workload = Literal["inference", "llm_inference", "training"]
 
 def scenario_dict(rng: np.random.Generator, n_devices: int = 4, n_layers: int = 8,
                   workload: Workload = "inference", wifi_fraction: float = 0.7,
-                  memory_bandwidth: bool = True) -> dict[str, Any]:
+                  memory_bandwidth: bool = True, unused_off: bool = False) -> dict[str, Any]:
     """A random scenario card as a plain dict (what ``yaml.safe_load`` would return)."""
     devices = []
     for i in range(n_devices):
@@ -81,6 +81,7 @@ def scenario_dict(rng: np.random.Generator, n_devices: int = 4, n_layers: int = 
                     "backbone_mbps": float(rng.uniform(100, 1000))},
         "models": [{"name": "m", "unit": "token" if token else "sample", "layers": layers}],
         "jobs": [job],
+        "objective": {"unused_devices": "off" if unused_off else "idle"},
     }
 
 

@@ -1,0 +1,153 @@
+"""Dora's heterogeneity-aware partitioner: the least-energy (or least-time) QoE-compliant plan.
+
+:func:`solve` is the one entry point: it builds the stage candidates, formulates the
+mixed-integer program of :mod:`dora_rl.planner.formulation` for each micro-batch count, solves
+it to proven optimality with HiGHS, turns the solution into a :class:`Plan`, and checks the plan
+with the cost model (each layer once, memory, QoE, and the solver's objective equal to the cost
+model's figure). Infeasible problems raise :class:`~dora_rl.errors.InfeasibleError` naming the
+binding constraint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from dora_rl.costmodel import CostModel, Plan, State
+from dora_rl.errors import DoraError, InfeasibleError
+from dora_rl.planner.candidates import Candidates, build_candidates
+from dora_rl.planner.diagnose import explain_infeasible
+from dora_rl.planner.formulation import Formulation, Limits, _Parts
+from dora_rl.planner.space import SearchSpace
+
+log = logging.getLogger(__name__)
+Mode = Literal["energy", "time"]
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """The optimum of one mode for one job.
+
+    Attributes:
+        plan: The optimal plan (concrete device indices).
+        metrics: The cost model's evaluation of it (``CostModel.evaluate``).
+        objective: The solver's objective (energy per unit in J, or time in s).
+        mode: ``"energy"`` or ``"time"``.
+        status: Solver status (``"optimal"``).
+        solve_time_s: Wall time of candidate building plus every solve.
+        n_candidates: Stage candidates in the largest program.
+    """
+
+    plan: Plan
+    metrics: dict[str, Any]
+    objective: float
+    mode: Mode
+    status: str
+    solve_time_s: float
+    n_candidates: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def time_s(self) -> float:
+        """The job's time figure (request latency, LLM request time or iteration time)."""
+        return float(self.metrics["latency_s"])
+
+    @property
+    def energy_j(self) -> float:
+        """Energy per unit of work."""
+        return float(self.metrics["energy_j"])
+
+
+def objective_value(model: CostModel, metrics: dict[str, Any], mode: Mode) -> float:
+    """The figure each mode minimises, read from a cost-model evaluation."""
+    return float(metrics["energy_j"] if mode == "energy" else metrics["latency_s"])
+
+
+def solve(model: CostModel, mode: Mode | None = None, state: State | None = None,
+          space: SearchSpace | None = None, limits: Limits | None = None,
+          time_limit_s: float = 60.0) -> PartitionResult:
+    """The optimal plan of ``model``'s job in ``state`` (nominal by default).
+
+    Raises:
+        InfeasibleError: nothing meets memory and QoE; the message names the binding
+            constraint in words.
+    """
+    start = time.perf_counter()
+    state = state or model.nominal
+    limits = limits or Limits()
+    mode = mode or model.scenario.objective.mode
+    space = space or SearchSpace.build(model, state)
+    if not space.groups:
+        raise InfeasibleError(f"job {model.tables.job.name!r}: no usable device can run "
+                              f"model {model.tables.job.model!r}")
+    best: tuple[float, Plan, str] | None = None
+    n_cands = 0
+    for m in space.micro_batches:
+        cands = build_candidates(model, space, state, m)
+        n_cands = max(n_cands, len(cands))
+        if not len(cands):
+            continue
+        form = formulate(model, space, cands, state, m, mode, limits)
+        res = form.builder.solve(time_limit_s=time_limit_s)
+        if res.x is None:
+            continue
+        if res.status != "optimal":
+            raise DoraError(f"job {model.tables.job.name!r}: solver stopped with status "
+                            f"{res.status!r} after {res.solve_time_s:.1f} s (gap "
+                            f"{res.mip_gap:.2%}); raise the time limit")
+        plan = extract_plan(space, cands, res.x[form.x], m)
+        if best is None or res.objective < best[0] - 1e-12 * abs(best[0]):
+            best = (res.objective, plan, res.status)
+    if best is None:
+        raise InfeasibleError(explain_infeasible(model, state, space, limits, mode))
+    objective, plan, status = best
+    metrics = model.evaluate(plan, state)
+    _verify(model, plan, metrics, objective, mode, limits)
+    return PartitionResult(plan=plan, metrics=metrics, objective=objective, mode=mode,
+                           status=status, solve_time_s=time.perf_counter() - start,
+                           n_candidates=n_cands)
+
+
+def formulate(model: CostModel, space: SearchSpace, cands: Candidates, state: State, m: int,
+              mode: Mode, limits: Limits, flows: dict[int, int] | None = None) -> Formulation:
+    """Build the program for one micro-batch count (see :mod:`~dora_rl.planner.formulation`)."""
+    from dora_rl.planner.workloads import add_workload
+
+    parts = _Parts(model, space, cands, state, m, flows)
+    parts.chain()
+    parts.boundaries()
+    form = add_workload(parts, mode, limits)
+    return form
+
+
+def extract_plan(space: SearchSpace, cands: Candidates, x: np.ndarray, m: int) -> Plan:
+    """The plan of a solution: chosen candidates in layer order, concrete devices per class."""
+    chosen = np.flatnonzero(x > 0.5)
+    chosen = chosen[np.argsort(cands.first[chosen])]
+    taken = [0] * len(space.classes)
+    groups = []
+    for ci in chosen:
+        devices: list[int] = []
+        for cls, count in space.groups[cands.group[ci]].class_counts:
+            devices.extend(space.classes[cls][taken[cls]:taken[cls] + count])
+            taken[cls] += count
+        groups.append(tuple(sorted(devices)))
+    return Plan(stage_end=tuple(int(cands.end[ci]) for ci in chosen),
+                stage_devices=tuple(groups), micro_batches=m)
+
+
+def _verify(model: CostModel, plan: Plan, metrics: dict[str, Any], objective: float,
+            mode: Mode, limits: Limits) -> None:
+    """Every returned plan is checked by the cost model; a mismatch is a bug, not user error."""
+    if not metrics["feasible"]:
+        raise AssertionError(f"planner returned a plan the cost model rejects: {plan} "
+                             f"(slack {metrics['qoe_slack']}, memory_ok {metrics['memory_ok']})")
+    value = objective_value(model, metrics, mode)
+    if not np.isclose(value, objective, rtol=1e-6, atol=1e-12):
+        raise AssertionError(f"solver objective {objective!r} != cost model {value!r} for {plan}")
+    if limits.max_time_s is not None and metrics["latency_s"] > limits.max_time_s * (1 + 1e-6):
+        raise AssertionError(f"plan exceeds the time limit {limits.max_time_s}: {plan}")

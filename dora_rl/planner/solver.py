@@ -1,0 +1,114 @@
+"""The one place a mixed-integer program is solved: HiGHS through ``highspy``.
+
+Every planner builds its model as plain arrays (objective, sparse constraint matrix, bounds,
+integrality) and calls :func:`solve_milp`. Swapping the solver means changing this module only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+log = logging.getLogger(__name__)
+
+INF = highspy.kHighsInf
+
+
+@dataclass(frozen=True)
+class MilpResult:
+    """Outcome of one solve.
+
+    Attributes:
+        status: ``"optimal"``, ``"infeasible"``, ``"time_limit"`` (with or without a solution)
+            or another HiGHS model status in lower case.
+        x: Column values (None without a feasible solution).
+        objective: Objective value (NaN without a solution).
+        solve_time_s: Wall time of the solve.
+        mip_gap: Relative gap between the solution and the proven bound (0 when optimal).
+    """
+
+    status: str
+    x: NDArray[np.float64] | None
+    objective: float
+    solve_time_s: float
+    mip_gap: float
+
+    @property
+    def optimal(self) -> bool:
+        """Solved to proven optimality."""
+        return self.status == "optimal"
+
+
+def solve_milp(cost: NDArray[np.float64], matrix: sparse.spmatrix | sparse.sparray,
+               row_lower: NDArray[np.float64], row_upper: NDArray[np.float64],
+               col_lower: NDArray[np.float64], col_upper: NDArray[np.float64],
+               integer: NDArray[np.bool_], *, offset: float = 0.0,
+               time_limit_s: float = 60.0, mip_rel_gap: float = 1e-9,
+               warm_start: NDArray[np.float64] | None = None,
+               threads: int = 1, presolve: str = "off") -> MilpResult:
+    """Minimise ``cost @ x + offset`` s.t. ``row_lower <= matrix @ x <= row_upper``, bounds.
+
+    Infinite bounds may be given as ``np.inf``. ``warm_start`` is a full column vector of a
+    known feasible solution (e.g. the previous plan), handed to HiGHS as its first incumbent.
+
+    Example:
+        >>> import numpy as np
+        >>> from scipy import sparse
+        >>> r = solve_milp(np.array([-1.0, -1.0]), sparse.csc_array([[2.0, 1.0]]),
+        ...                np.array([-np.inf]), np.array([3.0]), np.zeros(2), np.ones(2),
+        ...                np.array([True, True]))
+        >>> r.status, r.objective
+        ('optimal', -2.0)
+    """
+    start = time.perf_counter()
+    a = sparse.csc_array(matrix)
+    n_rows, n_cols = a.shape
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n_cols, n_rows
+    lp.offset_ = float(offset)
+    lp.col_cost_ = np.asarray(cost, dtype=np.float64)
+    lp.col_lower_ = np.where(np.isneginf(col_lower), -INF, col_lower).astype(np.float64)
+    lp.col_upper_ = np.where(np.isposinf(col_upper), INF, col_upper).astype(np.float64)
+    lp.row_lower_ = np.where(np.isneginf(row_lower), -INF, row_lower).astype(np.float64)
+    lp.row_upper_ = np.where(np.isposinf(row_upper), INF, row_upper).astype(np.float64)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = a.indices.astype(np.int32)
+    lp.a_matrix_.value_ = a.data.astype(np.float64)
+    lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
+                       for i in integer]
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+    h.setOptionValue("threads", int(threads))
+    h.setOptionValue("random_seed", 0)
+    h.setOptionValue("presolve", presolve)
+    h.setOptionValue("mip_feasibility_tolerance", 1e-9)
+    h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+    h.passModel(lp)
+    if warm_start is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = list(np.asarray(warm_start, dtype=np.float64))
+        sol.value_valid = True
+        h.setSolution(sol)
+    h.run()
+    status = h.modelStatusToString(h.getModelStatus()).lower().replace(" ", "_")
+    info = h.getInfo()
+    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    x = np.array(h.getSolution().col_value) if has_solution else None
+    objective = float(info.objective_function_value) if has_solution else float("nan")
+    gap = float(info.mip_gap) if has_solution else float("inf")
+    if status == "time_limit_reached":
+        status = "time_limit"
+    elapsed = time.perf_counter() - start
+    log.debug("milp %dx%d: %s obj=%g gap=%g in %.3fs", n_rows, n_cols, status, objective, gap,
+              elapsed)
+    return MilpResult(status=status, x=x, objective=objective, solve_time_s=elapsed,
+                      mip_gap=0.0 if status == "optimal" else gap)
