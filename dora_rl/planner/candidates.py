@@ -57,6 +57,10 @@ class Candidates:
     def __len__(self) -> int:
         return int(self.first.shape[0])
 
+    def subset(self, mask: NDArray[np.bool_]) -> Candidates:
+        """The candidates where ``mask`` is true."""
+        return Candidates(**{k: getattr(self, k)[mask] for k in self.__dataclass_fields__})
+
 
 def _ranges(n_layers: int) -> tuple[IntArray, IntArray]:
     a, b = np.triu_indices(n_layers + 1, k=1)
@@ -105,15 +109,46 @@ def build_candidates(model: CostModel, space: SearchSpace, state: State | None =
     state = state or model.nominal
     t = model.tables
     a_all, b_all = _ranges(t.n_layers)
-    parts: list[dict[str, np.ndarray]] = []
-    for gi, group in enumerate(space.groups):
-        part = _group_candidates(model, state, group, a_all, b_all, micro_batches)
-        part["group"] = np.full(part["first"].shape, gi, dtype=np.int64)
-        parts.append(part)
-    keys = parts[0].keys() if parts else []
-    data = {k: np.concatenate([p[k] for p in parts]) for k in keys}
-    wifi = t.wifi_domain[data["domain"]] if parts else np.zeros(0, dtype=bool)
+    parts = [_group_candidates(model, state, group, a_all, b_all, micro_batches)
+             for group in space.groups]
+    if not parts:
+        empty = {k: np.zeros(0) for k in Candidates.__dataclass_fields__}
+        return Candidates(**empty)  # type: ignore[arg-type]
+    keep = np.stack([p.pop("fits") for p in parts])  # [G, R]
+    keep &= ~_dominated(space, parts, keep)
+    data: dict[str, np.ndarray] = {}
+    for k in parts[0]:
+        data[k] = np.concatenate([p[k][keep[g]] for g, p in enumerate(parts)])
+    data["group"] = np.concatenate([np.full(int(keep[g].sum()), g, dtype=np.int64)
+                                    for g in range(len(parts))])
+    wifi = t.wifi_domain[data["domain"]]
     return Candidates(wifi=wifi, **data)
+
+
+# Figures where smaller is better; a candidate no better in all of them than a candidate on the
+# same range using a subset of its devices can never be part of a unique optimum.
+_DOMINANCE = ("time_s", "decode_s", "backward_s", "energy_j", "idle_w", "send_air_s",
+              "recv_air_s", "send_wired_s", "recv_wired_s", "allreduce_air_s",
+              "allreduce_solo_s")
+
+
+def _dominated(space: SearchSpace, parts: list[dict[str, np.ndarray]],
+               keep: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """[G, R] candidates dominated by a feasible candidate of a sub-group on the same range."""
+    out = np.zeros_like(keep)
+    counts = [dict(g.class_counts) for g in space.groups]
+    for g, big in enumerate(space.groups):
+        for h, small in enumerate(space.groups):
+            if h == g or small.domain != big.domain or small.size >= big.size:
+                continue
+            if any(n > counts[g].get(c, 0) for c, n in counts[h].items()):
+                continue
+            worse = keep[h].copy()
+            for field in _DOMINANCE:
+                worse &= parts[h][field] <= parts[g][field]
+            worse &= parts[h]["max_stages_after"] >= parts[g]["max_stages_after"]
+            out[g] |= worse
+    return out
 
 
 def _group_candidates(model: CostModel, state: State, group: Group, a: IntArray, b: IntArray,
@@ -187,7 +222,6 @@ def _group_candidates(model: CostModel, state: State, group: Group, a: IntArray,
     wifi = bool(t.wifi_domain[group.domain])
     send_air = send_dev.sum(axis=0) if wifi else np.zeros(a.shape)
     recv_air = recv_dev.sum(axis=0) if wifi else np.zeros(a.shape)
-    keep = np.flatnonzero(fits)
     out = {
         "first": a, "end": b, "time_s": time_s, "decode_s": decode, "backward_s": backward,
         "energy_j": energy,
@@ -198,5 +232,6 @@ def _group_candidates(model: CostModel, state: State, group: Group, a: IntArray,
         "out_bytes": out_bytes, "in_bytes": in_bytes,
         "allreduce_air_s": ar_air, "allreduce_solo_s": ar_solo,
         "domain": np.full(a.shape, group.domain, dtype=np.int64),
+        "fits": fits,
     }
-    return {k: np.asarray(v)[keep] for k, v in out.items()}
+    return {k: np.asarray(v) for k, v in out.items()}

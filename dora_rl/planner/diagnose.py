@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dora_rl.costmodel import CostModel, State
+from dora_rl.errors import InfeasibleError
 from dora_rl.planner.formulation import Limits
 from dora_rl.planner.space import SearchSpace
 
@@ -43,7 +44,7 @@ def _qoe_problem(model: CostModel, state: State, space: SearchSpace, limits: Lim
     job = model.tables.job
     try:
         fastest = solve(model, "time", state, space, Limits(ignore_qoe=True), time_limit_s=60.0)
-    except Exception:  # noqa: BLE001 - memory itself is the problem then
+    except InfeasibleError:  # memory itself is the problem then
         return (f"job {job.name!r}: {job.model} fits on no chain of at most {space.max_stages} "
                 "stages once activations, optimizer state or KV cache are counted")
     missed = _missed(fastest.metrics, job)

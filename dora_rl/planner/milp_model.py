@@ -86,7 +86,7 @@ class MilpBuilder:
                                 shape=(len(self.row_lo), self.n_cols))
 
     def solve(self, time_limit_s: float = 60.0,
-              warm_start: NDArray[np.float64] | None = None) -> MilpResult:
+              warm_start: tuple[IntArray, NDArray[np.float64]] | None = None) -> MilpResult:
         """Solve to proven optimality (or the time limit)."""
         return solve_milp(np.array(self.cost), self.matrix(), np.array(self.row_lo),
                           np.array(self.row_hi), np.array(self.lo), np.array(self.hi),

@@ -19,6 +19,8 @@ import numpy as np
 
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.errors import DoraError, InfeasibleError
+from dora_rl.planner import bounds
+from dora_rl.planner.bounds import best_incumbent
 from dora_rl.planner.candidates import Candidates, build_candidates
 from dora_rl.planner.diagnose import explain_infeasible
 from dora_rl.planner.formulation import Formulation, Limits, _Parts
@@ -69,8 +71,12 @@ def objective_value(model: CostModel, metrics: dict[str, Any], mode: Mode) -> fl
 
 def solve(model: CostModel, mode: Mode | None = None, state: State | None = None,
           space: SearchSpace | None = None, limits: Limits | None = None,
-          time_limit_s: float = 60.0) -> PartitionResult:
+          time_limit_s: float = 60.0, warm_start: Plan | None = None) -> PartitionResult:
     """The optimal plan of ``model``'s job in ``state`` (nominal by default).
+
+    ``warm_start`` (e.g. the plan of the previous state) is handed to the solver as its first
+    incumbent; the cheap incumbent of :func:`~dora_rl.planner.bounds.best_incumbent` is used
+    otherwise. Neither changes the optimum, only how fast it is proven.
 
     Raises:
         InfeasibleError: nothing meets memory and QoE; the message names the binding
@@ -88,11 +94,20 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
     n_cands = 0
     for m in space.micro_batches:
         cands = build_candidates(model, space, state, m)
+        incumbent, start_plan = np.inf, None
+        if not limits.ignore_qoe:
+            incumbent, start_plan = best_incumbent(model, space, state, m, mode, limits)
+        if warm_start is not None and warm_start.micro_batches == m:
+            start_plan = warm_start
+        if best is not None:
+            incumbent = min(incumbent, best[0])
+        cands = cands.subset(bounds.reduce(model, cands, m, mode, incumbent, limits))
         n_cands = max(n_cands, len(cands))
         if not len(cands):
             continue
         form = formulate(model, space, cands, state, m, mode, limits)
-        res = form.builder.solve(time_limit_s=time_limit_s)
+        res = form.builder.solve(time_limit_s=time_limit_s,
+                                 warm_start=warm_start_of(space, cands, form, start_plan))
         if res.x is None:
             continue
         if res.status != "optimal":
@@ -143,7 +158,8 @@ def extract_plan(space: SearchSpace, cands: Candidates, x: np.ndarray, m: int) -
 def _verify(model: CostModel, plan: Plan, metrics: dict[str, Any], objective: float,
             mode: Mode, limits: Limits) -> None:
     """Every returned plan is checked by the cost model; a mismatch is a bug, not user error."""
-    if not metrics["feasible"]:
+    ok = metrics["memory_ok"] and metrics["usable_ok"] if limits.ignore_qoe else metrics["feasible"]
+    if not ok:
         raise AssertionError(f"planner returned a plan the cost model rejects: {plan} "
                              f"(slack {metrics['qoe_slack']}, memory_ok {metrics['memory_ok']})")
     value = objective_value(model, metrics, mode)
@@ -151,3 +167,28 @@ def _verify(model: CostModel, plan: Plan, metrics: dict[str, Any], objective: fl
         raise AssertionError(f"solver objective {objective!r} != cost model {value!r} for {plan}")
     if limits.max_time_s is not None and metrics["latency_s"] > limits.max_time_s * (1 + 1e-6):
         raise AssertionError(f"plan exceeds the time limit {limits.max_time_s}: {plan}")
+
+
+def warm_start_of(space: SearchSpace, cands: Candidates, form: Formulation,
+                  plan: Plan | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Column values fixing ``form``'s candidates to ``plan`` (None if it is not expressible)."""
+    if plan is None:
+        return None
+    by_counts = {tuple(sorted(g.class_counts)): gi for gi, g in enumerate(space.groups)}
+    cls_of = {d: ci for ci, cls in enumerate(space.classes) for d in cls}
+    chosen = []
+    for k, group in enumerate(plan.stage_devices):
+        counts: dict[int, int] = {}
+        for d in group:
+            if d not in cls_of:
+                return None
+            counts[cls_of[d]] = counts.get(cls_of[d], 0) + 1
+        gi = by_counts.get(tuple(sorted(counts.items())))
+        first, end = plan.stage_layers(k)
+        hit = np.flatnonzero((cands.first == first) & (cands.end == end) & (cands.group == gi))
+        if gi is None or not len(hit):
+            return None
+        chosen.append(int(hit[0]))
+    values = np.zeros(len(form.x))
+    values[chosen] = 1.0
+    return form.x, values

@@ -50,12 +50,13 @@ def solve_milp(cost: NDArray[np.float64], matrix: sparse.spmatrix | sparse.sparr
                col_lower: NDArray[np.float64], col_upper: NDArray[np.float64],
                integer: NDArray[np.bool_], *, offset: float = 0.0,
                time_limit_s: float = 60.0, mip_rel_gap: float = 1e-9,
-               warm_start: NDArray[np.float64] | None = None,
+               warm_start: tuple[NDArray[np.int64], NDArray[np.float64]] | None = None,
                threads: int = 1, presolve: str = "off") -> MilpResult:
     """Minimise ``cost @ x + offset`` s.t. ``row_lower <= matrix @ x <= row_upper``, bounds.
 
-    Infinite bounds may be given as ``np.inf``. ``warm_start`` is a full column vector of a
-    known feasible solution (e.g. the previous plan), handed to HiGHS as its first incumbent.
+    Infinite bounds may be given as ``np.inf``. ``warm_start`` gives (column indices, values)
+    of a known solution (e.g. the previous plan); HiGHS completes the other columns and starts
+    from it as its first incumbent.
 
     Example:
         >>> import numpy as np
@@ -94,10 +95,8 @@ def solve_milp(cost: NDArray[np.float64], matrix: sparse.spmatrix | sparse.sparr
     h.setOptionValue("primal_feasibility_tolerance", 1e-9)
     h.passModel(lp)
     if warm_start is not None:
-        sol = highspy.HighsSolution()
-        sol.col_value = list(np.asarray(warm_start, dtype=np.float64))
-        sol.value_valid = True
-        h.setSolution(sol)
+        idx, val = warm_start
+        h.setSolution(len(idx), np.asarray(idx, dtype=np.int32), np.asarray(val, dtype=np.float64))
     h.run()
     status = h.modelStatusToString(h.getModelStatus()).lower().replace(" ", "_")
     info = h.getInfo()

@@ -1,0 +1,1 @@
+"""Offline planning: Dora's partitioner, plan sets, composition, network scheduler, baselines."""
