@@ -121,12 +121,13 @@ def choose_plans(models: list[CostModel], sets: list[PlanSet], state: State | No
             cost = np.append(cost, value)
             powers = np.append(powers, power)
     b.cost = cost.tolist()
-    for d, row in enumerate(dev_rows):
+    for dev, row in enumerate(dev_rows):
         if row:
-            b.row([c for c, _ in row], [v for _, v in row], hi=1.0 - float(state.load[d]))
-    for w, row in enumerate(air_rows):
+            b.row([c for c, _ in row], [v for _, v in row], hi=1.0 - float(state.load[dev]))
+    for dom, row in enumerate(air_rows):
         if row:
-            b.row([c for c, _ in row], [v for _, v in row], hi=1.0 - float(state.cross_traffic[w]))
+            b.row([c for c, _ in row], [v for _, v in row],
+                  hi=1.0 - float(state.cross_traffic[dom]))
     for cut in range(max_cuts + 1):
         res = b.solve()
         if res.x is None:
