@@ -112,3 +112,52 @@ def random_plan(rng: np.random.Generator, n_devices: int, n_layers: int,
         allreduce_shares=tuple(float(x) for x in rng.uniform(0.1, 1.0, k)) if shares else None,
         dvfs_levels=tuple(int(x) for x in rng.integers(0, 2, n_devices)) if dvfs else None,
     )
+
+
+BENCH_KINDS = ("jetson_orin_nano", "laptop_x86", "raspberry_pi_5", "macbook_m2",
+               "phone_snapdragon_8gen2", "jetson_xavier_nx", "nuc_i5", "desktop_rtx3060")
+
+
+def benchmark_scenario(n_layers: int, n_devices: int, workload: Workload = "inference",
+                       qoe_scale: float = 1.0) -> Scenario:
+    """A deterministic household/site of catalog devices running a GPT-2-XL-like decoder.
+
+    Layers are transformer blocks of width 1600 (GPT-2 XL's), FP32; devices cycle through
+    :data:`BENCH_KINDS` (so a 16-device site has pairs of identical boxes), the first half on a
+    WiFi access point and the rest on a switch. QoE targets are set so that no single device
+    meets them at ``qoe_scale = 1``: plans must pipeline.
+    """
+    d_model, seq = 2048, 128
+    params = 12 * d_model * d_model * 4.0
+    flops_token = 2 * 12 * d_model * d_model + 4 * seq * d_model
+    token = workload == "llm_inference"
+    per_item = 1 if token else seq
+    layers = [{"name": f"block{i}", "kind": "transformer",
+               "forward_flops": float(flops_token * per_item), "param_bytes": params,
+               "activation_bytes": float(d_model * 4 * per_item),
+               "lora_param_bytes": float(2 * 8 * 2 * d_model * 4),
+               "kv_bytes_per_token": float(2 * d_model * 4) if token else 0.0}
+              for i in range(n_layers)]
+    devices = [{"name": f"{BENCH_KINDS[i % len(BENCH_KINDS)]}_{i}",
+                "kind": BENCH_KINDS[i % len(BENCH_KINDS)],
+                "network": {"domain": "wifi" if i < (n_devices + 1) // 2 else "lan",
+                            "link_mbps": 866.7 if i < (n_devices + 1) // 2 else 1000.0}}
+               for i in range(n_devices)]
+    job: dict[str, Any] = {"name": "job", "model": "m", "workload": workload}
+    if workload == "inference":
+        job["inference"] = {"request_rate_per_s": 2.0 / qoe_scale, "batch": 1}
+        job["qoe"] = {"latency_ms": 2.5 * n_layers * qoe_scale}
+    elif workload == "llm_inference":
+        job["llm"] = {"request_rate_per_s": 0.05, "prompt_tokens": 128, "output_tokens": 32}
+        job["qoe"] = {"ttft_ms": 40.0 * n_layers * qoe_scale, "tpot_ms": 6.0 * n_layers * qoe_scale}
+    else:
+        job["training"] = {"global_batch": 8, "micro_batches": 4, "method": "lora"}
+        job["qoe"] = {"iteration_ms": 400.0 * n_layers * qoe_scale}
+    data = {"name": f"bench_{n_layers}x{n_devices}", "devices": devices,
+            "network": {"domains": [{"name": "wifi", "kind": "wifi", "cross_traffic": 0.1},
+                                    {"name": "lan", "kind": "switch"}]},
+            "models": [{"name": "m", "unit": "token" if token else "sample",
+                        "seq_len": seq, "layers": layers}],
+            "jobs": [job]}
+    spec = validate(ScenarioSpec, data, "<benchmark>")
+    return resolve(spec, "<benchmark>", Path("."))

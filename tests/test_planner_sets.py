@@ -79,7 +79,7 @@ def test_choose_plans_keeps_every_job_feasible_when_sharing_devices() -> None:
     selection = choose_plans(models, sets)
     assert len(selection.plans) == len(models)
     assert all(m["feasible"] for m in selection.metrics)
-    for model, plan, pset in zip(models, selection.plans, sets, strict=True):
+    for plan, pset in zip(selection.plans, sets, strict=True):
         assert plan in pset.plans
 
 
