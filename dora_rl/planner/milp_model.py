@@ -86,9 +86,10 @@ class MilpBuilder:
                                 shape=(len(self.row_lo), self.n_cols))
 
     def solve(self, time_limit_s: float = 60.0,
-              warm_start: tuple[IntArray, NDArray[np.float64]] | None = None) -> MilpResult:
+              warm_start: tuple[IntArray, NDArray[np.float64]] | None = None,
+              cutoff: float | None = None) -> MilpResult:
         """Solve to proven optimality (or the time limit)."""
         return solve_milp(np.array(self.cost), self.matrix(), np.array(self.row_lo),
                           np.array(self.row_hi), np.array(self.lo), np.array(self.hi),
                           np.array(self.integer), offset=self.offset,
-                          time_limit_s=time_limit_s, warm_start=warm_start)
+                          time_limit_s=time_limit_s, warm_start=warm_start, cutoff=cutoff)

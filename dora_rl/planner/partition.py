@@ -92,7 +92,8 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
                               f"model {model.tables.job.model!r}")
     best: tuple[float, Plan, str] | None = None
     n_cands = 0
-    for m in space.micro_batches:
+    # more micro-batches usually shorten the pipeline fill: try them first for a strong bound
+    for m in sorted(space.micro_batches, reverse=True):
         cands = build_candidates(model, space, state, m)
         incumbent, start_plan = np.inf, None
         if not limits.ignore_qoe:
@@ -107,7 +108,8 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
             continue
         form = formulate(model, space, cands, state, m, mode, limits)
         res = form.builder.solve(time_limit_s=time_limit_s,
-                                 warm_start=warm_start_of(space, cands, form, start_plan))
+                                 warm_start=warm_start_of(space, cands, form, start_plan),
+                                 cutoff=best[0] * (1 + 1e-9) if best is not None else None)
         if res.x is None:
             continue
         if res.status != "optimal":

@@ -51,12 +51,14 @@ def solve_milp(cost: NDArray[np.float64], matrix: sparse.spmatrix | sparse.sparr
                integer: NDArray[np.bool_], *, offset: float = 0.0,
                time_limit_s: float = 60.0, mip_rel_gap: float = 1e-9,
                warm_start: tuple[NDArray[np.int64], NDArray[np.float64]] | None = None,
-               threads: int = 1, presolve: str = "off") -> MilpResult:
+               threads: int = 1, presolve: str = "off",
+               cutoff: float | None = None) -> MilpResult:
     """Minimise ``cost @ x + offset`` s.t. ``row_lower <= matrix @ x <= row_upper``, bounds.
 
     Infinite bounds may be given as ``np.inf``. ``warm_start`` gives (column indices, values)
     of a known solution (e.g. the previous plan); HiGHS completes the other columns and starts
-    from it as its first incumbent.
+    from it as its first incumbent. ``cutoff`` is an objective value already achieved
+    elsewhere: the search prunes anything that cannot beat it (and may report infeasible).
 
     Example:
         >>> import numpy as np
@@ -93,6 +95,8 @@ def solve_milp(cost: NDArray[np.float64], matrix: sparse.spmatrix | sparse.sparr
     h.setOptionValue("presolve", presolve)
     h.setOptionValue("mip_feasibility_tolerance", 1e-9)
     h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+    if cutoff is not None and np.isfinite(cutoff):
+        h.setOptionValue("objective_bound", float(cutoff))  # prune anything no better
     h.passModel(lp)
     if warm_start is not None:
         idx, val = warm_start
