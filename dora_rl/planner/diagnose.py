@@ -13,7 +13,16 @@ GB = 1e9
 
 
 def _gb(n: float) -> str:
-    return f"{n / GB:.2f} GB"
+    """Bytes in the largest unit that keeps a readable number.
+
+    Example:
+        >>> _gb(1.7e9), _gb(2.5e6), _gb(1000)
+        ('1.70 GB', '2.50 MB', '1000 B')
+    """
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size * 0.995 and not (unit == "kB" and n < 1e4):
+            return f"{n / size:.2f} {unit}"
+    return f"{n:.0f} B"
 
 
 def _memory_problem(model: CostModel, state: State, space: SearchSpace) -> str | None:
@@ -21,20 +30,20 @@ def _memory_problem(model: CostModel, state: State, space: SearchSpace) -> str |
     usable = [d for cls in space.classes for d in cls]
     names = [d.name for d in model.scenario.devices]
     if not usable:
-        return (f"job {job.name!r}: no device is both present and able to run model "
-                f"{job.model!r}")
+        return f"no device is both present and able to run model {job.model!r}"
     roomiest = max(usable, key=lambda d: t.memory_bytes[d])
     largest = t.memory_bytes[roomiest]
     biggest = max(model.tables.model.layers, key=lambda layer: layer.param_bytes)
     if biggest.param_bytes > largest:
-        return (f"{job.model} layer {biggest.name!r} needs {_gb(biggest.param_bytes)} of "
-                f"weights; the largest usable device ({names[roomiest]}) holds {_gb(largest)}")
+        return (f"not enough memory: {job.model} layer {biggest.name!r} needs "
+                f"{_gb(biggest.param_bytes)} of weights; the largest usable device "
+                f"({names[roomiest]}) holds {_gb(largest)}")
     weights = float(t.param_prefix_bytes[-1])
     total = sum(sorted((t.memory_bytes[d] for d in usable), reverse=True)[: space.max_stages])
     if weights > total:
         n = min(len(usable), space.max_stages)
-        return (f"{job.model} needs {_gb(weights)} of weights; the {n} largest usable devices "
-                f"together hold {_gb(total)}")
+        return (f"not enough memory: {job.model} needs {_gb(weights)} of weights; the {n} "
+                f"largest usable devices together hold {_gb(total)}")
     return None
 
 
@@ -45,14 +54,15 @@ def _qoe_problem(model: CostModel, state: State, space: SearchSpace, limits: Lim
     try:
         fastest = solve(model, "time", state, space, Limits(ignore_qoe=True), time_limit_s=60.0)
     except InfeasibleError:  # memory itself is the problem then
-        return (f"job {job.name!r}: {job.model} fits on no chain of at most {space.max_stages} "
-                "stages once activations, optimizer state or KV cache are counted")
+        return (f"not enough memory: {job.model} fits on no chain of at most "
+                f"{space.max_stages} stages once activations, optimizer state or KV cache are "
+                "counted")
     missed = _missed(fastest.metrics, job)
     if limits.max_time_s is not None and fastest.time_s > limits.max_time_s:
         missed.append(f"time {fastest.time_s * 1e3:.1f} ms above the limit "
                       f"{limits.max_time_s * 1e3:.1f} ms")
     detail = "; ".join(missed) or "its energy exceeds the energy cap or budget"
-    return (f"job {job.name!r}: no plan meets QoE; the fastest plan "
+    return (f"no plan meets QoE; the fastest plan "
             f"{describe(model, fastest.plan)} misses: {detail}")
 
 
@@ -88,4 +98,5 @@ def describe(model: CostModel, plan: Any) -> str:
 def explain_infeasible(model: CostModel, state: State, space: SearchSpace, limits: Limits,
                        mode: str) -> str:
     """One sentence naming why no plan exists."""
-    return _memory_problem(model, state, space) or _qoe_problem(model, state, space, limits)
+    reason = _memory_problem(model, state, space) or _qoe_problem(model, state, space, limits)
+    return f"job {model.tables.job.name!r}: {reason}"

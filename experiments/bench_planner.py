@@ -1,0 +1,185 @@
+"""Benchmark the offline planner: solve speed, energy and speed-up against baselines, scheduler.
+
+Run ``python experiments/bench_planner.py`` (``--quick`` skips the 96 x 16 instance and uses
+one repeat). It writes, under ``experiments/results/``:
+
+- ``planner_speed.{md,csv}``: wall time of one optimal solve (energy and time mode) and of the
+  K = 8 plan set on :func:`dora_rl.synthetic.benchmark_scenario` instances (48 layers x 8
+  devices, 96 x 16), median of repeats. Targets: 1 s, 10 s and 30 s.
+- ``planner_vs_baselines.{md,csv}``: for every job of every shipped card, the energy of the
+  least-energy QoE-compliant plan against each baseline (throughput, even, memory, single),
+  whether the baseline meets QoE, and in time mode the speed-up over each baseline.
+- ``scheduler.{md,csv}``: for every multi-stage plan of each job's plan set and of the
+  baselines, the job's time with equal airtime sharing and with the scheduler's shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from dora_rl.costmodel import CostModel
+from dora_rl.errors import InfeasibleError
+from dora_rl.planner.baselines import BASELINES
+from dora_rl.planner.partition import solve
+from dora_rl.planner.planset import plan_set
+from dora_rl.planner.scheduler import schedule
+from dora_rl.scenarios import available, load
+from dora_rl.synthetic import benchmark_scenario
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CARDS = ("tiny", "smart_home", "traffic_analytics", "edge_cluster")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(r[h]) for h in header) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _write(name: str, title: str, rows: list[dict[str, Any]], note: str) -> str:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / f"{name}.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = _table(rows)
+    (RESULTS / f"{name}.md").write_text(f"# {title}\n\n{note}\n\nReproduce: "
+                                        f"`python experiments/bench_planner.py`.\n\n{table}\n")
+    return table
+
+
+def _timed(fn: Any, repeats: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def speed(quick: bool) -> list[dict[str, Any]]:
+    """Solve times on the synthetic benchmark instances."""
+    rows = []
+    sizes = [(48, 8)] if quick else [(48, 8), (96, 16)]
+    repeats = 1 if quick else 3
+    for n_layers, n_devices in sizes:
+        for workload in ("inference", "llm_inference"):
+            model = CostModel(benchmark_scenario(n_layers, n_devices, workload))  # type: ignore[arg-type]
+            row: dict[str, Any] = {"layers": n_layers, "devices": n_devices,
+                                   "workload": workload}
+            for mode in ("energy", "time"):
+                secs, res = _timed(lambda m=mode: solve(model, m), repeats)  # type: ignore[misc]
+                row[f"{mode}_solve_s"] = round(secs, 2)
+                row[f"{mode}_stages"] = res.plan.n_stages
+            if n_layers == 48:
+                secs, pset = _timed(lambda: plan_set(model, k=8), 1)
+                row["plan_set_k8_s"] = round(secs, 2)
+                row["plan_set_size"] = len(pset.entries)
+            else:
+                row["plan_set_k8_s"], row["plan_set_size"] = "-", "-"
+            rows.append(row)
+    return rows
+
+
+def _baseline_figures(model: CostModel) -> dict[str, dict[str, Any] | None]:
+    out: dict[str, dict[str, Any] | None] = {}
+    for name, fn in BASELINES.items():
+        try:
+            out[name] = model.evaluate(fn(model, None))
+        except InfeasibleError:
+            out[name] = None
+    return out
+
+
+def versus_baselines() -> list[dict[str, Any]]:
+    """Energy (energy mode) and speed-up (time mode) of Dora's optimum over each baseline."""
+    rows = []
+    for card in [c for c in CARDS if c in available()]:
+        scenario = load(card)
+        for j, job in enumerate(scenario.jobs):
+            model = CostModel(scenario, j)
+            try:
+                green = solve(model, "energy")
+                fast = solve(model, "time")
+            except InfeasibleError as exc:
+                rows.append({"card": card, "job": job.name, "baseline": "-",
+                             "note": f"infeasible: {exc}"})
+                continue
+            for name, m in _baseline_figures(model).items():
+                row: dict[str, Any] = {"card": card, "job": job.name, "baseline": name}
+                if m is None:
+                    row.update(dora_energy_j="-", baseline_energy_j="-", energy_saving_pct="-",
+                               baseline_meets_qoe="does not fit", speedup="-")
+                else:
+                    saving = 100.0 * (1.0 - green.energy_j / m["energy_j"])
+                    row.update(dora_energy_j=round(green.energy_j, 3),
+                               baseline_energy_j=round(m["energy_j"], 3),
+                               energy_saving_pct=round(saving, 1),
+                               baseline_meets_qoe=bool(m["feasible"]),
+                               speedup=round(m["latency_s"] / fast.time_s, 2))
+                row["note"] = ""
+                rows.append(row)
+    return rows
+
+
+def scheduler_gains() -> list[dict[str, Any]]:
+    """Equal sharing against the scheduler on every multi-stage plan with WiFi transfers."""
+    rows = []
+    for card in [c for c in CARDS if c in available()]:
+        scenario = load(card)
+        for j, job in enumerate(scenario.jobs):
+            model = CostModel(scenario, j)
+            plans = []
+            try:
+                plans += [(e.role, e.plan) for e in plan_set(model, k=8).entries]
+            except InfeasibleError:
+                pass
+            for name, fn in BASELINES.items():
+                try:
+                    plans.append((f"baseline:{name}", fn(model, None)))
+                except InfeasibleError:
+                    continue
+            for role, plan in plans:
+                if plan.n_stages < 2:
+                    continue
+                s = schedule(model, plan)
+                rows.append({"card": card, "job": job.name, "plan": role,
+                             "stages": plan.n_stages,
+                             "time_equal_ms": round(s.time_equal_s * 1e3, 2),
+                             "time_scheduled_ms": round(s.time_s * 1e3, 2),
+                             "speedup": round(s.speedup, 3),
+                             "energy_change_pct": round(100 * (s.energy_j / s.energy_equal_j - 1),
+                                                        2)})
+    return rows
+
+
+def main() -> int:
+    """Run every part and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="48 x 8 only, one repeat")
+    args = parser.parse_args()
+    print(_write("planner_speed", "Planner speed", speed(args.quick),
+                 "Medians of wall time on this 2-core machine (HiGHS, one thread)."))
+    print(_write("planner_vs_baselines", "Dora's plans against the baselines",
+                 versus_baselines(),
+                 "energy_saving_pct: energy per unit of Dora's least-energy QoE-compliant plan "
+                 "against the baseline's plan (positive = Dora uses less); speedup: baseline "
+                 "time over Dora's least-time QoE-compliant plan. A baseline that misses QoE "
+                 "is shown with baseline_meets_qoe = False: its energy is not a fair "
+                 "comparison, but it is what that planner would run."))
+    rows = scheduler_gains()
+    if rows:
+        print(_write("scheduler", "Network scheduler against equal sharing", rows,
+                     "Time of the job (request latency, LLM request time or iteration time) "
+                     "with equal airtime sharing and with the scheduler's shares."))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
