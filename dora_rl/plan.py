@@ -179,7 +179,6 @@ def solve_job(model: CostModel, mode: Mode | None, k: int, scheduled: bool) -> J
     Raises:
         InfeasibleError: no plan of the job meets memory and QoE.
     """
-    job = model.tables.job.name
     try:
         plans = plan_set(model, mode, k=k)
     except InfeasibleError as error:

@@ -74,11 +74,11 @@ def speed(quick: bool) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"layers": n_layers, "devices": n_devices,
                                    "workload": workload}
             for mode in ("energy", "time"):
-                secs, res = _timed(lambda m=mode: solve(model, m), repeats)  # type: ignore[misc]
+                secs, res = _timed(lambda m=mode, mo=model: solve(mo, m), repeats)  # type: ignore[misc]
                 row[f"{mode}_solve_s"] = round(secs, 2)
                 row[f"{mode}_stages"] = res.plan.n_stages
             if n_layers == 48:
-                secs, pset = _timed(lambda: plan_set(model, k=8), 1)
+                secs, pset = _timed(lambda mo=model: plan_set(mo, k=8), 1)
                 row["plan_set_k8_s"] = round(secs, 2)
                 row["plan_set_size"] = len(pset.entries)
             else:

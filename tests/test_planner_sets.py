@@ -111,7 +111,8 @@ def test_model_that_fits_nowhere_names_memory() -> None:
     scenario = load("tiny")
     small = tuple(d.model_copy(update={"memory_bytes": 1000}) for d in scenario.devices)
     model = CostModel(type(scenario)(**{**scenario.__dict__, "devices": small}))
-    with pytest.raises(InfeasibleError, match=r"not enough memory: .* needs .* of weights; .* holds 1000 B"):
+    pattern = r"not enough memory: .* needs .* of weights; .* holds 1000 B"
+    with pytest.raises(InfeasibleError, match=pattern):
         solve(model, "energy")
 
 
