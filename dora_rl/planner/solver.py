@@ -49,7 +49,7 @@ def solve_milp(cost: NDArray[np.float64], matrix: sparse.spmatrix | sparse.sparr
                row_lower: NDArray[np.float64], row_upper: NDArray[np.float64],
                col_lower: NDArray[np.float64], col_upper: NDArray[np.float64],
                integer: NDArray[np.bool_], *, offset: float = 0.0,
-               time_limit_s: float = 60.0, mip_rel_gap: float = 1e-9,
+               time_limit_s: float = 60.0, mip_rel_gap: float = 1e-6,
                warm_start: tuple[NDArray[np.int64], NDArray[np.float64]] | None = None,
                threads: int = 1, presolve: str = "off",
                cutoff: float | None = None) -> MilpResult:
