@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -30,8 +30,24 @@ log = logging.getLogger(__name__)
 Mode = Literal["energy", "time"]
 
 
+class HasMetrics:
+    """The two figures every planner result is judged by, read from its ``metrics``."""
+
+    metrics: dict[str, Any]
+
+    @property
+    def time_s(self) -> float:
+        """The job's time figure (request latency, LLM request time or iteration time)."""
+        return float(self.metrics["latency_s"])
+
+    @property
+    def energy_j(self) -> float:
+        """Energy per unit of work."""
+        return float(self.metrics["energy_j"])
+
+
 @dataclass(frozen=True)
-class PartitionResult:
+class PartitionResult(HasMetrics):
     """The optimum of one mode for one job.
 
     Attributes:
@@ -51,17 +67,6 @@ class PartitionResult:
     status: str
     solve_time_s: float
     n_candidates: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def time_s(self) -> float:
-        """The job's time figure (request latency, LLM request time or iteration time)."""
-        return float(self.metrics["latency_s"])
-
-    @property
-    def energy_j(self) -> float:
-        """Energy per unit of work."""
-        return float(self.metrics["energy_j"])
 
 
 def objective_value(model: CostModel, metrics: dict[str, Any], mode: Mode) -> float:

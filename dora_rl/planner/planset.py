@@ -19,7 +19,7 @@ import numpy as np
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner.formulation import Limits
-from dora_rl.planner.partition import Mode, PartitionResult, solve
+from dora_rl.planner.partition import HasMetrics, Mode, PartitionResult, solve
 from dora_rl.planner.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ ROBUST_SCALES = (0.5, 0.25, 0.1)
 
 
 @dataclass(frozen=True)
-class PlanEntry:
+class PlanEntry(HasMetrics):
     """One plan of the set with its figures.
 
     Attributes:
@@ -41,16 +41,6 @@ class PlanEntry:
     metrics: dict[str, Any]
     robustness: float
     role: str
-
-    @property
-    def time_s(self) -> float:
-        """The job's time figure."""
-        return float(self.metrics["latency_s"])
-
-    @property
-    def energy_j(self) -> float:
-        """Energy per unit of work."""
-        return float(self.metrics["energy_j"])
 
 
 @dataclass(frozen=True)
