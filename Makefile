@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m dora_rl.inspect envs/smart_home.yaml --plans
+	$(PY) -m dora_rl.inspect envs/smart_home.yaml
+	$(PY) -m dora_rl.plan --scenario envs/smart_home.yaml --json out/smart_home_plans.json --png out/smart_home_plans.png
 
 test: $(STAMP)
 	$(PY) -m pytest
