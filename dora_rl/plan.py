@@ -261,6 +261,7 @@ def _progress(console: Console) -> Progress:
 
 def _write(path: str, text: str | None = None, draw: Any = None) -> None:
     try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         if draw is not None:
             draw(path)
         else:
