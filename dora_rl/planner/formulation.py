@@ -159,6 +159,9 @@ class _Parts:
         if not len(cols) or air.max(initial=0.0) <= 0:
             return
         b = self.b
+        # a flow always counts itself, so n >= 1: a valid row that keeps the LP bound honest
+        b.row(np.concatenate([[target], cols]), np.concatenate([[1.0], -air / self.free[w]]),
+              lo=0.0)
         bits = self._flow_count(w)
         if self.flows is not None:
             n = float(self.flows.get(w, 0))
