@@ -5,3 +5,7 @@ Scenario cards describe devices, network, models, jobs and QoE targets; the anal
 """
 
 __version__ = "0.1.0"
+
+from dora_rl.registration import register_envs
+
+register_envs()

@@ -27,6 +27,7 @@ from dora_rl.config.schema import (
     Model,
     Network,
     Objective,
+    Reward,
     ScenarioSpec,
 )
 from dora_rl.errors import ConfigError
@@ -172,6 +173,7 @@ class Scenario:
     dynamics: Dynamics
     measured: dict[tuple[str, str], tuple[float, ...]]
     base_dir: Path
+    reward: Reward = Reward()
 
     def device_index(self, name: str) -> int:
         """Index of the device called ``name``."""
@@ -207,7 +209,7 @@ def resolve(spec: ScenarioSpec, label: str, base_dir: Path) -> Scenario:
     return Scenario(
         name=spec.name, description=spec.description, source=label, devices=devices,
         network=spec.network, models=models, jobs=tuple(spec.jobs), objective=spec.objective,
-        dynamics=spec.dynamics, measured=measured, base_dir=base_dir,
+        dynamics=spec.dynamics, measured=measured, base_dir=base_dir, reward=spec.reward,
     )
 
 

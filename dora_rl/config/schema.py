@@ -265,6 +265,19 @@ class Dynamics(Frozen):
     """State of charge below which a battery device stops serving."""
 
 
+class Reward(Frozen):
+    """Weights of the environment's reward terms (see ``dora_rl.env.EdgeEnv``)."""
+
+    energy_weight: NonNegFloat = 1.0
+    """On the interval's energy, normalised by every device at full busy power."""
+    qoe_weight: NonNegFloat = 2.0
+    """On the summed relative QoE shortfall of the active jobs (weighted by job weight)."""
+    switch_weight: NonNegFloat = 0.5
+    """On the time stalled migrating weights after a plan switch, per interval."""
+    invalid_weight: NonNegFloat = 0.2
+    """On each infeasible plan choice the safety layer had to replace."""
+
+
 class ScenarioSpec(Frozen):
     """A scenario card as written."""
 
@@ -276,3 +289,4 @@ class ScenarioSpec(Frozen):
     jobs: list[Job] = Field(min_length=1)
     objective: Objective = Objective()
     dynamics: Dynamics = Dynamics()
+    reward: Reward = Reward()

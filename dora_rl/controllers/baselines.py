@@ -1,0 +1,144 @@
+"""Controllers that are not learned; each answers SB3's ``predict`` so one loop runs them all.
+
+- ``static``: the offline optimum from the start, never changed (the user's initial partition).
+- ``throughput``: the throughput-first baseline plan, never changed (how existing planners run).
+- ``dora``: the rule-based runtime adapter: from the previous interval's measured state it
+  predicts every candidate with the cost model and picks the least-energy one predicted to
+  meet QoE with a margin, with hysteresis; when no candidate meets QoE it takes the one with
+  the smallest shortfall.
+- ``oracle``: privileged: sees the true state of the coming interval (through a callable) and
+  picks the least-energy candidate that meets QoE in it. A bound, not deployable.
+- ``random``: uniform random actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from numpy.typing import NDArray
+
+from dora_rl.costmodel import State
+from dora_rl.dynamics import WorldState
+from dora_rl.env.edge_env import BANDWIDTH_LEVELS, EdgeEnv
+from dora_rl.env.transition import violation
+from dora_rl.planner.baselines import throughput as throughput_plan
+
+Action = NDArray[np.int64]
+
+
+class Controller:
+    """Base: SB3's ``predict(obs, state, episode_start, deterministic) -> (action, state)``."""
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        self.env: EdgeEnv = env.unwrapped  # type: ignore[assignment]
+        self.n_jobs = self.env.n_jobs
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[Action, Any]:
+        """The action for ``observation`` (a single env; batched observations are not used)."""
+        return self.act(), state
+
+    def act(self) -> Action:
+        """Keep every plan at the middle bandwidth level."""
+        return np.array([0] * self.n_jobs + [BANDWIDTH_LEVELS // 2] * self.n_jobs)
+
+
+class Static(Controller):
+    """The offline optimum, never changed."""
+
+
+class Throughput(Controller):
+    """The throughput-first baseline plan of every job, never changed."""
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        self.env.initial_plans = [throughput_plan(m) for m in self.env.models]
+
+
+class RandomController(Controller):
+    """Uniform random actions (seeded)."""
+
+    def __init__(self, env: gym.Env[Any, Any], seed: int = 0) -> None:
+        super().__init__(env)
+        self.space = env.action_space
+        self.space.seed(seed)
+
+    def act(self) -> Action:
+        return np.asarray(self.space.sample(), dtype=np.int64)
+
+
+class _Chooser(Controller):
+    """Pick per job the least-energy candidate that meets QoE in a given state."""
+
+    margin = 0.0
+    hysteresis = 0.0
+
+    def choose(self, world: WorldState, state: State) -> Action:
+        env = self.env
+        picks = []
+        for j, cand in enumerate(env.cache.get(state.usable)):
+            scored = []
+            for i, plan in enumerate(cand.plans):
+                if not all(state.usable[d] for d in plan.devices):
+                    continue
+                m = env.models[j].evaluate(plan, state, check=False)
+                slack = violation(m, float(world.qoe_scale[j]))
+                short = float(np.maximum(-slack, 0.0).sum())
+                ok = m["memory_ok"] and bool((slack >= self.margin).all())
+                scored.append((not ok, short if not ok else 0.0, m["energy_j"], i))
+            if not scored:
+                picks.append(0)
+                continue
+            best = min(scored)
+            current = next((s for s in scored if env.plans[j] == cand.plans[s[3]]), None)
+            keep = current is not None and not current[0] and (
+                current[2] <= best[2] * (1.0 + self.hysteresis))
+            picks.append(0 if keep else best[3] + 1)
+        return np.array(picks + [BANDWIDTH_LEVELS // 2] * self.n_jobs, dtype=np.int64)
+
+
+class Dora(_Chooser):
+    """Rule-based adapter on the last interval's measurements (10 % QoE margin, 5 % hysteresis)."""
+
+    margin = 0.1
+    hysteresis = 0.05
+
+    def act(self) -> Action:
+        world = self.env.world
+        return self.choose(world, world.state)
+
+
+class Oracle(_Chooser):
+    """Privileged: decides on the true coming interval.
+
+    Args:
+        env: The environment.
+        peek: Returns the world of the coming interval; by default the env's ``next_world``.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any],
+                 peek: Callable[[], WorldState] | None = None) -> None:
+        super().__init__(env)
+        self.peek = peek or (lambda: self.env.next_world)
+
+    def act(self) -> Action:
+        world = self.peek()
+        return self.choose(world, world.state)
+
+
+CONTROLLERS: dict[str, type[Controller]] = {
+    "static": Static, "throughput": Throughput, "dora": Dora, "oracle": Oracle,
+    "random": RandomController,
+}
+
+
+def make(name: str, env: gym.Env[Any, Any]) -> Controller:
+    """Build the controller ``name`` for ``env``."""
+    if name not in CONTROLLERS:
+        from dora_rl.errors import DoraError
+
+        raise DoraError(f"unknown controller {name!r} (known: {', '.join(CONTROLLERS)})")
+    return CONTROLLERS[name](env)

@@ -1,0 +1,236 @@
+"""The Gymnasium environment: re-plan and share bandwidth under real runtime dynamics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from numpy.typing import NDArray
+
+from dora_rl.config import Scenario
+from dora_rl.costmodel import CostModel, Plan
+from dora_rl.dynamics import RuntimeDynamics, WorldState
+from dora_rl.env.candidates import CandidateCache, JobCandidates
+from dora_rl.env.observation import ObservationLayout, encode_observation
+from dora_rl.env.transition import migration, violation
+from dora_rl.scenarios import load
+
+BANDWIDTH_LEVELS = 4
+
+
+class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
+    """Keep every job's QoE at least energy while links fade and devices come and go.
+
+    ## Description
+    One step is one control interval (``interval_s`` of the modelled world). The world moves on
+    by the scenario's dynamics (real WiFi traces or a synthetic generator, devices leaving and
+    rejoining, background load, battery drain, jobs starting and stopping, QoE targets
+    changing), the controller's action is applied, the analytic cost model evaluates the
+    interval, and the reward follows.
+
+    ## Observation Space
+    ``Box(-1, 1, (n,), float32)``, built by :func:`dora_rl.env.observation.encode_observation`
+    (see its table): per device a short history of link-rate multipliers, availability,
+    background load and battery; per domain cross traffic; per job activity, QoE scale,
+    smallest QoE slack, current candidate, bandwidth level and time since its last switch.
+
+    ## Action Space
+    ``MultiDiscrete([K + 1] * J + [4] * J)``: per job 0 keeps the current plan and ``i`` switches
+    to candidate ``i - 1`` (the job's plan set for the devices present); then per job a
+    bandwidth level ``l``: the job asks for ``(l + 1) / 4`` of each medium, scaled down so the
+    active jobs' requests sum to at most 1. A choice that is infeasible (an empty slot, a plan
+    on a device that left, memory) is replaced by the safety layer with the least-energy
+    feasible candidate, and penalised. :meth:`action_masks` gives the feasible choices.
+
+    ## Rewards
+    ``r = -w_e * E / E_max - w_q * sum_j weight_j * shortfall_j - w_s * stall_s / interval_s
+    - w_i * invalid``: ``E`` is the energy of all devices over the interval (each job's power
+    above idle plus every device's idle power), ``E_max`` every device at full busy power;
+    ``shortfall_j`` is how far the job's targets were missed, ``sum(max(0, -slack))`` over its
+    targets with relative slack (capped at 5 per target); ``stall_s`` the time spent moving
+    weights to devices that gain layers after a switch; ``invalid`` the number of choices the
+    safety layer replaced. Weights come from the card's ``reward`` section.
+
+    ## Starting State
+    Every job starts on its first candidate (the optimum of the card's mode) with the middle
+    bandwidth level; the dynamics draw traces, offsets and device states from the seed.
+
+    ## Episode End
+    Never terminates; truncated after ``episode_steps`` intervals.
+
+    ## Arguments
+    ``scenario`` (card name or path, or a Scenario), ``bandwidth`` (trace, synthetic, static;
+    default the card's), ``traces_dir`` (your own traces), ``split`` (train, validation, test),
+    ``episode_steps`` (300), ``k`` (candidate plans per job, 4), ``interval_s`` (1.0).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, scenario: str | Path | Scenario = "smart_home", bandwidth: str | None = None,
+                 traces_dir: str | Path | None = None, split: str = "train",
+                 episode_steps: int = 300, k: int = 4, interval_s: float = 1.0) -> None:
+        self.scenario = scenario if isinstance(scenario, Scenario) else load(scenario)
+        self.models = [CostModel(self.scenario, j) for j in range(len(self.scenario.jobs))]
+        self.n_jobs, self.k, self.interval_s = len(self.models), k, interval_s
+        self.episode_steps = episode_steps
+        self.dynamics = RuntimeDynamics(self.scenario, bandwidth=bandwidth,  # type: ignore[arg-type]
+                                        traces_dir=traces_dir, split=split, interval_s=interval_s)
+        self.cache = CandidateCache(self.models, k)
+        n_dev, n_dom = len(self.scenario.devices), len(self.scenario.network.domains)
+        self.layout = ObservationLayout(n_dev, n_dom, self.n_jobs)
+        self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.size,), np.float32)
+        self.action_space = spaces.MultiDiscrete([k + 1] * self.n_jobs
+                                                 + [BANDWIDTH_LEVELS] * self.n_jobs)
+        self.capacity_wh = np.array([d.battery_wh if d.battery_wh else np.nan
+                                     for d in self.scenario.devices])
+        t = self.models[0].tables
+        self.max_energy_j = float(np.nanmax(t.dvfs_busy_w, axis=1).sum()) * interval_s
+        self.idle_w = t.idle_w
+        self.initial_plans: list[Plan | None] | None = None
+        """Plans to start every episode from instead of the first candidates."""
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        super().reset(seed=seed)
+        self.world: WorldState = self.dynamics.reset(self.np_random)
+        self.t = 0
+        self.energy_dev = np.zeros(len(self.scenario.devices))
+        # the interval the next action will run in, drawn now so a privileged oracle can see it
+        self.next_world: WorldState = self.dynamics.step(self.np_random, self.energy_dev)
+        self.history = np.tile(self.world.state.link_scale, (self.layout.history, 1))
+        cands = self._candidates()
+        self.choice = np.array([1 if c.plans else 0 for c in cands], dtype=np.int64)
+        self.plans: list[Plan | None] = [c.plans[0] if c.plans else None for c in cands]
+        if self.initial_plans is not None:  # a fixed-plan controller starts from its own plans
+            self.plans = list(self.initial_plans)
+            self.choice[:] = 0
+        self.level = np.full(self.n_jobs, BANDWIDTH_LEVELS // 2, dtype=np.int64)
+        self.since = np.zeros(self.n_jobs, dtype=np.int64)
+        self.slack = np.zeros(self.n_jobs)
+        self.utilisation = np.zeros((self.n_jobs, len(self.scenario.devices)))
+        return self._obs(), {"plan_ids": self.choice.tolist()}
+
+    def step(self, action: NDArray[np.int64]) -> tuple[NDArray[np.float32], float, bool, bool,
+                                                       dict[str, Any]]:
+        action = np.asarray(action, dtype=np.int64)
+        picks, levels = action[: self.n_jobs], action[self.n_jobs:]
+        self.world = self.next_world
+        self.history = np.vstack([self.history[1:], self.world.state.link_scale])
+        cands = self._candidates()
+        invalid, replans, moved_bytes, stall_s = 0, 0, 0.0, 0.0
+        for j in range(self.n_jobs):
+            plan, bad = self._apply_choice(j, int(picks[j]), cands[j])
+            invalid += bad
+            if plan != self.plans[j]:
+                bytes_j, stall_j = migration(self.models[j], self.plans[j], plan, self.world.state)
+                moved_bytes, stall_s = moved_bytes + bytes_j, stall_s + stall_j
+                replans += 1
+                self.since[j] = 0
+            else:
+                self.since[j] += 1
+            self.plans[j] = plan
+        self.level = np.clip(levels, 0, BANDWIDTH_LEVELS - 1)
+        energy_j, latency_ms, viol, short = self._evaluate(stall_s)
+        w = self.scenario.reward
+        weights = np.array([job.weight for job in self.scenario.jobs])
+        stall_frac = min(stall_s / self.interval_s, 10.0)
+        reward = -(w.energy_weight * energy_j / self.max_energy_j
+                   + w.qoe_weight * float(weights @ short)
+                   + w.switch_weight * stall_frac + w.invalid_weight * invalid)
+        self.t += 1
+        self.next_world = self.dynamics.step(self.np_random, self.energy_dev)
+        info = {"energy_j": energy_j, "latency_ms": latency_ms, "qoe_violation": viol.tolist(),
+                "qoe_violation_any": int(viol.any()), "qoe_slack": self.slack.tolist(),
+                "replans": replans, "migration_bytes": moved_bytes, "invalid_choices": invalid,
+                "plan_ids": self.choice.tolist(),
+                "available": self.world.state.available.tolist()}
+        return self._obs(), float(reward), False, self.t >= self.episode_steps, info
+
+    def action_masks(self) -> NDArray[np.bool_]:
+        """Feasible choices per action dimension, concatenated (MaskablePPO's format)."""
+        usable = self.world.state.usable
+        masks = []
+        for j, cand in enumerate(self._candidates()):
+            m = np.zeros(self.k + 1, dtype=bool)
+            current = self.plans[j]
+            m[0] = current is not None and all(usable[d] for d in current.devices)
+            for i, plan in enumerate(cand.plans):
+                m[i + 1] = all(usable[d] for d in plan.devices)
+            if not m.any():
+                m[0] = True
+            masks.append(m)
+        masks += [np.ones(BANDWIDTH_LEVELS, dtype=bool)] * self.n_jobs
+        return np.concatenate(masks)
+
+    # ------------------------------------------------------------------ internals
+    def _candidates(self) -> list[JobCandidates]:
+        return self.cache.get(self.world.state.usable)
+
+    def _apply_choice(self, j: int, pick: int, cand: JobCandidates) -> tuple[Plan | None, int]:
+        """The safety layer: an infeasible choice becomes the least-energy feasible candidate."""
+        usable = self.world.state.usable
+        wanted = self.plans[j] if pick == 0 else (
+            cand.plans[pick - 1] if 0 < pick <= len(cand.plans) else None)
+        if wanted is not None and all(usable[d] for d in wanted.devices):
+            if pick > 0:
+                self.choice[j] = pick
+            return wanted, 0
+        options = [i for i, p in enumerate(cand.plans) if all(usable[d] for d in p.devices)]
+        if not options:
+            self.choice[j] = 0
+            return None, 1
+        best = min(options, key=lambda i: cand.energy_j[i])
+        self.choice[j] = best + 1
+        return cand.plans[best], 1
+
+    def _evaluate(self, stall_s: float) -> tuple[float, list[float], NDArray[np.int64],
+                                                 NDArray[np.float64]]:
+        """Energy of the interval, per-job latency, violation flags and shortfalls."""
+        state, active = self.world.state, self.world.job_active
+        share = (self.level + 1.0) / BANDWIDTH_LEVELS * active
+        share = share / max(1.0, float(share.sum()))
+        latency = [0.0] * self.n_jobs
+        viol = np.zeros(self.n_jobs, dtype=np.int64)
+        short = np.zeros(self.n_jobs)
+        active_w = 0.0
+        util = np.zeros_like(self.utilisation)
+        for j, model in enumerate(self.models):
+            if not active[j]:
+                continue
+            plan = self.plans[j]
+            if plan is None:
+                viol[j], short[j], self.slack[j] = 1, 5.0, -1.0
+                latency[j] = float("inf")
+                continue
+            others = self.utilisation[np.arange(self.n_jobs) != j].sum(axis=0)
+            view = state.replace(load=np.minimum(state.load + others, 0.95),
+                                 medium_share=np.full(len(state.cross_traffic),
+                                                      max(share[j], 1e-3)))
+            m = model.evaluate(plan, view, check=False)
+            slacks = violation(m, self.world.qoe_scale[j])
+            short[j] = float(np.minimum(np.maximum(-slacks, 0.0), 5.0).sum())
+            viol[j] = int(short[j] > 0 or not (m["memory_ok"] and m["usable_ok"]))
+            self.slack[j] = float(slacks.min()) if len(slacks) else 1.0
+            latency[j] = float(m["latency_s"]) * 1e3
+            if np.isfinite(m["power_w"]):
+                active_w += float(m["power_w"]) - float(self.idle_w.sum())
+            interval = float(m["interval_s"])
+            if np.isfinite(interval) and interval > 0:
+                util[j] = (np.asarray(m["busy_s"]) / interval)
+        self.utilisation = np.clip(util, 0.0, 1.0)
+        idle_w = self.idle_w * state.available
+        energy = (float(idle_w.sum()) + max(active_w, 0.0)) * self.interval_s
+        energy += stall_s * float(idle_w.sum())  # devices wait while weights move
+        self.energy_dev = idle_w * self.interval_s + self.utilisation.sum(axis=0) * (
+            self.models[0].tables.dvfs_busy_w[:, 0] - self.idle_w) * self.interval_s
+        return energy, latency, viol, short
+
+    def _obs(self) -> NDArray[np.float32]:
+        return encode_observation(self.layout, self.history, self.world.state, self.capacity_wh,
+                                  self.world.job_active, self.world.qoe_scale, self.slack,
+                                  self.choice, self.k, self.level, BANDWIDTH_LEVELS, self.since,
+                                  self.episode_steps)

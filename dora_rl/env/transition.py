@@ -1,0 +1,74 @@
+"""What a plan switch costs, and QoE slack under a changed target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dora_rl.costmodel import CostModel, Plan, State
+from dora_rl.costmodel.formulas import MBPS_TO_BYTES_PER_S
+
+MAX_STALL_S = 60.0
+TIME_TARGETS = ("latency_ms", "ttft_ms", "tpot_ms", "iteration_ms", "deadline_s")
+
+
+def migration(model: CostModel, old: Plan | None, new: Plan | None,
+              state: State) -> tuple[float, float]:
+    """Bytes of weights that must move, and the stall while they do.
+
+    Every device receives the weights of the layers it gains; devices receive in parallel over
+    their current links, so the stall is the slowest receiver's transfer (at most
+    ``MAX_STALL_S``; a device without a link stalls that long).
+
+    Example:
+        >>> from dora_rl.scenarios import load
+        >>> m = CostModel(load("tiny"))
+        >>> a, b = Plan.single(0, 8), Plan(stage_end=(4, 8), stage_devices=((0,), (2,)))
+        >>> nbytes, stall = migration(m, a, b, m.nominal)
+        >>> nbytes == sum(layer.param_bytes for layer in m.tables.model.layers[4:])
+        True
+    """
+    if new is None:
+        return 0.0, 0.0
+    t = model.tables
+    held: dict[int, set[int]] = {}
+    if old is not None:
+        for k, group in enumerate(old.stage_devices):
+            first, end = old.stage_layers(k)
+            for d in group:
+                held[d] = set(range(first, end))
+    params = np.diff(t.param_prefix_bytes)
+    total, stall = 0.0, 0.0
+    for k, group in enumerate(new.stage_devices):
+        first, end = new.stage_layers(k)
+        for d in group:
+            gain = [layer for layer in range(first, end) if layer not in held.get(d, set())]
+            nbytes = float(params[gain].sum())
+            if nbytes <= 0:
+                continue
+            total += nbytes
+            rate = t.link_bytes_per_s[d] * state.link_scale[d]
+            stall = max(stall, min(nbytes / rate, MAX_STALL_S) if rate > 0 else MAX_STALL_S)
+    return total, stall
+
+
+def violation(metrics: dict[str, Any], qoe_scale: float) -> NDArray[np.float64]:
+    """Relative slack of each target once time targets are multiplied by ``qoe_scale``.
+
+    Example:
+        A 100 ms target met in 90 ms has 10 % slack; tightened to 80 ms it is missed by 12.5 %.
+
+        >>> violation({"qoe_slack": {"latency_ms": 0.1}}, 0.8).round(3).tolist()
+        [-0.125]
+    """
+    out = []
+    for name, slack in metrics["qoe_slack"].items():
+        if name in TIME_TARGETS:
+            slack = 1.0 - (1.0 - slack) / qoe_scale
+        out.append(slack)
+    return np.nan_to_num(np.array(out, dtype=np.float64), nan=-5.0, neginf=-5.0)
+
+
+__all__ = ["MBPS_TO_BYTES_PER_S", "migration", "violation"]

@@ -1,0 +1,25 @@
+"""Register the environments with Gymnasium (namespaced, versioned ids).
+
+Imported by ``dora_rl/__init__.py``; it imports only Gymnasium, and the environment module is
+loaded by Gymnasium when an id is first made.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+ENV_IDS: dict[str, dict[str, str]] = {
+    "dora_rl/SmartHome-v0": {"scenario": "smart_home"},
+    "dora_rl/TrafficAnalytics-v0": {"scenario": "traffic_analytics"},
+    "dora_rl/EdgeCluster-v0": {"scenario": "edge_cluster"},
+    "dora_rl/Tiny-v0": {"scenario": "tiny"},
+    "dora_rl/Edge-v0": {},
+}
+
+
+def register_envs() -> None:
+    """Register every id once (idempotent)."""
+    for env_id, kwargs in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="dora_rl.env.edge_env:EdgeEnv",
+                         kwargs=dict(kwargs))
