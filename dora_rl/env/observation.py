@@ -77,7 +77,7 @@ def encode_observation(layout: ObservationLayout, link_history: NDArray[np.float
         ...     np.ones(1, bool), np.ones(1), np.array([0.5]), np.array([1]), 4,
         ...     np.array([3]), 4, np.array([10]), 100)
         >>> obs.shape, obs.dtype, float(obs.min()) >= -1, float(obs.max()) <= 1
-        ((13,), dtype('float32'), True, True)
+        ((12,), dtype('float32'), True, True)
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         battery = np.where(np.isnan(battery_capacity_wh), 1.0,
