@@ -17,6 +17,7 @@ from dora_rl.costmodel.formulas import (
     effective_time_s,
     one_f_one_b_iteration_s,
     relative_slack,
+    replica_s,
     stage_time_s,
 )
 from dora_rl.costmodel.metrics import Metrics
@@ -45,28 +46,24 @@ class _Stages:
         dev = s_idx[None, :]
         speed = t.dvfs_speed[dev, b.dvfs_levels]
         self.busy_w = t.dvfs_busy_w[dev, b.dvfs_levels]
-        slow: FloatArray = effective_time_s(1.0, speed, state.load[None, :])
+        loaded: FloatArray = effective_time_s(1.0, 1.0, state.load[None, :])
 
         def span(prefix: FloatArray) -> FloatArray:
             return np.where(self.used, prefix[dev, self.last] - prefix[dev, self.first], 0.0)
 
-        self.tau_f = np.where(self.used, np.maximum(span(t.fwd_prefix_s) * slow, MIN_ITEM_S),
-                              np.inf)
-        self.tau_b = np.where(self.used, np.maximum(span(t.bwd_prefix_s) * slow, MIN_ITEM_S),
-                              np.inf)
+        plan_f = np.maximum(span(t.fwd_prefix_s) / speed, MIN_ITEM_S)  # planned, no load
+        self.tau_f = np.where(self.used, plan_f * loaded, np.inf)
+        self.tau_b = np.where(self.used, np.maximum(span(t.bwd_prefix_s) / speed, MIN_ITEM_S)
+                              * loaded, np.inf)
         self.wread = span(t.weight_read_prefix_s)
         self.kv_per_token = np.where(self.used, t.kv_prefix_bytes[self.last]
                                      - t.kv_prefix_bytes[self.first], 0.0)
         self.params = np.where(self.used, t.param_prefix_bytes[self.last]
                                - t.param_prefix_bytes[self.first], 0.0)
-        with np.errstate(divide="ignore"):
-            rate = np.where(self.used, 1.0 / self.tau_f, 0.0)
-        self.rate_f = np.einsum("nd,nds->ns", rate, self.onehot)
+        rate = np.where(self.used, 1.0 / plan_f, 0.0)
+        stage_rate = np.take_along_axis(np.einsum("nd,nds->ns", rate, self.onehot), ds, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            stage_rate = np.take_along_axis(self.rate_f, ds, axis=1)
             self.frac = np.where(self.used, rate / stage_rate, 0.0)  # share of the micro-batch
-            rate_b = np.where(self.used, 1.0 / self.tau_b, 0.0)
-        self.rate_b = np.einsum("nd,nds->ns", rate_b, self.onehot)
         self.ds = ds
         self.group_size = self.onehot.sum(axis=1)
         last_layer = np.clip(b.stage_end - 1, 0, t.n_layers - 1)
@@ -77,7 +74,6 @@ class _Stages:
                     extra_read: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
         """Stage times [N, S] and per-device busy times [N, D] for ``items`` per micro-batch."""
         tau = self.tau_b if backward else self.tau_f
-        rate = self.rate_b if backward else self.rate_f
         read = self.wread * (2.0 if backward else 1.0)
         if extra_read is not None:
             read = read + extra_read
@@ -87,12 +83,13 @@ class _Stages:
         items_arr = np.asarray(items, dtype=np.float64)
         if items_arr.ndim == 1:
             items_arr = items_arr[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t_stage = stage_time_s(items_arr, rate, fastest, slowest_read)
+        with np.errstate(invalid="ignore"):
+            own_compute = np.where(self.used, replica_s(items_arr, self.frac, tau), 0.0)
+        compute = np.where(oh, own_compute[:, :, None], 0.0).max(axis=1)
+        t_stage = stage_time_s(compute, fastest, slowest_read)
         t_stage = np.where(self.active, t_stage, 0.0)
         t_dev = np.take_along_axis(t_stage, self.ds, axis=1)
-        with np.errstate(invalid="ignore"):
-            own = np.maximum(np.asarray(items_arr) * self.frac * tau, read)
+        own = np.maximum(own_compute, read)
         busy = np.where(self.used, np.minimum(t_dev, own), 0.0)
         return t_stage, busy
 
@@ -110,7 +107,7 @@ def evaluate_batch(t: JobTables, b: PlanBatch, state: State) -> Metrics:
         stage_sync = np.where(st.group_size > 1, stage_sync, 0.0)
     else:
         items = None
-        stage_sync = np.zeros_like(st.rate_f)
+        stage_sync = np.zeros(st.onehot.shape[::2])
     net = flow_costs(t, st.onehot, st.frac, st.boundary_bytes, st.boundary_active, stage_sync,
                      st.group_size, b.boundary_shares, b.allreduce_shares, state.link_scale,
                      state.cross_traffic, state.medium_share)

@@ -54,23 +54,40 @@ def effective_time_s(nominal_s: F, speed: F | float, load: F | float) -> F:
     return nominal_s / (speed * (1.0 - load))
 
 
-def stage_time_s(items: F, rate_sum_per_s: F, fastest_item_s: F, weight_read_s: F) -> F:
-    """Time a data-parallel stage needs for ``items`` items.
+def stage_time_s(compute_s: F, fastest_item_s: F, weight_read_s: F) -> F:
+    """Time a data-parallel stage needs: the slowest of compute, one item, and weight reads.
 
-    The micro-batch is split in proportion to replica speed, so all replicas finish together
-    after ``items / sum(rates)`` (a fluid split). A stage is never faster than one item on its
-    fastest replica, nor than the time its slowest replica needs to read the stage weights from
-    memory (the roofline bound that dominates LLM decoding).
+    ``compute_s`` is the slowest replica's share of the micro-batch (see :func:`replica_s`).
+    A stage is never faster than one item on its fastest replica, nor than the time its
+    slowest replica needs to read the stage weights from memory (the roofline bound that
+    dominates LLM decoding).
 
     Example:
-        Two replicas at 100 and 300 items/s share 8 items: 8 / 400 = 20 ms.
-
-        >>> stage_time_s(8.0, 400.0, 1 / 300, 0.001)
+        >>> stage_time_s(0.02, 1 / 300, 0.001)
         0.02
-        >>> stage_time_s(1.0, 400.0, 1 / 300, 0.001) == 1 / 300  # one item: fastest replica
+        >>> stage_time_s(0.0025, 1 / 300, 0.001) == 1 / 300  # one item: fastest replica
         True
     """
-    return _plain(np.maximum(np.maximum(items / rate_sum_per_s, fastest_item_s), weight_read_s))
+    return _plain(np.maximum(np.maximum(compute_s, fastest_item_s), weight_read_s))
+
+
+def replica_s(items: F, share: F, item_s: F) -> F:
+    """Time one replica spends on its share of a micro-batch.
+
+    The micro-batch is split in proportion to each replica's *planned* speed (its DVFS level,
+    not the background load, which the plan cannot know), so with no load all replicas finish
+    together; load on one replica makes it the straggler and never speeds the stage.
+
+    Example:
+        Replicas at 100 and 300 items/s share 8 items as 2 and 6: 20 ms each. If others take
+        half of the second (150 items/s left), its 6 items need 40 ms.
+
+        >>> round(replica_s(8.0, 0.25, 0.01), 6), round(replica_s(8.0, 0.75, 1 / 300), 6)
+        (0.02, 0.02)
+        >>> round(replica_s(8.0, 0.75, 1 / 150), 6)
+        0.04
+    """
+    return items * share * item_s
 
 
 def airtime_s(n_bytes: F, sender_rate: F | float, receiver_rate: F | float) -> F:

@@ -40,29 +40,30 @@ class _Eval:
         self.end = [0] * n_dev
         self.tau_f, self.tau_b, self.wr = [INF] * n_dev, [INF] * n_dev, [0.0] * n_dev
         self.pw = [0.0] * n_dev
-        self.rate_f, self.rate_b = [0.0] * self.k, [0.0] * self.k
+        planned = [0.0] * n_dev  # speed the split is planned for: DVFS, not background load
+        rate = [0.0] * self.k
         for k, group in enumerate(plan.stage_devices):
             a, b = plan.stage_layers(k)
             for d in group:
-                slow = 1.0 / (lt.speed[d][levels[d]] * (1.0 - load[d]))
+                speed = lt.speed[d][levels[d]]
+                loaded = 1.0 / (1.0 - load[d])
                 self.stage_of[d], self.first[d], self.end[d] = k, a, b
-                self.tau_f[d] = max((lt.fwd[d][b] - lt.fwd[d][a]) * slow, MIN_ITEM_S)
-                self.tau_b[d] = max((lt.bwd[d][b] - lt.bwd[d][a]) * slow, MIN_ITEM_S)
+                planned[d] = max((lt.fwd[d][b] - lt.fwd[d][a]) / speed, MIN_ITEM_S)
+                self.tau_f[d] = planned[d] * loaded
+                self.tau_b[d] = max((lt.bwd[d][b] - lt.bwd[d][a]) / speed, MIN_ITEM_S) * loaded
                 self.wr[d] = lt.wread[d][b] - lt.wread[d][a]
                 self.pw[d] = lt.busy_w[d][levels[d]]
-                self.rate_f[k] += 1.0 / self.tau_f[d]
-                self.rate_b[k] += 1.0 / self.tau_b[d]
+                rate[k] += 1.0 / planned[d]
         self.frac = [0.0] * n_dev
         for d in range(n_dev):
             k = self.stage_of[d]
             if k >= 0:
-                self.frac[d] = (1.0 / self.tau_f[d]) / self.rate_f[k]
+                self.frac[d] = (1.0 / planned[d]) / rate[k]
 
     def stage_times(self, items: float, backward: bool = False,
                     extra: list[float] | None = None) -> tuple[list[float], list[float]]:
         """Stage times and per-device busy times for ``items`` per micro-batch."""
         tau = self.tau_b if backward else self.tau_f
-        rate = self.rate_b if backward else self.rate_f
         mult = 2.0 if backward else 1.0
         stage = [0.0] * self.n_dev
         busy = [0.0] * self.n_dev
@@ -71,9 +72,9 @@ class _Eval:
             reads = [r + e for r, e in zip(reads, extra, strict=True)]
         frac = self.frac
         for k, group in enumerate(self.plan.stage_devices):
-            t_k = items / rate[k]
+            t_k = 0.0
             for d in group:
-                t_k = max(t_k, reads[d])
+                t_k = max(t_k, items * frac[d] * tau[d], reads[d])
             if len(group) > 1:
                 t_k = max(t_k, min([tau[d] for d in group]))
             stage[k] = t_k

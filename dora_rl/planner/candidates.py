@@ -15,7 +15,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.costmodel import CostModel, State
-from dora_rl.costmodel.formulas import MIN_ITEM_S, ring_allreduce_bytes_per_device, stage_time_s
+from dora_rl.costmodel.formulas import (
+    MIN_ITEM_S,
+    replica_s,
+    ring_allreduce_bytes_per_device,
+    stage_time_s,
+)
 from dora_rl.planner.space import Group, SearchSpace
 
 FloatArray = NDArray[np.float64]
@@ -73,33 +78,31 @@ class _GroupFigures:
     tau_f: FloatArray
     tau_b: FloatArray
     reads: FloatArray
-    rate_f: FloatArray  # [R]
-    rate_b: FloatArray
 
 
 def _figures(model: CostModel, state: State, members: tuple[int, ...], a: IntArray,
              b: IntArray) -> _GroupFigures:
     t = model.tables
     idx = np.array(members)
-    slow = 1.0 / (1.0 - state.load[idx])[:, None]
-    tau_f = np.maximum((t.fwd_prefix_s[idx][:, b] - t.fwd_prefix_s[idx][:, a]) * slow, MIN_ITEM_S)
-    tau_b = np.maximum((t.bwd_prefix_s[idx][:, b] - t.bwd_prefix_s[idx][:, a]) * slow, MIN_ITEM_S)
+    loaded = 1.0 / (1.0 - state.load[idx])[:, None]
+    planned = np.maximum(t.fwd_prefix_s[idx][:, b] - t.fwd_prefix_s[idx][:, a], MIN_ITEM_S)
+    tau_b = np.maximum(t.bwd_prefix_s[idx][:, b] - t.bwd_prefix_s[idx][:, a], MIN_ITEM_S) * loaded
     reads = t.weight_read_prefix_s[idx][:, b] - t.weight_read_prefix_s[idx][:, a]
-    rate_f = (1.0 / tau_f).sum(axis=0)
-    return _GroupFigures(frac=(1.0 / tau_f) / rate_f, tau_f=tau_f, tau_b=tau_b, reads=reads,
-                         rate_f=rate_f, rate_b=(1.0 / tau_b).sum(axis=0))
+    rate = (1.0 / planned).sum(axis=0)
+    return _GroupFigures(frac=(1.0 / planned) / rate, tau_f=planned * loaded, tau_b=tau_b,
+                         reads=reads)
 
 
 def _stage(fig: _GroupFigures, items: float, backward: bool = False,
            extra: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
     """Stage time [R] and busy time per member [M, R], as the cost model computes them."""
     tau = fig.tau_b if backward else fig.tau_f
-    rate = fig.rate_b if backward else fig.rate_f
     reads = fig.reads * (2.0 if backward else 1.0)
     if extra is not None:
         reads = reads + extra
-    t_stage = stage_time_s(items, rate, tau.min(axis=0), reads.max(axis=0))
-    busy = np.minimum(t_stage[None, :], np.maximum(items * fig.frac * tau, reads))
+    own = replica_s(items, fig.frac, tau)
+    t_stage = stage_time_s(own.max(axis=0), tau.min(axis=0), reads.max(axis=0))
+    busy = np.minimum(t_stage[None, :], np.maximum(own, reads))
     return t_stage, busy
 
 
