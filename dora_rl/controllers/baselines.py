@@ -86,8 +86,8 @@ class _Chooser(Controller):
                     continue
                 m = env.models[j].evaluate(plan, state, check=False)
                 slack = violation(m, float(world.qoe_scale[j]))
-                short = float(np.maximum(-slack, 0.0).sum())
-                ok = m["memory_ok"] and bool((slack >= self.margin).all())
+                short = sum(-s for s in slack if s < 0)
+                ok = m["memory_ok"] and all(s >= self.margin for s in slack)
                 scored.append((not ok, short if not ok else 0.0, m["energy_j"], i))
             if not scored:
                 picks.append(0)

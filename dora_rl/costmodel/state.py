@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from functools import cached_property
 
 import numpy as np
@@ -49,6 +50,15 @@ class State:
                 raise DoraError(f"state.{name}: {problem}, got {np.asarray(arr).tolist()}")
 
     @classmethod
+    def unchecked(cls, **values: NDArray[Any]) -> State:
+        """A state built without range checks, for hot loops whose inputs are valid by
+        construction (the environment's per-step views). Prefer the constructor elsewhere."""
+        obj = object.__new__(cls)
+        for name in cls.__dataclass_fields__:
+            object.__setattr__(obj, name, values[name])
+        return obj
+
+    @classmethod
     def nominal(cls, scenario: Scenario) -> State:
         """Every device present, links at nominal rate, no load, batteries full."""
         n = len(scenario.devices)
@@ -75,7 +85,7 @@ class State:
         return (self.load.tolist(), self.usable.tolist(), self.link_scale.tolist(),
                 free.tolist())
 
-    @property
+    @cached_property
     def usable(self) -> NDArray[np.bool_]:
         """Present and not on an empty battery (a device without a link can still compute)."""
         battery_ok = np.isnan(self.battery_wh) | (self.battery_wh > 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from dora_rl.config import Scenario
-from dora_rl.costmodel import CostModel, Plan
+from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.env.candidates import CandidateCache, JobCandidates
 from dora_rl.env.observation import ObservationLayout, encode_observation
@@ -89,6 +90,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         t = self.models[0].tables
         self.max_energy_j = float(np.nanmax(t.dvfs_busy_w, axis=1).sum()) * interval_s
         self.idle_w = t.idle_w
+        self.busy_above_idle = t.dvfs_busy_w[:, 0] - t.idle_w
+        self.idle_total_w = float(t.idle_w.sum())
+        self.n_devices = n_dev
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
 
@@ -111,7 +115,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.level = np.full(self.n_jobs, BANDWIDTH_LEVELS // 2, dtype=np.int64)
         self.since = np.zeros(self.n_jobs, dtype=np.int64)
         self.slack = np.zeros(self.n_jobs)
-        self.utilisation = np.zeros((self.n_jobs, len(self.scenario.devices)))
+        self.utilisation = [[0.0] * self.n_devices for _ in range(self.n_jobs)]
         return self._obs(), {"plan_ids": self.choice.tolist()}
 
     def step(self, action: NDArray[np.int64]) -> tuple[NDArray[np.float32], float, bool, bool,
@@ -119,7 +123,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         action = np.asarray(action, dtype=np.int64)
         picks, levels = action[: self.n_jobs], action[self.n_jobs:]
         self.world = self.next_world
-        self.history = np.vstack([self.history[1:], self.world.state.link_scale])
+        self.history[:-1] = self.history[1:]
+        self.history[-1] = self.world.state.link_scale
         cands = self._candidates()
         invalid, replans, moved_bytes, stall_s = 0, 0, 0.0, 0.0
         for j in range(self.n_jobs):
@@ -191,42 +196,49 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                                                  NDArray[np.float64]]:
         """Energy of the interval, per-job latency, violation flags and shortfalls."""
         state, active = self.world.state, self.world.job_active
-        share = (self.level + 1.0) / BANDWIDTH_LEVELS * active
-        share = share / max(1.0, float(share.sum()))
+        share = [(lv + 1.0) / BANDWIDTH_LEVELS if on else 0.0
+                 for lv, on in zip(self.level.tolist(), active.tolist(), strict=True)]
+        scale = 1.0 / max(1.0, sum(share))
         latency = [0.0] * self.n_jobs
         viol = np.zeros(self.n_jobs, dtype=np.int64)
         short = np.zeros(self.n_jobs)
-        active_w = 0.0
-        util = np.zeros_like(self.utilisation)
+        active_w, idle_total = 0.0, self.idle_total_w
+        util = [[0.0] * self.n_devices for _ in range(self.n_jobs)]
+        total = [sum(col) for col in zip(*self.utilisation, strict=True)]
+        load, usable, link, free = state.lists
         for j, model in enumerate(self.models):
-            if not active[j]:
+            if not share[j]:
                 continue
             plan = self.plans[j]
             if plan is None:
                 viol[j], short[j], self.slack[j] = 1, 5.0, -1.0
                 latency[j] = float("inf")
                 continue
-            others = self.utilisation[np.arange(self.n_jobs) != j].sum(axis=0)
-            view = state.replace(load=np.minimum(state.load + others, 0.95),
-                                 medium_share=np.full(len(state.cross_traffic),
-                                                      max(share[j], 1e-3)))
+            mine = self.utilisation[j]
+            view = State.unchecked(link_scale=state.link_scale, available=state.available,
+                                   load=state.load, battery_wh=state.battery_wh,
+                                   cross_traffic=state.cross_traffic,
+                                   medium_share=state.medium_share)
+            # others' utilisation is background load; the job holds its share of the media
+            view.__dict__["lists"] = (
+                [min(ld + tot - me, 0.95) for ld, tot, me in zip(load, total, mine, strict=True)],
+                usable, link, [f * max(share[j] * scale, 1e-3) for f in free])
             m = model.evaluate(plan, view, check=False)
-            slacks = violation(m, self.world.qoe_scale[j])
-            short[j] = float(np.minimum(np.maximum(-slacks, 0.0), 5.0).sum())
+            slacks = violation(m, float(self.world.qoe_scale[j]))
+            short[j] = sum(min(-s, 5.0) for s in slacks if s < 0)
             viol[j] = int(short[j] > 0 or not (m["memory_ok"] and m["usable_ok"]))
-            self.slack[j] = float(slacks.min()) if len(slacks) else 1.0
-            latency[j] = float(m["latency_s"]) * 1e3
-            if np.isfinite(m["power_w"]):
-                active_w += float(m["power_w"]) - float(self.idle_w.sum())
-            interval = float(m["interval_s"])
-            if np.isfinite(interval) and interval > 0:
-                util[j] = (np.asarray(m["busy_s"]) / interval)
-        self.utilisation = np.clip(util, 0.0, 1.0)
+            self.slack[j] = min(slacks) if slacks else 1.0
+            latency[j] = m["latency_s"] * 1e3
+            power, interval = m["power_w"], m["interval_s"]
+            if math.isfinite(power):
+                active_w += power - idle_total
+            if math.isfinite(interval) and interval > 0:
+                util[j] = [min(b / interval, 1.0) for b in m["busy_s"]]
+        self.utilisation = util
         idle_w = self.idle_w * state.available
-        energy = (float(idle_w.sum()) + max(active_w, 0.0)) * self.interval_s
-        energy += stall_s * float(idle_w.sum())  # devices wait while weights move
-        self.energy_dev = idle_w * self.interval_s + self.utilisation.sum(axis=0) * (
-            self.models[0].tables.dvfs_busy_w[:, 0] - self.idle_w) * self.interval_s
+        idle_sum = float(idle_w.sum())
+        energy = (idle_sum + max(active_w, 0.0)) * self.interval_s + stall_s * idle_sum
+        self.energy_dev = (idle_w + np.sum(util, axis=0) * self.busy_above_idle) * self.interval_s
         return energy, latency, viol, short
 
     def _obs(self) -> NDArray[np.float32]:

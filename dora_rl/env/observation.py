@@ -79,20 +79,24 @@ def encode_observation(layout: ObservationLayout, link_history: NDArray[np.float
         >>> obs.shape, obs.dtype, float(obs.min()) >= -1, float(obs.max()) <= 1
         ((12,), dtype('float32'), True, True)
     """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        battery = np.where(np.isnan(battery_capacity_wh), 1.0,
-                           np.nan_to_num(state.battery_wh / battery_capacity_wh, nan=1.0))
-    parts = [
-        np.clip(link_history[-layout.history:], 0.0, LINK_MAX).T.reshape(-1) / LINK_MAX,
-        state.available.astype(np.float64),
-        state.load,
-        np.clip(battery, 0.0, 1.0),
-        state.cross_traffic,
-        job_active.astype(np.float64),
-        np.clip(qoe_scale / QOE_SCALE_MAX, 0.0, 1.0),
-        np.clip(np.nan_to_num(qoe_slack, nan=-1.0, posinf=1.0, neginf=-1.0), -1.0, 1.0),
-        plan_index / max(n_candidates, 1),
-        bandwidth_level / max(n_levels - 1, 1),
-        np.clip(since_switch / max(horizon, 1), 0.0, 1.0),
-    ]
-    return np.concatenate(parts).astype(np.float32)
+    n_dev, n_jobs = layout.n_devices, layout.n_jobs
+    out = np.empty(layout.size, dtype=np.float32)
+    i = n_dev * layout.history
+    out[:i] = np.minimum(np.maximum(link_history[-layout.history:], 0.0), LINK_MAX).T.ravel()
+    out[:i] /= LINK_MAX
+    out[i:i + n_dev] = state.available
+    out[i + n_dev:i + 2 * n_dev] = state.load
+    mains = np.isnan(battery_capacity_wh)
+    battery = np.where(mains, 1.0, state.battery_wh / np.where(mains, 1.0, battery_capacity_wh))
+    out[i + 2 * n_dev:i + 3 * n_dev] = np.minimum(np.maximum(battery, 0.0), 1.0)
+    i += 3 * n_dev
+    out[i:i + layout.n_domains] = state.cross_traffic
+    i += layout.n_domains
+    slack = np.where(np.isnan(qoe_slack), -1.0, qoe_slack)
+    for block in (job_active, np.minimum(qoe_scale / QOE_SCALE_MAX, 1.0),
+                  np.minimum(np.maximum(slack, -1.0), 1.0), plan_index / max(n_candidates, 1),
+                  bandwidth_level / max(n_levels - 1, 1),
+                  np.minimum(since_switch / max(horizon, 1), 1.0)):
+        out[i:i + n_jobs] = block
+        i += n_jobs
+    return out

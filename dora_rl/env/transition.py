@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.costmodel.formulas import MBPS_TO_BYTES_PER_S
@@ -54,21 +54,23 @@ def migration(model: CostModel, old: Plan | None, new: Plan | None,
     return total, stall
 
 
-def violation(metrics: dict[str, Any], qoe_scale: float) -> NDArray[np.float64]:
+def violation(metrics: dict[str, Any], qoe_scale: float) -> list[float]:
     """Relative slack of each target once time targets are multiplied by ``qoe_scale``.
+
+    NaN (a figure that could not be computed) counts as a shortfall of 5.
 
     Example:
         A 100 ms target met in 90 ms has 10 % slack; tightened to 80 ms it is missed by 12.5 %.
 
-        >>> violation({"qoe_slack": {"latency_ms": 0.1}}, 0.8).round(3).tolist()
+        >>> [round(s, 3) for s in violation({"qoe_slack": {"latency_ms": 0.1}}, 0.8)]
         [-0.125]
     """
     out = []
     for name, slack in metrics["qoe_slack"].items():
         if name in TIME_TARGETS:
             slack = 1.0 - (1.0 - slack) / qoe_scale
-        out.append(slack)
-    return np.nan_to_num(np.array(out, dtype=np.float64), nan=-5.0, neginf=-5.0)
+        out.append(slack if slack == slack and slack != -math.inf else -5.0)
+    return out
 
 
 __all__ = ["MBPS_TO_BYTES_PER_S", "migration", "violation"]
