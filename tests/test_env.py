@@ -119,3 +119,29 @@ def test_oracle_is_never_worse_than_static_and_dora_beats_static_in_a_deep_fade(
     oracle = evaluate(env, make("oracle", env), seeds)
     assert oracle["qoe_violation_rate"] <= static["qoe_violation_rate"] + 1e-9
     assert oracle["reward"] >= static["reward"] - 1e-6
+
+
+def _with_fade(env: EdgeEnv, start: int, end: int, scale: float) -> None:
+    """Make every link fade to ``scale`` of its rate during steps [start, end)."""
+    step = env.dynamics.step
+
+    def faded(rng, energy=None):  # type: ignore[no-untyped-def]
+        world = step(rng, energy)
+        if start <= world.step < end:
+            state = world.state.replace(link_scale=world.state.link_scale * scale)
+            world = type(world)(state=state, job_active=world.job_active,
+                                qoe_scale=world.qoe_scale, step=world.step)
+        return world
+
+    env.dynamics.step = faded  # type: ignore[method-assign]
+
+
+def test_dora_beats_static_through_a_deep_fade() -> None:
+    results = {}
+    for name in ("static", "dora"):
+        env = gym.make("dora_rl/SmartHome-v0", bandwidth="static", episode_steps=100)
+        _with_fade(env.unwrapped, 20, 80, 0.002)  # type: ignore[arg-type]
+        results[name] = evaluate(env, make(name, env), [0])
+    assert results["static"]["qoe_violation_rate"] > 0.3
+    assert results["dora"]["qoe_violation_rate"] < results["static"]["qoe_violation_rate"] / 2
+    assert results["dora"]["reward"] > results["static"]["reward"]

@@ -1,9 +1,10 @@
 """Candidate plans per job, from the planner, cached by the set of present devices.
 
-The controller chooses among at most K plans per job. They are the job's plan set
-(:func:`dora_rl.planner.planset.plan_set`) for the devices present; when a device leaves or
-returns the set is recomputed once and cached, so an episode pays the solver only the first
-time it meets a device set.
+The controller chooses among at most K plans per job. With every device present they are the
+job's plan set (:func:`dora_rl.planner.planset.plan_set`). When a device leaves or returns,
+the candidates for the new device set are the plans of that set that only use present
+devices, plus the planner's optimum for exactly the present devices (one solve, cached), so an
+episode pays the solver once per device set it meets and never a whole plan set mid-episode.
 """
 
 from __future__ import annotations
@@ -36,15 +37,38 @@ class CandidateCache:
     def __init__(self, models: list[CostModel], k: int) -> None:
         self.models = models
         self.k = k
-        self._cache: dict[tuple[bool, ...], list[JobCandidates]] = {}
+        self._cache: dict[bytes, list[JobCandidates]] = {}
         self.solves = 0
 
     def get(self, usable: np.ndarray) -> list[JobCandidates]:
         """Candidates of every job with exactly the ``usable`` devices present."""
-        key = tuple(bool(u) for u in usable)
+        key = np.asarray(usable, dtype=bool).tobytes()
         if key not in self._cache:
-            self._cache[key] = [self._plan(m, np.array(key)) for m in self.models]
+            everyone = np.ones(len(usable), dtype=bool)
+            full = everyone.tobytes()
+            if full not in self._cache:
+                self._cache[full] = [self._plan(m, everyone) for m in self.models]
+            if key != full:
+                present = np.asarray(usable, dtype=bool)
+                self._cache[key] = [self._subset(m, present, c)
+                                    for m, c in zip(self.models, self._cache[full], strict=True)]
         return self._cache[key]
+
+    def _subset(self, model: CostModel, usable: np.ndarray,
+                full: JobCandidates) -> JobCandidates:
+        kept = [(p, e) for p, e in zip(full.plans, full.energy_j, strict=True)
+                if all(usable[d] for d in p.devices)]
+        state = model.nominal.replace(available=usable)
+        self.solves += 1
+        try:
+            best = solve(model, None, state)
+            extra = [(best.plan, best.energy_j)]
+        except InfeasibleError:
+            plans, energy = self._fallback(model, state)
+            extra = list(zip(plans, energy, strict=True))
+        merged = extra + [pe for pe in kept if pe[0] not in {p for p, _ in extra}]
+        return JobCandidates(plans=tuple(p for p, _ in merged[: self.k]),
+                             energy_j=tuple(e for _, e in merged[: self.k]))
 
     def _plan(self, model: CostModel, usable: np.ndarray) -> JobCandidates:
         state: State = model.nominal.replace(available=usable)

@@ -177,7 +177,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def _apply_choice(self, j: int, pick: int, cand: JobCandidates) -> tuple[Plan | None, int]:
         """The safety layer: an infeasible choice becomes the least-energy feasible candidate."""
-        usable = self.world.state.usable
+        usable = self.world.state.lists[1]
         wanted = self.plans[j] if pick == 0 else (
             cand.plans[pick - 1] if 0 < pick <= len(cand.plans) else None)
         if wanted is not None and all(usable[d] for d in wanted.devices):
@@ -238,7 +238,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         idle_w = self.idle_w * state.available
         idle_sum = float(idle_w.sum())
         energy = (idle_sum + max(active_w, 0.0)) * self.interval_s + stall_s * idle_sum
-        self.energy_dev = (idle_w + np.sum(util, axis=0) * self.busy_above_idle) * self.interval_s
+        busy = np.array(util).sum(axis=0)
+        self.energy_dev = (idle_w + busy * self.busy_above_idle) * self.interval_s
         return energy, latency, viol, short
 
     def _obs(self) -> NDArray[np.float32]:

@@ -33,23 +33,26 @@ def migration(model: CostModel, old: Plan | None, new: Plan | None,
     if new is None:
         return 0.0, 0.0
     t = model.tables
-    held: dict[int, set[int]] = {}
+    prefix = t.lists.params
+    held: dict[int, tuple[int, int]] = {}
     if old is not None:
         for k, group in enumerate(old.stage_devices):
-            first, end = old.stage_layers(k)
             for d in group:
-                held[d] = set(range(first, end))
-    params = np.diff(t.param_prefix_bytes)
+                held[d] = old.stage_layers(k)
+    link, scale = t.lists.link, state.lists[2]
     total, stall = 0.0, 0.0
     for k, group in enumerate(new.stage_devices):
         first, end = new.stage_layers(k)
         for d in group:
-            gain = [layer for layer in range(first, end) if layer not in held.get(d, set())]
-            nbytes = float(params[gain].sum())
+            nbytes = prefix[end] - prefix[first]
+            if d in held:  # layers the device already holds need not move
+                a, b = max(first, held[d][0]), min(end, held[d][1])
+                if b > a:
+                    nbytes -= prefix[b] - prefix[a]
             if nbytes <= 0:
                 continue
             total += nbytes
-            rate = t.link_bytes_per_s[d] * state.link_scale[d]
+            rate = link[d] * scale[d]
             stall = max(stall, min(nbytes / rate, MAX_STALL_S) if rate > 0 else MAX_STALL_S)
     return total, stall
 

@@ -1,0 +1,94 @@
+"""Benchmark the environment: step cost, and PPO training speed against CartPole.
+
+Run ``python experiments/bench_env.py`` (``--quick`` for a smoke run). Writes
+``experiments/results/env_speed.{md,csv}``:
+
+- median wall time of one ``step`` of each registered environment (through ``gymnasium.make``,
+  so with Gymnasium's wrappers), under random actions and under "keep every plan" actions;
+  target: 100 us on SmartHome-v0;
+- stable-baselines3 PPO (default MLP policy, one environment, same settings) steps per second
+  on SmartHome-v0 and on CartPole-v1, measured in the same run; target: SmartHome at least
+  0.7x CartPole, so the environment is never the bottleneck of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+
+import dora_rl  # noqa: F401  (registers the ids)
+from dora_rl.registration import ENV_IDS
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def step_cost_us(env_id: str, steps: int, keep: bool) -> float:
+    """Median microseconds per step."""
+    kwargs = {"scenario": "tiny"} if env_id == "dora_rl/Edge-v0" else {}
+    env = gym.make(env_id, episode_steps=10**9, **kwargs)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    n_jobs = env.unwrapped.n_jobs  # type: ignore[attr-defined]
+    hold = np.array([0] * n_jobs + [2] * n_jobs)
+    times = []
+    for _ in range(steps):
+        action = hold if keep else env.action_space.sample()
+        start = time.perf_counter()
+        env.step(action)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def ppo_steps_per_s(env_id: str, timesteps: int) -> float:
+    """PPO learning throughput (environment steps per second of ``learn``)."""
+    env = gym.make(env_id)
+    model = PPO("MlpPolicy", env, n_steps=512, batch_size=64, seed=0, verbose=0, device="cpu")
+    model.learn(256)  # warm-up: first rollout, torch initialisation
+    start = time.perf_counter()
+    model.learn(timesteps, reset_num_timesteps=False)
+    return timesteps / (time.perf_counter() - start)
+
+
+def main() -> int:
+    """Run both parts and write the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.distributions.Distribution.set_default_validate_args(False)
+    steps = 500 if args.quick else 5000
+    rows = []
+    for env_id in ENV_IDS:
+        rows.append({"env": env_id, "step_random_us": round(step_cost_us(env_id, steps, False), 1),
+                     "step_keep_us": round(step_cost_us(env_id, steps, True), 1)})
+    timesteps = 1024 if args.quick else 8192
+    cart = ppo_steps_per_s("CartPole-v1", timesteps)
+    home = ppo_steps_per_s("dora_rl/SmartHome-v0", timesteps)
+    table = ["| env | step, random actions (us) | step, keep plans (us) |", "|---|---|---|"]
+    table += [f"| {r['env']} | {r['step_random_us']} | {r['step_keep_us']} |" for r in rows]
+    ppo = (f"PPO steps/s: CartPole-v1 {cart:.0f}, SmartHome-v0 {home:.0f}, "
+           f"ratio {home / cart:.2f} (target >= 0.7)")
+    text = "\n".join(table) + "\n\n" + ppo
+    print(text)
+    if not args.quick:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        with open(RESULTS / "env_speed.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        (RESULTS / "env_speed.md").write_text(
+            "# Environment speed\n\nMedians on this 2-core machine, one torch thread. "
+            "Reproduce: `python experiments/bench_env.py`.\n\n" + text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
