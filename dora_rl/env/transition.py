@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.costmodel.formulas import MBPS_TO_BYTES_PER_S
 
