@@ -35,6 +35,30 @@ def test_checkers_pass_without_warnings(env_id: str) -> None:
         sb3_check_env(env.unwrapped, warn=True)
 
 
+@pytest.fixture(scope="module")
+def edge_cluster() -> gym.Env:  # type: ignore[type-arg]
+    """One EdgeCluster env for the module: its first reset plans GPT-2 fine-tuning (~35 s)."""
+    return _make("dora_rl/EdgeCluster-v0", episode_steps=2000)
+
+
+def test_checkers_pass_without_warnings_on_edge_cluster(edge_cluster: gym.Env) -> None:  # type: ignore[type-arg]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gym_check_env(edge_cluster.unwrapped, skip_render_check=True)
+        sb3_check_env(edge_cluster.unwrapped, warn=True)
+
+
+def test_edge_cluster_observations_stay_in_space(edge_cluster: gym.Env) -> None:  # type: ignore[type-arg]
+    edge_cluster.action_space.seed(1)
+    obs, _ = edge_cluster.reset(seed=1)
+    for i in range(10_000):
+        obs, reward, terminated, truncated, _ = edge_cluster.step(
+            edge_cluster.action_space.sample())
+        assert edge_cluster.observation_space.contains(obs) and np.isfinite(reward), i
+        if terminated or truncated:
+            obs, _ = edge_cluster.reset(seed=i)
+
+
 def test_every_id_is_registered() -> None:
     for env_id in ENV_IDS:
         assert env_id in gym.registry
@@ -78,7 +102,7 @@ def test_subproc_vec_env_of_two_works() -> None:
         vec.close()
 
 
-@pytest.mark.parametrize("env_id", FAST_IDS)
+@pytest.mark.parametrize("env_id", [*FAST_IDS, "dora_rl/Edge-v0"])
 def test_observations_stay_in_space_under_random_actions(env_id: str) -> None:
     env = _make(env_id, episode_steps=2000)
     env.action_space.seed(0)
