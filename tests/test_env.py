@@ -169,3 +169,51 @@ def test_dora_beats_static_through_a_deep_fade() -> None:
     assert results["static"]["qoe_violation_rate"] > 0.3
     assert results["dora"]["qoe_violation_rate"] < results["static"]["qoe_violation_rate"] / 2
     assert results["dora"]["reward"] > results["static"]["reward"]
+
+
+def test_dora_time_mixes_two_plans_for_a_time_to_finish_deadline() -> None:
+    from pathlib import Path
+
+    from dora_rl.config.loader import resolve, validate
+    from dora_rl.config.schema import ScenarioSpec
+    from dora_rl.planner.compose import time_mix
+    from dora_rl.synthetic import scenario_dict
+
+    data = scenario_dict(np.random.default_rng(5), 3, 4, "training", wifi_fraction=0.0,
+                         unused_off=True)
+    data["jobs"][0]["training"]["iterations"] = 100
+    data["jobs"][0]["qoe"] = {"deadline_s": 30.0}  # 0.3 s per iteration on average
+    data["dynamics"] = {"bandwidth": "static"}
+    env = EdgeEnv(resolve(validate(ScenarioSpec, data, "<test>"), "<test>", Path(".")),
+                  episode_steps=40, k=8)
+    env.reset(seed=0)
+    cand = env.cache.get(env.world.state.usable)[0]
+    # someone loads the devices of the cheapest plan: it now misses the deadline alone
+    load = np.zeros(len(env.scenario.devices))
+    load[list(cand.plans[0].devices)] = 0.2
+    step = env.dynamics.step
+
+    def loaded(rng, energy=None):  # type: ignore[no-untyped-def]
+        world = step(rng, energy)
+        return type(world)(state=world.state.replace(load=load), job_active=world.job_active,
+                           qoe_scale=world.qoe_scale, step=world.step)
+
+    env.dynamics.step = loaded  # type: ignore[method-assign]
+    state = env.models[0].nominal.replace(load=load)
+    figures = [env.models[0].evaluate(p, state) for p in cand.plans]
+
+    class F:
+        def __init__(self, m: dict) -> None:  # type: ignore[type-arg]
+            self.time_s, self.energy_j = m["iteration_s"], m["energy_j"]
+
+    mix = time_mix([F(m) for m in figures], 0.3)
+    single = min(m["energy_j"] for m in figures if m["iteration_s"] <= 0.3)
+    assert figures[0]["iteration_s"] > 0.3 and mix.energy_j < single  # mixing pays here
+    dora = make("dora", env)
+    obs, _ = env.reset(seed=0)
+    used = []
+    for _ in range(40):
+        obs, _, _, _, info = env.step(dora.predict(obs)[0])
+        used.append(cand.plans.index(env.plans[0]))
+    shares = np.bincount(used[1:], minlength=len(cand.plans)) / len(used[1:])
+    np.testing.assert_allclose(shares, mix.fractions, atol=0.08)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -24,7 +25,9 @@ from dora_rl.costmodel import State
 from dora_rl.dynamics import WorldState
 from dora_rl.env.edge_env import BANDWIDTH_LEVELS, EdgeEnv
 from dora_rl.env.transition import violation
+from dora_rl.errors import InfeasibleError
 from dora_rl.planner.baselines import throughput as throughput_plan
+from dora_rl.planner.compose import time_mix
 
 Action = NDArray[np.int64]
 
@@ -44,6 +47,13 @@ class Controller:
     def act(self) -> Action:
         """Keep every plan at the middle bandwidth level."""
         return np.array([0] * self.n_jobs + [BANDWIDTH_LEVELS // 2] * self.n_jobs)
+
+
+@dataclass(frozen=True)
+class _Figure:
+    time_s: float
+    energy_j: float
+    index: int
 
 
 class Static(Controller):
@@ -75,6 +85,42 @@ class _Chooser(Controller):
 
     margin = 0.0
     hysteresis = 0.0
+    mix = False
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        self.credit: dict[tuple[int, int], float] = {}
+
+    def _mixed(self, j: int, cand: Any, scored: list[tuple[Any, ...]], state: State,
+               world: WorldState) -> int | None:
+        """For a training job with a time-to-finish deadline, only the *average* iteration time
+        matters: alternate the two plans of the least-energy mix meeting it (an LP), when that
+        mix saves energy over the best single plan. Per-request targets never mix."""
+        job = self.env.models[j].tables.job
+        if job.training is None or job.qoe.deadline_s is None or not job.training.iterations:
+            return None
+        target_s = job.qoe.deadline_s / job.training.iterations * float(world.qoe_scale[j])
+        entries = []
+        for _, _, energy, i in scored:
+            m = self.env.models[j].evaluate(cand.plans[i], state, check=False)
+            if m["memory_ok"] and np.isfinite(m["iteration_s"]):
+                entries.append(_Figure(float(m["iteration_s"]), float(energy), i))
+        if len(entries) < 2:
+            return None
+        try:
+            mix = time_mix(entries, target_s)
+        except InfeasibleError:
+            return None
+        single = min((e.energy_j for e in entries if e.time_s <= target_s), default=np.inf)
+        if mix.energy_j >= single * (1 - 1e-9):
+            return None
+        # serve the plan furthest behind its share (a deterministic round robin)
+        for e, f in zip(entries, mix.fractions, strict=True):
+            self.credit[(j, e.index)] = self.credit.get((j, e.index), 0.0) + f
+        chosen = max(entries, key=lambda e: self.credit[(j, e.index)])
+        self.credit[(j, chosen.index)] -= 1.0
+        return 0 if self.env.plans[j] == cand.plans[chosen.index] else chosen.index + 1
+
 
     def choose(self, world: WorldState, state: State) -> Action:
         env = self.env
@@ -93,6 +139,11 @@ class _Chooser(Controller):
                 picks.append(0)
                 continue
             best = min(scored)
+            if self.mix:  # a time-to-finish target: alternate two plans if that saves energy
+                mixed = self._mixed(j, cand, scored, state, world)
+                if mixed is not None:
+                    picks.append(mixed)
+                    continue
             current = next((s for s in scored if env.plans[j] == cand.plans[s[3]]), None)
             keep = current is not None and not current[0] and (
                 current[2] <= best[2] * (1.0 + self.hysteresis))
@@ -101,10 +152,12 @@ class _Chooser(Controller):
 
 
 class Dora(_Chooser):
-    """Rule-based adapter on the last interval's measurements (10 % QoE margin, 5 % hysteresis)."""
+    """Rule-based adapter on the last interval's measurements (10 % QoE margin, 5 % hysteresis,
+    and the two-plan time mix when no single candidate meets the time target)."""
 
     margin = 0.1
     hysteresis = 0.05
+    mix = True
 
     def act(self) -> Action:
         world = self.env.world

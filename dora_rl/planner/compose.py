@@ -13,8 +13,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.optimize import linprog
@@ -34,7 +35,17 @@ class Mix:
     time_s: float
 
 
-def time_mix(entries: list[PlanEntry] | tuple[PlanEntry, ...], target_time_s: float) -> Mix:
+class Timed(Protocol):
+    """Anything with a time and an energy per unit (a plan entry, a prediction)."""
+
+    @property
+    def time_s(self) -> float: ...
+
+    @property
+    def energy_j(self) -> float: ...
+
+
+def time_mix(entries: Sequence[Timed], target_time_s: float) -> Mix:
     """Least energy per unit with the average time per unit at most ``target_time_s``.
 
     Example:
