@@ -132,6 +132,8 @@ def ring_allreduce_bytes_per_device(n_devices: F, stage_bytes: F) -> F:
         >>> ring_allreduce_bytes_per_device(1.0, 100e6)  # a single replica sends nothing
         0.0
     """
+    if not isinstance(n_devices, np.ndarray) and not isinstance(stage_bytes, np.ndarray):
+        return 2.0 * (n_devices - 1.0) / max(n_devices, 1.0) * stage_bytes  # scalar fast path
     return _plain(2.0 * (n_devices - 1.0) / np.maximum(n_devices, 1.0) * stage_bytes)
 
 
