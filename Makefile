@@ -27,6 +27,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) experiments/bench_costmodel.py
+	$(PY) experiments/bench_planner.py
+	$(PY) experiments/bench_env.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
