@@ -129,6 +129,10 @@ class _Eval:
     def network(self, sync_bytes: list[float]) -> dict[str, Any]:
         """Per-item boundary times, capacity, radio times and all-reduce times."""
         lt, groups, n_dom = self.L, self.plan.stage_devices, len(self.free)
+        if self.k == 1 and len(groups[0]) == 1:  # one device: nothing crosses the network
+            zeros = [0.0] * self.n_dev
+            return {"boundary": [], "cap": 0.0, "tx": zeros, "rx": list(zeros),
+                    "allreduce": [0.0], "ar_tx": list(zeros)}
         bnd = [self._boundary(k) for k in range(self.k - 1)]
         per_dev = [ring_allreduce_bytes_per_device(float(len(g)), sync_bytes[k])
                    if len(g) > 1 else 0.0 for k, g in enumerate(groups)]

@@ -92,6 +92,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.idle_w = t.idle_w
         self.busy_above_idle = t.dvfs_busy_w[:, 0] - t.idle_w
         self.idle_total_w = float(t.idle_w.sum())
+        self.job_weights = [job.weight for job in self.scenario.jobs]
         self.n_devices = n_dev
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
@@ -120,15 +121,15 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def step(self, action: NDArray[np.int64]) -> tuple[NDArray[np.float32], float, bool, bool,
                                                        dict[str, Any]]:
-        action = np.asarray(action, dtype=np.int64)
-        picks, levels = action[: self.n_jobs], action[self.n_jobs:]
+        values = [int(a) for a in np.asarray(action).ravel().tolist()]
+        picks, levels = values[: self.n_jobs], values[self.n_jobs:]
         self.world = self.next_world
         self.history[:-1] = self.history[1:]
         self.history[-1] = self.world.state.link_scale
         cands = self._candidates()
         invalid, replans, moved_bytes, stall_s = 0, 0, 0.0, 0.0
         for j in range(self.n_jobs):
-            plan, bad = self._apply_choice(j, int(picks[j]), cands[j])
+            plan, bad = self._apply_choice(j, picks[j], cands[j])
             invalid += bad
             if plan != self.plans[j]:
                 bytes_j, stall_j = migration(self.models[j], self.plans[j], plan, self.world.state)
@@ -138,18 +139,18 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             else:
                 self.since[j] += 1
             self.plans[j] = plan
-        self.level = np.clip(levels, 0, BANDWIDTH_LEVELS - 1)
+        self.level = np.array([min(max(lv, 0), BANDWIDTH_LEVELS - 1) for lv in levels])
         energy_j, latency_ms, viol, short = self._evaluate(stall_s)
         w = self.scenario.reward
-        weights = np.array([job.weight for job in self.scenario.jobs])
         stall_frac = min(stall_s / self.interval_s, 10.0)
-        reward = -(w.energy_weight * energy_j / self.max_energy_j
-                   + w.qoe_weight * float(weights @ short)
+        shortfall = sum(wt * sh for wt, sh in zip(self.job_weights, short.tolist(), strict=True))
+        reward = -(w.energy_weight * energy_j / self.max_energy_j + w.qoe_weight * shortfall
                    + w.switch_weight * stall_frac + w.invalid_weight * invalid)
         self.t += 1
         self.next_world = self.dynamics.step(self.np_random, self.energy_dev)
-        info = {"energy_j": energy_j, "latency_ms": latency_ms, "qoe_violation": viol.tolist(),
-                "qoe_violation_any": int(viol.any()), "qoe_slack": self.slack.tolist(),
+        flags = viol.tolist()
+        info = {"energy_j": energy_j, "latency_ms": latency_ms, "qoe_violation": flags,
+                "qoe_violation_any": int(any(flags)), "qoe_slack": self.slack.tolist(),
                 "replans": replans, "migration_bytes": moved_bytes, "invalid_choices": invalid,
                 "plan_ids": self.choice.tolist(),
                 "available": self.world.state.available.tolist()}

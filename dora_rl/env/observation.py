@@ -80,21 +80,19 @@ def encode_observation(layout: ObservationLayout, link_history: NDArray[np.float
         ((12,), dtype('float32'), True, True)
     """
     # plain Python over a few dozen numbers is several times faster than NumPy calls here
-    def clip(x: float, lo: float, hi: float) -> float:
-        return lo if not x >= lo else (hi if x > hi else x)  # NaN -> lo
-
-    values: list[float] = []
-    for row in np.asarray(link_history[-layout.history:]).T.tolist():
-        values.extend(clip(v, 0.0, LINK_MAX) / LINK_MAX for v in row)
-    values.extend(float(a) for a in state.available.tolist())
-    values.extend(state.load.tolist())
-    for charge, cap in zip(state.battery_wh.tolist(), battery_capacity_wh.tolist(), strict=True):
-        values.append(1.0 if cap != cap else clip(charge / cap, 0.0, 1.0))
-    values.extend(state.cross_traffic.tolist())
-    values.extend(float(a) for a in job_active.tolist())
-    values.extend(clip(q / QOE_SCALE_MAX, 0.0, 1.0) for q in qoe_scale.tolist())
-    values.extend(clip(v, -1.0, 1.0) for v in qoe_slack.tolist())
-    values.extend(p / max(n_candidates, 1) for p in plan_index.tolist())
-    values.extend(b / max(n_levels - 1, 1) for b in bandwidth_level.tolist())
-    values.extend(clip(t / max(horizon, 1), 0.0, 1.0) for t in since_switch.tolist())
+    hist = np.minimum(np.maximum(link_history[-layout.history:], 0.0), LINK_MAX) / LINK_MAX
+    values: list[float] = hist.T.ravel().tolist()
+    values += state.available.tolist()
+    values += state.load.tolist()
+    values += [1.0 if cap != cap else (0.0 if not charge >= 0.0 else min(charge / cap, 1.0))
+               for charge, cap in zip(state.battery_wh.tolist(), battery_capacity_wh.tolist(),
+                                      strict=True)]
+    values += state.cross_traffic.tolist()
+    values += job_active.tolist()
+    values += [min(q / QOE_SCALE_MAX, 1.0) for q in qoe_scale.tolist()]
+    values += [-1.0 if not v >= -1.0 else min(v, 1.0) for v in qoe_slack.tolist()]
+    k, levels, span = max(n_candidates, 1), max(n_levels - 1, 1), max(horizon, 1)
+    values += [p / k for p in plan_index.tolist()]
+    values += [b / levels for b in bandwidth_level.tolist()]
+    values += [min(t / span, 1.0) for t in since_switch.tolist()]
     return np.array(values, dtype=np.float32)
