@@ -42,7 +42,6 @@ class _Stages:
         ds = np.maximum(b.dev_stage, 0)
         self.first = np.take_along_axis(start, ds, axis=1)  # [N, D]
         self.last = np.take_along_axis(b.stage_end, ds, axis=1)
-        self.stage_first, self.stage_last = start, b.stage_end
         dev = s_idx[None, :]
         speed = t.dvfs_speed[dev, b.dvfs_levels]
         self.busy_w = t.dvfs_busy_w[dev, b.dvfs_levels]

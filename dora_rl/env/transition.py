@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 from dora_rl.costmodel import CostModel, Plan, State
-from dora_rl.costmodel.formulas import MBPS_TO_BYTES_PER_S
 
 MAX_STALL_S = 60.0
 TIME_TARGETS = ("latency_ms", "ttft_ms", "tpot_ms", "iteration_ms", "deadline_s")
@@ -74,4 +73,4 @@ def violation(metrics: dict[str, Any], qoe_scale: float) -> list[float]:
     return out
 
 
-__all__ = ["MBPS_TO_BYTES_PER_S", "migration", "violation"]
+__all__ = ["migration", "violation"]

@@ -62,7 +62,7 @@ class _Parts:
     """Shared bookkeeping for one formulation."""
 
     def __init__(self, model: CostModel, space: SearchSpace, c: Candidates, state: State,
-                 m: int, flows: dict[int, int] | None = None) -> None:
+                 m: int) -> None:
         self.model, self.space, self.c, self.state, self.m = model, space, c, state, m
         t = model.tables
         self.L = t.n_layers
@@ -75,9 +75,6 @@ class _Parts:
         self.X = self.b.var(self.L + 1)  # per-item boundary wall time at layer boundary j
         self.wifi = [w for w in range(len(self.free)) if t.wifi_domain[w]]
         self.n_flow_bits: dict[int, IntArray] = {}
-        self.flows = flows
-        """Fixed flow count per WiFi medium (an upper bound the plan must respect), or None to
-        let the program choose it (binary expansion)."""
 
     def chain(self) -> None:
         b, x, c = self.b, self.x, self.c
@@ -127,7 +124,6 @@ class _Parts:
         if w in self.n_flow_bits:
             return self.n_flow_bits[w]
         b, x, c = self.b, self.x, self.c
-        fixed = self.flows.get(w) if self.flows is not None else None
         touch = b.var(self.L + 1, hi=1.0)
         for j in range(1, self.L):
             for side, air in ((self.ends[j], c.send_air_s), (self.starts[j], c.recv_air_s)):
@@ -136,10 +132,6 @@ class _Parts:
                     b.row(np.concatenate([[touch[j]], x[on]]),
                           np.concatenate([[1.0], -np.ones(len(on))]), lo=0.0)
         ar = np.flatnonzero((c.domain == w) & (c.allreduce_air_s > 0))
-        if fixed is not None:
-            b.row(np.concatenate([touch[1:self.L], x[ar]]), 1.0, hi=float(fixed))
-            self.n_flow_bits[w] = np.zeros(0, dtype=np.int64)
-            return self.n_flow_bits[w]
         n_max = self.space.max_stages - 1 + (self.space.max_stages if len(ar) else 0)
         bits = b.var(max(1, int(np.ceil(np.log2(n_max + 1)))), hi=1.0, integer=True)
         weights = 2.0 ** np.arange(len(bits))
@@ -163,11 +155,6 @@ class _Parts:
         b.row(np.concatenate([[target], cols]), np.concatenate([[1.0], -air / self.free[w]]),
               lo=0.0)
         bits = self._flow_count(w)
-        if self.flows is not None:
-            n = float(self.flows.get(w, 0))
-            scaled = -air * n / self.free[w]
-            b.row(np.concatenate([[target], cols]), np.concatenate([[1.0], scaled]), lo=0.0)
-            return
         big = float(air.max()) if big is None else big
         z = b.var(len(bits))
         for i, bit in enumerate(bits):

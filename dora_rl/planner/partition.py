@@ -135,11 +135,11 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
 
 
 def formulate(model: CostModel, space: SearchSpace, cands: Candidates, state: State, m: int,
-              mode: Mode, limits: Limits, flows: dict[int, int] | None = None) -> Formulation:
+              mode: Mode, limits: Limits) -> Formulation:
     """Build the program for one micro-batch count (see :mod:`~dora_rl.planner.formulation`)."""
     from dora_rl.planner.workloads import add_workload
 
-    parts = _Parts(model, space, cands, state, m, flows)
+    parts = _Parts(model, space, cands, state, m)
     parts.chain()
     parts.boundaries()
     form = add_workload(parts, mode, limits)
