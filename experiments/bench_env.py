@@ -27,6 +27,7 @@ import torch
 from stable_baselines3 import PPO
 
 import dora_rl  # noqa: F401  (registers the ids)
+from dora_rl.env.edge_env import encode_action
 from dora_rl.registration import ENV_IDS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,7 +40,7 @@ def step_cost_us(env_id: str, steps: int, keep: bool) -> float:
     env.reset(seed=0)
     env.action_space.seed(0)
     n_jobs = env.unwrapped.n_jobs  # type: ignore[attr-defined]
-    hold = np.array([0] * n_jobs + [2] * n_jobs)
+    hold = encode_action([0] * n_jobs, [2] * n_jobs)
     times = []
     for _ in range(steps):
         action = hold if keep else env.action_space.sample()

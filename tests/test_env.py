@@ -83,7 +83,7 @@ def test_pickle_round_trip_keeps_the_episode() -> None:
     env = _make("dora_rl/Tiny-v0").unwrapped
     env.reset(seed=1)
     clone = pickle.loads(pickle.dumps(env))
-    action = np.array([1, 2])
+    action = np.array([1 * 4 + 2])  # candidate 0, bandwidth level 2
     a = env.step(action)
     b = clone.step(action)
     np.testing.assert_array_equal(a[0], b[0])
@@ -217,3 +217,30 @@ def test_dora_time_mixes_two_plans_for_a_time_to_finish_deadline() -> None:
         used.append(cand.plans.index(env.plans[0]))
     shares = np.bincount(used[1:], minlength=len(cand.plans)) / len(used[1:])
     np.testing.assert_allclose(shares, mix.fractions, atol=0.08)
+
+
+def test_action_masks_forbid_keeping_a_plan_on_a_device_that_left_and_empty_slots() -> None:
+    from dora_rl.env.edge_env import BANDWIDTH_LEVELS, decode_action, encode_action
+
+    env: EdgeEnv = _make("dora_rl/SmartHome-v0", bandwidth="static").unwrapped  # type: ignore[assignment]
+    env.reset(seed=0)
+    assert decode_action(encode_action([3, 0], [1, 3])) == ([3, 0], [1, 3])
+    world = env.world
+    gone = world.state.available.copy()
+    lost = min(d for p in env.plans if p is not None for d in p.devices)
+    gone[lost] = False  # a device a current plan uses has left
+    env.world = type(world)(state=world.state.replace(available=gone),
+                            job_active=world.job_active, qoe_scale=world.qoe_scale,
+                            step=world.step)
+    mask = env.action_masks().reshape(env.n_jobs, -1)
+    assert mask.shape[1] == (env.k + 1) * BANDWIDTH_LEVELS
+    cands = env.cache.get(env.world.state.usable)
+    for j, plan in enumerate(env.plans):
+        keep = mask[j, :BANDWIDTH_LEVELS]
+        assert keep.all() == (plan is not None and lost not in plan.devices) == keep.any()
+        for i in range(env.k):
+            levels = mask[j, (i + 1) * BANDWIDTH_LEVELS:(i + 2) * BANDWIDTH_LEVELS]
+            allowed = i < len(cands[j].plans) and lost not in cands[j].plans[i].devices
+            assert levels.all() == allowed == levels.any()
+        assert mask[j].any()
+    assert not mask[:, :BANDWIDTH_LEVELS].all()  # some job may not keep its plan

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from dora_rl.costmodel import State
 from dora_rl.dynamics import WorldState
-from dora_rl.env.edge_env import BANDWIDTH_LEVELS, EdgeEnv
+from dora_rl.env.edge_env import BANDWIDTH_LEVELS, EdgeEnv, encode_action
 from dora_rl.env.transition import violation
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner.baselines import throughput as throughput_plan
@@ -46,7 +46,7 @@ class Controller:
 
     def act(self) -> Action:
         """Keep every plan at the middle bandwidth level."""
-        return np.array([0] * self.n_jobs + [BANDWIDTH_LEVELS // 2] * self.n_jobs)
+        return encode_action([0] * self.n_jobs, [BANDWIDTH_LEVELS // 2] * self.n_jobs)
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class _Chooser(Controller):
             keep = current is not None and not current[0] and (
                 current[2] <= best[2] * (1.0 + self.hysteresis))
             picks.append(0 if keep else best[3] + 1)
-        return np.array(picks + [BANDWIDTH_LEVELS // 2] * self.n_jobs, dtype=np.int64)
+        return encode_action(picks, [BANDWIDTH_LEVELS // 2] * self.n_jobs)
 
 
 class Dora(_Chooser):

@@ -22,6 +22,42 @@ from dora_rl.scenarios import load
 BANDWIDTH_LEVELS = 4
 
 
+def encode_action(picks: list[int], levels: list[int]) -> NDArray[np.int64]:
+    """The env action for per-job plan picks (0 keeps, ``i`` takes candidate ``i - 1``) and
+    bandwidth levels: one value per job, ``pick * BANDWIDTH_LEVELS + level``.
+
+    Example:
+        >>> encode_action([0, 3], [2, 1]).tolist()
+        [2, 13]
+    """
+    return np.array([p * BANDWIDTH_LEVELS + lv for p, lv in zip(picks, levels, strict=True)],
+                    dtype=np.int64)
+
+
+def decode_action(action: NDArray[np.int64] | list[int]) -> tuple[list[int], list[int]]:
+    """Per-job plan picks and bandwidth levels of an env action (inverse of
+    :func:`encode_action`).
+
+    Example:
+        >>> decode_action([2, 13])
+        ([0, 3], [2, 1])
+    """
+    values = [int(a) for a in np.asarray(action).ravel().tolist()]
+    return [v // BANDWIDTH_LEVELS for v in values], [v % BANDWIDTH_LEVELS for v in values]
+
+
+class StepInfo(dict[str, Any]):
+    """A step's ``info``: plain numbers and tuples of numbers, so a shallow copy is a deep one.
+
+    SB3's vectorised envs deep-copy every ``info`` on every step; for this dict that is a
+    shallow copy (what wrappers add, Monitor's episode summary and the terminal observation,
+    is never mutated afterwards), which keeps the copy off the training loop's profile.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> StepInfo:
+        return StepInfo(self)
+
+
 class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     """Keep every job's QoE at least energy while links fade and devices come and go.
 
@@ -39,12 +75,14 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     smallest QoE slack, current candidate, bandwidth level and time since its last switch.
 
     ## Action Space
-    ``MultiDiscrete([K + 1] * J + [4] * J)``: per job 0 keeps the current plan and ``i`` switches
-    to candidate ``i - 1`` (the job's plan set for the devices present); then per job a
-    bandwidth level ``l``: the job asks for ``(l + 1) / 4`` of each medium, scaled down so the
-    active jobs' requests sum to at most 1. A choice that is infeasible (an empty slot, a plan
-    on a device that left, memory) is replaced by the safety layer with the least-energy
-    feasible candidate, and penalised. :meth:`action_masks` gives the feasible choices.
+    ``MultiDiscrete([(K + 1) * 4] * J)``: one value per job, ``pick * 4 + l``
+    (:func:`encode_action`). ``pick`` 0 keeps the current plan and ``i`` switches to candidate
+    ``i - 1`` (the job's plan set for the devices present); ``l`` is the job's bandwidth level:
+    it asks for ``(l + 1) / 4`` of each medium, scaled down so the active jobs' requests sum to
+    at most 1. Plan and level share one categorical per job, so a policy has one head per job.
+    A choice that is infeasible (an empty slot, a plan on a device that left, memory) is
+    replaced by the safety layer with the least-energy feasible candidate, and penalised.
+    :meth:`action_masks` gives the feasible choices (every level of a feasible pick).
 
     ## Rewards
     ``r = -w_e * E / E_max - w_q * sum_j weight_j * shortfall_j - w_s * stall_s / interval_s
@@ -83,8 +121,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         n_dev, n_dom = len(self.scenario.devices), len(self.scenario.network.domains)
         self.layout = ObservationLayout(n_dev, n_dom, self.n_jobs)
         self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.size,), np.float32)
-        self.action_space = spaces.MultiDiscrete([k + 1] * self.n_jobs
-                                                 + [BANDWIDTH_LEVELS] * self.n_jobs)
+        self.action_space = spaces.MultiDiscrete([(k + 1) * BANDWIDTH_LEVELS] * self.n_jobs)
         self.capacity_wh = np.array([d.battery_wh if d.battery_wh else np.nan
                                      for d in self.scenario.devices])
         t = self.models[0].tables
@@ -121,8 +158,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def step(self, action: NDArray[np.int64]) -> tuple[NDArray[np.float32], float, bool, bool,
                                                        dict[str, Any]]:
-        values = [int(a) for a in np.asarray(action).ravel().tolist()]
-        picks, levels = values[: self.n_jobs], values[self.n_jobs:]
+        picks, levels = decode_action(action)
         self.world = self.next_world
         self.history[:-1] = self.history[1:]
         self.history[-1] = self.world.state.link_scale
@@ -148,12 +184,12 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                    + w.switch_weight * stall_frac + w.invalid_weight * invalid)
         self.t += 1
         self.next_world = self.dynamics.step(self.np_random, self.energy_dev)
-        flags = viol.tolist()
-        info = {"energy_j": energy_j, "latency_ms": latency_ms, "qoe_violation": flags,
-                "qoe_violation_any": int(any(flags)), "qoe_slack": self.slack.tolist(),
-                "replans": replans, "migration_bytes": moved_bytes, "invalid_choices": invalid,
-                "plan_ids": self.choice.tolist(),
-                "available": self.world.state.available.tolist()}
+        flags = tuple(viol.tolist())
+        info = StepInfo(energy_j=energy_j, latency_ms=tuple(latency_ms), qoe_violation=flags,
+                        qoe_violation_any=int(any(flags)), qoe_slack=tuple(self.slack.tolist()),
+                        replans=replans, migration_bytes=moved_bytes, invalid_choices=invalid,
+                        plan_ids=tuple(self.choice.tolist()),
+                        available=tuple(self.world.state.available.tolist()))
         return self._obs(), float(reward), False, self.t >= self.episode_steps, info
 
     def action_masks(self) -> NDArray[np.bool_]:
@@ -168,8 +204,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 m[i + 1] = all(usable[d] for d in plan.devices)
             if not m.any():
                 m[0] = True
-            masks.append(m)
-        masks += [np.ones(BANDWIDTH_LEVELS, dtype=bool)] * self.n_jobs
+            masks.append(np.repeat(m, BANDWIDTH_LEVELS))  # every level of a feasible pick
         return np.concatenate(masks)
 
     # ------------------------------------------------------------------ internals
