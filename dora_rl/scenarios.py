@@ -32,5 +32,20 @@ def resolve_path(name_or_path: str | Path) -> Path:
 
 
 def load(name_or_path: str | Path) -> Scenario:
-    """Load a scenario card by name (``tiny``) or path (``envs/tiny.yaml``)."""
-    return load_scenario(resolve_path(name_or_path))
+    """Load a scenario card by name (``tiny``) or path (``envs/tiny.yaml``).
+
+    Loads of an unchanged file return the same (immutable) Scenario object, so environments of
+    one card in a process share their planned candidates.
+    """
+    path = resolve_path(name_or_path)
+    try:
+        stamp = path.resolve().stat().st_mtime_ns
+    except OSError:
+        return load_scenario(path)  # reports the unreadable file
+    key = (path.resolve(), stamp)
+    if key not in _LOADED:
+        _LOADED[key] = load_scenario(path)
+    return _LOADED[key]
+
+
+_LOADED: dict[tuple[Path, int], Scenario] = {}

@@ -192,6 +192,21 @@ def load_scenario(path: str | Path) -> Scenario:
     return resolve(spec, label, path.parent)
 
 
+def load_scenario_text(text: str, label: str, base_dir: Path) -> Scenario:
+    """Load a scenario card from its text (e.g. the copy a checkpoint keeps), resolving relative
+    references (profiles, traces) against ``base_dir``.
+
+    Raises:
+        ConfigError: naming ``label``, the field path and the problem.
+    """
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError(label, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}") \
+            from None
+    return resolve(validate(ScenarioSpec, data, label), label, base_dir)
+
+
 def resolve(spec: ScenarioSpec, label: str, base_dir: Path) -> Scenario:
     """Merge catalog defaults, load profiles and check every cross reference."""
     _unique([d.name for d in spec.devices], label, "devices", "device name")

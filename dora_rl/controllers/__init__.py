@@ -1,6 +1,9 @@
-"""Controllers: anything with SB3's ``predict``; ``make(name, env)`` builds the baselines."""
+"""Controllers: anything with SB3's ``predict``; ``make(name, env)`` builds the baselines,
+``load(run_dir)`` a trained one."""
 
 from dora_rl.controllers.baselines import CONTROLLERS, Controller, make
-from dora_rl.controllers.evaluate import evaluate, run_episode
+from dora_rl.controllers.evaluate import evaluate, run_episode, run_episode_infos
+from dora_rl.controllers.learned import CheckpointError, LearnedController, load
 
-__all__ = ["CONTROLLERS", "Controller", "evaluate", "make", "run_episode"]
+__all__ = ["CONTROLLERS", "CheckpointError", "Controller", "LearnedController", "evaluate",
+           "load", "make", "run_episode", "run_episode_infos"]

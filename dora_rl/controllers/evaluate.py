@@ -34,6 +34,22 @@ def run_episode(env: gym.Env[Any, Any], controller: Predictor, seed: int) -> dic
     return totals
 
 
+def run_episode_infos(env: gym.Env[Any, Any], controller: Predictor,
+                      seed: int) -> tuple[float, list[dict[str, Any]]]:
+    """One episode; returns its total reward and every step's ``info``."""
+    obs, _ = env.reset(seed=seed)
+    total, infos, state = 0.0, [], None
+    done, start = False, True
+    while not done:
+        action, state = controller.predict(obs, state, episode_start=np.array([start]),
+                                           deterministic=True)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        infos.append(info)
+        done, start = terminated or truncated, False
+    return total, infos
+
+
 def evaluate(env: gym.Env[Any, Any], controller: Predictor,
              seeds: list[int]) -> dict[str, float]:
     """Mean totals over one episode per seed."""

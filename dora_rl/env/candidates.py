@@ -93,3 +93,19 @@ class CandidateCache:
         except InfeasibleError:
             return [], []
         return [r.plan], [r.energy_j]
+
+
+_SHARED: dict[int, tuple[object, dict[int, CandidateCache]]] = {}
+
+
+def shared_cache(scenario: object, models: list[CostModel], k: int) -> CandidateCache:
+    """One cache per (scenario object, K) in this process, so several envs of one scenario
+    (training envs, the validation env, controllers' envs) plan each device set once.
+
+    The scenario is kept alive with its caches, so its ``id`` is never reused.
+    """
+    entry = _SHARED.setdefault(id(scenario), (scenario, {}))
+    caches = entry[1]
+    if k not in caches:
+        caches[k] = CandidateCache(models, k)
+    return caches[k]

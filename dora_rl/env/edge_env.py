@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.dynamics import RuntimeDynamics, WorldState
-from dora_rl.env.candidates import CandidateCache, JobCandidates
+from dora_rl.env.candidates import JobCandidates, shared_cache
 from dora_rl.env.observation import ObservationLayout, encode_observation
 from dora_rl.env.transition import migration, violation
 from dora_rl.scenarios import load
@@ -117,7 +117,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.episode_steps = episode_steps
         self.dynamics = RuntimeDynamics(self.scenario, bandwidth=bandwidth,  # type: ignore[arg-type]
                                         traces_dir=traces_dir, split=split, interval_s=interval_s)
-        self.cache = CandidateCache(self.models, k)
+        self.cache = shared_cache(self.scenario, self.models, k)
         n_dev, n_dom = len(self.scenario.devices), len(self.scenario.network.domains)
         self.layout = ObservationLayout(n_dev, n_dom, self.n_jobs)
         self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.size,), np.float32)
@@ -189,7 +189,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                         qoe_violation_any=int(any(flags)), qoe_slack=tuple(self.slack.tolist()),
                         replans=replans, migration_bytes=moved_bytes, invalid_choices=invalid,
                         plan_ids=tuple(self.choice.tolist()),
-                        available=tuple(self.world.state.available.tolist()))
+                        available=tuple(self.world.state.available.tolist()),
+                        job_active=tuple(self.world.job_active.tolist()))
         return self._obs(), float(reward), False, self.t >= self.episode_steps, info
 
     def action_masks(self) -> NDArray[np.bool_]:

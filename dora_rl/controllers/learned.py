@@ -1,0 +1,207 @@
+"""Load a trained controller from its run folder alone, without executing code from it.
+
+stable-baselines3's ``.zip`` also holds pickled Python objects; loading those would run code
+from the file. :func:`load` reads only the policy's tensors (``policy.pth``, with
+``torch.load(weights_only=True)``) and rebuilds the policy from the settings in ``config.yaml``
+(plain YAML data) and the scenario card recorded there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from dora_rl.config import Scenario
+from dora_rl.config.loader import load_scenario_text, read_yaml, validate
+from dora_rl.errors import DoraError
+from dora_rl.scenarios import ENVS_DIR
+
+ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
+CONFIG_FORMAT = 1
+
+
+class CheckpointError(DoraError):
+    """A run folder or checkpoint is missing, truncated or does not match this dora_rl."""
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class _ScenarioRecord(_Open):
+    name: str
+    path: str
+    base_dir: str
+    sha256: str
+    content: str
+
+
+class _PolicyRecord(_Open):
+    net_arch: list[Annotated[int, Field(gt=0)]]
+    activation: Literal["tanh", "relu"]
+
+
+class RunConfig(_Open):
+    """The fields of ``config.yaml`` the loader needs (the rest is kept for people)."""
+
+    format: int
+    env_id: str
+    env_version: int
+    env_kwargs: dict[str, Any]
+    observation_size: int
+    action_nvec: list[int]
+    algorithm: Literal["ppo", "maskable_ppo"]
+    policy: _PolicyRecord
+    scenario: _ScenarioRecord
+
+
+class LearnedController:
+    """A trained policy behind SB3's ``predict``.
+
+    Attributes:
+        policy: The actor-critic policy (evaluation mode, CPU).
+        config: The run's ``config.yaml`` (validated).
+        scenario: The card it was trained on (rebuilt from the recorded text).
+        env_kwargs: EdgeEnv arguments that fix its spaces (``k``, ``interval_s``, ...).
+        run_dir: The run folder; ``model_file`` the checkpoint read.
+    """
+
+    def __init__(self, policy: ActorCriticPolicy, config: RunConfig, scenario: Scenario,
+                 run_dir: Path, model_file: Path) -> None:
+        self.policy, self.config, self.scenario = policy, config, scenario
+        self.env_kwargs = dict(config.env_kwargs)
+        self.run_dir, self.model_file = run_dir, model_file
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """SB3's ``predict``: the action for one observation (or a batch)."""
+        action, state = self.policy.predict(observation, state, episode_start, deterministic)
+        return action, state
+
+    def make_env(self, **overrides: Any) -> gym.Env[Any, Any]:
+        """An environment of the trained scenario with the trained spaces."""
+        from dora_rl.env.edge_env import EdgeEnv
+
+        return EdgeEnv(scenario=self.scenario, **{**self.env_kwargs, **overrides})
+
+
+def load(run_dir: str | Path, which: Literal["best", "final"] = "best") -> LearnedController:
+    """The controller of a run folder (``best_model.zip`` by default, else ``model.zip``).
+
+    Raises:
+        CheckpointError: one line naming the file and the problem (missing, truncated, another
+            env version, another observation or action size).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run folder")
+    config = _read_config(run_dir / "config.yaml")
+    scenario = _scenario(config, run_dir / "config.yaml")
+    env = _check_env(config, scenario, run_dir / "config.yaml")
+    names = ["best_model.zip", "model.zip"] if which == "best" else ["model.zip"]
+    model_file = next((run_dir / n for n in names if (run_dir / n).exists()), None)
+    if model_file is None:
+        raise CheckpointError(f"{run_dir}: no {' or '.join(names)} in the run folder")
+    state = _read_weights(model_file)
+    policy = _build_policy(config, env)
+    try:
+        policy.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((ln.strip() for ln in first if "size mismatch" in ln or "Missing" in ln),
+                      first[0] if first else "")
+        raise CheckpointError(f"{model_file}: the weights do not fit the policy that "
+                              f"config.yaml describes ({detail})") from None
+    policy.set_training_mode(False)
+    return LearnedController(policy, config, scenario, run_dir, model_file)
+
+
+def _read_config(path: Path) -> RunConfig:
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing (a run folder needs its config.yaml)")
+    config = validate(RunConfig, read_yaml(path), str(path))
+    if config.format != CONFIG_FORMAT:
+        raise CheckpointError(f"{path}: format: run folder format {config.format}, this "
+                              f"dora_rl reads format {CONFIG_FORMAT}")
+    return config
+
+
+def _scenario(config: RunConfig, path: Path) -> Scenario:
+    rec = config.scenario
+    if hashlib.sha256(rec.content.encode()).hexdigest() != rec.sha256:
+        raise CheckpointError(f"{path}: scenario.content: does not match scenario.sha256 "
+                              "(the recorded card was edited)")
+    base = Path(rec.base_dir)
+    if not base.is_absolute():  # recorded relative to the source tree
+        base = ENVS_DIR.parent / base
+    return load_scenario_text(rec.content, f"{path}: scenario.content",
+                              base if base.is_dir() else ENVS_DIR)
+
+
+def _check_env(config: RunConfig, scenario: Scenario, path: Path) -> gym.Env[Any, Any]:
+    """The trained scenario's env, after checking it still has the trained spaces."""
+    from dora_rl.env.edge_env import EdgeEnv
+
+    if config.env_id not in gym.registry:
+        known = ", ".join(sorted(k for k in gym.registry if k.startswith("dora_rl/")))
+        raise CheckpointError(f"{path}: env_id: trained on {config.env_id}, which this dora_rl "
+                              f"does not provide (it has {known})")
+    try:
+        env = EdgeEnv(scenario=scenario, **config.env_kwargs)
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: env_kwargs: not accepted by this env ({exc})") from None
+    size = int(env.observation_space.shape[0])  # type: ignore[index]
+    if size != config.observation_size:
+        raise CheckpointError(f"{path}: observation_size: trained on {config.observation_size} "
+                              f"values, this env version observes {size}")
+    nvec = [int(n) for n in env.action_space.nvec]  # type: ignore[attr-defined]
+    if nvec != list(config.action_nvec):
+        raise CheckpointError(f"{path}: action_nvec: trained on {config.action_nvec}, this env "
+                              f"version acts with {nvec}")
+    return env
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read("policy.pth")
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except zipfile.BadZipFile:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a zip "
+                              "file)") from None
+    except KeyError:
+        raise CheckpointError(f"{path}: not a readable checkpoint (no policy.pth inside: "
+                              "truncated, or not a stable-baselines3 model)") from None
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: policy.pth: not readable as weights ({reason})") \
+            from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise CheckpointError(f"{path}: policy.pth: not a state dict of tensors")
+    return state
+
+
+def _build_policy(config: RunConfig, env: gym.Env[Any, Any]) -> ActorCriticPolicy:
+    arch = list(config.policy.net_arch)
+    kwargs: dict[str, Any] = {"net_arch": {"pi": arch, "vf": list(arch)},
+                              "activation_fn": ACTIVATIONS[config.policy.activation]}
+    if config.algorithm == "maskable_ppo":
+        from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+
+        return MaskableActorCriticPolicy(env.observation_space, env.action_space,  # type: ignore[return-value]
+                                         lambda _: 0.0, **kwargs)
+    return ActorCriticPolicy(env.observation_space, env.action_space, lambda _: 0.0, **kwargs)

@@ -1,0 +1,1 @@
+"""Training learned controllers: controller cards, callbacks, run folders, the trainer."""

@@ -1,0 +1,164 @@
+"""Train a PPO controller on a scenario and write its run folder."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from dora_rl.config import Scenario
+from dora_rl.controllers.learned import ACTIVATIONS
+from dora_rl.env.edge_env import EdgeEnv
+from dora_rl.registration import ENV_IDS
+from dora_rl.training.callbacks import DoraMetricsCallback, ValidationCallback, _json_safe
+from dora_rl.training.card import AgentSettings, settings_dict
+from dora_rl.training.run_folder import (
+    new_run_dir,
+    scenario_record,
+    write_config,
+    write_provenance,
+)
+
+VALIDATION_SEED = 10_000  # validation episodes use seeds 10000, 10001, ...
+
+
+def env_id_for(scenario: Scenario) -> str:
+    """The registered id of a shipped card (``dora_rl/SmartHome-v0``), else ``dora_rl/Edge-v0``."""
+    for env_id, kwargs in ENV_IDS.items():
+        if kwargs.get("scenario") == scenario.name:
+            return env_id
+    return "dora_rl/Edge-v0"
+
+
+def env_version(env_id: str) -> int:
+    """The version number of an id (``dora_rl/Tiny-v0`` -> 0)."""
+    match = re.search(r"-v(\d+)$", env_id)
+    return int(match.group(1)) if match else 0
+
+
+def env_kwargs(settings: AgentSettings) -> dict[str, Any]:
+    """The EdgeEnv arguments that fix the spaces and the interval (not the bandwidth model)."""
+    return {"k": settings.env.k, "episode_steps": settings.env.episode_steps,
+            "interval_s": settings.env.interval_s}
+
+
+def policy_kwargs(settings: AgentSettings) -> dict[str, Any]:
+    """Arguments of the actor-critic policy (the loader rebuilds it from these)."""
+    arch = list(settings.policy.net_arch)
+    return {"net_arch": {"pi": arch, "vf": list(arch)},
+            "activation_fn": ACTIVATIONS[settings.policy.activation]}
+
+
+def _make_env(scenario: Scenario, bandwidth: str, split: str, kwargs: dict[str, Any],
+              traces_dir: Path | None = None) -> gym.Env[Any, Any]:
+    return Monitor(EdgeEnv(scenario=scenario, bandwidth=bandwidth, split=split,
+                           traces_dir=traces_dir, **kwargs))
+
+
+def make_training_envs(scenario: Scenario, settings: AgentSettings) -> VecEnv:
+    """``n_envs`` training envs (training traces), bandwidth models assigned round robin."""
+    kwargs = env_kwargs(settings)
+    bands = settings.env.bandwidth
+    fns: list[Callable[[], gym.Env[Any, Any]]] = [
+        functools.partial(_make_env, scenario, bands[i % len(bands)], "train", kwargs)
+        for i in range(settings.n_envs)]
+    vec: VecEnv = SubprocVecEnv(fns) if settings.vec_env == "subproc" else DummyVecEnv(fns)
+    vec.seed(settings.seed)
+    return vec
+
+
+def build_model(env: VecEnv, settings: AgentSettings, tb_dir: Path | None) -> BaseAlgorithm:
+    """PPO (or sb3-contrib's MaskablePPO) with the card's hyperparameters."""
+    ppo = settings.ppo.model_dump()
+    common = {"policy": "MlpPolicy", "env": env, "seed": settings.seed, "device": "cpu",
+              "verbose": 0, "policy_kwargs": policy_kwargs(settings),
+              "tensorboard_log": str(tb_dir) if tb_dir else None, **ppo}
+    if settings.algorithm == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO(**common)
+    return PPO(**common)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the run went and how its best model did on validation."""
+
+    run_dir: Path
+    best_validation_reward: float
+    validations: list[dict[str, float]]
+
+
+def train(scenario: Scenario, settings: AgentSettings, out_dir: Path, command: str,
+          run_id: str | None = None, progress: bool = True) -> TrainResult:
+    """Train, validating as it goes, and write the whole run folder (see
+    :mod:`dora_rl.training.run_folder`)."""
+    torch.set_num_threads(settings.torch_threads)
+    set_random_seed(settings.seed)
+    run_dir = new_run_dir(out_dir, scenario.name, run_id)
+    try:
+        return _train(scenario, settings, run_dir, command, progress)
+    except BaseException:
+        if not (run_dir / "best_model.zip").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
+        raise
+
+
+def _train(scenario: Scenario, settings: AgentSettings, run_dir: Path, command: str,
+           progress: bool) -> TrainResult:
+    env_id = env_id_for(scenario)
+    vec = make_training_envs(scenario, settings)
+    obs_size = int(vec.observation_space.shape[0])  # type: ignore[index]
+    nvec = [int(n) for n in vec.action_space.nvec]  # type: ignore[attr-defined]
+    commit = write_provenance(run_dir, command)
+    write_config(run_dir, {
+        "env_id": env_id, "env_version": env_version(env_id), "env_kwargs": env_kwargs(settings),
+        "observation_size": obs_size, "action_nvec": nvec, "algorithm": settings.algorithm,
+        "policy": settings_dict(settings)["policy"], "git_commit": commit,
+        "scenario": scenario_record(scenario), "agent": settings_dict(settings),
+    })
+    jobs = [job.name for job in scenario.jobs]
+    kwargs = {**env_kwargs(settings), "episode_steps": settings.eval.episode_steps}
+    val_env = _make_env(scenario, "trace", "validation", kwargs)
+    validation = ValidationCallback(
+        val_env, [VALIDATION_SEED + i for i in range(settings.eval.episodes)],
+        settings.eval.freq_steps, run_dir / "best_model.zip", run_dir / "validation.json",
+        jobs, settings.eval.episode_steps)
+    metrics = DoraMetricsCallback(jobs, settings.env.episode_steps, _hparams(settings))
+    model = build_model(vec, settings, run_dir / "tb")
+    model.learn(settings.timesteps, callback=[metrics, validation], progress_bar=progress,
+                tb_log_name="ppo")
+    model.save(run_dir / "model.zip")
+    vec.close()
+    return TrainResult(run_dir, validation.best_reward, validation.history)
+
+
+def _hparams(settings: AgentSettings) -> dict[str, float | int | str | bool]:
+    """Flat ``section.key`` hyperparameters for TensorBoard."""
+    flat: dict[str, float | int | str | bool] = {}
+    for key, value in settings_dict(settings).items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                flat[f"{key}.{sub}"] = v if isinstance(v, int | float | str | bool) else str(v)
+        else:
+            flat[key] = value if isinstance(value, int | float | str | bool) else str(value)
+    return {k: v for k, v in flat.items() if not (isinstance(v, float) and not math.isfinite(v))}
+
+
+def write_evaluation(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """``evaluation.json``: the trained controller's and the baselines' test-trace figures."""
+    (run_dir / "evaluation.json").write_text(json.dumps(_json_safe(rows), indent=1))
