@@ -86,6 +86,18 @@ class EvalSettings(_Frozen):
     episode_steps: PositiveInt = 300
 
 
+class PretrainSettings(_Frozen):
+    """Warm start by cloning a teacher controller (:mod:`dora_rl.training.pretrain`)."""
+
+    teacher: Literal["none", "dora", "static", "oracle"] = "dora"
+    """``none`` trains from scratch; ``oracle`` clones privileged decisions (the policy still
+    only sees its observation)."""
+    episodes: PositiveInt = 20
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 256
+    learning_rate: PositiveFloat = 1e-3
+
+
 class AgentSettings(_Frozen):
     """Every resolved training setting of one run."""
 
@@ -100,6 +112,7 @@ class AgentSettings(_Frozen):
     ppo: PPOSettings = PPOSettings()
     policy: PolicySettings = PolicySettings()
     eval: EvalSettings = EvalSettings()
+    pretrain: PretrainSettings = PretrainSettings()
 
 
 class _CardFile(_Frozen):
@@ -162,5 +175,5 @@ def settings_dict(settings: AgentSettings) -> dict[str, Any]:
 
 
 __all__ = ["AGENTS_DIR", "DEFAULT_CARD", "AgentSettings", "ConfigError", "EnvSettings",
-           "EvalSettings", "PPOSettings", "PolicySettings", "card_hash", "load_agent_settings",
+           "EvalSettings", "PPOSettings", "PretrainSettings", "PolicySettings", "card_hash", "load_agent_settings",
            "merge", "settings_dict"]

@@ -26,6 +26,7 @@ from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.registration import ENV_IDS
 from dora_rl.training.callbacks import DoraMetricsCallback, ValidationCallback, _json_safe
 from dora_rl.training.card import AgentSettings, settings_dict
+from dora_rl.training.pretrain import clone, collect
 from dora_rl.training.run_folder import (
     new_run_dir,
     scenario_record,
@@ -34,6 +35,7 @@ from dora_rl.training.run_folder import (
 )
 
 VALIDATION_SEED = 10_000  # validation episodes use seeds 10000, 10001, ...
+PRETRAIN_SEED = 30_000  # teacher demonstrations use training traces from seeds 30000, ...
 
 
 def env_id_for(scenario: Scenario) -> str:
@@ -140,11 +142,26 @@ def _train(scenario: Scenario, settings: AgentSettings, run_dir: Path, command: 
         jobs, settings.eval.episode_steps)
     metrics = DoraMetricsCallback(jobs, settings.env.episode_steps, _hparams(settings))
     model = build_model(vec, settings, run_dir / "tb")
+    if settings.pretrain.teacher != "none":
+        warm_start(model, scenario, settings, run_dir)
     model.learn(settings.timesteps, callback=[metrics, validation], progress_bar=progress,
                 tb_log_name="ppo")
     model.save(run_dir / "model.zip")
     vec.close()
     return TrainResult(run_dir, validation.best_reward, validation.history)
+
+
+def warm_start(model: BaseAlgorithm, scenario: Scenario, settings: AgentSettings,
+               run_dir: Path) -> dict[str, float]:
+    """Clone the card's teacher into the policy; writes ``pretrain.json``."""
+    pre = settings.pretrain
+    demos = collect(scenario, pre.teacher, pre.episodes, PRETRAIN_SEED + settings.seed,
+                    settings.ppo.gamma, list(settings.env.bandwidth), env_kwargs(settings))
+    result = clone(model, demos, pre.epochs, pre.batch_size, pre.learning_rate,
+                   settings.ppo.vf_coef, settings.seed)
+    (run_dir / "pretrain.json").write_text(json.dumps({"teacher": pre.teacher, **result},
+                                                      indent=1))
+    return result
 
 
 def _hparams(settings: AgentSettings) -> dict[str, float | int | str | bool]:

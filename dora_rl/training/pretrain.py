@@ -1,0 +1,103 @@
+"""Warm start: clone a teacher controller into the policy before PPO fine-tunes it.
+
+PPO from scratch on these environments first learns that switching plans is expensive (a
+switch stalls the pipeline while weights move) and settles on never switching, the ``static``
+behaviour, long before it can learn *when* a switch pays. Starting from a clone of the
+rule-based ``dora`` adapter (which switches whenever its prediction says so, ignoring the
+switch cost) lets PPO spend its budget on the question that matters: which of the teacher's
+switches are worth their stall. The clone sees only the policy's observation; the value head
+is fitted to the teacher's discounted returns so the first PPO updates do not wreck the actor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from dora_rl.config import Scenario
+from dora_rl.controllers import make
+from dora_rl.env.edge_env import EdgeEnv
+
+
+@dataclass(frozen=True)
+class Demonstrations:
+    """Teacher rollouts: observations, actions and discounted returns, one row per step."""
+
+    obs: NDArray[np.float32]
+    actions: NDArray[np.int64]
+    returns: NDArray[np.float32]
+    episode_reward: float
+    """Mean undiscounted episode reward of the teacher."""
+
+
+def collect(scenario: Scenario, teacher: str, episodes: int, seed: int, gamma: float,
+            bandwidth: list[str], env_kwargs: dict[str, Any]) -> Demonstrations:
+    """Run ``teacher`` on training episodes (bandwidth models round robin)."""
+    obs_rows: list[NDArray[np.float32]] = []
+    act_rows: list[NDArray[np.int64]] = []
+    returns: list[float] = []
+    totals = []
+    envs: dict[str, EdgeEnv] = {}
+    for e in range(episodes):
+        band = bandwidth[e % len(bandwidth)]
+        if band not in envs:
+            envs[band] = EdgeEnv(scenario=scenario, bandwidth=band, split="train", **env_kwargs)
+        env = envs[band]
+        controller = make(teacher, env)
+        obs, _ = env.reset(seed=seed + e)
+        rewards: list[float] = []
+        done = False
+        while not done:
+            action, _ = controller.predict(obs, deterministic=True)
+            obs_rows.append(obs)
+            act_rows.append(np.asarray(action, dtype=np.int64))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            rewards.append(float(reward))
+            done = terminated or truncated
+        totals.append(sum(rewards))
+        running, back = 0.0, []
+        for r in reversed(rewards):
+            running = r + gamma * running
+            back.append(running)
+        returns += back[::-1]
+    return Demonstrations(np.array(obs_rows, dtype=np.float32), np.array(act_rows),
+                          np.array(returns, dtype=np.float32), float(np.mean(totals)))
+
+
+def clone(model: BaseAlgorithm, demos: Demonstrations, epochs: int, batch_size: int,
+          learning_rate: float, vf_coef: float, seed: int) -> dict[str, float]:
+    """Fit the policy to the teacher's actions (cross-entropy) and the value head to its
+    returns (squared error). Returns the final loss and the share of steps where the
+    deterministic policy picks the teacher's action."""
+    policy = model.policy
+    policy.set_training_mode(True)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
+    obs = torch.as_tensor(demos.obs)
+    actions = torch.as_tensor(demos.actions)
+    returns = torch.as_tensor(demos.returns)
+    rng = np.random.default_rng(seed)
+    n = len(obs)
+    loss_value = float("nan")
+    for _ in range(epochs):
+        order = torch.as_tensor(rng.permutation(n))
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            values, log_prob, _ = policy.evaluate_actions(obs[idx], actions[idx])
+            value_loss = torch.nn.functional.mse_loss(values.flatten(), returns[idx])
+            loss = -log_prob.mean() + vf_coef * value_loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+            optimizer.step()
+            loss_value = float(loss.detach())
+    policy.set_training_mode(False)
+    with torch.no_grad():
+        predicted, _ = policy.predict(demos.obs, deterministic=True)
+    accuracy = float(np.mean(np.all(predicted == demos.actions, axis=1)))
+    return {"loss": loss_value, "accuracy": accuracy, "steps": float(n),
+            "teacher_episode_reward": demos.episode_reward}
