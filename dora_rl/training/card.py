@@ -175,5 +175,5 @@ def settings_dict(settings: AgentSettings) -> dict[str, Any]:
 
 
 __all__ = ["AGENTS_DIR", "DEFAULT_CARD", "AgentSettings", "ConfigError", "EnvSettings",
-           "EvalSettings", "PPOSettings", "PretrainSettings", "PolicySettings", "card_hash", "load_agent_settings",
-           "merge", "settings_dict"]
+           "EvalSettings", "PPOSettings", "PolicySettings", "PretrainSettings", "card_hash",
+           "load_agent_settings", "merge", "settings_dict"]
