@@ -1,0 +1,154 @@
+"""Benchmark figures: one row per (scenario, controller, seed), and the tables and files of them.
+
+Every figure comes from :func:`dora_rl.env.metrics.summarise` over all intervals of a seed's
+episodes (see its table for the definitions); ``episode_reward`` is the mean over those
+episodes of each episode's total reward. Across seeds the Markdown table shows the mean and
+the sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dora_rl.benchmark.runner import ControllerRun, SeedRun
+from dora_rl.env.metrics import SUMMARY_KEYS, summarise
+
+FIGURES = (*SUMMARY_KEYS, "episode_reward")
+"""Site-wide figures of every row, in table order."""
+JOB_FIGURES = ("latency_ms_p95", "qoe_violation_rate")
+"""Per-job figures of every row (under ``row["jobs"][name]``)."""
+TABLE_FIGURES = ("energy_j", "qoe_violation_rate", "latency_ms_p95", "replans", "migration_mb",
+                 "episode_reward")
+
+
+def seed_row(scenario: str, label: str, unit: SeedRun, job_names: Sequence[str]) -> dict[str, Any]:
+    """The figures of one controller's episodes of one seed.
+
+    Example:
+        >>> step = {"energy_j": 4.0, "latency_ms": (10.0,), "qoe_violation": (0,),
+        ...         "job_active": (True,), "replans": 0, "migration_bytes": 0.0}
+        >>> row = seed_row("tiny", "static", SeedRun(0, [[step, step]], [-1.5]), ["a"])
+        >>> row["energy_j"], row["episode_reward"], row["jobs"]["a"]["latency_ms_p95"]
+        (4.0, -1.5, 10.0)
+    """
+    steps = [info for episode in unit.infos for info in episode]
+    summary = summarise(steps, job_names, len(unit.infos[0]))
+    row: dict[str, Any] = {"scenario": scenario, "controller": label, "seed": unit.seed,
+                           "episodes": len(unit.infos), "episode_steps": len(unit.infos[0])}
+    row.update({k: float(summary[k]) for k in SUMMARY_KEYS})
+    row["episode_reward"] = float(np.mean(unit.rewards))
+    row["jobs"] = {name: {k: float(summary[f"{name}/{k}"]) for k in JOB_FIGURES}
+                   for name in job_names}
+    return row
+
+
+def rows_of(scenario: str, runs: Sequence[ControllerRun],
+            job_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Every (controller, seed) row, controllers in the order run."""
+    return [seed_row(scenario, run.label, unit, job_names) for run in runs for unit in run.seeds]
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (at any depth) replaced by None, so it can be
+    written as strict JSON.
+
+    Example:
+        >>> finite_or_none({"a": [1.0, float("nan")], "b": float("inf")})
+        {'a': [1.0, None], 'b': None}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def write_json(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """The rows as a JSON list (NaN and infinity written as null)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite_or_none(list(rows)), indent=2, allow_nan=False) + "\n")
+
+
+def flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its per-job figures as ``<job>/<figure>`` columns."""
+    out = {k: v for k, v in row.items() if k != "jobs"}
+    for name, figures in row["jobs"].items():
+        out.update({f"{name}/{k}": v for k, v in figures.items()})
+    return out
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """One line per (controller, seed); per-job figures as ``<job>/<figure>`` columns; an empty
+    cell where a figure is undefined (a job never active)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flats = [finite_or_none(flat(r)) for r in rows]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(flats[0]))
+        writer.writeheader()
+        writer.writerows([{k: "" if v is None else v for k, v in r.items()} for r in flats])
+
+
+def _number(x: float) -> str:
+    """A figure with sensible digits.
+
+    Example:
+        >>> [_number(v) for v in (1234.5, 12.345, 0.01234, 0.0)]
+        ['1234.5', '12.35', '0.0123', '0']
+    """
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:.1f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` over seeds (sample std; the mean alone for one value; NaNs skipped).
+
+    Example:
+        >>> mean_std([1.0, 3.0]), mean_std([2.0]), mean_std([float("nan")])
+        ('2.00 ± 1.41', '2.00', '–')
+    """
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return "–"
+    if len(finite) == 1:
+        return _number(finite[0])
+    return f"{_number(float(np.mean(finite)))} ± {_number(float(np.std(finite, ddof=1)))}"
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], job_names: Sequence[str]) -> str:
+    """One line per controller: every figure as mean ± std over its seeds."""
+    header = ["controller", *TABLE_FIGURES,
+              *[f"{name}/{k}" for name in job_names for k in JOB_FIGURES]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    labels = list(dict.fromkeys(r["controller"] for r in rows))
+    for label in labels:
+        mine = [r for r in rows if r["controller"] == label]
+        cells = [label] + [mean_std([r[k] for r in mine]) for k in TABLE_FIGURES]
+        cells += [mean_std([r["jobs"][name][k] for r in mine])
+                  for name in job_names for k in JOB_FIGURES]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, table: str, heading: str, notes: Sequence[str]) -> None:
+    """The table under a heading and notes (setup, definitions, the command to reproduce)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "\n".join(f"- {n}" for n in notes)
+    path.write_text(f"# {heading}\n\n{body}\n\n{table}\n")
+
+
+__all__ = ["FIGURES", "JOB_FIGURES", "TABLE_FIGURES", "finite_or_none", "flat", "markdown_table",
+           "mean_std", "rows_of", "seed_row", "write_csv", "write_json", "write_markdown"]
