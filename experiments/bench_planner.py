@@ -26,6 +26,7 @@ from typing import Any
 from dora_rl.costmodel import CostModel
 from dora_rl.errors import DoraError, InfeasibleError
 from dora_rl.planner.baselines import BASELINES
+from dora_rl.planner.compare import optima, versus_all
 from dora_rl.planner.partition import solve
 from dora_rl.planner.planset import plan_set
 from dora_rl.planner.scheduler import schedule
@@ -96,16 +97,6 @@ def speed(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _baseline_figures(model: CostModel) -> dict[str, dict[str, Any] | None]:
-    out: dict[str, dict[str, Any] | None] = {}
-    for name, fn in BASELINES.items():
-        try:
-            out[name] = model.evaluate(fn(model, None))
-        except InfeasibleError:
-            out[name] = None
-    return out
-
-
 def versus_baselines() -> list[dict[str, Any]]:
     """Energy (energy mode) and speed-up (time mode) of Dora's optimum over each baseline."""
     rows = []
@@ -114,24 +105,22 @@ def versus_baselines() -> list[dict[str, Any]]:
         for j, job in enumerate(scenario.jobs):
             model = CostModel(scenario, j)
             try:
-                green = solve(model, "energy")
-                fast = solve(model, "time")
+                best = optima(model)
             except InfeasibleError as exc:
                 rows.append({"card": card, "job": job.name, "baseline": "-",
                              "note": f"infeasible: {exc}"})
                 continue
-            for name, m in _baseline_figures(model).items():
-                row: dict[str, Any] = {"card": card, "job": job.name, "baseline": name}
-                if m is None:
+            for v in versus_all(model, best):
+                row: dict[str, Any] = {"card": card, "job": job.name, "baseline": v.baseline}
+                if v.metrics is None:
                     row.update(dora_energy_j="-", baseline_energy_j="-", energy_saving_pct="-",
                                baseline_meets_qoe="does not fit", speedup="-")
                 else:
-                    saving = 100.0 * (1.0 - green.energy_j / m["energy_j"])
-                    row.update(dora_energy_j=round(green.energy_j, 3),
-                               baseline_energy_j=round(m["energy_j"], 3),
-                               energy_saving_pct=round(saving, 1),
-                               baseline_meets_qoe=bool(m["feasible"]),
-                               speedup=round(m["latency_s"] / fast.time_s, 2))
+                    row.update(dora_energy_j=round(v.energy_j, 3),
+                               baseline_energy_j=round(v.baseline_energy_j, 3),
+                               energy_saving_pct=round(v.energy_saving_pct, 1),
+                               baseline_meets_qoe=v.baseline_feasible,
+                               speedup=round(v.speedup, 2))
                 row["note"] = ""
                 rows.append(row)
     return rows
