@@ -153,14 +153,10 @@ def _parse_entry(entry: str) -> ControllerSpec:
 
 
 def _load_trained(run_dir: Path) -> Any:
-    """``dora_rl.controllers.load(run_dir)``, imported only when a trained controller is asked
-    for (it pulls in the training stack)."""
-    try:
-        from dora_rl.controllers import load  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise UsageError("--controllers: this installation cannot load trained controllers "
-                         "(dora_rl.controllers.load is missing)") from None
-    return load(run_dir)
+    """``dora_rl.controllers.load(run_dir)`` (looked up at call time)."""
+    from dora_rl import controllers
+
+    return controllers.load(run_dir)
 
 
 def build_all(specs: list[ControllerSpec], settings: EnvSettings) -> list[Contender]:
