@@ -244,3 +244,19 @@ def test_action_masks_forbid_keeping_a_plan_on_a_device_that_left_and_empty_slot
             assert levels.all() == allowed == levels.any()
         assert mask[j].any()
     assert not mask[:, :BANDWIDTH_LEVELS].all()  # some job may not keep its plan
+
+
+def test_devices_switched_off_draw_nothing_and_jobs_start_on_plans_that_fit_together() -> None:
+    """traffic_analytics powers unused devices off: the interval's energy must follow the plan
+    (not only idle power), and the four streams start on a combination that fits the shared
+    devices (each job's own optimum would pile them onto one Jetson)."""
+    results = {}
+    for name in ("static", "throughput"):
+        env = gym.make("dora_rl/TrafficAnalytics-v0", bandwidth="static", episode_steps=30)
+        results[name] = evaluate(env, make(name, env), [0])
+        inner: EdgeEnv = env.unwrapped  # type: ignore[assignment]
+        used = {d for p in inner.plans if p is not None for d in p.devices}
+        idle_on = sum(inner.idle_list[d] for d in used) * inner.interval_s
+        assert results[name]["energy_j"] / 30 >= idle_on - 1e-9
+    assert results["static"]["qoe_violation_rate"] == 0.0
+    assert results["static"]["energy_j"] < 0.79 * results["throughput"]["energy_j"]

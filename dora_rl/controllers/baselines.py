@@ -127,10 +127,11 @@ class _Chooser(Controller):
         picks = []
         for j, cand in enumerate(env.cache.get(state.usable)):
             scored = []
+            view = env.job_view(j, state, world.job_active)  # the others' measured demand
             for i, plan in enumerate(cand.plans):
                 if not all(state.usable[d] for d in plan.devices):
                     continue
-                m = env.models[j].evaluate(plan, state, check=False)
+                m = env.models[j].evaluate(plan, view, check=False)
                 slack = violation(m, float(world.qoe_scale[j]))
                 short = sum(-s for s in slack if s < 0)
                 ok = m["memory_ok"] and all(s >= self.margin for s in slack)
@@ -140,7 +141,7 @@ class _Chooser(Controller):
                 continue
             best = min(scored)
             if self.mix:  # a time-to-finish target: alternate two plans if that saves energy
-                mixed = self._mixed(j, cand, scored, state, world)
+                mixed = self._mixed(j, cand, scored, view, world)
                 if mixed is not None:
                     picks.append(mixed)
                     continue

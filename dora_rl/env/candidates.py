@@ -47,12 +47,40 @@ class CandidateCache:
             everyone = np.ones(len(usable), dtype=bool)
             full = everyone.tobytes()
             if full not in self._cache:
-                self._cache[full] = [self._plan(m, everyone) for m in self.models]
+                self._cache[full] = self._joint([self._plan(m, everyone) for m in self.models])
             if key != full:
                 present = np.asarray(usable, dtype=bool)
                 self._cache[key] = [self._subset(m, present, c)
                                     for m, c in zip(self.models, self._cache[full], strict=True)]
         return self._cache[key]
+
+    def _joint(self, cands: list[JobCandidates]) -> list[JobCandidates]:
+        """Put first, for every job, the plan of the least-energy *combination* that fits the
+        shared devices and media with every QoE met (``compose.choose_plans``): each job's
+        own optimum may pile several jobs onto the same cheap device."""
+        if len(cands) < 2 or any(not c.plans for c in cands):
+            return cands
+        from dora_rl.planner.compose import choose_plans
+        from dora_rl.planner.planset import PlanEntry, PlanSet
+
+        sets = []
+        for model, cand in zip(self.models, cands, strict=True):
+            entries = [PlanEntry(plan=plan, metrics=model.evaluate(plan), robustness=0.0,
+                                 role="candidate") for plan in cand.plans]
+            sets.append(PlanSet(job=model.tables.job.name, mode="energy",
+                                entries=tuple(entries), solve_time_s=0.0))
+        try:
+            chosen = choose_plans(self.models, sets).plans
+        except InfeasibleError:
+            log.info("no combination of candidates fits together; each job starts alone")
+            return cands
+        out = []
+        for cand, plan in zip(cands, chosen, strict=True):
+            i = cand.plans.index(plan)
+            order = [i] + [n for n in range(len(cand.plans)) if n != i]
+            out.append(JobCandidates(plans=tuple(cand.plans[n] for n in order),
+                                     energy_j=tuple(cand.energy_j[n] for n in order)))
+        return out
 
     def _subset(self, model: CostModel, usable: np.ndarray,
                 full: JobCandidates) -> JobCandidates:

@@ -129,6 +129,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.idle_w = t.idle_w
         self.busy_above_idle = t.dvfs_busy_w[:, 0] - t.idle_w
         self.idle_total_w = float(t.idle_w.sum())
+        self.idle_list: list[float] = t.idle_w.tolist()
+        self.power_off = bool(t.unused_power_off)
         self.job_weights = [job.weight for job in self.scenario.jobs]
         self.n_devices = n_dev
         self.initial_plans: list[Plan | None] | None = None
@@ -229,37 +231,59 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.choice[j] = best + 1
         return cand.plans[best], 1
 
-    def _evaluate(self, stall_s: float) -> tuple[float, list[float], NDArray[np.int64],
-                                                 NDArray[np.float64]]:
-        """Energy of the interval, per-job latency, violation flags and shortfalls."""
-        state, active = self.world.state, self.world.job_active
+    def _shares(self, active: NDArray[np.bool_]) -> list[float]:
+        """Each job's fraction of every medium from its bandwidth level (0 when inactive)."""
         share = [(lv + 1.0) / BANDWIDTH_LEVELS if on else 0.0
                  for lv, on in zip(self.level.tolist(), active.tolist(), strict=True)]
         scale = 1.0 / max(1.0, sum(share))
+        return [s * scale for s in share]
+
+    def job_view(self, j: int, state: State | None = None,
+                 job_active: NDArray[np.bool_] | None = None) -> State:
+        """Job ``j``'s view of ``state`` (default: the current interval's): the other jobs'
+        compute demand of the last interval added to each device's background load, and the
+        job's share of every medium. The env evaluates each job in this view, and so do the
+        controllers that predict with the cost model."""
+        state = state if state is not None else self.world.state
+        active = job_active if job_active is not None else self.world.job_active
+        share = self._shares(active)[j] if active[j] else 1.0 / max(int(active.sum()), 1)
+        total = [sum(col) for col in zip(*self.utilisation, strict=True)]
+        load, usable, link, free = state.lists
+        mine = self.utilisation[j]
+        view = State.unchecked(link_scale=state.link_scale, available=state.available,
+                               load=state.load, battery_wh=state.battery_wh,
+                               cross_traffic=state.cross_traffic,
+                               medium_share=state.medium_share)
+        view.__dict__["lists"] = (
+            [min(ld + tot - me, 0.95) for ld, tot, me in zip(load, total, mine, strict=True)],
+            usable, link, [f * max(share, 1e-3) for f in free])
+        return view
+
+    def _evaluate(self, stall_s: float) -> tuple[float, list[float], NDArray[np.int64],
+                                                 NDArray[np.float64]]:
+        """Energy of the interval, per-job latency, violation flags and shortfalls.
+
+        Energy: every device that is on draws its idle power (with ``unused_devices: off``
+        only the devices some active job uses are on), plus each job's power above the idle
+        power of the devices it counts; migration stalls keep the devices on for longer.
+        """
+        state, active = self.world.state, self.world.job_active
         latency = [0.0] * self.n_jobs
         viol = np.zeros(self.n_jobs, dtype=np.int64)
         short = np.zeros(self.n_jobs)
-        active_w, idle_total = 0.0, self.idle_total_w
+        active_w = 0.0
         util = [[0.0] * self.n_devices for _ in range(self.n_jobs)]
-        total = [sum(col) for col in zip(*self.utilisation, strict=True)]
-        load, usable, link, free = state.lists
+        used = [False] * self.n_devices
+        idle_list = self.idle_list
         for j, model in enumerate(self.models):
-            if not share[j]:
+            if not active[j]:
                 continue
             plan = self.plans[j]
             if plan is None:
                 viol[j], short[j], self.slack[j] = 1, 5.0, -1.0
                 latency[j] = float("inf")
                 continue
-            mine = self.utilisation[j]
-            view = State.unchecked(link_scale=state.link_scale, available=state.available,
-                                   load=state.load, battery_wh=state.battery_wh,
-                                   cross_traffic=state.cross_traffic,
-                                   medium_share=state.medium_share)
-            # others' utilisation is background load; the job holds its share of the media
-            view.__dict__["lists"] = (
-                [min(ld + tot - me, 0.95) for ld, tot, me in zip(load, total, mine, strict=True)],
-                usable, link, [f * max(share[j] * scale, 1e-3) for f in free])
+            view = self.job_view(j)
             m = model.evaluate(plan, view, check=False)
             slacks = violation(m, float(self.world.qoe_scale[j]))
             short[j] = sum(min(-s, 5.0) for s in slacks if s < 0)
@@ -267,12 +291,21 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             self.slack[j] = min(slacks) if slacks else 1.0
             latency[j] = m["latency_s"] * 1e3
             power, interval = m["power_w"], m["interval_s"]
-            if math.isfinite(power):
-                active_w += power - idle_total
+            devices = plan.devices
+            for d in devices:
+                used[d] = True
+            if math.isfinite(power):  # the job's power counts unused devices idle or off
+                base = sum(idle_list[d] for d in devices) if self.power_off \
+                    else self.idle_total_w
+                active_w += power - base
             if math.isfinite(interval) and interval > 0:
-                util[j] = [min(b / interval, 1.0) for b in m["busy_s"]]
+                # the job's own demand: busy time under the view's load, deflated by it
+                loads = view.lists[0]
+                util[j] = [min(b * (1.0 - ld) / interval, 1.0)
+                           for b, ld in zip(m["busy_s"], loads, strict=True)]
         self.utilisation = util
-        idle_w = self.idle_w * state.available
+        on = state.available if not self.power_off else state.available & np.array(used)
+        idle_w = self.idle_w * on
         idle_sum = float(idle_w.sum())
         energy = (idle_sum + max(active_w, 0.0)) * self.interval_s + stall_s * idle_sum
         busy = np.array(util).sum(axis=0)
