@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m dora_rl.inspect envs/smart_home.yaml
 	$(PY) -m dora_rl.plan --scenario envs/smart_home.yaml --json out/smart_home_plans.json --png out/smart_home_plans.png
+	$(PY) -m dora_rl.train --scenario smart_home --timesteps 20000 --out out/checkpoints
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 import warnings
 
@@ -91,7 +92,9 @@ def test_pickle_round_trip_keeps_the_episode() -> None:
 
 
 def test_subproc_vec_env_of_two_works() -> None:
-    vec = SubprocVecEnv([lambda: _make("dora_rl/Tiny-v0") for _ in range(2)])
+    # gym.make by reference (the workers need not import this module); "dora_rl:" imports the
+    # package in the worker, which registers the ids
+    vec = SubprocVecEnv([functools.partial(gym.make, "dora_rl:dora_rl/Tiny-v0") for _ in range(2)])
     try:
         obs = vec.reset()
         assert obs.shape == (2, vec.observation_space.shape[0])

@@ -12,12 +12,13 @@ is fitted to the teacher's discounted returns so the first PPO updates do not wr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from dora_rl.config import Scenario
 from dora_rl.controllers import make
@@ -74,7 +75,7 @@ def clone(model: BaseAlgorithm, demos: Demonstrations, epochs: int, batch_size: 
     """Fit the policy to the teacher's actions (cross-entropy) and the value head to its
     returns (squared error). Returns the final loss and the share of steps where the
     deterministic policy picks the teacher's action."""
-    policy = model.policy
+    policy = cast(ActorCriticPolicy, model.policy)
     policy.set_training_mode(True)
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     obs = torch.as_tensor(demos.obs)
