@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from dora_rl.costmodel import State
 from dora_rl.dynamics import WorldState
 from dora_rl.env.edge_env import BANDWIDTH_LEVELS, EdgeEnv, encode_action
-from dora_rl.env.transition import violation
+from dora_rl.env.transition import demand, violation
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner.baselines import throughput as throughput_plan
 from dora_rl.planner.compose import time_mix
@@ -125,13 +125,19 @@ class _Chooser(Controller):
     def choose(self, world: WorldState, state: State) -> Action:
         env = self.env
         picks = []
+        # jobs decide in turn, each seeing the demand the earlier ones will place (deciding all
+        # at once on the last interval's demand makes jobs that share devices swap back and
+        # forth every interval)
+        util = [row[:] for row in env.utilisation]
+        active = world.job_active
         for j, cand in enumerate(env.cache.get(state.usable)):
             scored = []
-            view = env.job_view(j, state, world.job_active)  # the others' measured demand
+            view = env.job_view(j, state, world.job_active, util)
+            figures: dict[int, dict[str, Any]] = {}
             for i, plan in enumerate(cand.plans):
                 if not all(state.usable[d] for d in plan.devices):
                     continue
-                m = env.models[j].evaluate(plan, view, check=False)
+                m = figures[i] = env.models[j].evaluate(plan, view, check=False)
                 slack = violation(m, float(world.qoe_scale[j]))
                 short = sum(-s for s in slack if s < 0)
                 ok = m["memory_ok"] and all(s >= self.margin for s in slack)
@@ -140,15 +146,18 @@ class _Chooser(Controller):
                 picks.append(0)
                 continue
             best = min(scored)
-            if self.mix:  # a time-to-finish target: alternate two plans if that saves energy
-                mixed = self._mixed(j, cand, scored, view, world)
-                if mixed is not None:
-                    picks.append(mixed)
-                    continue
             current = next((s for s in scored if env.plans[j] == cand.plans[s[3]]), None)
-            keep = current is not None and not current[0] and (
-                current[2] <= best[2] * (1.0 + self.hysteresis))
-            picks.append(0 if keep else best[3] + 1)
+            mixed = self._mixed(j, cand, scored, view, world) if self.mix else None
+            if mixed is not None:  # a time-to-finish target: alternate two plans
+                picks.append(mixed)
+                chosen = mixed - 1 if mixed else (current[3] if current else None)
+            else:
+                keep = current is not None and not current[0] and (
+                    current[2] <= best[2] * (1.0 + self.hysteresis))
+                picks.append(0 if keep else best[3] + 1)
+                chosen = current[3] if keep and current else best[3]
+            if chosen is not None and active[j]:
+                util[j] = demand(figures[chosen], view)
         return encode_action(picks, [BANDWIDTH_LEVELS // 2] * self.n_jobs)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dora_rl.costmodel import CostModel, Plan, State
+from dora_rl.env.transition import demand
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner.partition import solve
 from dora_rl.planner.planset import plan_set
@@ -72,14 +73,35 @@ class CandidateCache:
         try:
             chosen = choose_plans(self.models, sets).plans
         except InfeasibleError:
-            log.info("no combination of candidates fits together; each job starts alone")
-            return cands
+            log.info("no combination of the plan sets fits together; planning jobs in turn")
+            return self._in_turn(cands)
         out = []
         for cand, plan in zip(cands, chosen, strict=True):
             i = cand.plans.index(plan)
             order = [i] + [n for n in range(len(cand.plans)) if n != i]
             out.append(JobCandidates(plans=tuple(cand.plans[n] for n in order),
                                      energy_j=tuple(cand.energy_j[n] for n in order)))
+        return out
+
+    def _in_turn(self, cands: list[JobCandidates]) -> list[JobCandidates]:
+        """Greedy joint plan: each job (card order) gets the planner's optimum with the earlier
+        jobs' compute demand as background load, put first among its candidates."""
+        n_dev = self.models[0].tables.n_devices
+        load = np.zeros(n_dev)
+        out = []
+        for model, cand in zip(self.models, cands, strict=True):
+            state = model.nominal.replace(load=np.minimum(load, 0.95))
+            self.solves += 1
+            try:
+                best = solve(model, None, state)
+            except InfeasibleError:
+                out.append(cand)
+                continue
+            rest = [(p, e) for p, e in zip(cand.plans, cand.energy_j, strict=True)
+                    if p != best.plan][: self.k - 1]
+            out.append(JobCandidates(plans=(best.plan, *(p for p, _ in rest)),
+                                     energy_j=(best.energy_j, *(e for _, e in rest))))
+            load = load + np.array(demand(model.evaluate(best.plan, state), state))
         return out
 
     def _subset(self, model: CostModel, usable: np.ndarray,

@@ -16,7 +16,7 @@ from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.env.candidates import JobCandidates, shared_cache
 from dora_rl.env.observation import ObservationLayout, encode_observation
-from dora_rl.env.transition import migration, violation
+from dora_rl.env.transition import demand, migration, violation
 from dora_rl.scenarios import load
 
 BANDWIDTH_LEVELS = 4
@@ -239,17 +239,19 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return [s * scale for s in share]
 
     def job_view(self, j: int, state: State | None = None,
-                 job_active: NDArray[np.bool_] | None = None) -> State:
+                 job_active: NDArray[np.bool_] | None = None,
+                 utilisation: list[list[float]] | None = None) -> State:
         """Job ``j``'s view of ``state`` (default: the current interval's): the other jobs'
-        compute demand of the last interval added to each device's background load, and the
-        job's share of every medium. The env evaluates each job in this view, and so do the
-        controllers that predict with the cost model."""
+        compute demand (default: of the last interval) added to each device's background load,
+        and the job's share of every medium. The env evaluates each job in this view, and so
+        do the controllers that predict with the cost model."""
         state = state if state is not None else self.world.state
         active = job_active if job_active is not None else self.world.job_active
         share = self._shares(active)[j] if active[j] else 1.0 / max(int(active.sum()), 1)
-        total = [sum(col) for col in zip(*self.utilisation, strict=True)]
+        util = utilisation if utilisation is not None else self.utilisation
+        total = [sum(col) for col in zip(*util, strict=True)]
         load, usable, link, free = state.lists
-        mine = self.utilisation[j]
+        mine = util[j]
         view = State.unchecked(link_scale=state.link_scale, available=state.available,
                                load=state.load, battery_wh=state.battery_wh,
                                cross_traffic=state.cross_traffic,
@@ -272,7 +274,11 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         viol = np.zeros(self.n_jobs, dtype=np.int64)
         short = np.zeros(self.n_jobs)
         active_w = 0.0
-        util = [[0.0] * self.n_devices for _ in range(self.n_jobs)]
+        # jobs are evaluated in card order: job j sees the current demand of jobs before it and
+        # the last interval's demand of the others (what a controller deciding in turn sees)
+        zero = [0.0] * self.n_devices
+        util = [row[:] if active[j] and self.plans[j] is not None else zero[:]
+                for j, row in enumerate(self.utilisation)]
         used = [False] * self.n_devices
         idle_list = self.idle_list
         for j, model in enumerate(self.models):
@@ -283,14 +289,14 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 viol[j], short[j], self.slack[j] = 1, 5.0, -1.0
                 latency[j] = float("inf")
                 continue
-            view = self.job_view(j)
+            view = self.job_view(j, utilisation=util)
             m = model.evaluate(plan, view, check=False)
             slacks = violation(m, float(self.world.qoe_scale[j]))
             short[j] = sum(min(-s, 5.0) for s in slacks if s < 0)
             viol[j] = int(short[j] > 0 or not (m["memory_ok"] and m["usable_ok"]))
             self.slack[j] = min(slacks) if slacks else 1.0
             latency[j] = m["latency_s"] * 1e3
-            power, interval = m["power_w"], m["interval_s"]
+            power = m["power_w"]
             devices = plan.devices
             for d in devices:
                 used[d] = True
@@ -298,11 +304,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 base = sum(idle_list[d] for d in devices) if self.power_off \
                     else self.idle_total_w
                 active_w += power - base
-            if math.isfinite(interval) and interval > 0:
-                # the job's own demand: busy time under the view's load, deflated by it
-                loads = view.lists[0]
-                util[j] = [min(b * (1.0 - ld) / interval, 1.0)
-                           for b, ld in zip(m["busy_s"], loads, strict=True)]
+            util[j] = demand(m, view)
         self.utilisation = util
         on = state.available if not self.power_off else state.available & np.array(used)
         idle_w = self.idle_w * on

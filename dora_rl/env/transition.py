@@ -54,6 +54,24 @@ def migration(model: CostModel, old: Plan | None, new: Plan | None,
     return total, stall
 
 
+def demand(metrics: dict[str, Any], view: State) -> list[float]:
+    """A job's own compute demand per device (fraction of the interval): its busy time under
+    the view's background load, deflated by that load, so other jobs' load does not feed back.
+
+    Example:
+        Busy 0.4 s of a 1 s interval on a device half loaded by others: its demand is 0.2.
+
+        >>> from types import SimpleNamespace
+        >>> demand({"busy_s": [0.4], "interval_s": 1.0}, SimpleNamespace(lists=([0.5],)))
+        [0.2]
+    """
+    interval = metrics["interval_s"]
+    if not (math.isfinite(interval) and interval > 0):
+        return [0.0] * len(metrics["busy_s"])
+    return [min(b * (1.0 - ld) / interval, 1.0)
+            for b, ld in zip(metrics["busy_s"], view.lists[0], strict=True)]
+
+
 def violation(metrics: dict[str, Any], qoe_scale: float) -> list[float]:
     """Relative slack of each target once time targets are multiplied by ``qoe_scale``.
 
@@ -73,4 +91,4 @@ def violation(metrics: dict[str, Any], qoe_scale: float) -> list[float]:
     return out
 
 
-__all__ = ["migration", "violation"]
+__all__ = ["demand", "migration", "violation"]
