@@ -1,0 +1,175 @@
+"""The scenario's network as simpy channels: one medium per WiFi domain, a full-duplex pipe
+per wired device, and the backbone between domains.
+
+A :class:`Transfer` puts a flow's bytes on every channel it crosses at once (its parts) and is
+done when the last part is: in isolation it takes the slowest of its WiFi airtime over the free
+share of the medium, its wired endpoints' links and the backbone, which is the cost model's
+transfer time. Under contention each part only gets its share of its channel.
+
+Radio time (the energy model's transmit and receive time) is each device's own bytes over its
+own link rate, booked when the transfer finishes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import simpy
+
+from dora_rl.costmodel import JobTables
+from dora_rl.sim.channel import FluidChannel, Part
+from dora_rl.sim.work import TX, FlowWork
+
+INF = math.inf
+
+
+class Transfer:
+    """One flow crossing the network; ``on_done`` runs once every part has finished."""
+
+    __slots__ = ("parts", "pending", "on_done", "radio", "scale", "cancelled")
+
+    def __init__(self, on_done: Callable[[Transfer], Any], radio: tuple[tuple[int, float,
+                 float], ...], scale: float) -> None:
+        self.parts: list[Part] = []
+        self.pending = 0
+        self.on_done = on_done
+        self.radio = radio
+        self.scale = scale
+        self.cancelled = False
+
+
+class Network:
+    """Channels of one scenario, with link rates, cross traffic and shares of the interval.
+
+    Args:
+        env: The simpy environment.
+        tables: Cost tables of any job of the scenario (device links and domains are shared).
+        n_jobs: Number of jobs (airtime shares are per job).
+
+    Attributes:
+        tx_s, rx_s: Cumulative radio seconds per device (transmit, receive).
+    """
+
+    def __init__(self, env: simpy.Environment, tables: JobTables, n_jobs: int) -> None:
+        lt = tables.lists
+        self.env = env
+        self.n_devices = tables.n_devices
+        self.link = list(lt.link)
+        self.domain = list(lt.domain)
+        self.wifi = list(lt.wifi)
+        self.backbone_index = self.n_devices
+        self.inv_rate = [1.0 / r for r in self.link] + [1.0 / tables.backbone_bytes_per_s]
+        self.media = [FluidChannel(env, self.inv_rate) if w else None for w in self.wifi]
+        self.pipes = [(FluidChannel(env, self.inv_rate), FluidChannel(env, self.inv_rate))
+                      if not self.wifi[self.domain[d]] else None for d in range(self.n_devices)]
+        self.backbone = FluidChannel(env, self.inv_rate)
+        self.job_share = [1.0] * n_jobs
+        self.tx_s = [0.0] * self.n_devices
+        self.rx_s = [0.0] * self.n_devices
+        self._live: set[Transfer] = set()
+        self._routes: dict[int, list[tuple[FluidChannel, tuple[tuple[int, float], ...],
+                                                bool]]] = {}
+
+    def set_state(self, link_scale: list[float], free: list[float],
+                  job_share: list[float]) -> None:
+        """Apply the interval's link rates, free airtime per domain and per-job shares."""
+        changed = False
+        for d, scale in enumerate(link_scale):
+            inv = 1.0 / (self.link[d] * scale) if scale > 0.0 else INF
+            if inv != self.inv_rate[d]:
+                self.inv_rate[d], changed = inv, True
+        self.job_share = list(job_share)  # weights of transfers that start from now on
+        for w, medium in enumerate(self.media):
+            if medium is not None:
+                if changed or free[w] != medium.capacity:
+                    medium.refresh(free[w])
+        if changed:
+            for pair in self.pipes:
+                if pair is not None:
+                    pair[0].refresh()
+                    pair[1].refresh()
+
+    def send(self, flow: FlowWork, scale: float, job: int, flow_share: float,
+             on_done: Callable[[Transfer], Any]) -> Transfer | None:
+        """Start ``flow`` with its bytes multiplied by ``scale`` (items crossing it).
+
+        Returns the transfer, or None when nothing crosses the network (``on_done`` is not
+        called then: the caller continues at once).
+        """
+        if flow.empty or scale <= 0.0:
+            return None
+        xfer = Transfer(on_done, flow.radio, scale)
+        route = self._routes.get(id(flow))  # compiled flows live as long as their job
+        if route is None:
+            route = self._routes[id(flow)] = self._route(flow)
+        weight = self.job_share[job] * flow_share
+        for channel, loads, shared in route:
+            self._add(xfer, channel, loads, weight if shared else 1.0, scale)
+        self._live.add(xfer)
+        return xfer
+
+    def _route(self, flow: FlowWork) -> list[tuple[FluidChannel, tuple[tuple[int, float], ...],
+                                                    bool]]:
+        """The channels ``flow`` crosses, with its bytes on each; ``True`` where its share
+        applies (a WiFi medium)."""
+        route: list[tuple[FluidChannel, tuple[tuple[int, float], ...], bool]] = []
+        for w, loads in flow.wifi:
+            medium = self.media[w]
+            assert medium is not None
+            route.append((medium, loads, True))
+        for d, direction, nbytes in flow.pipes:
+            pair = self.pipes[d]
+            assert pair is not None
+            route.append((pair[0] if direction == TX else pair[1], ((d, nbytes),), False))
+        if flow.backbone_bytes > 0.0:
+            route.append((self.backbone, ((self.backbone_index, flow.backbone_bytes),), False))
+        return route
+
+    def receive(self, device: int, nbytes: float, job: int,
+                on_done: Callable[[Transfer], Any]) -> Transfer | None:
+        """Bring ``nbytes`` (weights) to ``device`` over its own link (down from the access
+        point on WiFi, into its port on a switch)."""
+        if nbytes <= 0.0:
+            return None
+        xfer = Transfer(on_done, ((device, 0.0, nbytes),), 1.0)
+        medium = self.media[self.domain[device]]
+        if medium is not None:
+            self._add(xfer, medium, ((device, nbytes),), self.job_share[job])
+        else:
+            pair = self.pipes[device]
+            assert pair is not None
+            self._add(xfer, pair[1], ((device, nbytes),), 1.0)
+        self._live.add(xfer)
+        return xfer
+
+    def cancel(self, xfer: Transfer) -> None:
+        """Stop ``xfer`` without calling ``on_done`` (an endpoint left)."""
+        xfer.cancelled = True
+        for part in xfer.parts:
+            if part.channel is not None:
+                part.channel.cancel(part)
+        self._live.discard(xfer)
+
+    # ------------------------------------------------------------------ internals
+    def _add(self, xfer: Transfer, channel: FluidChannel, loads: tuple[tuple[int, float], ...],
+             weight: float, scale: float = 1.0) -> None:
+        part = Part(loads, max(weight, 1e-6), self._part_done, scale)
+        part.owner = xfer
+        xfer.parts.append(part)
+        xfer.pending += 1
+        channel.start(part)
+
+    def _part_done(self, part: Part) -> None:
+        xfer: Transfer = part.owner
+        xfer.pending -= 1
+        if xfer.pending or xfer.cancelled:
+            return
+        self._live.discard(xfer)
+        inv = self.inv_rate
+        for d, tx, rx in xfer.radio:
+            if inv[d] < INF:
+                self.tx_s[d] += tx * xfer.scale * inv[d]
+                self.rx_s[d] += rx * xfer.scale * inv[d]
+        xfer.on_done(xfer)
