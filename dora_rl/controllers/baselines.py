@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +26,7 @@ from numpy.typing import NDArray
 from dora_rl.costmodel import State
 from dora_rl.dynamics import WorldState
 from dora_rl.env.edge_env import BANDWIDTH_LEVELS, EdgeEnv, encode_action
-from dora_rl.env.transition import demand, violation
+from dora_rl.env.transition import violation
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner.baselines import throughput as throughput_plan
 from dora_rl.planner.compose import time_mix
@@ -126,10 +128,10 @@ class _Chooser(Controller):
         env = self.env
         picks = []
         # jobs decide in turn, each seeing the demand the earlier ones will place (deciding all
-        # at once on the last interval's demand makes jobs that share devices swap back and
+        # at once on the current plans' demand makes jobs that share devices swap back and
         # forth every interval)
-        util = [row[:] for row in env.utilisation]
         active = world.job_active
+        util = [row[:] for row in env.demands(env.plans, active)]
         for j, cand in enumerate(env.cache.get(state.usable)):
             scored = []
             view = env.job_view(j, state, world.job_active, util)
@@ -157,7 +159,7 @@ class _Chooser(Controller):
                 picks.append(0 if keep else best[3] + 1)
                 chosen = current[3] if keep and current else best[3]
             if chosen is not None and active[j]:
-                util[j] = demand(figures[chosen], view)
+                util[j] = env.plan_demand(j, cand.plans[chosen])
         return encode_action(picks, [BANDWIDTH_LEVELS // 2] * self.n_jobs)
 
 
@@ -175,12 +177,20 @@ class Dora(_Chooser):
 
 
 class Oracle(_Chooser):
-    """Privileged: decides on the true coming interval.
+    """Privileged: decides on the true coming interval, for all jobs together.
+
+    Every combination of the jobs' feasible choices (keep, or one of the candidates) is scored
+    exactly as the env will score the interval (each job seeing the others' demand), and the
+    combination with the fewest QoE misses, then the smallest shortfall,
+    then the least power wins. Switch costs are ignored: a bound on QoE and energy per interval,
+    not a deployable controller. Beyond ``max_combinations`` it decides jobs in turn.
 
     Args:
         env: The environment.
         peek: Returns the world of the coming interval; by default the env's ``next_world``.
     """
+
+    max_combinations = 4096
 
     def __init__(self, env: gym.Env[Any, Any],
                  peek: Callable[[], WorldState] | None = None) -> None:
@@ -189,7 +199,42 @@ class Oracle(_Chooser):
 
     def act(self) -> Action:
         world = self.peek()
-        return self.choose(world, world.state)
+        env, state, active = self.env, world.state, world.job_active
+        usable = state.usable
+        options: list[list[tuple[int, Any]]] = []
+        for j, cand in enumerate(env.cache.get(usable)):
+            current = env.plans[j]
+            opts = [(0, current)] if current is not None and all(
+                usable[d] for d in current.devices) else []
+            if active[j]:
+                opts += [(i + 1, p) for i, p in enumerate(cand.plans)
+                         if p != current and all(usable[d] for d in p.devices)]
+            options.append(opts or [(0, current)])
+        if math.prod(len(o) for o in options) > self.max_combinations:
+            return self.choose(world, state)
+        best: tuple[tuple[float, float, float], tuple[int, ...]] | None = None
+        for combo in itertools.product(*options):
+            plans = [plan for _, plan in combo]
+            util = env.demands(plans, active)
+            score = [0.0, 0.0, 0.0]
+            for j, plan in enumerate(plans):
+                if not active[j] or plan is None:
+                    continue
+                view = env.job_view(j, state, active, util)
+                m = env.models[j].evaluate(plan, view, check=False)
+                slack = violation(m, float(world.qoe_scale[j]))
+                short = sum(min(-s, 5.0) for s in slack if s < 0)
+                score[0] += float(short > 0 or not (m["memory_ok"] and m["usable_ok"]))
+                score[1] += short
+                score[2] += m["power_w"] if math.isfinite(m["power_w"]) else 1e12
+                if best is not None and tuple(score[:2]) > best[0][:2]:
+                    break  # already worse than the best complete choice
+            else:
+                key = (score[0], score[1], score[2])
+                if best is None or key < best[0]:
+                    best = (key, tuple(pick for pick, _ in combo))
+        assert best is not None
+        return encode_action(list(best[1]), [BANDWIDTH_LEVELS // 2] * self.n_jobs)
 
 
 CONTROLLERS: dict[str, type[Controller]] = {

@@ -84,17 +84,24 @@ class CandidateCache:
         return out
 
     def _in_turn(self, cands: list[JobCandidates]) -> list[JobCandidates]:
-        """Greedy joint plan: each job (card order) gets the planner's optimum with the earlier
-        jobs' compute demand as background load, put first among its candidates."""
+        """Greedy joint plan: each job (card order) gets the planner's optimum on the devices
+        the earlier jobs left free (or, if nothing fits there, sharing them with their demand
+        as background load), put first among its candidates."""
         n_dev = self.models[0].tables.n_devices
-        load = np.zeros(n_dev)
+        load, taken = np.zeros(n_dev), np.zeros(n_dev, dtype=bool)
         out = []
         for model, cand in zip(self.models, cands, strict=True):
-            state = model.nominal.replace(load=np.minimum(load, 0.95))
-            self.solves += 1
-            try:
-                best = solve(model, None, state)
-            except InfeasibleError:
+            free = model.nominal.replace(available=model.nominal.available & ~taken)
+            shared = model.nominal.replace(load=np.minimum(load, 0.95))
+            best = None
+            for state in (free, shared):
+                self.solves += 1
+                try:
+                    best = solve(model, None, state)
+                    break
+                except InfeasibleError:
+                    continue
+            if best is None:
                 out.append(cand)
                 continue
             rest = [(p, e) for p, e in zip(cand.plans, cand.energy_j, strict=True)
@@ -102,6 +109,7 @@ class CandidateCache:
             out.append(JobCandidates(plans=(best.plan, *(p for p, _ in rest)),
                                      energy_j=(best.energy_j, *(e for _, e in rest))))
             load = load + np.array(demand(model.evaluate(best.plan, state), state))
+            taken[list(best.plan.devices)] = True
         return out
 
     def _subset(self, model: CostModel, usable: np.ndarray,

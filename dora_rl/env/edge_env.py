@@ -133,6 +133,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.power_off = bool(t.unused_power_off)
         self.job_weights = [job.weight for job in self.scenario.jobs]
         self.n_devices = n_dev
+        self._demand: dict[tuple[int, Plan], list[float]] = {}
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
 
@@ -238,17 +239,34 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         scale = 1.0 / max(1.0, sum(share))
         return [s * scale for s in share]
 
+    def plan_demand(self, j: int, plan: Plan) -> list[float]:
+        """Compute demand per device (fraction of time) of job ``j`` running ``plan``, in the
+        card's nominal state (cached): what it adds to other jobs' background load."""
+        key = (j, plan)
+        if key not in self._demand:
+            model = self.models[j]
+            self._demand[key] = demand(model.evaluate(plan, model.nominal, check=False),
+                                       model.nominal)
+        return self._demand[key]
+
+    def demands(self, plans: list[Plan | None],
+                job_active: NDArray[np.bool_]) -> list[list[float]]:
+        """Per job the demand of its plan (zeros when inactive or without a plan)."""
+        zero = [0.0] * self.n_devices
+        return [self.plan_demand(j, p) if on and p is not None else zero
+                for j, (p, on) in enumerate(zip(plans, job_active.tolist(), strict=True))]
+
     def job_view(self, j: int, state: State | None = None,
                  job_active: NDArray[np.bool_] | None = None,
                  utilisation: list[list[float]] | None = None) -> State:
         """Job ``j``'s view of ``state`` (default: the current interval's): the other jobs'
-        compute demand (default: of the last interval) added to each device's background load,
+        compute demand (default: of the current plans) added to each device's background load,
         and the job's share of every medium. The env evaluates each job in this view, and so
         do the controllers that predict with the cost model."""
         state = state if state is not None else self.world.state
         active = job_active if job_active is not None else self.world.job_active
         share = self._shares(active)[j] if active[j] else 1.0 / max(int(active.sum()), 1)
-        util = utilisation if utilisation is not None else self.utilisation
+        util = utilisation if utilisation is not None else self.demands(self.plans, active)
         total = [sum(col) for col in zip(*util, strict=True)]
         load, usable, link, free = state.lists
         mine = util[j]
@@ -274,11 +292,10 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         viol = np.zeros(self.n_jobs, dtype=np.int64)
         short = np.zeros(self.n_jobs)
         active_w = 0.0
-        # jobs are evaluated in card order: job j sees the current demand of jobs before it and
-        # the last interval's demand of the others (what a controller deciding in turn sees)
-        zero = [0.0] * self.n_devices
-        util = [row[:] if active[j] and self.plans[j] is not None else zero[:]
-                for j, row in enumerate(self.utilisation)]
+        # every job sees the others' current plans' demand (symmetric, no lag); ``util``
+        # collects the demand actually served, for the devices' energy and battery
+        planned = self.demands(self.plans, active)
+        util = [[0.0] * self.n_devices for _ in range(self.n_jobs)]
         used = [False] * self.n_devices
         idle_list = self.idle_list
         for j, model in enumerate(self.models):
@@ -289,7 +306,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 viol[j], short[j], self.slack[j] = 1, 5.0, -1.0
                 latency[j] = float("inf")
                 continue
-            view = self.job_view(j, utilisation=util)
+            view = self.job_view(j, utilisation=planned)
             m = model.evaluate(plan, view, check=False)
             slacks = violation(m, float(self.world.qoe_scale[j]))
             short[j] = sum(min(-s, 5.0) for s in slacks if s < 0)
