@@ -161,10 +161,14 @@ class FluidChannel:
         if event.value != self._version:
             return  # superseded by a later start, finish or refresh
         self._advance()
-        total = self._total_weight()
-        done = [p for p in self.active if self._remaining_s(p, total) <= FINISH_EPS_S]
-        for part in done:
-            self.active.remove(part)
+        if len(self.active) == 1:  # the common case: a lone transfer has finished
+            done = self.active
+            self.active = []
+        else:
+            total = self._total_weight()
+            done = [p for p in self.active if self._remaining_s(p, total) <= FINISH_EPS_S]
+            for part in done:
+                self.active.remove(part)
         self._schedule()
         for part in done:
             part.channel = None

@@ -18,7 +18,8 @@ Example:
     >>> for own in (0.010, 0.005):
     ...     dev.submit(Kernel(own, 0.0, 0, 0.0, lambda k: ends.append(round(env.now, 6))))
     >>> env.run()
-    >>> ends, round(dev.busy_s[0], 6)
+    >>> busy_s, busy_j = dev.take()
+    >>> ends, round(busy_s[0], 6)
     ([0.02, 0.03], 0.03)
 """
 
@@ -60,8 +61,8 @@ class ComputeDevice:
     """One device's compute (see the module docstring).
 
     Attributes:
-        busy_s: Seconds spent computing, per job (cumulative).
-        busy_j: Joules above idle spent computing, per job (cumulative).
+        busy_s: Seconds spent computing per job since the last :meth:`take`.
+        busy_j: Joules above idle spent computing since the last :meth:`take`.
         load: Fraction of the device taken by other users, in [0, 1).
     """
 
@@ -74,7 +75,7 @@ class ComputeDevice:
         self.running: Kernel | None = None
         self.load = 0.0
         self.busy_s = [0.0] * n_jobs
-        self.busy_j = [0.0] * n_jobs
+        self.busy_j = 0.0
         self._since = 0.0
         self._dur = 0.0
         self._version = 0
@@ -107,10 +108,14 @@ class ComputeDevice:
         else:
             self.load = load
 
-    def accrue(self) -> None:
-        """Bring busy time and energy up to now (call before reading them)."""
+    def take(self) -> tuple[list[float], float]:
+        """Busy seconds per job and energy above idle since the last call; restart both."""
         if self.running is not None:
             self._accrue()
+        out = self.busy_s, self.busy_j
+        self.busy_s = [0.0] * len(out[0])
+        self.busy_j = 0.0
+        return out
 
     # ------------------------------------------------------------------ internals
     def _duration(self, kernel: Kernel) -> float:
@@ -126,7 +131,7 @@ class ComputeDevice:
         self._since = now
         if dt > 0.0:
             self.busy_s[kernel.job] += dt
-            self.busy_j[kernel.job] += dt * kernel.extra_w
+            self.busy_j += dt * kernel.extra_w
             if self._dur > 0.0:
                 kernel.left -= dt / self._dur
 
@@ -158,7 +163,7 @@ class ComputeDevice:
         assert kernel is not None
         dt = self.env.now - self._since
         self.busy_s[kernel.job] += dt
-        self.busy_j[kernel.job] += dt * kernel.extra_w
+        self.busy_j += dt * kernel.extra_w
         self.running = None
         if self.queue:
             self._next()

@@ -67,8 +67,9 @@ class SimEnv(EdgeEnv):
         self.rate_scale = rate_scale
         self.arrivals = arrivals
         self.compare_analytic = compare_analytic
-        self.power = (self.models[0].tables.tx_w - self.idle_w,
-                      self.models[0].tables.rx_w - self.idle_w)
+        tables = self.models[0].tables
+        self.power = ((tables.tx_w - tables.idle_w).tolist(),
+                      (tables.rx_w - tables.idle_w).tolist())
         self._seeds = np.random.SeedSequence()
         self.last_report: IntervalReport | None = None
 
@@ -119,17 +120,19 @@ class SimEnv(EdgeEnv):
         self._apply_world()
         self.sim.run_until((self.t + 1) * self.interval_s)
         report = self.last_report = self.sim.take_interval()
-        state, active = self.world.state, self.world.job_active
+        state = self.world.state
+        active = self.world.job_active.tolist()
+        scales = self.world.qoe_scale.tolist()
         interval = self.interval_s
         load = state.lists[0]
         latency = [math.nan] * self.n_jobs
         viol = np.zeros(self.n_jobs, dtype=np.int64)
         short = np.zeros(self.n_jobs)
-        util = [[0.0] * self.n_devices for _ in range(self.n_jobs)]
+        util = []
         used = [False] * self.n_devices
         for j, iv in enumerate(report.jobs):
-            util[j] = [min(b * (1.0 - ld) / interval, 1.0)
-                       for b, ld in zip(iv.busy_s, load, strict=True)]
+            util.append([min(b * (1.0 - ld) / interval, 1.0)
+                         for b, ld in zip(iv.busy_s, load, strict=True)])
             latency[j] = iv.mean_latency_s * 1e3
             plan = self.plans[j]
             if not active[j]:
@@ -140,21 +143,31 @@ class SimEnv(EdgeEnv):
                 continue
             for d in plan.devices:
                 used[d] = True
-            spec = self.sim.jobs[j].spec
-            measured = measured_slack(spec, iv, float(self.world.qoe_scale[j]), interval)
-            self._carried[j].update(measured)
-            if self._carried[j]:
-                self.slack[j] = min(self._carried[j].values())
+            measured = measured_slack(self.sim.jobs[j].spec, iv, scales[j], interval)
+            carried = self._carried[j]
+            carried.update(measured)
+            if carried:
+                self.slack[j] = min(carried.values())
             short[j] = sum(min(-s, 5.0) for s in measured.values() if s < 0)
             viol[j] = int(short[j] > 0)
         self.utilisation = util
-        for d in range(self.n_devices):
-            used[d] = used[d] or report.busy_s[d] > 0 or report.tx_s[d] > 0 or report.rx_s[d] > 0
-        on = state.available if not self.power_off else state.available & np.array(used)
-        tx_w, rx_w = self.power
-        self.energy_dev = (self.idle_w * on * interval + np.array(report.busy_j)
-                           + tx_w * np.array(report.tx_s) + rx_w * np.array(report.rx_s))
+        self.energy_dev = np.array(self._device_energy(report, used))
         return float(self.energy_dev.sum()), latency, viol, short
+
+    def _device_energy(self, report: IntervalReport, used: list[bool]) -> list[float]:
+        """Each device's energy over the interval: idle power while on (present; with
+        ``unused_devices: off`` only if some active job uses it or it worked), plus compute,
+        transmit and receive power above idle over the simulated busy and radio time."""
+        interval = self.interval_s
+        present = self.world.state.available.tolist()
+        tx_w, rx_w = self.power
+        out = []
+        for d, idle in enumerate(self.idle_list):
+            worked = report.busy_s[d] > 0 or report.tx_s[d] > 0 or report.rx_s[d] > 0
+            on = present[d] and (not self.power_off or used[d] or worked)
+            out.append((idle * interval if on else 0.0) + report.busy_j[d]
+                       + tx_w[d] * report.tx_s[d] + rx_w[d] * report.rx_s[d])
+        return out
 
 
 def register_sim_env() -> None:

@@ -49,7 +49,7 @@ class Network:
         n_jobs: Number of jobs (airtime shares are per job).
 
     Attributes:
-        tx_s, rx_s: Cumulative radio seconds per device (transmit, receive).
+        tx_s, rx_s: Radio seconds per device (transmit, receive) since the last :meth:`take`.
     """
 
     def __init__(self, env: simpy.Environment, tables: JobTables, n_jobs: int) -> None:
@@ -68,7 +68,6 @@ class Network:
         self.job_share = [1.0] * n_jobs
         self.tx_s = [0.0] * self.n_devices
         self.rx_s = [0.0] * self.n_devices
-        self._live: set[Transfer] = set()
         self._routes: dict[int, list[tuple[FluidChannel, tuple[tuple[int, float], ...],
                                                 bool]]] = {}
 
@@ -107,7 +106,6 @@ class Network:
         weight = self.job_share[job] * flow_share
         for channel, loads, shared in route:
             self._add(xfer, channel, loads, weight if shared else 1.0, scale)
-        self._live.add(xfer)
         return xfer
 
     def _route(self, flow: FlowWork) -> list[tuple[FluidChannel, tuple[tuple[int, float], ...],
@@ -141,8 +139,14 @@ class Network:
             pair = self.pipes[device]
             assert pair is not None
             self._add(xfer, pair[1], ((device, nbytes),), 1.0)
-        self._live.add(xfer)
         return xfer
+
+    def take(self) -> tuple[list[float], list[float]]:
+        """Radio seconds per device since the last call (transmit, receive); restart both."""
+        out = self.tx_s, self.rx_s
+        self.tx_s = [0.0] * self.n_devices
+        self.rx_s = [0.0] * self.n_devices
+        return out
 
     def cancel(self, xfer: Transfer) -> None:
         """Stop ``xfer`` without calling ``on_done`` (an endpoint left)."""
@@ -150,7 +154,6 @@ class Network:
         for part in xfer.parts:
             if part.channel is not None:
                 part.channel.cancel(part)
-        self._live.discard(xfer)
 
     # ------------------------------------------------------------------ internals
     def _add(self, xfer: Transfer, channel: FluidChannel, loads: tuple[tuple[int, float], ...],
@@ -166,7 +169,6 @@ class Network:
         xfer.pending -= 1
         if xfer.pending or xfer.cancelled:
             return
-        self._live.discard(xfer)
         inv = self.inv_rate
         for d, tx, rx in xfer.radio:
             if inv[d] < INF:

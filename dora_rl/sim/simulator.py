@@ -78,8 +78,6 @@ class Simulator:
         self._arrivals = {name: sorted(float(t) for t in times)
                           for name, times in (arrivals or {}).items()}
         self._mark_s = 0.0
-        self._mark: tuple[list[list[float]], list[float], list[float], list[float]] = (
-            self._counters())
         self.usable = [True] * self.n_devices
 
     # ------------------------------------------------------------------ driving
@@ -134,22 +132,15 @@ class Simulator:
             self.env.run(until=t_s)
 
     # ------------------------------------------------------------------ reporting
-    def _counters(self) -> tuple[list[list[float]], list[float], list[float], list[float]]:
-        busy, joules = [], []
-        for dev in self.devices:
-            if dev.running is not None:
-                dev.accrue()
-            busy.append(list(dev.busy_s))  # [device][job]
-            joules.append(sum(dev.busy_j))
-        return busy, joules, list(self.network.tx_s), list(self.network.rx_s)
-
     def take_interval(self) -> IntervalReport:
         """What happened since the last call (or the start)."""
         now = self.env.now
-        busy, joules, tx, rx = counters = self._counters()
-        busy0, joules0, tx0, rx0 = self._mark
-        d_busy = [[b - a for a, b in zip(r0, r1, strict=True)]
-                  for r0, r1 in zip(busy0, busy, strict=True)]
+        busy, joules = [], []
+        for dev in self.devices:
+            b, e = dev.take()
+            busy.append(b)  # [device][job]
+            joules.append(e)
+        tx, rx = self.network.take()
         jobs = []
         for j, job in enumerate(self.jobs):
             iv = job.new_interval()
@@ -157,13 +148,10 @@ class Simulator:
             jobs.append(JobInterval(
                 arrived=iv["arrived"], latency_s=tuple(iv["latency_s"]),
                 ttft_s=tuple(iv["ttft_s"]), tpot_s=tuple(iv["tpot_s"]), met=iv["met"],
-                busy_s=tuple([row[j] for row in d_busy]), outstanding=job.outstanding(),
+                busy_s=tuple([row[j] for row in busy]), outstanding=job.outstanding(),
                 oldest_age_s=now - oldest if oldest < math.inf else 0.0))
-        report = IntervalReport(
-            start_s=self._mark_s, end_s=now, jobs=tuple(jobs),
-            busy_s=tuple([sum(row) for row in d_busy]),
-            busy_j=tuple([b - a for a, b in zip(joules0, joules, strict=True)]),
-            tx_s=tuple([b - a for a, b in zip(tx0, tx, strict=True)]),
-            rx_s=tuple([b - a for a, b in zip(rx0, rx, strict=True)]))
-        self._mark_s, self._mark = now, counters
+        report = IntervalReport(start_s=self._mark_s, end_s=now, jobs=tuple(jobs),
+                                busy_s=tuple([sum(row) for row in busy]), busy_j=tuple(joules),
+                                tx_s=tuple(tx), rx_s=tuple(rx))
+        self._mark_s = now
         return report

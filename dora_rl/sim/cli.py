@@ -1,0 +1,156 @@
+"""Simulate a scenario under a controller, event by event.
+
+Usage::
+
+    python -m dora_rl.sim --scenario envs/smart_home.yaml --controller dora --duration 600
+    python -m dora_rl.sim --scenario smart_home --controller checkpoints/smart_home/ppo_X \
+        --compare-analytic --json out/sim.json
+    python -m dora_rl.sim --scenario tiny --controller static --arrivals arrivals.csv
+
+Prints one row per job (latency mean / p50 / p95 / p99, throughput, QoE attainment, units
+finished, in flight and lost; with ``--compare-analytic`` the cost model's latency for the same
+plans and states next to the simulated mean) and the run's energy, plan switches and migrated
+bytes; ``--json F`` writes the same figures (see :class:`dora_rl.sim.run.SimRun`). The world
+replays the test split of the card's bandwidth traces (``--split`` for another). Bad input
+prints one line ``error: <file or argument>: <problem>`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from dora_rl.config import Scenario
+from dora_rl.errors import ConfigError, run_cli
+from dora_rl.scenarios import load
+from dora_rl.sim.run import SimRun, SimUsageError, simulate
+from dora_rl.sim.simulator import QUEUE_CAPACITY
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise SimUsageError(message)
+
+
+def read_arrivals(path: str, scenario: Scenario) -> dict[str, Sequence[float]]:
+    """Arrival times from a CSV file with a header ``job,time_s`` (seconds from the start).
+
+    Raises:
+        SimUsageError: the file is missing or a row names an unknown job or a bad time.
+    """
+    names = {job.name for job in scenario.jobs}
+    out: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise SimUsageError(f"{path}: cannot read ({error.strerror or error})") from None
+    for line, row in enumerate(rows, start=2):
+        job, text = (row.get("job") or "").strip(), (row.get("time_s") or "").strip()
+        if job not in names:
+            raise SimUsageError(f"{path}: line {line}: job: unknown job {job!r} (the card "
+                                f"has {', '.join(sorted(names))}; the header is job,time_s)")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise SimUsageError(f"{path}: line {line}: time_s: must be seconds >= 0, "
+                                f"got {text!r}")
+        out[job].append(value)
+    return dict(out)
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line (raises :class:`SimUsageError` naming the argument)."""
+    p = _Parser(prog="python -m dora_rl.sim",
+                description="Simulate a scenario under a controller, event by event.")
+    p.add_argument("--scenario", required=True, help="card path or name (smart_home)")
+    p.add_argument("--controller", required=True,
+                   help="static | throughput | dora | oracle | random | RUN_DIR of a trained one")
+    p.add_argument("--duration", type=float, default=600.0, metavar="S",
+                   help="simulated seconds (default 600)")
+    p.add_argument("--seed", type=int, default=0, help="world and arrival seed (default 0)")
+    p.add_argument("--json", metavar="F", help="also write the figures as JSON to F")
+    p.add_argument("--compare-analytic", action="store_true",
+                   help="add the cost model's latency for the same plans and states")
+    p.add_argument("--split", default="test", choices=("train", "validation", "test"),
+                   help="bandwidth traces to replay (default test)")
+    p.add_argument("--bandwidth", choices=("trace", "synthetic", "static"),
+                   help="bandwidth model (default: the card's)")
+    p.add_argument("--rate-scale", type=float, default=1.0, metavar="X",
+                   help="multiply every request rate by X (default 1)")
+    p.add_argument("--queue", type=int, default=QUEUE_CAPACITY, metavar="N",
+                   help=f"bound of each stage's queue in requests (default {QUEUE_CAPACITY})")
+    p.add_argument("--arrivals", metavar="CSV",
+                   help="arrival times (header job,time_s) instead of Poisson arrivals")
+    ns = p.parse_args(argv)
+    if ns.seed < 0:
+        raise SimUsageError(f"--seed: must be >= 0, got {ns.seed}")
+    if not (math.isfinite(ns.rate_scale) and ns.rate_scale > 0):
+        raise SimUsageError(f"--rate-scale: must be > 0, got {ns.rate_scale}")
+    if ns.queue < 1:
+        raise SimUsageError(f"--queue: must be at least 1, got {ns.queue}")
+    return ns
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return "-" if value != value else f"{value:.{digits}f}"
+
+
+def table(run: SimRun, compare: bool) -> str:
+    """The per-job table and the run totals as text."""
+    head = ["job", "mean ms", "p50 ms", "p95 ms", "p99 ms", "per s", "QoE met", "done",
+            "in flight", "lost"] + (["analytic ms"] if compare else [])
+    rows = [head]
+    for job in run.jobs:
+        lat = job.latency_ms
+        rows.append([job.name, _fmt(lat["mean"]), _fmt(lat["p50"]), _fmt(lat["p95"]),
+                     _fmt(lat["p99"]), _fmt(job.throughput_per_s, 3),
+                     _fmt(job.qoe_attainment * 100) + " %", str(job.completed),
+                     str(job.in_flight), str(job.lost)]
+                    + ([_fmt(job.analytic_latency_ms)] if compare else []))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines.append(f"{run.scenario} under {run.controller}, {run.duration_s:g} s simulated "
+                 f"(seed {run.seed}): energy {run.energy_j:.1f} J, {run.replans} plan "
+                 f"switches, {run.migrated_bytes / 1e6:.1f} MB migrated, "
+                 f"{run.requests_completed} units done, {run.requests_lost} lost, "
+                 f"{run.wall_s:.2f} s wall")
+    return "\n".join(lines)
+
+
+def _scenario(text: str) -> Scenario:
+    try:
+        return load(text)
+    except ConfigError as error:
+        raise SimUsageError(f"--scenario: {error}") from None
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    ns = parse(argv)
+    scenario = _scenario(ns.scenario)
+    arrivals = read_arrivals(ns.arrivals, scenario) if ns.arrivals else None
+    run = simulate(scenario, ns.controller, duration_s=ns.duration, seed=ns.seed,
+                   split=ns.split, bandwidth=ns.bandwidth, compare_analytic=ns.compare_analytic,
+                   rate_scale=ns.rate_scale, queue_capacity=ns.queue, arrivals=arrivals)
+    print(table(run, ns.compare_analytic))
+    if ns.json:
+        try:
+            Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(ns.json).write_text(json.dumps(run.to_json(), indent=2) + "\n")
+        except OSError as error:
+            raise SimUsageError(f"--json: {ns.json}: cannot write "
+                                f"({error.strerror or error})") from None
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 with one line on stderr for bad input)."""
+    return run_cli(_main, argv)

@@ -1,0 +1,188 @@
+"""Run a controller in the simulator for a while and summarise what every job experienced.
+
+:func:`simulate` builds a :class:`dora_rl.sim.env.SimEnv` for the card, lets the controller
+(a baseline by name, or a trained one from its run folder) act every control interval on the
+observation the environment builds, and returns a :class:`SimRun`: per job the latency
+percentiles over every finished unit, throughput, QoE attainment (the fraction of finished
+units that met every per-unit target), units finished, still in flight and lost (arrived, but
+neither finished nor in flight: always 0, checked), and, with ``compare_analytic``, the cost
+model's latency for the plan and state each unit arrived in next to the simulated mean; plus
+the run's energy, plan switches and migrated bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dora_rl.config import Scenario
+from dora_rl.controllers import CONTROLLERS, make
+from dora_rl.errors import DoraError
+from dora_rl.sim.env import SimEnv
+from dora_rl.sim.simulator import QUEUE_CAPACITY
+
+PERCENTILES = (50, 95, 99)
+
+
+class SimUsageError(DoraError):
+    """A simulation request is inconsistent (unknown controller, wrong scenario, bad number)."""
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What one job experienced over the run (times in ms; NaN where nothing finished).
+
+    Attributes:
+        name: The job.
+        latency_ms: ``mean``, ``p50``, ``p95``, ``p99`` over finished units (request latency,
+            LLM request time from arrival to last token, or iteration time).
+        ttft_ms, tpot_ms: Mean time to first token and per further token (LLM only).
+        completed: Units finished; ``in_flight``: arrived but unfinished at the end;
+            ``lost``: arrived and neither (must be 0).
+        throughput_per_s: Units finished per simulated second.
+        qoe_attainment: Fraction of finished units that met every per-unit target.
+        restarts: Re-executions after a device left.
+        sim_latency_ms_mean: The simulated mean latency (``latency_ms['mean']``).
+        analytic_latency_ms: The cost model's mean latency for the plans and states the
+            finished units arrived in (NaN unless asked for).
+    """
+
+    name: str
+    latency_ms: dict[str, float]
+    ttft_ms: float
+    tpot_ms: float
+    completed: int
+    in_flight: int
+    lost: int
+    throughput_per_s: float
+    qoe_attainment: float
+    restarts: int
+    sim_latency_ms_mean: float
+    analytic_latency_ms: float
+
+
+@dataclass(frozen=True)
+class SimRun:
+    """A run's summary (see the module docstring)."""
+
+    scenario: str
+    controller: str
+    seed: int
+    duration_s: float
+    jobs: tuple[JobSummary, ...]
+    energy_j: float
+    replans: int
+    migrated_bytes: float
+    requests_completed: int
+    requests_lost: int
+    wall_s: float
+    """Wall time of the simulated intervals (controller decisions included, set-up not)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``json.dump`` (NaN becomes None)."""
+        return _clean(asdict(self))
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _controller(name: str, scenario: Scenario, env_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """The controller and its environment (a trained one fixes ``k`` and ``interval_s``)."""
+    if name in CONTROLLERS:
+        env = SimEnv(scenario, **env_kwargs)
+        return make(name, env), env
+    if not Path(name).is_dir():
+        raise SimUsageError(f"--controller: {name!r} is neither a controller "
+                            f"({', '.join(CONTROLLERS)}) nor a run directory")
+    from dora_rl.controllers import load
+
+    trained = load(name)
+    if trained.scenario.name != scenario.name:
+        raise SimUsageError(f"--controller: {name} was trained on scenario "
+                            f"{trained.scenario.name!r}, not {scenario.name!r}")
+    fixed = {k: v for k, v in trained.env_kwargs.items() if k in ("k", "interval_s")}
+    return trained, SimEnv(scenario, **{**env_kwargs, **fixed})
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"mean": math.nan, **{f"p{q}": math.nan for q in PERCENTILES}}
+    arr = np.asarray(values) * 1e3
+    return {"mean": float(arr.mean()),
+            **{f"p{q}": float(np.percentile(arr, q)) for q in PERCENTILES}}
+
+
+def _summary(env: SimEnv, j: int, arrived: int, duration_s: float) -> JobSummary:
+    job = env.sim.jobs[j]
+    units = job.finished_units
+    latency = _percentiles([u.done_s - u.arrival_s for u in units])
+    llm = job.spec.kind == "llm"
+    analytic = [u.analytic_ms for u in units if not math.isnan(u.analytic_ms)]
+    in_flight = job.outstanding()
+    return JobSummary(
+        name=job.spec.name, latency_ms=latency,
+        ttft_ms=float(np.mean([u.ttft_s for u in units]) * 1e3) if llm and units else math.nan,
+        tpot_ms=float(np.mean([u.tpot_s for u in units]) * 1e3) if llm and units else math.nan,
+        completed=len(units), in_flight=in_flight, lost=arrived - len(units) - in_flight,
+        throughput_per_s=len(units) / duration_s,
+        qoe_attainment=sum(job.spec.met(u) for u in units) / len(units) if units else math.nan,
+        restarts=job.restarted,
+        sim_latency_ms_mean=latency["mean"],
+        analytic_latency_ms=float(np.mean(analytic)) if analytic else math.nan)
+
+
+def simulate(scenario: Scenario, controller: str, duration_s: float = 600.0, seed: int = 0,
+             split: str = "test", bandwidth: str | None = None, compare_analytic: bool = False,
+             rate_scale: float = 1.0, queue_capacity: int = QUEUE_CAPACITY,
+             arrivals: dict[str, Sequence[float]] | None = None) -> SimRun:
+    """Run ``controller`` (a baseline name or a run directory) for ``duration_s`` seconds.
+
+    Raises:
+        SimUsageError: unknown controller, a trained controller of another scenario, or a
+            duration that is not a positive number of control intervals.
+        DoraError: an unusable checkpoint or card (from the loaders).
+    """
+    if not (math.isfinite(duration_s) and duration_s > 0):
+        raise SimUsageError(f"--duration: must be > 0 seconds, got {duration_s}")
+    kwargs: dict[str, Any] = {"split": split, "bandwidth": bandwidth,
+                              "compare_analytic": compare_analytic, "rate_scale": rate_scale,
+                              "queue_capacity": queue_capacity, "arrivals": arrivals}
+    ctl, env = _controller(controller, scenario, kwargs)
+    steps = max(int(round(duration_s / env.interval_s)), 1)
+    env.episode_steps = steps
+    obs, _ = env.reset(seed=seed)
+    start = time.perf_counter()
+    energy, replans, moved = 0.0, 0, 0.0
+    arrived = [0] * env.n_jobs
+    state, first = None, True
+    for _ in range(steps):
+        action, state = ctl.predict(obs, state, episode_start=np.array([first]),
+                                    deterministic=True)
+        obs, _, _, _, info = env.step(action)
+        first = False
+        energy += info["energy_j"]
+        replans += info["replans"]
+        moved += info["migration_bytes"]
+        assert env.last_report is not None
+        for j, iv in enumerate(env.last_report.jobs):
+            arrived[j] += iv.arrived
+    wall = time.perf_counter() - start
+    simulated = steps * env.interval_s
+    jobs = tuple(_summary(env, j, arrived[j], simulated) for j in range(env.n_jobs))
+    return SimRun(scenario=scenario.name, controller=controller, seed=seed,
+                  duration_s=simulated, jobs=jobs, energy_j=energy, replans=replans,
+                  migrated_bytes=moved, requests_completed=sum(s.completed for s in jobs),
+                  requests_lost=sum(s.lost for s in jobs), wall_s=wall)
