@@ -161,3 +161,15 @@ def test_train_cli_reports_a_bad_card_in_one_line(tmp_path: Path,
     err = capsys.readouterr().err
     assert code == 2 and "bad.yaml: default.timesteps: must be > 0, got -5" in err
     assert "Traceback" not in err and not (tmp_path / "tiny").exists()
+
+
+def test_masked_ppo_run_loads_as_a_maskable_policy(tmp_path: Path) -> None:
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+
+    run = _train(tmp_path, "masked", "--masked")
+    controller = load(run)
+    assert isinstance(controller.policy, MaskableActorCriticPolicy)
+    env = controller.make_env(episode_steps=5)
+    obs, _ = env.reset(seed=0)
+    action, _ = controller.predict(obs)
+    assert env.action_space.contains(action)
