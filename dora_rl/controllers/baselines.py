@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from dora_rl.controllers.card import DoraSettings, load_baseline_settings
 from dora_rl.costmodel import State
 from dora_rl.dynamics import WorldState
 from dora_rl.env.edge_env import BANDWIDTH_LEVELS, EdgeEnv, encode_action
@@ -73,10 +74,10 @@ class Throughput(Controller):
 class RandomController(Controller):
     """Uniform random actions (seeded)."""
 
-    def __init__(self, env: gym.Env[Any, Any], seed: int = 0) -> None:
+    def __init__(self, env: gym.Env[Any, Any], seed: int | None = None) -> None:
         super().__init__(env)
         self.space = env.action_space
-        self.space.seed(seed)
+        self.space.seed(load_baseline_settings().random.seed if seed is None else seed)
 
     def act(self) -> Action:
         return np.asarray(self.space.sample(), dtype=np.int64)
@@ -164,12 +165,15 @@ class _Chooser(Controller):
 
 
 class Dora(_Chooser):
-    """Rule-based adapter on the last interval's measurements (10 % QoE margin, 5 % hysteresis,
-    and the two-plan time mix when no single candidate meets the time target)."""
+    """Rule-based adapter on the last interval's measurements (by default 10 % QoE margin, 5 %
+    hysteresis, and the two-plan time mix for a time-to-finish target; ``agents/baselines.yaml``
+    or ``settings`` changes them)."""
 
-    margin = 0.1
-    hysteresis = 0.05
-    mix = True
+    def __init__(self, env: gym.Env[Any, Any], settings: DoraSettings | None = None) -> None:
+        super().__init__(env)
+        settings = settings or load_baseline_settings().dora
+        self.margin, self.hysteresis = settings.qoe_margin, settings.hysteresis
+        self.mix = settings.time_mix
 
     def act(self) -> Action:
         world = self.env.world
@@ -190,12 +194,11 @@ class Oracle(_Chooser):
         peek: Returns the world of the coming interval; by default the env's ``next_world``.
     """
 
-    max_combinations = 4096
-
     def __init__(self, env: gym.Env[Any, Any],
                  peek: Callable[[], WorldState] | None = None) -> None:
         super().__init__(env)
         self.peek = peek or (lambda: self.env.next_world)
+        self.max_combinations = load_baseline_settings().oracle.max_combinations
 
     def act(self) -> Action:
         world = self.peek()

@@ -1,0 +1,71 @@
+"""The baseline controllers' card (``agents/baselines.yaml``): their settings as data.
+
+::
+
+    dora:   {qoe_margin: 0.1, hysteresis: 0.05, time_mix: true}
+    oracle: {max_combinations: 4096}
+    random: {seed: 0}
+
+Every field is optional (the defaults are the values above); unknown keys and bad values are
+one-line errors naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dora_rl.config.loader import read_yaml, validate
+
+BASELINES_CARD = Path(__file__).resolve().parent.parent.parent / "agents" / "baselines.yaml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DoraSettings(_Frozen):
+    """The rule-based adapter."""
+
+    qoe_margin: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.1
+    """Relative slack a candidate must keep on every target to count as meeting QoE."""
+    hysteresis: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.05
+    """Keep the current plan unless another compliant one saves more than this fraction."""
+    time_mix: bool = True
+    """Alternate two plans for a time-to-finish (training deadline) target."""
+
+
+class OracleSettings(_Frozen):
+    """The privileged per-interval bound."""
+
+    max_combinations: Annotated[int, Field(gt=0)] = 4096
+    """Above this many joint choices it decides the jobs in turn."""
+
+
+class RandomSettings(_Frozen):
+    """Uniform random actions."""
+
+    seed: int = 0
+
+
+class BaselineSettings(_Frozen):
+    """Settings of every baseline controller."""
+
+    dora: DoraSettings = DoraSettings()
+    oracle: OracleSettings = OracleSettings()
+    random: RandomSettings = RandomSettings()
+
+
+def load_baseline_settings(path: str | Path | None = None) -> BaselineSettings:
+    """The card at ``path`` (default ``agents/baselines.yaml``; defaults if that is absent).
+
+    Raises:
+        ConfigError: naming the card, the field path and the problem.
+    """
+    if path is None and not BASELINES_CARD.exists():
+        return BaselineSettings()
+    path = Path(path) if path is not None else BASELINES_CARD
+    raw = read_yaml(path)
+    return validate(BaselineSettings, raw if raw is not None else {}, str(path))
