@@ -1,0 +1,80 @@
+"""The card's world on this host: device compute times and shaped links, time-dilated.
+
+Every emulated duration is the cost model's figure times ``time_scale`` (1.0 runs the card's
+world in real time; 2.0 runs it twice as slow, leaving room for the host's own compute).
+Compute: layers ``[first, end)`` on device ``d`` take the cost model's forward seconds per item
+times the items the device gets. Links: a transfer on a WiFi medium takes
+``bytes / rate_sender + bytes / rate_receiver`` (relayed by the access point) and holds the
+medium for that long, so concurrent transfers on one WiFi queue behind each other (the
+medium's shared budget); on a switch it takes ``bytes / min(rates)`` and holds nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from dora_rl.costmodel.tables import JobTables
+
+
+@dataclass
+class Emulator:
+    """Compute and link times of the card's devices for one job.
+
+    Args:
+        tables: The job's cost tables (per-layer times, activation bytes, link rates).
+        time_scale: Emulated seconds per modelled second.
+        link_scale: Current multiplier of each device's link rate (1 = the card's rate).
+    """
+
+    tables: JobTables
+    time_scale: float = 1.0
+    link_scale: list[float] = field(default_factory=list)
+    _media: dict[int, threading.Lock] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        lists = self.tables.lists
+        if not self.link_scale:
+            self.link_scale = [1.0] * len(lists.link)
+        self._media = {w: threading.Lock() for w in set(lists.domain)}
+
+    def compute_s(self, device: int, first: int, end: int, items: int) -> float:
+        """Emulated seconds for ``items`` items through layers ``[first, end)`` on ``device``."""
+        prefix = self.tables.lists.fwd[device]
+        return (prefix[end] - prefix[first]) * items * self.time_scale
+
+    def activation_bytes(self, layer: int, items: int) -> float:
+        """Bytes of layer ``layer``'s output for ``items`` items."""
+        return self.tables.lists.act[layer] * items
+
+    def transfer_s(self, sender: int, receiver: int, nbytes: float) -> float:
+        """Emulated seconds to move ``nbytes`` from ``sender`` to ``receiver`` (0 if same)."""
+        if sender == receiver or nbytes <= 0:
+            return 0.0
+        lists = self.tables.lists
+        rate_s = lists.link[sender] * self.link_scale[sender]
+        rate_r = lists.link[receiver] * self.link_scale[receiver]
+        if rate_s <= 0 or rate_r <= 0:
+            return float("inf")
+        same = lists.domain[sender] == lists.domain[receiver]
+        if same and lists.wifi[lists.domain[sender]]:
+            seconds = nbytes / rate_s + nbytes / rate_r
+        else:
+            seconds = nbytes / min(rate_s, rate_r)
+            if not same:
+                seconds = max(seconds, nbytes / self.tables.backbone_bytes_per_s)
+        return seconds * self.time_scale
+
+    def send(self, sender: int, receiver: int, nbytes: float) -> float:
+        """Wait out a transfer (holding a WiFi medium while it lasts); returns the seconds."""
+        seconds = self.transfer_s(sender, receiver, nbytes)
+        if seconds <= 0:
+            return 0.0
+        domain = self.tables.lists.domain[sender]
+        if self.tables.lists.wifi[domain]:
+            with self._media[domain]:
+                time.sleep(seconds)
+        else:
+            time.sleep(seconds)
+        return seconds
