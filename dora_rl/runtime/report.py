@@ -1,0 +1,117 @@
+"""A run's figures: latency percentiles, QoE attainment, energy, re-plans, recovery times."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from dora_rl.runtime.runner import Runtime
+
+
+@dataclass(frozen=True)
+class Record:
+    """One completed micro-batch.
+
+    Attributes:
+        index: Request index; sent_t, done_t: monotonic wall times (s).
+        plan_id: Plan it completed on; attempt: re-executions before it completed.
+        latency_ms: Latency in the card's world (wall time / time scale).
+    """
+
+    index: int
+    sent_t: float
+    done_t: float
+    plan_id: int
+    attempt: int
+    latency_ms: float
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """``mean``, ``p50``, ``p95``, ``p99`` (``None`` when empty).
+
+    Example:
+        >>> percentiles([1.0, 3.0])["mean"]
+        2.0
+    """
+    if not values:
+        return {"mean": None, "p50": None, "p95": None, "p99": None}
+    arr = np.asarray(values)
+    return {"mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)),
+            "p95": float(np.percentile(arr, 95)), "p99": float(np.percentile(arr, 99))}
+
+
+def energy_j(rt: Runtime, wall_s: float) -> float:
+    """Energy in the card's world from the power model over measured busy, transmit, receive
+    and idle time of every device (a lost device counts until the end of the run)."""
+    lists = rt.model.tables.lists
+    scale = rt.cfg.time_scale
+    total = 0.0
+    u = rt.usage
+    for d in range(len(rt.names)):
+        busy, tx, rx = u.busy_s[d] / scale, u.tx_s[d] / scale, u.rx_s[d] / scale
+        idle = max(wall_s / scale - busy - tx - rx, 0.0)
+        total += (busy * lists.busy_w[d][0] + tx * lists.tx_w[d] + rx * lists.rx_w[d]
+                  + idle * lists.idle_w[d])
+    return total
+
+
+def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
+    """The result of a run (see ``python -m dora_rl.serve``)."""
+    records = sorted(rt.records, key=lambda r: r.index)
+    latencies = [r.latency_ms for r in records]
+    slo = rt.slo_ms
+    live = rt.live
+    predicted, measured = [], []
+    for pid, plan in enumerate(live.plans):
+        mine = [r.latency_ms for r in records if r.plan_id == pid and r.attempt == 0]
+        predicted.append(rt.model.evaluate(plan, check=False)["latency_s"] * 1e3)
+        measured.append(float(np.median(mine)) if mine else None)
+    faults = []
+    for f in live.faults:
+        after = f.get("plan_after")
+        first = min((r.done_t for r in records
+                     if after is not None and r.plan_id >= after and r.done_t > f["t_kill"]),
+                    default=math.nan)
+        faults.append({"device": f["device"],
+                       "detect_s": f.get("t_detect", math.nan) - f["t_kill"],
+                       "recovery_s": first - f["t_kill"]})
+    span = (records[-1].done_t - records[0].sent_t) if len(records) > 1 else math.nan
+    decisions = live.decisions_ms
+    return {
+        "scenario": rt.cfg.scenario.name, "job": rt.cfg.scenario.jobs[rt.cfg.job].name,
+        "sent": rt.sent, "completed": len(records), "lost": rt.sent - len(records),
+        "re_executed": sum(1 for r in records if r.attempt > 0),
+        "latency_ms": percentiles(latencies),
+        "qoe_attainment": (sum(1 for v in latencies if v <= slo) / len(latencies)
+                           if slo and latencies else None),
+        "energy_j": energy_j(rt, wall_s),
+        "energy_j_per_request": energy_j(rt, wall_s) / max(len(records), 1),
+        "replans": len(live.plans) - 1,
+        "decision_ms_p50": float(np.median(decisions)) if decisions else None,
+        "plans": [{"stage_end": list(p.stage_end),
+                   "stage_devices": [[rt.names[d] for d in g] for g in p.stage_devices]}
+                  for p in live.plans],
+        "predicted_latency_ms": predicted, "measured_latency_ms": measured,
+        "faults": faults, "recovery_s": [f["recovery_s"] for f in faults],
+        "throughput_per_s": (len(records) - 1) / span * rt.cfg.time_scale
+        if span == span and span > 0 else None,
+        "transfer_mb": rt.usage.bytes_moved / 1e6, "migrated_mb": live.migrated_bytes / 1e6,
+        "time_scale": rt.cfg.time_scale, "wall_s": wall_s,
+        "slo_ms": slo,
+        "timeline": timeline(rt, records),
+    }
+
+
+def timeline(rt: Runtime, records: list[Record]) -> dict[str, Any]:
+    """Wall-clock events relative to the first request: completions, switches, faults."""
+    t0 = records[0].sent_t if records else 0.0
+    return {"done_s": [r.done_t - t0 for r in records],
+            "latency_ms": [r.latency_ms for r in records],
+            "plan_id": [r.plan_id for r in records],
+            "switch_s": [t - t0 for t, _ in rt.live.switches[1:]],
+            "fault_s": [f["t_kill"] - t0 for f in rt.live.faults],
+            "link_scale": list(rt.emulator.link_scale)}

@@ -1,0 +1,298 @@
+"""The serving loop: stream requests through the current plan, re-plan, survive faults.
+
+:func:`serve` starts one worker per device, places the first plan's weights, and streams
+``requests`` micro-batches at the card's rate (time-dilated by ``time_scale``) through the
+pipeline, at most ``max_in_flight`` at once. A control thread pings the workers every control
+interval, asks the decider for a plan, moves the weights of the layers each device gains to it
+and switches once they have arrived; micro-batches already running finish on the plan they
+started on (old owners keep their layers). A worker that fails a call or misses a heartbeat is
+removed and the job is re-planned onto the devices left (the decider's choice, or the least-
+energy candidate when it has none or it names a lost device); micro-batches it held are run
+again from the start. A decider that raises falls back to the current plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.distributed import rpc
+
+from dora_rl.config import Scenario
+from dora_rl.costmodel import CostModel, Plan
+from dora_rl.runtime import agent
+from dora_rl.runtime.cluster import Cluster
+from dora_rl.runtime.control import EnvDecider, LiveView
+from dora_rl.runtime.emulation import Emulator
+from dora_rl.runtime.layers import build_layers, layer_specs, sample_input
+from dora_rl.runtime.pipeline import Usage, WorkerLost, run_plan
+from dora_rl.runtime.report import Record, summarise
+
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Settings of one run.
+
+    Attributes:
+        scenario: The card; job: index of the job to serve.
+        requests: Micro-batches to send; rate_per_s: their rate in the card's world.
+        batch: Items per micro-batch (default: the job's inference batch).
+        time_scale: Emulated seconds per modelled second.
+        control_interval_s: Wall seconds between control steps.
+        kills: ``(device name, request index)``: SIGKILL the device's worker when that request
+            is sent.
+        status: Status file, rewritten every control step.
+        seed: Seed of the weights and inputs.
+        rpc_timeout_s: Timeout of each stage call.
+        max_in_flight: Micro-batches in the pipeline at once.
+        keep_outputs: Keep every output tensor in the result (for checks).
+    """
+
+    scenario: Scenario
+    job: int = 0
+    requests: int = 100
+    rate_per_s: float | None = None
+    batch: int | None = None
+    time_scale: float = 1.0
+    control_interval_s: float = 0.5
+    kills: tuple[tuple[str, int], ...] = ()
+    status: Path | None = None
+    seed: int = 0
+    rpc_timeout_s: float = 5.0
+    max_in_flight: int = 8
+    keep_outputs: bool = False
+
+
+@dataclass
+class _Live:
+    plan: Plan
+    plan_id: int = 0
+    plans: list[Plan] = field(default_factory=list)
+    held: dict[int, set[int]] = field(default_factory=dict)
+    switches: list[tuple[float, int]] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    decisions_ms: list[float] = field(default_factory=list)
+    since_switch: int = 0
+    migrated_bytes: float = 0.0
+
+
+class Runtime:
+    """One serving run (see :func:`serve`)."""
+
+    def __init__(self, cfg: ServeConfig, decider: EnvDecider | Any) -> None:
+        self.cfg, self.decider = cfg, decider
+        self.model = CostModel(cfg.scenario, cfg.job)
+        self.emulator = Emulator(self.model.tables, cfg.time_scale)
+        self.specs = layer_specs(cfg.scenario, cfg.job)
+        self.weights = build_layers(self.specs, cfg.seed)
+        self.names = [d.name for d in cfg.scenario.devices]
+        job = cfg.scenario.jobs[cfg.job]
+        self.batch = cfg.batch or (job.inference.batch if job.inference else 1)
+        rate = cfg.rate_per_s or (job.inference.request_rate_per_s if job.inference else 1.0)
+        self.period_s = cfg.time_scale / rate
+        self.slo_ms = job.qoe.latency_ms
+        self.usage = Usage(len(self.names))
+        self.records: list[Record] = []
+        self.outputs: dict[int, Tensor] = {}
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.done = threading.Event()
+        self.cluster = Cluster(self.names, rpc_timeout_s=cfg.rpc_timeout_s)
+        self.sent = 0
+
+    # ------------------------------------------------------------------ plans
+    def usable(self) -> tuple[bool, ...]:
+        alive = set(self.cluster.alive_devices())
+        return tuple(n in alive for n in self.names)
+
+    def _place(self, plan: Plan) -> None:
+        """Send each device the weights of the layers it gains, and wait until they arrive."""
+        futures = []
+        for k, group in enumerate(plan.stage_devices):
+            first, end = plan.stage_layers(k)
+            for d in group:
+                held = self.live.held.setdefault(d, set())
+                need = [i for i in range(first, end) if i not in held]
+                if not need:
+                    continue
+                specs = [self.specs[i] for i in need]
+                states = [self.weights[i].state_dict() for i in need]
+                self.live.migrated_bytes += sum(t.numel() * t.element_size()
+                                                for s in states for t in s.values())
+                futures.append((d, need, rpc.rpc_async(self.names[d], agent.load_weights,
+                                                       args=(specs, states),
+                                                       timeout=self.cfg.rpc_timeout_s)))
+        for d, need, fut in futures:
+            try:
+                fut.wait()
+            except Exception as error:  # noqa: BLE001
+                raise WorkerLost(d, str(error)) from None
+            self.live.held[d].update(need)
+
+    def _switch(self, plan: Plan) -> None:
+        """Place ``plan`` (retrying without devices lost meanwhile) and make it current."""
+        for _ in range(len(self.names) + 1):
+            try:
+                self._place(plan)
+                break
+            except WorkerLost as lost:
+                self._mark_lost(lost.device)
+                plan = self._fallback()
+        with self.changed:
+            self.live.plans.append(plan)
+            self.live.plan, self.live.plan_id = plan, len(self.live.plans) - 1
+            self.live.switches.append((time.monotonic(), self.live.plan_id))
+            self.live.since_switch = 0
+            self.changed.notify_all()
+
+    def _fallback(self) -> Plan:
+        usable = self.usable()
+        options = [p for p in self.decider.candidates(usable)
+                   if all(usable[d] for d in p.devices)]
+        if not options:
+            raise RuntimeError("no plan fits the devices left")
+        return options[0]
+
+    def _mark_lost(self, device: int) -> bool:
+        """Record a lost device (its injected fault, if any); False if already known."""
+        name = self.names[device]
+        if not self.cluster.mark_dead(name):
+            return False
+        now = time.monotonic()
+        fault = next((f for f in self.live.faults
+                      if f["device"] == name and "t_detect" not in f), None)
+        if fault is None:
+            fault = {"device": name, "t_kill": now}
+            self.live.faults.append(fault)
+        fault["t_detect"] = now
+        return True
+
+    def on_lost(self, device: int) -> None:
+        """Remove a failed device and re-plan onto the others (once per device)."""
+        with self.lock:
+            if not self._mark_lost(device):
+                return
+            plan = self._decide(force=True)
+            if plan is None or not all(self.usable()[d] for d in plan.devices):
+                plan = self._fallback()
+            self._switch(plan)
+            for f in self.live.faults:
+                if f["device"] == self.names[device]:
+                    f["plan_after"] = self.live.plan_id
+
+    def _decide(self, force: bool = False) -> Plan | None:
+        recent = self.records[-20:]
+        slack = 1.0
+        if recent and self.slo_ms:
+            slack = min((self.slo_ms - r.latency_ms) / self.slo_ms for r in recent)
+        view = LiveView(usable=self.usable(), plan=self.live.plan,
+                        link_scale=tuple(self.emulator.link_scale), qoe_slack=slack,
+                        since_switch=self.live.since_switch, interval=len(self.live.decisions_ms))
+        start = time.perf_counter()
+        try:
+            plan = self.decider.decide(view)
+        except Exception:  # noqa: BLE001 - a failing controller keeps the last good plan
+            plan = None
+        self.live.decisions_ms.append((time.perf_counter() - start) * 1e3)
+        if plan is not None and not all(view.usable[d] for d in plan.devices):
+            plan = None if not force else self._fallback()
+        return plan
+
+    # ------------------------------------------------------------------ loops
+    def _control(self) -> None:
+        while not self.done.wait(self.cfg.control_interval_s):
+            for name in self.cluster.heartbeat():
+                self.cluster.workers[name].alive = True  # let on_lost record it
+                self.on_lost(self.names.index(name))
+            with self.lock:
+                plan = self._decide()
+                if plan is not None and plan != self.live.plan:
+                    self._switch(plan)
+                else:
+                    self.live.since_switch += 1
+            self._write_status()
+
+    def _one(self, i: int, sent_t: float) -> None:
+        x = sample_input(self.cfg.scenario, self.cfg.job, self.batch, self.cfg.seed + 1 + i)
+        for attempt in range(MAX_ATTEMPTS):
+            with self.lock:
+                plan, plan_id = self.live.plan, self.live.plan_id
+            try:
+                y = run_plan(plan, x, self.names, self.emulator, self.usage,
+                             self.cfg.rpc_timeout_s)
+            except WorkerLost as lost:
+                self.on_lost(lost.device)
+                continue
+            done_t = time.monotonic()
+            with self.lock:
+                self.records.append(Record(i, sent_t, done_t, plan_id, attempt,
+                                           (done_t - sent_t) * 1e3 / self.cfg.time_scale))
+                if self.cfg.keep_outputs:
+                    self.outputs[i] = y
+            return
+
+    def _write_status(self) -> None:
+        if self.cfg.status is None:
+            return
+        with self.lock:
+            status = {"workers": self.cluster.status(), "sent": self.sent,
+                      "completed": len(self.records), "plan_id": self.live.plan_id,
+                      "replans": len(self.live.switches) - 1,
+                      "faults": [f["device"] for f in self.live.faults]}
+        tmp = self.cfg.status.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        os.replace(tmp, self.cfg.status)
+
+    def run(self) -> dict[str, Any]:
+        """Run to the last request; always stops the workers."""
+        cfg = self.cfg
+        kills = dict((i, name) for name, i in cfg.kills)
+        try:
+            self.cluster.spawn_local()
+            self.cluster.admit()
+            self.live = _Live(plan=self.decider.initial(self.usable()))
+            self._switch(self.live.plan)
+            self.live.plans, self.live.switches = self.live.plans[-1:], self.live.switches[-1:]
+            self.live.plan_id = 0
+            self._write_status()
+            control = threading.Thread(target=self._control, daemon=True)
+            control.start()
+            start = time.monotonic()
+            with ThreadPoolExecutor(cfg.max_in_flight) as pool:
+                for i in range(cfg.requests):
+                    delay = start + i * self.period_s - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    if i in kills:
+                        with self.lock:
+                            self.live.faults.append({"device": kills[i],
+                                                     "t_kill": time.monotonic()})
+                        self.cluster.kill(kills[i])
+                    pool.submit(self._one, i, time.monotonic())
+                    self.sent += 1
+            self.done.set()
+            control.join(timeout=30)
+            wall_s = time.monotonic() - start
+            self._write_status()
+            return summarise(self, wall_s)
+        finally:
+            self.done.set()
+            self.cluster.close()
+
+
+def serve(cfg: ServeConfig, decider: Any) -> tuple[dict[str, Any], dict[int, Tensor]]:
+    """Run one serving session; returns the result and (with ``keep_outputs``) the outputs."""
+    torch.set_num_threads(1)
+    runtime = Runtime(cfg, decider)
+    result = runtime.run()
+    return result, runtime.outputs

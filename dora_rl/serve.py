@@ -1,0 +1,173 @@
+"""Serve a card's job live: real partitioned inference across worker processes.
+
+Usage::
+
+    python -m dora_rl.serve --scenario envs/tiny.yaml --controller static \
+        [--job NAME] [--requests N] [--rate R] [--batch B] [--time-scale S] \
+        [--kill DEVICE@REQUEST] [--status F] [--json F] [--png F] [--tb DIR]
+
+One worker process per device of the card is spawned on this machine and joined over
+``torch.distributed`` RPC; the job's model is built in torch with random weights, placed per
+the controller's plan and fed random inputs at the card's rate (``--rate`` overrides it), in
+the card's world emulated by time dilation (``--time-scale``) and link shaping. ``--controller``
+is a baseline name (``static``, ``dora``, ...) or a trained run folder. ``--kill mid@50``
+SIGKILLs device ``mid``'s worker when request 50 is sent. The summary is printed; ``--json``
+writes the full result, ``--status`` a JSON status file kept current while running, ``--png``
+a timeline, ``--tb`` TensorBoard scalars under ``dora/``. Bad input prints one line
+``error: ...`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dora_rl.config import Scenario
+from dora_rl.errors import ConfigError, DoraError, run_cli
+from dora_rl.scenarios import load
+
+
+class UsageError(DoraError):
+    """A bad command-line argument."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_kill(text: str, devices: list[str]) -> tuple[str, int]:
+    """``DEVICE@REQUEST`` of ``--kill``.
+
+    Example:
+        >>> parse_kill("mid@50", ["slow", "mid"])
+        ('mid', 50)
+    """
+    name, _, at = text.partition("@")
+    if name not in devices:
+        raise UsageError(f"--kill {text}: unknown device {name!r} (card has "
+                         f"{', '.join(devices)})")
+    if not at.isdigit():
+        raise UsageError(f"--kill {text}: expected DEVICE@REQUEST with a request index")
+    return name, int(at)
+
+
+def _scenario(text: str) -> Scenario:
+    try:
+        return load(text)
+    except ConfigError as error:
+        raise UsageError(f"--scenario: {error}") from None
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise UsageError(f"{name} {value}: must be > 0")
+
+
+def parse(argv: Sequence[str] | None) -> dict[str, Any]:
+    """Parse and check the command line (raises :class:`UsageError` naming the argument)."""
+    p = _Parser(prog="python -m dora_rl.serve", description="Serve a card's job live.")
+    p.add_argument("--scenario", required=True, help="card name or path")
+    p.add_argument("--controller", default="static", help="baseline name or run folder")
+    p.add_argument("--job", help="job name (default: the card's first inference job)")
+    p.add_argument("--requests", type=int, default=100)
+    p.add_argument("--rate", type=float, help="requests per second (default: the card's)")
+    p.add_argument("--batch", type=int, help="items per request (default: the card's)")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="emulated seconds per modelled second (default 1)")
+    p.add_argument("--control-interval", type=float, default=0.5, help="wall seconds")
+    p.add_argument("--kill", action="append", default=[], metavar="DEVICE@REQUEST")
+    p.add_argument("--status", help="status file (JSON, kept current)")
+    p.add_argument("--json", help="write the result as JSON")
+    p.add_argument("--png", help="write a timeline figure")
+    p.add_argument("--tb", help="write TensorBoard scalars to this directory")
+    p.add_argument("--seed", type=int, default=0)
+    ns = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    scenario = _scenario(ns.scenario)
+    jobs = [j.name for j in scenario.jobs]
+    if ns.job is None:
+        job = next((i for i, j in enumerate(scenario.jobs) if j.workload == "inference"), None)
+        if job is None:
+            raise UsageError(f"--scenario {ns.scenario}: no inference job to serve")
+    elif ns.job not in jobs:
+        raise UsageError(f"--job {ns.job}: unknown job (card has {', '.join(jobs)})")
+    else:
+        job = jobs.index(ns.job)
+        if scenario.jobs[job].workload != "inference":
+            raise UsageError(f"--job {ns.job}: only inference jobs are served "
+                             f"(it is {scenario.jobs[job].workload})")
+    if ns.requests < 1:
+        raise UsageError(f"--requests {ns.requests}: must be at least 1")
+    if ns.batch is not None and ns.batch < 1:
+        raise UsageError(f"--batch {ns.batch}: must be at least 1")
+    for name, value in (("--rate", ns.rate), ("--time-scale", ns.time_scale),
+                        ("--control-interval", ns.control_interval)):
+        _positive(name, value)
+    devices = [d.name for d in scenario.devices]
+    kills = tuple(parse_kill(k, devices) for k in ns.kill)
+    if ns.controller not in ("static", "throughput", "dora", "oracle", "random") \
+            and not Path(ns.controller).is_dir():
+        raise UsageError(f"--controller {ns.controller}: neither a baseline name nor a run "
+                         "folder")
+    return {"scenario": scenario, "job": job, "ns": ns, "kills": kills}
+
+
+def _write(what: str, path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as error:
+        raise UsageError(f"{what} {path}: cannot write ({error.strerror or error})") from None
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """The printed one-paragraph summary."""
+    lat = result["latency_ms"]
+    att = result["qoe_attainment"]
+    return (f"{result['scenario']}/{result['job']}: sent {result['sent']}, completed "
+            f"{result['completed']}, lost {result['lost']}; latency ms mean {_fmt(lat['mean'])} "
+            f"p50 {_fmt(lat['p50'])} p95 {_fmt(lat['p95'])} p99 {_fmt(lat['p99'])}; QoE "
+            f"attainment {_fmt(None if att is None else 100 * att)} %; "
+            f"energy {result['energy_j']:.1f} J; replans {result['replans']}; recovery s "
+            f"{[round(v, 3) for v in result['recovery_s']]}")
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from dora_rl.runtime.control import make_decider
+    from dora_rl.runtime.runner import ServeConfig, serve
+
+    args = parse(argv)
+    ns = args["ns"]
+    decider = make_decider(ns.controller, args["scenario"], args["job"])
+    cfg = ServeConfig(scenario=args["scenario"], job=args["job"], requests=ns.requests,
+                      rate_per_s=ns.rate, batch=ns.batch, time_scale=ns.time_scale,
+                      control_interval_s=ns.control_interval, kills=args["kills"],
+                      status=Path(ns.status) if ns.status else None, seed=ns.seed)
+    result, _ = serve(cfg, decider)
+    if ns.json:
+        _write("--json", ns.json, json.dumps(result, indent=1))
+    if ns.png or ns.tb:
+        from dora_rl.runtime import figures
+
+        if ns.png:
+            figures.timeline_png(result, Path(ns.png))
+        if ns.tb:
+            figures.write_tensorboard(result, Path(ns.tb))
+    print(summary_line(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 with one line on stderr for bad input)."""
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
