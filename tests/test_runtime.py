@@ -1,0 +1,101 @@
+"""Runtime pieces without worker processes: layers, splitting, emulation, decisions, CLIs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dora_rl import serve, worker
+from dora_rl.costmodel import CostModel, Plan
+from dora_rl.runtime.control import LiveView, make_decider
+from dora_rl.runtime.emulation import Emulator
+from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample_input
+from dora_rl.runtime.pipeline import split_items
+from dora_rl.scenarios import load
+
+
+@pytest.fixture(scope="module")
+def tiny():  # type: ignore[no-untyped-def]
+    return load("tiny")
+
+
+def test_inline_layers_output_the_cards_activation_bytes(tiny) -> None:  # type: ignore[no-untyped-def]
+    specs = layer_specs(tiny, 0)
+    layers = build_layers(specs)
+    x = sample_input(tiny, 0, 3, seed=1)
+    for i, layer in enumerate(tiny.models["tiny8"].layers):
+        x = layers[i](x)
+        assert x.shape[0] == 3
+        assert x.shape[1] * x.element_size() == layer.activation_bytes
+
+
+def test_weights_are_the_same_for_the_same_seed_and_differ_otherwise(tiny) -> None:  # type: ignore[no-untyped-def]
+    specs = layer_specs(tiny, 0)
+    a, b, c = build_layers(specs, 0), build_layers(specs, 0), build_layers(specs, 1)
+    assert torch.equal(a[3].scale, b[3].scale)
+    assert not torch.equal(a[3].scale, c[3].scale)
+
+
+def test_stages_in_sequence_equal_the_whole_model(tiny) -> None:  # type: ignore[no-untyped-def]
+    layers = build_layers(layer_specs(tiny, 0))
+    x = sample_input(tiny, 0, 4, seed=2)
+    whole = run_layers(layers, 0, 8, x)
+    halves = torch.cat([run_layers(layers, 3, 8, run_layers(layers, 0, 3, part))
+                        for part in torch.split(x, [1, 3])])
+    assert torch.equal(whole, halves)
+
+
+def test_split_items_is_proportional_and_complete() -> None:
+    assert split_items(10, [1.0, 4.0]) == [2, 8]
+    assert sum(split_items(7, [1.0, 2.0, 3.0])) == 7
+    assert split_items(1, [1.0, 5.0]) == [0, 1]
+
+
+def test_emulated_times_match_the_cost_model_terms(tiny) -> None:  # type: ignore[no-untyped-def]
+    model = CostModel(tiny)
+    emu = Emulator(model.tables, time_scale=2.0)
+    m = model.evaluate(Plan(stage_end=(4, 8), stage_devices=((1,), (2,))))
+    assert emu.compute_s(1, 0, 4, 1) == pytest.approx(2 * m["stage_s"][0])
+    nbytes = emu.activation_bytes(3, 1)
+    assert emu.transfer_s(1, 2, nbytes) == pytest.approx(2 * m["transfer_s"][0])
+    assert emu.transfer_s(2, 2, nbytes) == 0.0
+
+
+def test_static_controller_keeps_its_plan_on_the_training_observation(tiny) -> None:  # type: ignore[no-untyped-def]
+    decider = make_decider("static", tiny, 0)
+    plan = decider.initial((True, True, True))
+    view = LiveView((True, True, True), plan, (1.0, 1.0, 1.0), 0.5, 3, 0)
+    obs = decider.observation(view)
+    assert obs.shape == decider.env.observation_space.shape
+    assert np.all(np.abs(obs) <= 1.0)
+    assert decider.decide(view) is None
+
+
+def test_fallback_candidates_avoid_a_missing_device(tiny) -> None:  # type: ignore[no-untyped-def]
+    decider = make_decider("static", tiny, 0)
+    for plan in decider.candidates((True, True, False)):
+        assert 2 not in plan.devices
+
+
+@pytest.mark.parametrize(("argv", "field"), [
+    (["--scenario", "nope_card"], "--scenario"),
+    (["--scenario", "tiny", "--kill", "phone@3"], "--kill phone@3"),
+    (["--scenario", "tiny", "--kill", "mid@x"], "--kill mid@x"),
+    (["--scenario", "tiny", "--requests", "0"], "--requests 0"),
+    (["--scenario", "tiny", "--rate", "-1"], "--rate -1"),
+    (["--scenario", "tiny", "--job", "nope"], "--job nope"),
+    (["--scenario", "tiny", "--controller", "no_such_dir"], "--controller no_such_dir"),
+])
+def test_serve_rejects_bad_input_with_one_line(argv: list[str], field: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"error: {field}")
+
+
+def test_worker_rejects_a_bad_address(capsys: pytest.CaptureFixture[str]) -> None:
+    assert worker.main(["--connect", "localhost", "--device", "mid"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --connect localhost: expected HOST:PORT with a port in 1..65535")
