@@ -11,7 +11,8 @@ One worker process per device of the card is spawned on this machine and joined 
 the controller's plan and fed random inputs at the card's rate (``--rate`` overrides it), in
 the card's world emulated by time dilation (``--time-scale``) and link shaping. ``--controller``
 is a baseline name (``static``, ``dora``, ...) or a trained run folder. ``--kill mid@50``
-SIGKILLs device ``mid``'s worker when request 50 is sent. The summary is printed; ``--json``
+SIGKILLs device ``mid``'s worker when request 50 is sent. ``--plan 4:slow+mid,8:fast`` serves
+a fixed plan (the controller then only re-plans after a fault). The summary is printed; ``--json``
 writes the full result, ``--status`` a JSON status file kept current while running, ``--png``
 a timeline, ``--tb`` TensorBoard scalars under ``dora/``. Bad input prints one line
 ``error: ...`` and exits with status 2.
@@ -85,6 +86,7 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     p.add_argument("--json", help="write the result as JSON")
     p.add_argument("--png", help="write a timeline figure")
     p.add_argument("--tb", help="write TensorBoard scalars to this directory")
+    p.add_argument("--plan", help="serve this fixed plan instead (END:DEV+DEV,END:DEV)")
     p.add_argument("--seed", type=int, default=0)
     ns = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     scenario = _scenario(ns.scenario)
@@ -113,7 +115,16 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
             and not Path(ns.controller).is_dir():
         raise UsageError(f"--controller {ns.controller}: neither a baseline name nor a run "
                          "folder")
-    return {"scenario": scenario, "job": job, "ns": ns, "kills": kills}
+    plan = None
+    if ns.plan is not None:
+        from dora_rl.runtime.control import parse_plan
+
+        n_layers = len(scenario.models[scenario.jobs[job].model].layers)
+        try:
+            plan = parse_plan(ns.plan, devices, n_layers)
+        except DoraError as error:
+            raise UsageError(str(error)) from None
+    return {"scenario": scenario, "job": job, "ns": ns, "kills": kills, "plan": plan}
 
 
 def _write(what: str, path: str, text: str) -> None:
@@ -140,12 +151,14 @@ def summary_line(result: dict[str, Any]) -> str:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from dora_rl.runtime.control import make_decider
+    from dora_rl.runtime.control import FixedDecider, make_decider
     from dora_rl.runtime.runner import ServeConfig, serve
 
     args = parse(argv)
     ns = args["ns"]
-    decider = make_decider(ns.controller, args["scenario"], args["job"])
+    decider: Any = make_decider(ns.controller, args["scenario"], args["job"])
+    if args["plan"] is not None:
+        decider = FixedDecider(args["plan"], decider)
     cfg = ServeConfig(scenario=args["scenario"], job=args["job"], requests=ns.requests,
                       rate_per_s=ns.rate, batch=ns.batch, time_scale=ns.time_scale,
                       control_interval_s=ns.control_interval, kills=args["kills"],

@@ -86,6 +86,9 @@ def test_fallback_candidates_avoid_a_missing_device(tiny) -> None:  # type: igno
     (["--scenario", "tiny", "--rate", "-1"], "--rate -1"),
     (["--scenario", "tiny", "--job", "nope"], "--job nope"),
     (["--scenario", "tiny", "--controller", "no_such_dir"], "--controller no_such_dir"),
+    (["--scenario", "tiny", "--plan", "4:slow,7:fast"], "--plan 4:slow,7:fast"),
+    (["--scenario", "tiny", "--plan", "4:slow,8:slow"], "--plan 4:slow,8:slow"),
+    (["--scenario", "tiny", "--plan", "8:phone"], "--plan 8:phone"),
 ])
 def test_serve_rejects_bad_input_with_one_line(argv: list[str], field: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:

@@ -117,6 +117,46 @@ class EnvDecider:
         return cand.plans[pick - 1]
 
 
+class FixedDecider:
+    """Always the given plan (while its devices are present); candidates come from ``base``."""
+
+    def __init__(self, plan: Plan, base: EnvDecider) -> None:
+        self.plan, self.base = plan, base
+
+    def initial(self, usable: tuple[bool, ...]) -> Plan:
+        return self.plan
+
+    def candidates(self, usable: tuple[bool, ...]) -> tuple[Plan, ...]:
+        return self.base.candidates(usable)
+
+    def decide(self, view: LiveView) -> Plan | None:
+        return None
+
+
+def parse_plan(text: str, devices: list[str], n_layers: int) -> Plan:
+    """A plan written as ``END:DEV+DEV,END:DEV`` (exclusive stage ends, device names).
+
+    Example:
+        >>> parse_plan("4:a+b,8:c", ["a", "b", "c"], 8).stage_devices
+        ((0, 1), (2,))
+    """
+    ends, groups = [], []
+    for part in text.split(","):
+        end, _, names = part.partition(":")
+        if not end.strip().isdigit() or not names:
+            raise DoraError(f"--plan {text}: expected END:DEVICE+DEVICE,... such as 4:slow,8:fast")
+        unknown = [n for n in names.split("+") if n not in devices]
+        if unknown:
+            raise DoraError(f"--plan {text}: unknown device {unknown[0]!r}")
+        ends.append(int(end))
+        groups.append(tuple(devices.index(n) for n in names.split("+")))
+    if ends != sorted(set(ends)) or ends[-1] != n_layers or ends[0] < 1:
+        raise DoraError(f"--plan {text}: stage ends must rise strictly and end at {n_layers}")
+    if len({d for g in groups for d in g}) != sum(len(g) for g in groups):
+        raise DoraError(f"--plan {text}: a device is in two stages")
+    return Plan(stage_end=tuple(ends), stage_devices=tuple(groups))
+
+
 def make_decider(spec: str, scenario: Scenario, job: int) -> EnvDecider:
     """``static``, ``dora`` (any baseline name) or a run folder, as an :class:`EnvDecider`."""
     from dora_rl.controllers import load, make

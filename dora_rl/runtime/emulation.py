@@ -31,18 +31,27 @@ class Emulator:
     tables: JobTables
     time_scale: float = 1.0
     link_scale: list[float] = field(default_factory=list)
+    call_overhead_s: list[float] = field(default_factory=list)
     _media: dict[int, threading.Lock] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         lists = self.tables.lists
         if not self.link_scale:
             self.link_scale = [1.0] * len(lists.link)
+        if not self.call_overhead_s:
+            self.call_overhead_s = [0.0] * len(lists.link)
         self._media = {w: threading.Lock() for w in set(lists.domain)}
 
     def compute_s(self, device: int, first: int, end: int, items: int) -> float:
         """Emulated seconds for ``items`` items through layers ``[first, end)`` on ``device``."""
         prefix = self.tables.lists.fwd[device]
         return (prefix[end] - prefix[first]) * items * self.time_scale
+
+    def sleep_budget_s(self, device: int, first: int, end: int, items: int) -> float:
+        """What a worker should stretch a call to: the emulated compute time less the
+        measured round-trip overhead of a call to that worker (loopback RPC, serialisation),
+        so that a stage call as seen by the server lasts the emulated compute time."""
+        return max(self.compute_s(device, first, end, items) - self.call_overhead_s[device], 0.0)
 
     def activation_bytes(self, layer: int, items: int) -> float:
         """Bytes of layer ``layer``'s output for ``items`` items."""

@@ -10,6 +10,7 @@ micro-batch on a plan without it.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -74,6 +75,19 @@ def split_items(items: int, speeds: list[float]) -> list[int]:
     return counts
 
 
+def calibrate(names: list[str], emulator: Emulator, x: Tensor, calls: int = 20) -> None:
+    """Measure each worker's round trip of an empty stage call (median of ``calls``) into
+    ``emulator.call_overhead_s`` (an empty layer range, so no weights are needed)."""
+    for d, name in enumerate(names):
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            rpc.rpc_sync(name, agent.forward, args=(0, 0, x, 0.0), timeout=5.0)
+            times.append(time.perf_counter() - start)
+        times.sort()
+        emulator.call_overhead_s[d] = times[len(times) // 2]
+
+
 def run_plan(plan: Plan, x: Tensor, names: list[str], emulator: Emulator, usage: Usage,
              timeout_s: float) -> Tensor:
     """Run micro-batch ``x`` through ``plan``; returns the model's output.
@@ -107,7 +121,8 @@ def run_plan(plan: Plan, x: Tensor, names: list[str], emulator: Emulator, usage:
                 usage.add_transfer(src, d, seconds, nbytes)
             try:
                 fut = rpc.rpc_async(names[d], agent.forward,
-                                    args=(first, end, chunk, emulator.compute_s(d, first, end, n)),
+                                    args=(first, end, chunk,
+                                          emulator.sleep_budget_s(d, first, end, n)),
                                     timeout=timeout_s)
             except Exception as error:  # noqa: BLE001 - RPC reports a dead peer many ways
                 raise WorkerLost(d, str(error)) from None

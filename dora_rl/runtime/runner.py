@@ -33,7 +33,7 @@ from dora_rl.runtime.cluster import Cluster
 from dora_rl.runtime.control import EnvDecider, LiveView
 from dora_rl.runtime.emulation import Emulator
 from dora_rl.runtime.layers import build_layers, layer_specs, sample_input
-from dora_rl.runtime.pipeline import Usage, WorkerLost, run_plan
+from dora_rl.runtime.pipeline import Usage, WorkerLost, calibrate, run_plan
 from dora_rl.runtime.report import Record, summarise
 
 MAX_ATTEMPTS = 5
@@ -222,8 +222,7 @@ class Runtime:
                     self.live.since_switch += 1
             self._write_status()
 
-    def _one(self, i: int, sent_t: float) -> None:
-        x = sample_input(self.cfg.scenario, self.cfg.job, self.batch, self.cfg.seed + 1 + i)
+    def _one(self, i: int, x: Tensor, sent_t: float) -> None:
         for attempt in range(MAX_ATTEMPTS):
             with self.lock:
                 plan, plan_id = self.live.plan, self.live.plan_id
@@ -260,6 +259,8 @@ class Runtime:
         try:
             self.cluster.spawn_local()
             self.cluster.admit()
+            calibrate(self.names, self.emulator,
+                      sample_input(cfg.scenario, cfg.job, self.batch, cfg.seed))
             self.live = _Live(plan=self.decider.initial(self.usable()))
             self._switch(self.live.plan)
             self.live.plans, self.live.switches = self.live.plans[-1:], self.live.switches[-1:]
@@ -270,6 +271,7 @@ class Runtime:
             start = time.monotonic()
             with ThreadPoolExecutor(cfg.max_in_flight) as pool:
                 for i in range(cfg.requests):
+                    x = sample_input(cfg.scenario, cfg.job, self.batch, cfg.seed + 1 + i)
                     delay = start + i * self.period_s - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
@@ -278,7 +280,7 @@ class Runtime:
                             self.live.faults.append({"device": kills[i],
                                                      "t_kill": time.monotonic()})
                         self.cluster.kill(kills[i])
-                    pool.submit(self._one, i, time.monotonic())
+                    pool.submit(self._one, i, x, time.monotonic())
                     self.sent += 1
             self.done.set()
             control.join(timeout=30)
