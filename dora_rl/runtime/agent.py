@@ -2,8 +2,9 @@
 
 The server calls these module-level functions with ``torch.distributed.rpc``; each worker
 process holds one device's layers in :data:`_HELD`. A device runs one micro-batch at a time
-(:data:`_BUSY`), and each call is stretched to the device's emulated compute time: the real
-forward pass runs, then the worker sleeps for what is left of ``compute_s``.
+(:data:`_BUSY`) and stays busy for the emulated compute time of each call: the real forward
+pass runs, the worker sleeps until its reply time, and the next call waits until the device is
+free (:data:`_FREE_AT`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dora_rl.runtime.layers import LayerSpec, build_layers, run_layers
 _HELD: dict[int, nn.Module] = {}
 _BUSY = threading.Lock()
 _STOP = threading.Event()
+_FREE_AT = 0.0
 
 
 def load_weights(specs: list[LayerSpec], weights: list[dict[str, Tensor]]) -> int:
@@ -31,22 +33,36 @@ def load_weights(specs: list[LayerSpec], weights: list[dict[str, Tensor]]) -> in
     return len(_HELD)
 
 
-def forward(first: int, end: int, x: Tensor, compute_s: float) -> tuple[Tensor, float, float]:
-    """Run layers ``[first, end)`` on ``x``, taking at least ``compute_s`` seconds.
+def forward(first: int, end: int, x: Tensor, compute_s: float,
+            reply_s: float | None = None) -> tuple[Tensor, float, float]:
+    """Run layers ``[first, end)`` on ``x``; the device stays busy for ``compute_s`` seconds.
+
+    Args:
+        first, end: Layer range.
+        x: Input.
+        compute_s: Emulated compute time: the device takes no other call for this long.
+        reply_s: When to reply, from the start (default ``compute_s``); the server sets it
+            shorter by the call's round-trip overhead so that it sees ``compute_s``.
 
     Returns:
-        The output, the busy wall time (seconds) and the real compute time (seconds).
+        The output, the busy time (seconds) and the real compute time (seconds).
     """
+    global _FREE_AT
     with _BUSY:
+        wait = _FREE_AT - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
         start = time.perf_counter()
         missing = [i for i in range(first, end) if i not in _HELD]
         if missing:
             raise RuntimeError(f"worker {os.getpid()} holds no weights for layers {missing}")
         y = run_layers(_HELD, first, end, x)
         real_s = time.perf_counter() - start
-        if compute_s > real_s:
-            time.sleep(compute_s - real_s)
-        return y.contiguous(), time.perf_counter() - start, real_s
+        reply = compute_s if reply_s is None else min(reply_s, compute_s)
+        if reply > real_s:
+            time.sleep(reply - real_s)
+        _FREE_AT = start + max(compute_s, real_s)
+        return y.contiguous(), max(compute_s, real_s), real_s
 
 
 def ping() -> int:

@@ -122,6 +122,7 @@ def run_plan(plan: Plan, x: Tensor, names: list[str], emulator: Emulator, usage:
             try:
                 fut = rpc.rpc_async(names[d], agent.forward,
                                     args=(first, end, chunk,
+                                          emulator.compute_s(d, first, end, n),
                                           emulator.sleep_budget_s(d, first, end, n)),
                                     timeout=timeout_s)
             except Exception as error:  # noqa: BLE001 - RPC reports a dead peer many ways
