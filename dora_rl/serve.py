@@ -86,6 +86,8 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     p.add_argument("--json", help="write the result as JSON")
     p.add_argument("--png", help="write a timeline figure")
     p.add_argument("--tb", help="write TensorBoard scalars to this directory")
+    p.add_argument("--bandwidth", choices=("static", "trace", "synthetic"), default="static",
+                   help="link dynamics the emulated links follow (default static)")
     p.add_argument("--plan", help="serve this fixed plan instead (END:DEV+DEV,END:DEV)")
     p.add_argument("--seed", type=int, default=0)
     ns = p.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -162,7 +164,8 @@ def _main(argv: Sequence[str] | None) -> int:
     cfg = ServeConfig(scenario=args["scenario"], job=args["job"], requests=ns.requests,
                       rate_per_s=ns.rate, batch=ns.batch, time_scale=ns.time_scale,
                       control_interval_s=ns.control_interval, kills=args["kills"],
-                      status=Path(ns.status) if ns.status else None, seed=ns.seed)
+                      status=Path(ns.status) if ns.status else None, seed=ns.seed,
+                      bandwidth=ns.bandwidth)
     result, _ = serve(cfg, decider)
     if ns.json:
         _write("--json", ns.json, json.dumps(result, indent=1))

@@ -4,9 +4,11 @@ Every emulated duration is the cost model's figure times ``time_scale`` (1.0 run
 world in real time; 2.0 runs it twice as slow, leaving room for the host's own compute).
 Compute: layers ``[first, end)`` on device ``d`` take the cost model's forward seconds per item
 times the items the device gets. Links: a transfer on a WiFi medium takes
-``bytes / rate_sender + bytes / rate_receiver`` (relayed by the access point) and holds the
-medium for that long, so concurrent transfers on one WiFi queue behind each other (the
-medium's shared budget); on a switch it takes ``bytes / min(rates)`` and holds nothing.
+``(bytes / rate_sender + bytes / rate_receiver) / (1 - cross_traffic)`` (relayed by the access
+point, in the airtime other traffic leaves free) and holds the medium for that long, so
+concurrent transfers on one WiFi queue behind each other (the medium's shared budget); on a
+switch it takes ``bytes / min(rates)`` and holds nothing. Rates follow ``link_scale``, which
+the runtime moves along the card's bandwidth dynamics every control interval.
 """
 
 from __future__ import annotations
@@ -26,18 +28,23 @@ class Emulator:
         tables: The job's cost tables (per-layer times, activation bytes, link rates).
         time_scale: Emulated seconds per modelled second.
         link_scale: Current multiplier of each device's link rate (1 = the card's rate).
+        call_overhead_s: Per device: measured round trip of an empty call to its worker.
+        cross_traffic: Per domain: airtime taken by other traffic.
     """
 
     tables: JobTables
     time_scale: float = 1.0
     link_scale: list[float] = field(default_factory=list)
     call_overhead_s: list[float] = field(default_factory=list)
+    cross_traffic: list[float] = field(default_factory=list)
     _media: dict[int, threading.Lock] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         lists = self.tables.lists
         if not self.link_scale:
             self.link_scale = [1.0] * len(lists.link)
+        if not self.cross_traffic:
+            self.cross_traffic = [0.0] * len(lists.wifi)
         if not self.call_overhead_s:
             self.call_overhead_s = [0.0] * len(lists.link)
         self._media = {w: threading.Lock() for w in set(lists.domain)}
@@ -68,7 +75,8 @@ class Emulator:
             return float("inf")
         same = lists.domain[sender] == lists.domain[receiver]
         if same and lists.wifi[lists.domain[sender]]:
-            seconds = nbytes / rate_s + nbytes / rate_r
+            free = max(1.0 - self.cross_traffic[lists.domain[sender]], 1e-3)
+            seconds = (nbytes / rate_s + nbytes / rate_r) / free
         else:
             seconds = nbytes / min(rate_s, rate_r)
             if not same:

@@ -33,6 +33,11 @@ def timeline_png(result: dict[str, Any], path: Path) -> None:
                  f" completed, {result['replans']} replans")
     ax2.step(tl["done_s"], tl["plan_id"], where="post", label="plan id")
     ax2.set_ylabel("plan id")
+    if tl.get("link_s"):
+        ax3 = ax2.twinx()
+        ax3.step(tl["link_s"], tl["link_scale_mean"], where="post", color="tab:orange",
+                 label="mean link scale")
+        ax3.set_ylabel("link scale", color="tab:orange")
     ax2.set_xlabel("wall time (s)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -114,4 +114,5 @@ def timeline(rt: Runtime, records: list[Record]) -> dict[str, Any]:
             "plan_id": [r.plan_id for r in records],
             "switch_s": [t - t0 for t, _ in rt.live.switches[1:]],
             "fault_s": [f["t_kill"] - t0 for f in rt.live.faults],
-            "link_scale": list(rt.emulator.link_scale)}
+            "link_s": [t - t0 for t, _ in rt.link_log],
+            "link_scale_mean": [v for _, v in rt.link_log]}

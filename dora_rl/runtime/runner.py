@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributed import rpc
 
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan
+from dora_rl.dynamics import RuntimeDynamics
 from dora_rl.runtime import agent
 from dora_rl.runtime.cluster import Cluster
 from dora_rl.runtime.control import EnvDecider, LiveView
@@ -56,6 +58,9 @@ class ServeConfig:
         rpc_timeout_s: Timeout of each stage call.
         max_in_flight: Micro-batches in the pipeline at once.
         keep_outputs: Keep every output tensor in the result (for checks).
+        bandwidth: Link dynamics the emulated links follow, one step per control interval:
+            ``static`` (the card's rates), ``trace`` (the card's test-split traces) or
+            ``synthetic`` (:class:`dora_rl.dynamics.RuntimeDynamics`).
     """
 
     scenario: Scenario
@@ -71,6 +76,7 @@ class ServeConfig:
     rpc_timeout_s: float = 5.0
     max_in_flight: int = 8
     keep_outputs: bool = False
+    bandwidth: str = "static"
 
 
 @dataclass
@@ -109,6 +115,17 @@ class Runtime:
         self.done = threading.Event()
         self.cluster = Cluster(self.names, rpc_timeout_s=cfg.rpc_timeout_s)
         self.sent = 0
+        self.dynamics = RuntimeDynamics(cfg.scenario, bandwidth=cfg.bandwidth,  # type: ignore[arg-type]
+                                        split="test", job_churn=False)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.link_log: list[tuple[float, float]] = []
+
+    def _world(self, first: bool = False) -> None:
+        """Move the emulated links one control interval along the card's dynamics."""
+        world = self.dynamics.reset(self.rng) if first else self.dynamics.step(self.rng)
+        self.emulator.link_scale = [float(v) for v in world.state.link_scale]
+        self.emulator.cross_traffic = [float(v) for v in world.state.cross_traffic]
+        self.link_log.append((time.monotonic(), float(np.mean(self.emulator.link_scale))))
 
     # ------------------------------------------------------------------ plans
     def usable(self) -> tuple[bool, ...]:
@@ -211,6 +228,7 @@ class Runtime:
     # ------------------------------------------------------------------ loops
     def _control(self) -> None:
         while not self.done.wait(self.cfg.control_interval_s):
+            self._world()
             for name in self.cluster.heartbeat():
                 self.cluster.workers[name].alive = True  # let on_lost record it
                 self.on_lost(self.names.index(name))
@@ -259,6 +277,7 @@ class Runtime:
         try:
             self.cluster.spawn_local()
             self.cluster.admit()
+            self._world(first=True)
             calibrate(self.names, self.emulator,
                       sample_input(cfg.scenario, cfg.job, self.batch, cfg.seed))
             self.live = _Live(plan=self.decider.initial(self.usable()))
