@@ -68,7 +68,7 @@ def serve(args: list[str]) -> dict[str, Any]:
 def decision_times(repeats: int) -> list[dict[str, Any]]:
     rows = []
     for card in CHECKPOINTS:
-        runs = sorted((ROOT / "checkpoints" / card).glob("ppo_*"))
+        runs = sorted((ROOT / "checkpoints" / card).glob("ppo_2*"))  # the shipped, dated runs
         if not runs:
             continue
         scenario = load(card)
@@ -94,7 +94,7 @@ def latency_rows(plans: tuple[str, ...], scales: tuple[float, ...]) -> list[dict
         for plan in plans:
             if scale > 1 and plan not in plans[:3]:
                 continue
-            r = serve(["--plan", plan, "--requests", "20", "--rate", str(8 / scale),
+            r = serve(["--plan", plan, "--requests", "20", "--rate", "8",
                        "--time-scale", str(scale)])
             pred, meas = r["predicted_latency_ms"][0], r["measured_latency_ms"][0]
             rows.append({"plan": plan, "time_scale": scale, "predicted_ms": pred,
