@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(PY) experiments/bench_costmodel.py
 	$(PY) experiments/bench_planner.py
 	$(PY) experiments/bench_env.py
+	$(PY) experiments/headline.py
+	$(PY) experiments/bench_controllers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
