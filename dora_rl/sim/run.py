@@ -50,7 +50,8 @@ class JobSummary:
         restarts: Re-executions after a device left.
         sim_latency_ms_mean: The simulated mean latency (``latency_ms['mean']``).
         analytic_latency_ms: The cost model's mean latency for the plans and states the
-            finished units arrived in (NaN unless asked for).
+            finished units arrived in, over those where it is finite (a dead link on the
+            path makes it infinite); NaN unless asked for.
     """
 
     name: str
@@ -130,7 +131,7 @@ def _summary(env: SimEnv, j: int, arrived: int, duration_s: float) -> JobSummary
     units = job.finished_units
     latency = _percentiles([u.done_s - u.arrival_s for u in units])
     llm = job.spec.kind == "llm"
-    analytic = [u.analytic_ms for u in units if not math.isnan(u.analytic_ms)]
+    analytic = [u.analytic_ms for u in units if math.isfinite(u.analytic_ms)]
     in_flight = job.outstanding()
     return JobSummary(
         name=job.spec.name, latency_ms=latency,
