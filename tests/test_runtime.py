@@ -102,3 +102,69 @@ def test_worker_rejects_a_bad_address(capsys: pytest.CaptureFixture[str]) -> Non
     assert worker.main(["--connect", "localhost", "--device", "mid"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: --connect localhost: expected HOST:PORT with a port in 1..65535")
+
+
+def test_a_worker_with_the_wrong_token_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from dora_rl.runtime.cluster import Cluster, ClusterError
+
+    cluster = Cluster(["mid"], token="right-token")
+    proc = subprocess.Popen([sys.executable, "-m", "dora_rl.worker", "--connect",
+                             f"127.0.0.1:{cluster.port}", "--device", "mid", "--token", "wrong"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        with pytest.raises(ClusterError, match="wrong join token"):
+            cluster.admit()
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 2
+        assert err.decode().strip().splitlines()[-1] == (
+            "error: --device mid: the server refused the join token")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        cluster.close()
+
+
+def test_listening_beyond_loopback_needs_a_token() -> None:
+    from dora_rl.runtime.cluster import Cluster, ClusterError
+
+    with pytest.raises(ClusterError, match="needs --token"):
+        Cluster(["mid"], host="0.0.0.0")
+
+
+class _Failing:
+    """A decider that raises, or answers too late, at every control step."""
+
+    def __init__(self, base, mode: str) -> None:  # type: ignore[no-untyped-def]
+        self.base, self.mode = base, mode
+
+    def initial(self, usable):  # type: ignore[no-untyped-def]
+        return self.base.initial(usable)
+
+    def candidates(self, usable):  # type: ignore[no-untyped-def]
+        return self.base.candidates(usable)
+
+    def decide(self, view):  # type: ignore[no-untyped-def]
+        if self.mode == "raise":
+            raise RuntimeError("controller crashed")
+        import time
+
+        time.sleep(0.05)
+        return Plan(stage_end=(4, 8), stage_devices=((1,), (2,)))
+
+
+@pytest.mark.parametrize("mode", ["raise", "late"])
+def test_a_failing_or_late_controller_keeps_the_last_good_plan(tiny, mode: str) -> None:  # type: ignore[no-untyped-def]
+    from dora_rl.runtime.runner import Runtime, ServeConfig, _Live
+
+    base = make_decider("static", tiny, 0)
+    rt = Runtime(ServeConfig(tiny, decision_timeout_s=0.01), _Failing(base, mode))
+    try:
+        rt.live = _Live(plan=base.initial((True, True, True)))
+        assert rt._decide() is None
+        assert len(rt.live.decisions_ms) == 1
+    finally:
+        rt.cluster.close()

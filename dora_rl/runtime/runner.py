@@ -8,7 +8,8 @@ and switches once they have arrived; micro-batches already running finish on the
 started on (old owners keep their layers). A worker that fails a call or misses a heartbeat is
 removed and the job is re-planned onto the devices left (the decider's choice, or the least-
 energy candidate when it has none or it names a lost device); micro-batches it held are run
-again from the start. A decider that raises falls back to the current plan.
+again from the start. A decider that raises, or answers after ``decision_timeout_s``, leaves
+the current plan in place.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class ServeConfig:
         bandwidth: Link dynamics the emulated links follow, one step per control interval:
             ``static`` (the card's rates), ``trace`` (the card's test-split traces) or
             ``synthetic`` (:class:`dora_rl.dynamics.RuntimeDynamics`).
+        decision_timeout_s: A decision that takes longer is discarded (the plan is kept).
     """
 
     scenario: Scenario
@@ -77,6 +79,7 @@ class ServeConfig:
     max_in_flight: int = 8
     keep_outputs: bool = False
     bandwidth: str = "static"
+    decision_timeout_s: float = 0.1
 
 
 @dataclass
@@ -220,7 +223,10 @@ class Runtime:
             plan = self.decider.decide(view)
         except Exception:  # noqa: BLE001 - a failing controller keeps the last good plan
             plan = None
-        self.live.decisions_ms.append((time.perf_counter() - start) * 1e3)
+        elapsed_s = time.perf_counter() - start
+        self.live.decisions_ms.append(elapsed_s * 1e3)
+        if elapsed_s > self.cfg.decision_timeout_s and not force:
+            plan = None  # too late: keep the last good plan
         if plan is not None and not all(view.usable[d] for d in plan.devices):
             plan = None if not force else self._fallback()
         return plan
