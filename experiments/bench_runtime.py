@@ -68,24 +68,27 @@ def serve(args: list[str]) -> dict[str, Any]:
 def decision_times(repeats: int) -> list[dict[str, Any]]:
     rows = []
     for card in CHECKPOINTS:
-        runs = sorted((ROOT / "checkpoints" / card).glob("ppo_2*"))  # the shipped, dated runs
-        if not runs:
-            continue
-        scenario = load(card)
-        decider = make_decider(str(runs[-1]), scenario, 0)
-        usable = tuple([True] * len(scenario.devices))
-        plan = decider.initial(usable)
-        rng = np.random.default_rng(0)
-        times = []
-        for i in range(repeats):
-            links = tuple(float(v) for v in rng.uniform(0.2, 1.2, len(usable)))
-            view = LiveView(usable, plan, links, float(rng.uniform(-0.5, 0.5)), i % 10, i)
-            start = time.perf_counter()
-            decider.decide(view)
-            times.append((time.perf_counter() - start) * 1e3)
-        rows.append({"controller": f"{card}/{runs[-1].name}", "decision_ms_p50":
-                     statistics.median(times), "decision_ms_p95": float(np.percentile(times, 95))})
+        for run in sorted((ROOT / "checkpoints" / card).glob("ppo_*")):
+            rows.append(_decisions(card, run, repeats))
     return rows
+
+
+def _decisions(card: str, run: Path, repeats: int) -> dict[str, Any]:
+    """Decision times of one run folder's controller on random live views."""
+    scenario = load(card)
+    decider = make_decider(str(run), scenario, 0)
+    usable = tuple([True] * len(scenario.devices))
+    plan = decider.initial(usable)
+    rng = np.random.default_rng(0)
+    times = []
+    for i in range(repeats):
+        links = tuple(float(v) for v in rng.uniform(0.2, 1.2, len(usable)))
+        view = LiveView(usable, plan, links, float(rng.uniform(-0.5, 0.5)), i % 10, i)
+        start = time.perf_counter()
+        decider.decide(view)
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"controller": f"{card}/{run.name}", "decision_ms_p50": statistics.median(times),
+            "decision_ms_p95": float(np.percentile(times, 95))}
 
 
 def latency_rows(plans: tuple[str, ...], scales: tuple[float, ...]) -> list[dict[str, Any]]:
