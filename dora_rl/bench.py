@@ -61,6 +61,12 @@ class Args:
     out: Path
     plots: bool
     argv: tuple[str, ...]
+    backend: str = "analytic"
+
+    @property
+    def stem(self) -> str:
+        """Results file stem: ``bench_<scenario>``, with ``_sim`` on the simulator."""
+        return f"bench_{self.scenario.name}" + ("_sim" if self.backend == "sim" else "")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,6 +128,9 @@ def parse(argv: Sequence[str] | None) -> Args:
     p.add_argument("--out", default="experiments",
                    help="root of runs/ and results/ (default experiments)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--backend", choices=("analytic", "sim"), default="analytic",
+                   help="evaluate intervals with the cost model (analytic, default) or the "
+                        "discrete-event simulator (sim; results in bench_<scenario>_sim.*)")
     argv = list(sys.argv[1:] if argv is None else argv)
     ns = p.parse_args(argv)
     if not 1 <= ns.episodes <= EPISODES_PER_SEED_MAX:
@@ -135,13 +144,14 @@ def parse(argv: Sequence[str] | None) -> Args:
     return Args(scenario=_scenario(ns.scenario), controllers=controllers, seeds=seeds,
                 episodes=ns.episodes, episode_steps=ns.episode_steps, traces=traces,
                 json=Path(ns.json) if ns.json else None, out=Path(ns.out),
-                plots=not ns.no_plots, argv=tuple(argv))
+                plots=not ns.no_plots, argv=tuple(argv), backend=ns.backend)
 
 
 def _notes(args: Args, steps: int, wall: dict[str, float]) -> list[str]:
     seeds = ",".join(map(str, args.seeds))
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in wall.items())
-    return [f"scenario `{args.scenario.name}`, test split of the bandwidth traces"
+    return [f"scenario `{args.scenario.name}` ({args.backend} backend), test split of the "
+            "bandwidth traces"
             f"{f' in `{args.traces}`' if args.traces else ''}; seeds {seeds}, "
             f"{args.episodes} episode(s) per seed of {steps} intervals; episode e of seed s "
             "resets with seed s * 1000 + e, the same for every controller",
@@ -163,7 +173,7 @@ def _write(what: str, fn: Any, *fn_args: Any) -> None:
 def run(args: Args) -> str:
     """Run the benchmark, write every output and return the Markdown table."""
     settings = EnvSettings(scenario=args.scenario, split="test", traces_dir=args.traces,
-                           episode_steps=args.episode_steps)
+                           episode_steps=args.episode_steps, backend=args.backend)
     contenders = build_all(list(args.controllers), settings)
     total = len(contenders) * len(args.seeds) * args.episodes
     with tqdm(total=total, desc="episodes", unit="ep", file=sys.stderr) as bar:
@@ -179,18 +189,19 @@ def run(args: Args) -> str:
     results = args.out / "results"
     steps = rows[0]["episode_steps"]
     notes = _notes(args, steps, {r.label: r.wall_s for r in runs})
-    _write("--out", report.write_markdown, results / f"bench_{scenario}.md", table,
+    _write("--out", report.write_markdown, results / f"{args.stem}.md", table,
            f"Controllers on {scenario}", notes)
-    _write("--out", report.write_csv, results / f"bench_{scenario}.csv", rows)
+    _write("--out", report.write_csv, results / f"{args.stem}.csv", rows)
     if args.json is not None:
         _write("--json", report.write_json, args.json, rows)
-    _write("--out", tblog.write_runs, args.out, scenario, runs, job_names)
+    _write("--out", tblog.write_runs, args.out, args.stem.removeprefix("bench_"), runs,
+           job_names)
     if args.plots:
         interval_s = float(contenders[0].env.unwrapped.interval_s)  # type: ignore[attr-defined]
         _write("--out", plots.save, plots.tradeoff_figure(rows, scenario),
-               results / f"bench_{scenario}_tradeoff.png")
+               results / f"{args.stem}_tradeoff.png")
         _write("--out", plots.save, plots.episode_figure(runs, args.scenario, interval_s),
-               results / f"bench_{scenario}_episode.png")
+               results / f"{args.stem}_episode.png")
     for contender in contenders:
         contender.env.close()
     return table
@@ -200,8 +211,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parse(argv)
     table = run(args)
     print(table)
-    print(f"wrote {args.out / 'results'}/bench_{args.scenario.name}.* and "
-          f"{args.out / 'runs' / 'bench' / args.scenario.name}/", file=sys.stderr)
+    print(f"wrote {args.out / 'results'}/{args.stem}.* and "
+          f"{args.out / 'runs' / 'bench' / args.stem.removeprefix('bench_')}/", file=sys.stderr)
     return 0
 
 

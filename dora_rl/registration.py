@@ -16,6 +16,9 @@ ENV_IDS: dict[str, dict[str, str]] = {
     "dora_rl/Edge-v0": {},
 }
 
+SIM_ENV_ID = "dora_rl/Sim-v0"
+"""The same interface driven by the discrete-event simulator (``dora_rl.sim.env.SimEnv``)."""
+
 
 def register_envs() -> None:
     """Register every id once (idempotent)."""
@@ -23,3 +26,5 @@ def register_envs() -> None:
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point="dora_rl.env.edge_env:EdgeEnv",
                          kwargs=dict(kwargs))
+    if SIM_ENV_ID not in gym.registry:
+        gym.register(id=SIM_ENV_ID, entry_point="dora_rl.sim.env:SimEnv")

@@ -173,3 +173,13 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], words: list[str], tmp
     for word in words:
         assert word in err, (word, err)
     assert not (tmp_path / "out").exists()
+
+
+def test_sim_backend_writes_its_own_results(tmp_path: Path) -> None:
+    code = main(["--scenario", "tiny", "--controllers", "static", "--seeds", "0",
+                 "--episodes", "1", "--episode-steps", "10", "--backend", "sim",
+                 "--no-plots", "--out", str(tmp_path)])
+    assert code == 0
+    assert (tmp_path / "results" / "bench_tiny_sim.md").exists()
+    assert "sim backend" in (tmp_path / "results" / "bench_tiny_sim.md").read_text()
+    assert not (tmp_path / "results" / "bench_tiny.md").exists()

@@ -31,6 +31,8 @@ from dora_rl.controllers.evaluate import Predictor
 from dora_rl.errors import ConfigError, DoraError
 
 ENV_ID = "dora_rl/Edge-v0"
+BACKEND_ENV_IDS = {"analytic": ENV_ID, "sim": "dora_rl/Sim-v0"}
+"""The env id of each backend: the cost model, or the discrete-event simulator."""
 _LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
@@ -62,12 +64,15 @@ class EnvSettings:
         split: Trace split to replay (``test`` for held-out episodes).
         traces_dir: Trace folder; None uses the card's or the shipped walks.
         episode_steps: Intervals per episode; None keeps the env's default.
+        backend: ``analytic`` (each interval from the cost model) or ``sim`` (simulated
+            event by event).
     """
 
     scenario: Scenario
     split: str = "test"
     traces_dir: Path | None = None
     episode_steps: int | None = None
+    backend: str = "analytic"
 
     def make_env(self, **extra: Any) -> gym.Env[Any, Any]:
         """A fresh environment on held-out trace episodes (``extra``: ``k``, ``interval_s``)."""
@@ -76,7 +81,7 @@ class EnvSettings:
         if self.episode_steps is not None:
             kwargs["episode_steps"] = self.episode_steps
         try:
-            return gym.make(ENV_ID, **kwargs)
+            return gym.make(BACKEND_ENV_IDS[self.backend], **kwargs)
         except ConfigError as error:
             if self.traces_dir is not None:
                 raise UsageError(f"--traces: {error}") from None
@@ -211,5 +216,5 @@ def _same(controller: Predictor) -> Predictor:
     return controller
 
 
-__all__ = ["ENV_ID", "Contender", "ControllerSpec", "EnvSettings", "UsageError", "build_all",
-           "parse_controllers"]
+__all__ = ["BACKEND_ENV_IDS", "ENV_ID", "Contender", "ControllerSpec", "EnvSettings",
+           "UsageError", "build_all", "parse_controllers"]
