@@ -128,6 +128,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.max_energy_j = float(np.nanmax(t.dvfs_busy_w, axis=1).sum()) * interval_s
         self.idle_w = t.idle_w
         self.busy_above_idle = t.dvfs_busy_w[:, 0] - t.idle_w
+        self.busy_list: list[float] = self.busy_above_idle.tolist()
         self.idle_total_w = float(t.idle_w.sum())
         self.idle_list: list[float] = t.idle_w.tolist()
         self.power_off = bool(t.unused_power_off)
@@ -320,7 +321,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             if math.isfinite(power):  # the job's power counts unused devices idle or off
                 base = sum(idle_list[d] for d in devices) if self.power_off \
                     else self.idle_total_w
-                active_w += power - base
+                active_w += power - base - self._waiting_w(m, view, state)
             util[j] = demand(m, view)
         self.utilisation = util
         on = state.available if not self.power_off else state.available & np.array(used)
@@ -330,6 +331,20 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         busy = np.array(util).sum(axis=0)
         self.energy_dev = (idle_w + busy * self.busy_above_idle) * self.interval_s
         return energy, latency, viol, short
+
+    def _waiting_w(self, m: dict[str, Any], view: State, state: State) -> float:
+        """Busy power the cost model charged for time a job's kernels wait behind the other
+        jobs on a shared device (the view adds their demand as load, which stretches busy
+        time): that time is spent on the other jobs' kernels, already charged to them."""
+        interval = m["interval_s"]
+        if not (math.isfinite(interval) and interval > 0):
+            return 0.0
+        out = 0.0
+        for busy, l_view, l_ext, extra in zip(m["busy_s"], view.lists[0], state.lists[0],
+                                              self.busy_list, strict=True):
+            if busy > 0 and l_view > l_ext:
+                out += busy * (1.0 - (1.0 - l_view) / (1.0 - l_ext)) * extra
+        return out / interval
 
     def _obs(self) -> NDArray[np.float32]:
         return encode_observation(self.layout, self.history, self.world.state, self.capacity_wh,
