@@ -9,12 +9,13 @@ Usage::
 One worker process per device of the card is spawned on this machine and joined over
 ``torch.distributed`` RPC; the job's model is built in torch with random weights, placed per
 the controller's plan and fed random inputs at the card's rate (``--rate`` overrides it), in
-the card's world emulated by time dilation (``--time-scale``) and link shaping. ``--controller``
-is a baseline name (``static``, ``dora``, ...) or a trained run folder. ``--kill mid@50``
-SIGKILLs device ``mid``'s worker when request 50 is sent. ``--plan 4:slow+mid,8:fast`` serves
-a fixed plan (the controller then only re-plans after a fault). The summary is printed; ``--json``
-writes the full result, ``--status`` a JSON status file kept current while running, ``--png``
-a timeline, ``--tb`` TensorBoard scalars under ``dora/``. Bad input prints one line
+the card's world emulated by time dilation (``--time-scale``; ``auto`` maps the card's fastest
+device to this host) and link shaping (``--bandwidth``). ``--controller`` is a baseline name
+(``static``, ``dora``, ...) or a trained run folder. ``--kill mid@50`` SIGKILLs device
+``mid``'s worker when request 50 is sent. ``--plan 4:slow+mid,8:fast`` serves a fixed plan
+(the controller then only re-plans after a fault). The summary is printed; ``--json`` writes
+the full result, ``--status`` a JSON status file kept current while running, ``--png`` a
+timeline, ``--tb`` TensorBoard scalars under ``dora/``. Bad input prints one line
 ``error: ...`` and exits with status 2.
 """
 
@@ -69,6 +70,22 @@ def _positive(name: str, value: float | None) -> None:
         raise UsageError(f"{name} {value}: must be > 0")
 
 
+def _job(scenario: Scenario, name: str | None) -> int:
+    jobs = [j.name for j in scenario.jobs]
+    if name is None:
+        job = next((i for i, j in enumerate(scenario.jobs) if j.workload == "inference"), None)
+        if job is None:
+            raise UsageError(f"--scenario {scenario.name}: no inference job to serve")
+        return job
+    if name not in jobs:
+        raise UsageError(f"--job {name}: unknown job (card has {', '.join(jobs)})")
+    job = jobs.index(name)
+    if scenario.jobs[job].workload != "inference":
+        raise UsageError(f"--job {name}: only inference jobs are served "
+                         f"(it is {scenario.jobs[job].workload})")
+    return job
+
+
 def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     """Parse and check the command line (raises :class:`UsageError` naming the argument)."""
     p = _Parser(prog="python -m dora_rl.serve", description="Serve a card's job live.")
@@ -78,8 +95,9 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     p.add_argument("--requests", type=int, default=100)
     p.add_argument("--rate", type=float, help="requests per second (default: the card's)")
     p.add_argument("--batch", type=int, help="items per request (default: the card's)")
-    p.add_argument("--time-scale", type=float, default=1.0,
-                   help="emulated seconds per modelled second (default 1)")
+    p.add_argument("--time-scale", default="1",
+                   help="emulated seconds per modelled second, or auto: the card's fastest "
+                        "device runs at this host's speed (default 1)")
     p.add_argument("--control-interval", type=float, default=0.5, help="wall seconds")
     p.add_argument("--kill", action="append", default=[], metavar="DEVICE@REQUEST")
     p.add_argument("--status", help="status file (JSON, kept current)")
@@ -92,23 +110,19 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=0)
     ns = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     scenario = _scenario(ns.scenario)
-    jobs = [j.name for j in scenario.jobs]
-    if ns.job is None:
-        job = next((i for i, j in enumerate(scenario.jobs) if j.workload == "inference"), None)
-        if job is None:
-            raise UsageError(f"--scenario {ns.scenario}: no inference job to serve")
-    elif ns.job not in jobs:
-        raise UsageError(f"--job {ns.job}: unknown job (card has {', '.join(jobs)})")
-    else:
-        job = jobs.index(ns.job)
-        if scenario.jobs[job].workload != "inference":
-            raise UsageError(f"--job {ns.job}: only inference jobs are served "
-                             f"(it is {scenario.jobs[job].workload})")
+    job = _job(scenario, ns.job)
     if ns.requests < 1:
         raise UsageError(f"--requests {ns.requests}: must be at least 1")
     if ns.batch is not None and ns.batch < 1:
         raise UsageError(f"--batch {ns.batch}: must be at least 1")
-    for name, value in (("--rate", ns.rate), ("--time-scale", ns.time_scale),
+    if ns.time_scale == "auto":
+        time_scale = None
+    else:
+        try:
+            time_scale = float(ns.time_scale)
+        except ValueError:
+            raise UsageError(f"--time-scale {ns.time_scale}: expected a number or auto") from None
+    for name, value in (("--rate", ns.rate), ("--time-scale", time_scale),
                         ("--control-interval", ns.control_interval)):
         _positive(name, value)
     devices = [d.name for d in scenario.devices]
@@ -126,7 +140,8 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
             plan = parse_plan(ns.plan, devices, n_layers)
         except DoraError as error:
             raise UsageError(str(error)) from None
-    return {"scenario": scenario, "job": job, "ns": ns, "kills": kills, "plan": plan}
+    return {"scenario": scenario, "job": job, "ns": ns, "kills": kills, "plan": plan,
+            "time_scale": time_scale}
 
 
 def _write(what: str, path: str, text: str) -> None:
@@ -162,7 +177,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args["plan"] is not None:
         decider = FixedDecider(args["plan"], decider)
     cfg = ServeConfig(scenario=args["scenario"], job=args["job"], requests=ns.requests,
-                      rate_per_s=ns.rate, batch=ns.batch, time_scale=ns.time_scale,
+                      rate_per_s=ns.rate, batch=ns.batch, time_scale=args["time_scale"],
                       control_interval_s=ns.control_interval, kills=args["kills"],
                       status=Path(ns.status) if ns.status else None, seed=ns.seed,
                       bandwidth=ns.bandwidth)

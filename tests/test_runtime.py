@@ -89,6 +89,8 @@ def test_fallback_candidates_avoid_a_missing_device(tiny) -> None:  # type: igno
     (["--scenario", "tiny", "--plan", "4:slow,7:fast"], "--plan 4:slow,7:fast"),
     (["--scenario", "tiny", "--plan", "4:slow,8:slow"], "--plan 4:slow,8:slow"),
     (["--scenario", "tiny", "--plan", "8:phone"], "--plan 8:phone"),
+    (["--scenario", "tiny", "--time-scale", "fast"], "--time-scale fast"),
+    (["--scenario", "tiny", "--time-scale", "0"], "--time-scale 0"),
 ])
 def test_serve_rejects_bad_input_with_one_line(argv: list[str], field: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:

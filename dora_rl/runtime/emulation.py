@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dora_rl.costmodel.tables import JobTables
@@ -95,3 +96,31 @@ class Emulator:
         else:
             time.sleep(seconds)
         return seconds
+
+
+AUTO_MARGIN = 1.5
+"""Head room of an automatic time scale: the host also runs the other workers and the server."""
+
+
+def auto_time_scale(host_s_per_item: float, fastest_s_per_item: float) -> float:
+    """The time scale that maps the card's fastest device to this host's speed (with
+    :data:`AUTO_MARGIN`), never below 1.
+
+    Example:
+        >>> round(auto_time_scale(0.3, 0.005), 6), auto_time_scale(0.0001, 0.008)
+        (90.0, 1.0)
+    """
+    if not fastest_s_per_item > 0:
+        return 1.0
+    return max(1.0, AUTO_MARGIN * host_s_per_item / fastest_s_per_item)
+
+
+def host_seconds(run: Callable[[], object], repeats: int = 3) -> float:
+    """Median wall seconds of ``run()`` over ``repeats`` calls, after one warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]

@@ -48,7 +48,7 @@ def energy_j(rt: Runtime, wall_s: float) -> float:
     """Energy in the card's world from the power model over measured busy, transmit, receive
     and idle time of every device (a lost device counts until the end of the run)."""
     lists = rt.model.tables.lists
-    scale = rt.cfg.time_scale
+    scale = rt.time_scale
     total = 0.0
     u = rt.usage
     for d in range(len(rt.names)):
@@ -97,10 +97,10 @@ def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
                   for p in live.plans],
         "predicted_latency_ms": predicted, "measured_latency_ms": measured,
         "faults": faults, "recovery_s": [f["recovery_s"] for f in faults],
-        "throughput_per_s": (len(records) - 1) / span * rt.cfg.time_scale
+        "throughput_per_s": (len(records) - 1) / span * rt.time_scale
         if span == span and span > 0 else None,
         "transfer_mb": rt.usage.bytes_moved / 1e6, "migrated_mb": live.migrated_bytes / 1e6,
-        "time_scale": rt.cfg.time_scale, "wall_s": wall_s,
+        "time_scale": rt.time_scale, "wall_s": wall_s,
         "slo_ms": slo,
         "timeline": timeline(rt, records),
     }

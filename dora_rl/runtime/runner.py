@@ -34,8 +34,8 @@ from dora_rl.dynamics import RuntimeDynamics
 from dora_rl.runtime import agent
 from dora_rl.runtime.cluster import Cluster
 from dora_rl.runtime.control import EnvDecider, LiveView
-from dora_rl.runtime.emulation import Emulator
-from dora_rl.runtime.layers import build_layers, layer_specs, sample_input
+from dora_rl.runtime.emulation import Emulator, auto_time_scale, host_seconds
+from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample_input
 from dora_rl.runtime.pipeline import Usage, WorkerLost, calibrate, run_plan
 from dora_rl.runtime.report import Record, summarise
 
@@ -50,7 +50,8 @@ class ServeConfig:
         scenario: The card; job: index of the job to serve.
         requests: Micro-batches to send; rate_per_s: their rate in the card's world.
         batch: Items per micro-batch (default: the job's inference batch).
-        time_scale: Emulated seconds per modelled second.
+        time_scale: Emulated seconds per modelled second; ``None`` picks it so that the card's
+            fastest device runs at this host's speed (:func:`emulation.auto_time_scale`).
         control_interval_s: Wall seconds between control steps.
         kills: ``(device name, request index)``: SIGKILL the device's worker when that request
             is sent.
@@ -70,7 +71,7 @@ class ServeConfig:
     requests: int = 100
     rate_per_s: float | None = None
     batch: int | None = None
-    time_scale: float = 1.0
+    time_scale: float | None = 1.0
     control_interval_s: float = 0.5
     kills: tuple[tuple[str, int], ...] = ()
     status: Path | None = None
@@ -101,14 +102,15 @@ class Runtime:
     def __init__(self, cfg: ServeConfig, decider: EnvDecider | Any) -> None:
         self.cfg, self.decider = cfg, decider
         self.model = CostModel(cfg.scenario, cfg.job)
-        self.emulator = Emulator(self.model.tables, cfg.time_scale)
         self.specs = layer_specs(cfg.scenario, cfg.job)
         self.weights = build_layers(self.specs, cfg.seed)
         self.names = [d.name for d in cfg.scenario.devices]
         job = cfg.scenario.jobs[cfg.job]
         self.batch = cfg.batch or (job.inference.batch if job.inference else 1)
+        self.time_scale = cfg.time_scale if cfg.time_scale is not None else self._auto_scale()
+        self.emulator = Emulator(self.model.tables, self.time_scale)
         rate = cfg.rate_per_s or (job.inference.request_rate_per_s if job.inference else 1.0)
-        self.period_s = cfg.time_scale / rate
+        self.period_s = self.time_scale / rate
         self.slo_ms = job.qoe.latency_ms
         self.usage = Usage(len(self.names))
         self.records: list[Record] = []
@@ -129,6 +131,16 @@ class Runtime:
         self.emulator.link_scale = [float(v) for v in world.state.link_scale]
         self.emulator.cross_traffic = [float(v) for v in world.state.cross_traffic]
         self.link_log.append((time.monotonic(), float(np.mean(self.emulator.link_scale))))
+
+    def _auto_scale(self) -> float:
+        """Time the whole model for one item here against the fastest device's time."""
+        x = sample_input(self.cfg.scenario, self.cfg.job, 1, self.cfg.seed)
+        n = len(self.specs)
+        host_s = host_seconds(lambda: run_layers(self.weights, 0, n, x))
+        fwd = self.model.tables.lists.fwd
+        usable = [row[n] for row, ok in zip(fwd, self.model.tables.can_run.tolist(), strict=True)
+                  if ok]
+        return auto_time_scale(host_s, min(usable) if usable else 0.0)
 
     # ------------------------------------------------------------------ plans
     def usable(self) -> tuple[bool, ...]:
@@ -259,7 +271,7 @@ class Runtime:
             done_t = time.monotonic()
             with self.lock:
                 self.records.append(Record(i, sent_t, done_t, plan_id, attempt,
-                                           (done_t - sent_t) * 1e3 / self.cfg.time_scale))
+                                           (done_t - sent_t) * 1e3 / self.time_scale))
                 if self.cfg.keep_outputs:
                     self.outputs[i] = y
             return
