@@ -6,9 +6,42 @@ import math
 from typing import Any
 
 from dora_rl.costmodel import CostModel, Plan, State
+from dora_rl.costmodel.tables import JobTables
 
 MAX_STALL_S = 60.0
 TIME_TARGETS = ("latency_ms", "ttft_ms", "tpot_ms", "iteration_ms", "deadline_s")
+
+
+def weight_bytes(t: JobTables, old: Plan | None, new: Plan) -> dict[int, float]:
+    """Bytes of weights each device of ``new`` must receive: the layers it gains over ``old``.
+
+    :func:`migration` sums these; the simulator sends them over its network.
+
+    Example:
+        >>> from dora_rl.costmodel import CostModel
+        >>> from dora_rl.scenarios import load
+        >>> t = CostModel(load("tiny")).tables
+        >>> weight_bytes(t, Plan.single(0, 8), Plan(stage_end=(4, 8), stage_devices=((0,), (2,))))
+        {2: 20010000.0}
+    """
+    prefix = t.lists.params
+    held: dict[int, tuple[int, int]] = {}
+    if old is not None:
+        for k, group in enumerate(old.stage_devices):
+            for d in group:
+                held[d] = old.stage_layers(k)
+    out: dict[int, float] = {}
+    for k, group in enumerate(new.stage_devices):
+        first, end = new.stage_layers(k)
+        for d in group:
+            nbytes = prefix[end] - prefix[first]
+            if d in held:
+                a, b = max(first, held[d][0]), min(end, held[d][1])
+                if b > a:
+                    nbytes -= prefix[b] - prefix[a]
+            if nbytes > 0:
+                out[d] = nbytes
+    return out
 
 
 def migration(model: CostModel, old: Plan | None, new: Plan | None,
@@ -29,28 +62,12 @@ def migration(model: CostModel, old: Plan | None, new: Plan | None,
     """
     if new is None:
         return 0.0, 0.0
-    t = model.tables
-    prefix = t.lists.params
-    held: dict[int, tuple[int, int]] = {}
-    if old is not None:
-        for k, group in enumerate(old.stage_devices):
-            for d in group:
-                held[d] = old.stage_layers(k)
-    link, scale = t.lists.link, state.lists[2]
+    link, scale = model.tables.lists.link, state.lists[2]
     total, stall = 0.0, 0.0
-    for k, group in enumerate(new.stage_devices):
-        first, end = new.stage_layers(k)
-        for d in group:
-            nbytes = prefix[end] - prefix[first]
-            if d in held:  # layers the device already holds need not move
-                a, b = max(first, held[d][0]), min(end, held[d][1])
-                if b > a:
-                    nbytes -= prefix[b] - prefix[a]
-            if nbytes <= 0:
-                continue
-            total += nbytes
-            rate = link[d] * scale[d]
-            stall = max(stall, min(nbytes / rate, MAX_STALL_S) if rate > 0 else MAX_STALL_S)
+    for d, nbytes in weight_bytes(model.tables, old, new).items():
+        total += nbytes
+        rate = link[d] * scale[d]
+        stall = max(stall, min(nbytes / rate, MAX_STALL_S) if rate > 0 else MAX_STALL_S)
     return total, stall
 
 
@@ -91,4 +108,4 @@ def violation(metrics: dict[str, Any], qoe_scale: float) -> list[float]:
     return out
 
 
-__all__ = ["demand", "migration", "violation"]
+__all__ = ["demand", "migration", "violation", "weight_bytes"]

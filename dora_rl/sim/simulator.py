@@ -30,13 +30,13 @@ import simpy
 
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan, State
+from dora_rl.env.transition import weight_bytes
 from dora_rl.sim.device import ComputeDevice
 from dora_rl.sim.figures import IntervalReport, JobInterval
 from dora_rl.sim.jobs import JobRuntime
 from dora_rl.sim.network import Network
 from dora_rl.sim.serving import ServingJob
 from dora_rl.sim.training import TrainingJob
-from dora_rl.sim.work import weight_bytes
 from dora_rl.sim.workload import JobSpec
 
 QUEUE_CAPACITY = 8

@@ -200,35 +200,3 @@ def compile_plan(t: JobTables, plan: Plan) -> CompiledPlan:
             n_flows[w] += 1
     return CompiledPlan(plan=plan, stages=stages, boundaries=boundaries, allreduce=allreduce,
                         equal_share=1.0 / max(max(n_flows, default=1), 1))
-
-
-def weight_bytes(t: JobTables, old: Plan | None, new: Plan) -> dict[int, float]:
-    """Bytes of weights each device of ``new`` must receive: the layers it gains over ``old``.
-
-    The same per-device figures as :func:`dora_rl.env.transition.migration` sums.
-
-    Example:
-        >>> from dora_rl.costmodel import CostModel
-        >>> from dora_rl.scenarios import load
-        >>> t = CostModel(load("tiny")).tables
-        >>> weight_bytes(t, Plan.single(0, 8), Plan(stage_end=(4, 8), stage_devices=((0,), (2,))))
-        {2: 20010000.0}
-    """
-    prefix = t.lists.params
-    held: dict[int, tuple[int, int]] = {}
-    if old is not None:
-        for k, group in enumerate(old.stage_devices):
-            for d in group:
-                held[d] = old.stage_layers(k)
-    out: dict[int, float] = {}
-    for k, group in enumerate(new.stage_devices):
-        first, end = new.stage_layers(k)
-        for d in group:
-            nbytes = prefix[end] - prefix[first]
-            if d in held:
-                a, b = max(first, held[d][0]), min(end, held[d][1])
-                if b > a:
-                    nbytes -= prefix[b] - prefix[a]
-            if nbytes > 0:
-                out[d] = nbytes
-    return out
