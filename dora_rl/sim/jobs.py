@@ -12,6 +12,7 @@ flight is lost, which :meth:`JobRuntime.outstanding` lets the caller check.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +86,7 @@ class Pipeline:
         return next(iter(self.members)).arrival_s if self.members else math.inf
 
 
-class JobRuntime:
+class JobRuntime(ABC):
     """A job's pipelines, backlog and finished work (see the module docstring).
 
     Attributes:
@@ -171,13 +172,15 @@ class JobRuntime:
             self.sim.network.cancel(xfer)
 
     # ------------------------------------------------------------------ work
+    @abstractmethod
     def make_pipeline(self, work: CompiledPlan) -> Pipeline:
         """A pipeline running ``work`` (subclasses)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def start_arrivals(self, times_s: list[float] | None = None) -> None:
         """Start the work: arrivals at ``times_s`` or the job's own process (subclasses)."""
 
+    @abstractmethod
     def pull(self) -> None:
         """Admit backlog work into the current pipeline while it has room (subclasses)."""
 
