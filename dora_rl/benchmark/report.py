@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from dora_rl.benchmark.runner import ControllerRun, SeedRun
-from dora_rl.env.metrics import SUMMARY_KEYS, summarise
+from dora_rl.env.metrics import SUMMARY_KEYS, finite_or_none, summarise
 
 FIGURES = (*SUMMARY_KEYS, "episode_reward")
 """Site-wide figures of every row, in table order."""
@@ -53,23 +53,6 @@ def rows_of(scenario: str, runs: Sequence[ControllerRun],
             job_names: Sequence[str]) -> list[dict[str, Any]]:
     """Every (controller, seed) row, controllers in the order run."""
     return [seed_row(scenario, run.label, unit, job_names) for run in runs for unit in run.seeds]
-
-
-def finite_or_none(value: Any) -> Any:
-    """``value`` with every NaN or infinite float (at any depth) replaced by None, so it can be
-    written as strict JSON.
-
-    Example:
-        >>> finite_or_none({"a": [1.0, float("nan")], "b": float("inf")})
-        {'a': [1.0, None], 'b': None}
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_none(v) for v in value]
-    return value
 
 
 def write_json(path: Path, rows: Sequence[dict[str, Any]]) -> None:

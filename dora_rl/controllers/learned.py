@@ -31,6 +31,15 @@ ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 CONFIG_FORMAT = 1
 
 
+def policy_kwargs(net_arch: list[int], activation: str) -> dict[str, Any]:
+    """Arguments of the actor-critic policy: the same hidden layers for actor and critic.
+
+    Training builds the policy with these and :func:`load` rebuilds it with them.
+    """
+    return {"net_arch": {"pi": list(net_arch), "vf": list(net_arch)},
+            "activation_fn": ACTIVATIONS[activation]}
+
+
 class CheckpointError(DoraError):
     """A run folder or checkpoint is missing, truncated or does not match this dora_rl."""
 
@@ -196,9 +205,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _build_policy(config: RunConfig, env: gym.Env[Any, Any]) -> ActorCriticPolicy:
-    arch = list(config.policy.net_arch)
-    kwargs: dict[str, Any] = {"net_arch": {"pi": arch, "vf": list(arch)},
-                              "activation_fn": ACTIVATIONS[config.policy.activation]}
+    kwargs = policy_kwargs(config.policy.net_arch, config.policy.activation)
     if config.algorithm == "maskable_ppo":
         from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 

@@ -73,9 +73,26 @@ def summarise(infos: Sequence[Mapping[str, Any]], job_names: Sequence[str],
     return out
 
 
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (at any depth) replaced by None, so it can be
+    written as strict JSON.
+
+    Example:
+        >>> finite_or_none({"a": [1.0, float("nan")], "b": float("inf")})
+        {'a': [1.0, None], 'b': None}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
 def _active(info: Mapping[str, Any], j: int) -> bool:
     active = info.get("job_active")
     return True if active is None else bool(active[j])
 
 
-__all__ = ["SUMMARY_KEYS", "summarise"]
+__all__ = ["SUMMARY_KEYS", "finite_or_none", "summarise"]

@@ -14,7 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam
 
 from dora_rl.controllers.evaluate import run_episode_infos
-from dora_rl.env.metrics import summarise
+from dora_rl.env.metrics import finite_or_none, summarise
 
 
 class DoraMetricsCallback(BaseCallback):
@@ -108,16 +108,5 @@ class ValidationCallback(BaseCallback):
         if mean_reward > self.best_reward:
             self.best_reward = mean_reward
             self.model.save(self.best_path)
-        self.history_path.write_text(json.dumps(_json_safe(self.history), indent=1))
+        self.history_path.write_text(json.dumps(finite_or_none(self.history), indent=1))
         return row
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become ``null`` (JSON has no such numbers)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value

@@ -21,10 +21,11 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from dora_rl.config import Scenario
-from dora_rl.controllers.learned import ACTIVATIONS
+from dora_rl.controllers.learned import policy_kwargs as learned_policy_kwargs
 from dora_rl.env.edge_env import EdgeEnv
+from dora_rl.env.metrics import finite_or_none
 from dora_rl.registration import ENV_IDS
-from dora_rl.training.callbacks import DoraMetricsCallback, ValidationCallback, _json_safe
+from dora_rl.training.callbacks import DoraMetricsCallback, ValidationCallback
 from dora_rl.training.card import AgentSettings, settings_dict
 from dora_rl.training.pretrain import clone, collect
 from dora_rl.training.run_folder import (
@@ -60,9 +61,7 @@ def env_kwargs(settings: AgentSettings) -> dict[str, Any]:
 
 def policy_kwargs(settings: AgentSettings) -> dict[str, Any]:
     """Arguments of the actor-critic policy (the loader rebuilds it from these)."""
-    arch = list(settings.policy.net_arch)
-    return {"net_arch": {"pi": arch, "vf": list(arch)},
-            "activation_fn": ACTIVATIONS[settings.policy.activation]}
+    return learned_policy_kwargs(settings.policy.net_arch, settings.policy.activation)
 
 
 def _make_env(scenario: Scenario, bandwidth: str, split: str, kwargs: dict[str, Any],
@@ -178,4 +177,4 @@ def _hparams(settings: AgentSettings) -> dict[str, float | int | str | bool]:
 
 def write_evaluation(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     """``evaluation.json``: the trained controller's and the baselines' test-trace figures."""
-    (run_dir / "evaluation.json").write_text(json.dumps(_json_safe(rows), indent=1))
+    (run_dir / "evaluation.json").write_text(json.dumps(finite_or_none(rows), indent=1))
