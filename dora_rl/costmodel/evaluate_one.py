@@ -14,14 +14,55 @@ from dora_rl.costmodel.tables import JobTables
 NAN = math.nan
 
 
+MEMO_ENTRIES = 4096  # per job and kind; a full memo is emptied, not grown
+
+
 def evaluate_one(t: JobTables, plan: Plan, state: State) -> dict[str, Any]:
-    """Evaluate one (already checked) plan; the result has the keys of ``Metrics.row``."""
-    ev = _Eval(t, plan, state)
+    """Evaluate one (already checked) plan; the result has the keys of ``Metrics.row``.
+
+    A plan's figures depend only on the state of the devices it uses (their load, usability
+    and, when anything crosses the network, link rate) and on the media's free airtime. Results
+    are memoised on exactly those inputs, and the compute side (stage and busy times) on the
+    load alone, so an environment whose links fade every interval while loads hold still
+    re-derives only the network side. Memoised results are shared: callers must not mutate
+    them.
+
+    Example:
+        >>> from dora_rl.scenarios import load
+        >>> from dora_rl.costmodel import CostModel
+        >>> model = CostModel(load("tiny"))
+        >>> plan = Plan.single(0, model.tables.n_layers)
+        >>> busy = model.nominal.replace(link_scale=model.nominal.link_scale * 0.5)
+        >>> model.evaluate(plan) is model.evaluate(plan, busy)  # one device: links irrelevant
+        True
+    """
+    load, usable, scale, free = state.lists
+    devices = plan.devices
+    loads = tuple([load[d] for d in devices])
+    networked = len(devices) > 1
+    key = (plan, loads, tuple([usable[d] for d in devices]),
+           tuple([scale[d] for d in devices]) if networked else None,
+           tuple(free) if networked else None)
+    results, evals = t.memo
+    hit = results.get(key)
+    if hit is not None:
+        return hit
+    ev = evals.get((plan, loads))
+    if ev is None:
+        if len(evals) >= MEMO_ENTRIES:
+            evals.clear()
+        ev = evals[(plan, loads)] = _Eval(t, plan, load)
+    ev.bind(state)
     if t.job.training is not None:
-        return _training(ev)
-    if t.job.llm is not None:
-        return _llm(ev)
-    return _inference(ev)
+        out = _training(ev)
+    elif t.job.llm is not None:
+        out = _llm(ev)
+    else:
+        out = _inference(ev)
+    if len(results) >= MEMO_ENTRIES:
+        results.clear()
+    results[key] = out
+    return out
 
 
 def _pad(values: list[float], n: int) -> list[float]:
@@ -52,9 +93,10 @@ def _finish(
     energy = sum(per_dev)
     if t.job.qoe.energy_j is not None:
         slack["energy_j"] = relative_slack(t.job.qoe.energy_j, energy)
-    used = [ev.stage_of[d] >= 0 for d in range(n)]
+    used = ev.used
     qoe_met = all(not math.isnan(s) and s >= 0 for s in slack.values())
-    memory_ok = all(not used[d] or memory[d] <= ev.L.mem[d] for d in range(n))
+    memory_ok = ev.once(
+        "memory_ok", lambda: all(not used[d] or memory[d] <= ev.L.mem[d] for d in range(n)))
     usable = ev.usable
     usable_ok = all(not used[d] or usable[d] for d in range(n))
     finite = math.isfinite(interval)
@@ -117,7 +159,7 @@ def _inference(ev: _Eval) -> dict[str, Any]:
         tx=tx,
         rx=rx,
         per_dev=ev.energy(interval, busy, tx, rx),
-        memory=ev.memory(items),
+        memory=ev.once("memory", lambda: ev.memory(items)),
         slack=slack,
     )
 
@@ -127,20 +169,29 @@ def _llm(ev: _Eval) -> dict[str, Any]:
     assert work is not None
     prefill = float(work.batch * work.prompt_tokens)
     context = work.prompt_tokens + 0.5 * work.output_tokens
-    kv_read = [
-        ev.span(lt.kv, d) * context * work.batch * ev.frac[d] / lt.mem_bw[d]
-        for d in range(ev.n_dev)
-    ]
-    t_pre, busy_pre = ev.stage_times(prefill)
-    t_dec, busy_dec = ev.stage_times(float(work.batch), extra=kv_read)
+    steps = work.output_tokens - 1
+
+    def compute() -> tuple[Any, ...]:  # load-dependent only: memoised on the _Eval
+        kv_read = [
+            ev.span(lt.kv, d) * context * work.batch * ev.frac[d] / lt.mem_bw[d]
+            for d in range(ev.n_dev)
+        ]
+        t_pre, busy_pre = ev.stage_times(prefill)
+        t_dec, busy_dec = ev.stage_times(float(work.batch), extra=kv_read)
+        busy = [p + steps * q for p, q in zip(busy_pre, busy_dec, strict=True)]
+        kv = [
+            ev.span(lt.kv, d) * (work.prompt_tokens + work.output_tokens) * work.batch
+            * ev.frac[d] for d in range(ev.n_dev)
+        ]
+        return t_pre, sum(t_pre[: ev.k]), sum(t_dec[: ev.k]), busy, ev.memory(prefill, kv)
+
+    t_pre, pre_s, dec_s, busy, memory = ev.once("llm", compute)
     net = ev.network([0.0] * ev.k)
     per_item = sum(net["boundary"])
-    ttft = sum(t_pre[: ev.k]) + prefill * per_item
-    tpot = sum(t_dec[: ev.k]) + work.batch * per_item
-    steps = work.output_tokens - 1
+    ttft = pre_s + prefill * per_item
+    tpot = dec_s + work.batch * per_item
     service = ttft + steps * tpot
     interval = max(1.0 / work.request_rate_per_s, service)
-    busy = [p + steps * q for p, q in zip(busy_pre, busy_dec, strict=True)]
     tokens = prefill + steps * work.batch
     tx = [x * tokens for x in net["tx"]]
     rx = [x * tokens for x in net["rx"]]
@@ -149,10 +200,6 @@ def _llm(ev: _Eval) -> dict[str, Any]:
         slack["ttft_ms"] = relative_slack(ev.t.job.qoe.ttft_ms, ttft * 1e3)
     if ev.t.job.qoe.tpot_ms is not None:
         slack["tpot_ms"] = relative_slack(ev.t.job.qoe.tpot_ms, tpot * 1e3)
-    kv = [
-        ev.span(lt.kv, d) * (work.prompt_tokens + work.output_tokens) * work.batch * ev.frac[d]
-        for d in range(ev.n_dev)
-    ]
     return _finish(
         ev,
         latency=service,
@@ -166,7 +213,7 @@ def _llm(ev: _Eval) -> dict[str, Any]:
         tx=tx,
         rx=rx,
         per_dev=ev.energy(interval, busy, tx, rx),
-        memory=ev.memory(prefill, kv),
+        memory=memory,
         slack=slack,
         ttft=ttft,
         tpot=tpot,
@@ -201,15 +248,6 @@ def _training(ev: _Eval) -> dict[str, Any]:
         slack["iteration_ms"] = relative_slack(ev.t.job.qoe.iteration_ms, iteration * 1e3)
     if ev.t.job.qoe.deadline_s is not None and work.iterations is not None:
         slack["deadline_s"] = relative_slack(ev.t.job.qoe.deadline_s, iteration * work.iterations)
-    params, opt, lora, saved = lt.params, lt.opt, lt.lora, lt.saved
-    n_stages, frac = plan.n_stages, ev.frac
-    extra = [0.0] * ev.n_dev
-    for k, group in enumerate(plan.stage_devices):
-        a, b = plan.stage_layers(k)
-        state_b = params[b] - params[a] + opt[b] - opt[a] if full else 4.0 * (lora[b] - lora[a])
-        stash = min(m, float(n_stages - k)) * items * (saved[b] - saved[a])
-        for d in group:
-            extra[d] = state_b + stash * frac[d]
     return _finish(
         ev,
         latency=iteration,
@@ -223,7 +261,23 @@ def _training(ev: _Eval) -> dict[str, Any]:
         tx=tx,
         rx=rx,
         per_dev=ev.energy(iteration, busy, tx, rx),
-        memory=ev.memory(items, extra),
+        memory=ev.once("memory", lambda: _training_memory(ev, items, full)),
         slack=slack,
         iteration=iteration,
     )
+
+
+def _training_memory(ev: _Eval, items: float, full: bool) -> list[float]:
+    """Per-device memory of a training plan: weights, optimiser or adapter state, and the
+    activations 1F1B keeps in flight."""
+    lt, plan = ev.L, ev.plan
+    params, opt, lora, saved = lt.params, lt.opt, lt.lora, lt.saved
+    m, n_stages, frac = float(plan.micro_batches), plan.n_stages, ev.frac
+    extra = [0.0] * ev.n_dev
+    for k, group in enumerate(plan.stage_devices):
+        a, b = plan.stage_layers(k)
+        state_b = params[b] - params[a] + opt[b] - opt[a] if full else 4.0 * (lora[b] - lora[a])
+        stash = min(m, float(n_stages - k)) * items * (saved[b] - saved[a])
+        for d in group:
+            extra[d] = state_b + stash * frac[d]
+    return ev.memory(items, extra)

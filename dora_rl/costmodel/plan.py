@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,7 +56,7 @@ class Plan:
         """First (inclusive) and end (exclusive) layer of stage ``k``."""
         return (self.stage_end[k - 1] if k else 0, self.stage_end[k])
 
-    @property
+    @cached_property
     def devices(self) -> tuple[int, ...]:
         """All devices the plan uses, sorted."""
         return tuple(sorted(d for group in self.stage_devices for d in group))

@@ -10,7 +10,8 @@ agree on thousands of random plans, scenarios and states.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar, cast
 
 from dora_rl.costmodel.formulas import (
     MIN_ITEM_S,
@@ -22,18 +23,28 @@ from dora_rl.costmodel.state import State
 from dora_rl.costmodel.tables import JobTables
 
 INF = math.inf
+T = TypeVar("T")
+
+
+class _Flows(NamedTuple):
+    """A plan's network flows: per boundary (bytes per item, (device, WiFi domain or -1,
+    sends) terms, backbone seconds per item), per stage all-reduce (bytes per device,
+    (device, WiFi domain or -1) terms, backbone seconds), per device radio terms."""
+
+    boundaries: list[tuple[float, tuple[tuple[int, int, bool], ...], float]]
+    allreduces: list[tuple[float, tuple[tuple[int, int], ...], float]]
+    radios: list[tuple[int, int, float, float, float]]
+    n_domains: int
 
 
 class _Eval:
     """Per-plan working state; methods mirror the vectorised evaluator step by step."""
 
-    def __init__(self, t: JobTables, plan: Plan, state: State) -> None:
+    def __init__(self, t: JobTables, plan: Plan, load: list[float]) -> None:
         self.t, self.L, self.plan = t, t.lists, plan
         lt = self.L
         n_dev = t.n_devices
         self.n_dev, self.k = n_dev, plan.n_stages
-        load, self.usable, scale, self.free = state.lists
-        self.inv = [1.0 / (lt.link[d] * scale[d]) if scale[d] > 0 else INF for d in range(n_dev)]
         levels = plan.dvfs_levels or (0,) * n_dev
         self.stage_of = [-1] * n_dev
         self.first = [0] * n_dev
@@ -59,10 +70,42 @@ class _Eval:
             k = self.stage_of[d]
             if k >= 0:
                 self.frac[d] = (1.0 / planned[d]) / rate[k]
+        self.used = [k >= 0 for k in self.stage_of]
+        self._stage_memo: dict[tuple[Any, ...], tuple[list[float], list[float]]] = {}
+        self._once: dict[Any, Any] = {}
+        self.usable: list[bool] = []
+        self.free: list[float] = []
+        self.inv: list[float] = []
+
+    def once(self, name: Any, compute: Callable[[], T]) -> T:
+        """``compute()``, memoised under ``name`` for this plan and load (callers pass only
+        load-dependent computations and must not mutate the result)."""
+        if name not in self._once:
+            self._once[name] = compute()
+        return cast(T, self._once[name])
+
+    def bind(self, state: State) -> _Eval:
+        """Set the network side of ``state`` (usability, link rates, free airtime); the
+        compute side (load) was fixed at construction. Returns ``self``."""
+        _, self.usable, scale, self.free = state.lists
+        lt = self.L
+        self.inv = [1.0 / (lt.link[d] * scale[d]) if scale[d] > 0 else INF
+                    for d in range(self.n_dev)]
+        return self
 
     def stage_times(self, items: float, backward: bool = False,
                     extra: list[float] | None = None) -> tuple[list[float], list[float]]:
-        """Stage times and per-device busy times for ``items`` per micro-batch."""
+        """Stage times and per-device busy times for ``items`` per micro-batch (memoised: they
+        depend on the load only, which this object was built for). Callers must not mutate
+        the returned lists."""
+        key = (items, backward, None if extra is None else tuple(extra))
+        hit = self._stage_memo.get(key)
+        if hit is None:
+            hit = self._stage_memo[key] = self._stage_times(items, backward, extra)
+        return hit
+
+    def _stage_times(self, items: float, backward: bool,
+                     extra: list[float] | None) -> tuple[list[float], list[float]]:
         tau = self.tau_b if backward else self.tau_f
         mult = 2.0 if backward else 1.0
         stage = [0.0] * self.n_dev
@@ -83,39 +126,34 @@ class _Eval:
                 busy[d] = min(t_k, own if own > reads[d] else reads[d])
         return stage, busy
 
-    def _boundary(self, k: int) -> tuple[list[float], float, float]:
-        """Airtime per domain, wired time and backbone time of flow k -> k+1 per item."""
-        lt, groups = self.L, self.plan.stage_devices
-        nbytes = lt.act[self.plan.stage_end[k] - 1]
-        n_dom = len(self.free)
-        air, wired, f_dom, g_dom = [0.0] * n_dom, 0.0, [0.0] * n_dom, [0.0] * n_dom
-        for side, dom_frac in ((groups[k], f_dom), (groups[k + 1], g_dom)):
-            for d in side:
-                per = self.frac[d] * self.inv[d] * nbytes if self.frac[d] > 0 else 0.0
-                w = lt.domain[d]
-                dom_frac[w] += self.frac[d]
-                if lt.wifi[w]:
-                    air[w] += per
-                else:
-                    wired = max(wired, per)
-        cross = min(max(1.0 - sum(f * g for f, g in zip(f_dom, g_dom, strict=True)), 0.0), 1.0)
-        return air, wired, cross * nbytes / self.t.backbone_bytes_per_s
-
-    def _allreduce(self, k: int, per_dev: float) -> tuple[list[float], float]:
-        """Airtime per domain and the wired/backbone time of stage k's ring all-reduce."""
-        lt, group = self.L, self.plan.stage_devices[k]
-        air, wired = [0.0] * len(self.free), 0.0
-        if per_dev <= 0:
-            return air, 0.0
-        for d in group:
-            w = lt.domain[d]
-            if lt.wifi[w]:
-                air[w] += 2.0 * self.inv[d] * per_dev
-            else:
-                wired = max(wired, self.inv[d] * per_dev)
-        n_doms = len({lt.domain[d] for d in group})
-        backbone = n_doms * per_dev / self.t.backbone_bytes_per_s if n_doms > 1 else 0.0
-        return air, max(wired, backbone)
+    def _flows(self, sync_bytes: tuple[float, ...]) -> _Flows:
+        """The plan's flows, with every figure that does not depend on the links."""
+        lt, groups, plan = self.L, self.plan.stage_devices, self.plan
+        n_dom = len(lt.wifi)
+        frac, domain, wifi = self.frac, lt.domain, lt.wifi
+        acts = [lt.act[plan.stage_end[k] - 1] for k in range(self.k)]
+        boundaries = []
+        for k in range(self.k - 1):
+            f_dom, g_dom = [0.0] * n_dom, [0.0] * n_dom
+            terms = []
+            for side, dom_frac in ((groups[k], f_dom), (groups[k + 1], g_dom)):
+                for d in side:
+                    dom_frac[domain[d]] += frac[d]
+                    terms.append((d, domain[d] if wifi[domain[d]] else -1, frac[d] > 0))
+            cross = min(max(1.0 - sum(f * g for f, g in zip(f_dom, g_dom, strict=True)), 0.0),
+                        1.0)
+            boundaries.append((acts[k], tuple(terms), cross * acts[k] / self.t.backbone_bytes_per_s))
+        per_dev = [ring_allreduce_bytes_per_device(float(len(g)), sync_bytes[k])
+                   if len(g) > 1 else 0.0 for k, g in enumerate(groups)]
+        allreduces = []
+        for k, group in enumerate(groups):
+            n_doms = len({domain[d] for d in group})
+            backbone = n_doms * per_dev[k] / self.t.backbone_bytes_per_s if n_doms > 1 else 0.0
+            allreduces.append((per_dev[k], tuple((d, domain[d] if wifi[domain[d]] else -1)
+                                                 for d in group), backbone))
+        radios = [(d, k, acts[k], acts[k - 1] if k > 0 else 0.0, per_dev[k])
+                  for k in range(self.k) for d in groups[k]]
+        return _Flows(boundaries, allreduces, radios, n_dom)
 
     def _wall(self, air: list[float], share: float | None, base: float,
               n_flows: list[int]) -> float:
@@ -128,35 +166,50 @@ class _Eval:
 
     def network(self, sync_bytes: list[float]) -> dict[str, Any]:
         """Per-item boundary times, capacity, radio times and all-reduce times."""
-        lt, groups, n_dom = self.L, self.plan.stage_devices, len(self.free)
-        if self.k == 1 and len(groups[0]) == 1:  # one device: nothing crosses the network
+        if self.k == 1 and len(self.plan.stage_devices[0]) == 1:  # nothing crosses the network
             zeros = [0.0] * self.n_dev
             return {"boundary": [], "cap": 0.0, "tx": zeros, "rx": list(zeros),
                     "allreduce": [0.0], "ar_tx": list(zeros)}
-        bnd = [self._boundary(k) for k in range(self.k - 1)]
-        per_dev = [ring_allreduce_bytes_per_device(float(len(g)), sync_bytes[k])
-                   if len(g) > 1 else 0.0 for k, g in enumerate(groups)]
-        ars = [self._allreduce(k, per_dev[k]) for k in range(self.k)]
+        flows = self.once(("flows", *sync_bytes), lambda: self._flows(tuple(sync_bytes)))
+        inv, frac, n_dom = self.inv, self.frac, flows.n_domains
+        bnd = []
+        for nbytes, terms, bb in flows.boundaries:
+            air, wired = [0.0] * n_dom, 0.0
+            for d, w, sends in terms:
+                per = frac[d] * inv[d] * nbytes if sends else 0.0
+                if w >= 0:
+                    air[w] += per
+                elif per > wired:
+                    wired = per
+            bnd.append((air, wired, bb))
+        ars = []
+        for per_dev, terms, backbone in flows.allreduces:
+            air, wired = [0.0] * n_dom, 0.0
+            if per_dev > 0:
+                for d, w in terms:
+                    if w >= 0:
+                        air[w] += 2.0 * inv[d] * per_dev
+                    else:
+                        wired = max(wired, inv[d] * per_dev)
+                wired = max(wired, backbone)
+            ars.append((air, wired))
         n_flows = [sum(1 for b in bnd if b[0][w] > 0) + sum(1 for a in ars if a[0][w] > 0)
                    for w in range(n_dom)]
         bsh, ash = self.plan.boundary_shares, self.plan.allreduce_shares
         boundary = [self._wall(air, bsh[k] if bsh else None, max(wired, bb), n_flows)
                     for k, (air, wired, bb) in enumerate(bnd)]
         allreduce = [self._wall(air, ash[k] if ash else None, solo, n_flows)
-                     if per_dev[k] > 0 else 0.0 for k, (air, solo) in enumerate(ars)]
+                     if flows.allreduces[k][0] > 0 else 0.0 for k, (air, solo) in enumerate(ars)]
         totals = [sum(b[0][w] for b in bnd) for w in range(n_dom)]
         cap = max([tot / self.free[w] for w, tot in enumerate(totals) if tot > 0], default=0.0)
         tx, rx, ar_tx = [0.0] * self.n_dev, [0.0] * self.n_dev, [0.0] * self.n_dev
-        for k in range(self.k):
-            nbytes = lt.act[self.plan.stage_end[k] - 1]
-            for d in groups[k]:
-                radio = self.frac[d] * self.inv[d] * nbytes if self.frac[d] > 0 else 0.0
-                if k < self.k - 1:
-                    tx[d] += radio
-                if k > 0:
-                    prev = lt.act[self.plan.stage_end[k - 1] - 1]
-                    rx[d] += self.frac[d] * self.inv[d] * prev if self.frac[d] > 0 else 0.0
-                ar_tx[d] = self.inv[d] * per_dev[k] if per_dev[k] > 0 else 0.0
+        last = self.k - 1
+        for d, k, nbytes, prev, per_dev in flows.radios:
+            if k < last:
+                tx[d] += frac[d] * inv[d] * nbytes if frac[d] > 0 else 0.0
+            if k > 0:
+                rx[d] += frac[d] * inv[d] * prev if frac[d] > 0 else 0.0
+            ar_tx[d] = inv[d] * per_dev if per_dev > 0 else 0.0
         return {"boundary": boundary, "cap": cap, "tx": tx, "rx": rx, "allreduce": allreduce,
                 "ar_tx": ar_tx}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -96,6 +97,11 @@ class JobTables:
     domain_member: FloatArray
     backbone_bytes_per_s: float
     unused_power_off: bool
+
+    @cached_property
+    def memo(self) -> tuple[dict[Any, Any], dict[Any, Any]]:
+        """Memo of the single-plan evaluator: results, and per-load compute state."""
+        return {}, {}
 
     @cached_property
     def lists(self) -> TableLists:

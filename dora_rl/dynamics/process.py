@@ -13,6 +13,7 @@ Time scales (seconds; converted to intervals with ``interval_s``) are module con
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -205,7 +206,8 @@ class RuntimeDynamics:
         return self._emit(0)
 
     def step(self, rng: np.random.Generator,
-             energy_per_device_j: NDArray[np.float64] | None = None) -> WorldState:
+             energy_per_device_j: NDArray[np.float64] | Sequence[float] | None = None
+             ) -> WorldState:
         """Advance one interval; ``energy_per_device_j`` (J per device) drains the batteries.
 
         Raises:

@@ -183,12 +183,12 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         energy_j, latency_ms, viol, short = self._evaluate(stall_s)
         w = self.scenario.reward
         stall_frac = min(stall_s / self.interval_s, 10.0)
-        shortfall = sum(wt * sh for wt, sh in zip(self.job_weights, short.tolist(), strict=True))
+        shortfall = sum([wt * sh for wt, sh in zip(self.job_weights, short, strict=True)])
         reward = -(w.energy_weight * energy_j / self.max_energy_j + w.qoe_weight * shortfall
                    + w.switch_weight * stall_frac + w.invalid_weight * invalid)
         self.t += 1
         self.next_world = self.dynamics.step(self.np_random, self.energy_dev)
-        flags = tuple(viol.tolist())
+        flags = tuple(viol)
         info = StepInfo(energy_j=energy_j, latency_ms=tuple(latency_ms), qoe_violation=flags,
                         qoe_violation_any=int(any(flags)), qoe_slack=tuple(self.slack.tolist()),
                         replans=replans, migration_bytes=moved_bytes, invalid_choices=invalid,
@@ -266,11 +266,16 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         do the controllers that predict with the cost model."""
         state = state if state is not None else self.world.state
         active = job_active if job_active is not None else self.world.job_active
-        share = self._shares(active)[j] if active[j] else 1.0 / max(int(active.sum()), 1)
         util = utilisation if utilisation is not None else self.demands(self.plans, active)
         total = [sum(col) for col in zip(*util, strict=True)]
+        return self._view(j, state, self._shares(active), active.tolist(), total, util[j])
+
+    @staticmethod
+    def _view(j: int, state: State, shares: list[float], active: list[bool],
+              total: list[float], mine: list[float]) -> State:
+        """:meth:`job_view` from the step's shares and summed demand (computed once)."""
+        share = shares[j] if active[j] else 1.0 / max(sum(active), 1)
         load, usable, link, free = state.lists
-        mine = util[j]
         view = State.unchecked(link_scale=state.link_scale, available=state.available,
                                load=state.load, battery_wh=state.battery_wh,
                                cross_traffic=state.cross_traffic,
@@ -280,56 +285,66 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             usable, link, [f * max(share, 1e-3) for f in free])
         return view
 
-    def _evaluate(self, stall_s: float) -> tuple[float, list[float], NDArray[np.int64],
-                                                 NDArray[np.float64]]:
+    def _evaluate(self, stall_s: float) -> tuple[float, list[float], list[int], list[float]]:
         """Energy of the interval, per-job latency, violation flags and shortfalls.
 
         Energy: every device that is on draws its idle power (with ``unused_devices: off``
         only the devices some active job uses are on), plus each job's power above the idle
         power of the devices it counts; migration stalls keep the devices on for longer.
+        (Plain Python over a handful of devices and jobs: NumPy's per-call cost would dominate.)
         """
-        state, active = self.world.state, self.world.job_active
-        latency = [0.0] * self.n_jobs
-        viol = np.zeros(self.n_jobs, dtype=np.int64)
-        short = np.zeros(self.n_jobs)
+        state = self.world.state
+        active = self.world.job_active.tolist()
+        n_dev, n_jobs = self.n_devices, self.n_jobs
+        latency = [0.0] * n_jobs
+        viol = [0] * n_jobs
+        short = [0.0] * n_jobs
+        slack = self.slack
         active_w = 0.0
         # every job sees the others' current plans' demand (symmetric, no lag); ``util``
         # collects the demand actually served, for the devices' energy and battery
-        planned = self.demands(self.plans, active)
-        util = [[0.0] * self.n_devices for _ in range(self.n_jobs)]
-        used = [False] * self.n_devices
+        planned = self.demands(self.plans, self.world.job_active)
+        total = [sum(col) for col in zip(*planned, strict=True)]
+        shares = self._shares(self.world.job_active)
+        zero = [0.0] * n_dev
+        util = [zero] * n_jobs
+        used = [False] * n_dev
         idle_list = self.idle_list
+        scales = self.world.qoe_scale.tolist()
         for j, model in enumerate(self.models):
             if not active[j]:
                 continue
             plan = self.plans[j]
             if plan is None:
-                viol[j], short[j], self.slack[j] = 1, 5.0, -1.0
-                latency[j] = float("inf")
+                viol[j], short[j], slack[j] = 1, 5.0, -1.0
+                latency[j] = math.inf
                 continue
-            view = self.job_view(j, utilisation=planned)
+            view = self._view(j, state, shares, active, total, planned[j])
             m = model.evaluate(plan, view, check=False)
-            slacks = violation(m, float(self.world.qoe_scale[j]))
-            short[j] = sum(min(-s, 5.0) for s in slacks if s < 0)
+            slacks = violation(m, scales[j])
+            short[j] = sum([min(-s, 5.0) for s in slacks if s < 0])
             viol[j] = int(short[j] > 0 or not (m["memory_ok"] and m["usable_ok"]))
-            self.slack[j] = min(slacks) if slacks else 1.0
+            slack[j] = min(slacks) if slacks else 1.0
             latency[j] = m["latency_s"] * 1e3
             power = m["power_w"]
             devices = plan.devices
             for d in devices:
                 used[d] = True
             if math.isfinite(power):  # the job's power counts unused devices idle or off
-                base = sum(idle_list[d] for d in devices) if self.power_off \
+                base = sum([idle_list[d] for d in devices]) if self.power_off \
                     else self.idle_total_w
                 active_w += power - base - self._waiting_w(m, view, state)
             util[j] = demand(m, view)
         self.utilisation = util
-        on = state.available if not self.power_off else state.available & np.array(used)
-        idle_w = self.idle_w * on
-        idle_sum = float(idle_w.sum())
+        available = state.available.tolist()
+        on = [a and u for a, u in zip(available, used, strict=True)] if self.power_off \
+            else available
+        idle_w = [w if o else 0.0 for w, o in zip(idle_list, on, strict=True)]
+        idle_sum = sum(idle_w)
         energy = (idle_sum + max(active_w, 0.0)) * self.interval_s + stall_s * idle_sum
-        busy = np.array(util).sum(axis=0)
-        self.energy_dev = (idle_w + busy * self.busy_above_idle) * self.interval_s
+        busy = [sum(col) for col in zip(*util, strict=True)]
+        self.energy_dev = [(w + b * x) * self.interval_s
+                           for w, b, x in zip(idle_w, busy, self.busy_list, strict=True)]
         return energy, latency, viol, short
 
     def _waiting_w(self, m: dict[str, Any], view: State, state: State) -> float:

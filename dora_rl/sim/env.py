@@ -114,8 +114,7 @@ class SimEnv(EdgeEnv):
                 job.analytic_ms = math.nan if plan is None else 1e3 * float(
                     self.models[j].evaluate(plan, self.job_view(j), check=False)["latency_s"])
 
-    def _evaluate(self, stall_s: float) -> tuple[float, list[float], NDArray[np.int64],
-                                                 NDArray[np.float64]]:
+    def _evaluate(self, stall_s: float) -> tuple[float, list[float], list[int], list[float]]:
         """Simulate the interval; energy, per-job latency, violation flags and shortfalls."""
         self._apply_world()
         self.sim.run_until((self.t + 1) * self.interval_s)
@@ -126,8 +125,8 @@ class SimEnv(EdgeEnv):
         interval = self.interval_s
         load = state.lists[0]
         latency = [math.nan] * self.n_jobs
-        viol = np.zeros(self.n_jobs, dtype=np.int64)
-        short = np.zeros(self.n_jobs)
+        viol = [0] * self.n_jobs
+        short = [0.0] * self.n_jobs
         util = []
         used = [False] * self.n_devices
         for j, iv in enumerate(report.jobs):
