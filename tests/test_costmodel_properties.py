@@ -214,3 +214,50 @@ def test_relayed_wifi_transfer_uses_airtime_twice() -> None:
     assert t.link_bytes_per_s[0] == pytest.approx(
         model.scenario.devices[0].network.link_mbps * MBPS_TO_BYTES_PER_S
     )
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_memoised_results_equal_fresh_evaluation_as_the_state_moves(workload: str) -> None:
+    """Results are memoised on the inputs a plan depends on; a walk through states that
+    changes one input at a time, revisiting earlier states, must give what a cold evaluator
+    gives every time, and a change to any device the plan uses must be seen."""
+    rng = np.random.default_rng(5)
+    model = CostModel(random_scenario(rng, 4, 6, workload))  # type: ignore[arg-type]
+    cold = CostModel(model.scenario)
+    plans = [random_plan(rng, 4, 6, shares=bool(i % 2), dvfs=False) for i in range(6)]
+    plans.append(Plan.single(0, 6))
+    states = [model.nominal]
+    for _ in range(60):
+        field = rng.choice(["link_scale", "load", "cross_traffic", "available"])
+        if rng.random() < 0.3 and len(states) > 1:  # revisit an earlier state
+            states.append(states[int(rng.integers(len(states)))])
+            continue
+        last, d = states[-1], int(rng.integers(4))
+        if field == "available":
+            value = last.available.copy()
+            value[d] = not value[d]
+        elif field == "cross_traffic":
+            value = rng.uniform(0, 0.5, len(last.cross_traffic))
+        else:
+            value = getattr(last, field).copy()
+            value[d] = rng.uniform(0.1, 1.5) if field == "link_scale" else rng.uniform(0, 0.7)
+        states.append(last.replace(**{field: value}))
+    for state in states:
+        for plan in plans:
+            got = model.evaluate(plan, state)
+            cold.tables.memo[0].clear()
+            cold.tables.memo[1].clear()
+            want = cold.evaluate(plan, state)
+            assert got.keys() == want.keys()
+            for key, value in want.items():
+                np.testing.assert_array_equal(np.asarray(got[key] if key != "qoe_slack" else
+                                                         list(got[key].values()), dtype=float),
+                                              np.asarray(value if key != "qoe_slack" else
+                                                         list(value.values()), dtype=float),
+                                              err_msg=key)
+    one = Plan.single(0, 6)
+    base = model.evaluate(one, states[0])
+    assert model.evaluate(one, states[0].replace(load=np.r_[0.5, states[0].load[1:]])) \
+        is not base
+    assert model.evaluate(
+        one, states[0].replace(link_scale=states[0].link_scale * 0.3)) is base

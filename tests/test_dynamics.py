@@ -269,3 +269,15 @@ def test_interval_scaling_keeps_ranges(home: Scenario) -> None:
         worlds = run(dyn, 4, CHUNK_STEPS + 10)
         assert all(w.state.available.any() and w.job_active[0] for w in worlds)
         assert stacked(worlds, "link_scale").max() <= 1.2
+
+
+def test_world_states_list_views_match_their_arrays(home: Scenario) -> None:
+    """The process hands out each State with its list views precomputed (the env's hot path);
+    they must equal what the State derives from its own arrays, across chunks and draining."""
+    dyn = RuntimeDynamics(with_dynamics(home, churn_per_hour=200.0))
+    phone = home.device_index("phone")
+    energy = np.zeros(len(home.devices))
+    energy[phone] = 400.0
+    for world in run(dyn, 3, CHUNK_STEPS + 40, energy):
+        fresh = State(**{f: getattr(world.state, f) for f in State.__dataclass_fields__})
+        assert world.state.lists == fresh.lists

@@ -98,11 +98,10 @@ def _finish(
     memory_ok = ev.once(
         "memory_ok", lambda: all(not used[d] or memory[d] <= ev.L.mem[d] for d in range(n)))
     usable = ev.usable
-    usable_ok = all(not used[d] or usable[d] for d in range(n))
+    usable_ok = all([usable[d] for d in ev.plan.devices])
     finite = math.isfinite(interval)
-    idle = [
-        interval - busy[d] - tx[d] - rx[d] if used[d] and finite else interval for d in range(n)
-    ]
+    idle = [interval - b - x - r if u else interval
+            for u, b, x, r in zip(used, busy, tx, rx, strict=True)] if finite else [interval] * n
     return {
         "latency_s": latency,
         "period_s": period,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,6 +47,14 @@ class Plan:
     boundary_shares: tuple[float, ...] | None = None
     allreduce_shares: tuple[float, ...] | None = None
     dvfs_levels: tuple[int, ...] | None = None
+
+    def __hash__(self) -> int:  # cached: plans key the evaluator's and the env's memos
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.stage_end, self.stage_devices, self.micro_batches,
+                           self.boundary_shares, self.allreduce_shares, self.dvfs_levels))
+            self.__dict__["_hash"] = cached
+        return cast(int, cached)
 
     @property
     def n_stages(self) -> int:

@@ -142,7 +142,8 @@ class _Eval:
                     terms.append((d, domain[d] if wifi[domain[d]] else -1, frac[d] > 0))
             cross = min(max(1.0 - sum(f * g for f, g in zip(f_dom, g_dom, strict=True)), 0.0),
                         1.0)
-            boundaries.append((acts[k], tuple(terms), cross * acts[k] / self.t.backbone_bytes_per_s))
+            backbone_s = cross * acts[k] / self.t.backbone_bytes_per_s
+            boundaries.append((acts[k], tuple(terms), backbone_s))
         per_dev = [ring_allreduce_bytes_per_device(float(len(g)), sync_bytes[k])
                    if len(g) > 1 else 0.0 for k, g in enumerate(groups)]
         allreduces = []
@@ -164,6 +165,19 @@ class _Eval:
                 out = max(out, a / (s * self.free[w]))
         return out
 
+    def _allreduce(self, per_dev: float, terms: tuple[tuple[int, int], ...], backbone: float,
+                   n_dom: int) -> tuple[list[float], float]:
+        """Airtime per domain and the wired/backbone time of one stage's ring all-reduce."""
+        air, wired, inv = [0.0] * n_dom, 0.0, self.inv
+        if per_dev > 0:
+            for d, w in terms:
+                if w >= 0:
+                    air[w] += 2.0 * inv[d] * per_dev
+                else:
+                    wired = max(wired, inv[d] * per_dev)
+            wired = max(wired, backbone)
+        return air, wired
+
     def network(self, sync_bytes: list[float]) -> dict[str, Any]:
         """Per-item boundary times, capacity, radio times and all-reduce times."""
         if self.k == 1 and len(self.plan.stage_devices[0]) == 1:  # nothing crosses the network
@@ -182,17 +196,8 @@ class _Eval:
                 elif per > wired:
                     wired = per
             bnd.append((air, wired, bb))
-        ars = []
-        for per_dev, terms, backbone in flows.allreduces:
-            air, wired = [0.0] * n_dom, 0.0
-            if per_dev > 0:
-                for d, w in terms:
-                    if w >= 0:
-                        air[w] += 2.0 * inv[d] * per_dev
-                    else:
-                        wired = max(wired, inv[d] * per_dev)
-                wired = max(wired, backbone)
-            ars.append((air, wired))
+        ars = [self._allreduce(per_dev, terms, backbone, n_dom)
+               for per_dev, terms, backbone in flows.allreduces]
         n_flows = [sum(1 for b in bnd if b[0][w] > 0) + sum(1 for a in ars if a[0][w] > 0)
                    for w in range(n_dom)]
         bsh, ash = self.plan.boundary_shares, self.plan.allreduce_shares

@@ -54,8 +54,7 @@ class State:
         """A state built without range checks, for hot loops whose inputs are valid by
         construction (the environment's per-step views). Prefer the constructor elsewhere."""
         obj = object.__new__(cls)
-        for name in cls.__dataclass_fields__:
-            object.__setattr__(obj, name, values[name])
+        obj.__dict__.update({name: values[name] for name in cls.__dataclass_fields__})
         return obj
 
     @classmethod

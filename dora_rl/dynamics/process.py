@@ -202,6 +202,7 @@ class RuntimeDynamics:
         self._qoe_level = np.ones(self.n_jobs)
         self._charge = self.capacity_wh.tolist()
         self._battery = _frozen(self.capacity_wh.copy())
+        self._battery_list = self.capacity_wh.tolist()
         self._fill(rng, 0)
         return self._emit(0)
 
@@ -238,6 +239,7 @@ class RuntimeDynamics:
             charge[d] = max(charge[d] - used / 3600.0, 0.0)
             reported[d] = 0.0 if charge[d] < floor else charge[d]
         self._battery = _frozen(np.array(reported))
+        self._battery_list = reported
 
     @property
     def charge_wh(self) -> NDArray[np.float64]:
@@ -247,6 +249,11 @@ class RuntimeDynamics:
     def _emit(self, row: int) -> WorldState:
         state = _fast_state(self._link[row], self._avail[row], self._load[row], self._battery,
                             self._cross[row], self._share)
+        # the State's list views, from the chunk's rows converted once (the env's hot path)
+        link, avail, load, free = self._rows
+        battery = self._battery_list
+        usable = [a and (b != b or b > 0) for a, b in zip(avail[row], battery, strict=True)]
+        state.__dict__["lists"] = (load[row], usable, link[row], free[row])
         self._world = WorldState(state, self._jobs[row], self._qoe[row], self._t)
         return self._world
 
@@ -259,6 +266,9 @@ class RuntimeDynamics:
         self._load = _frozen(self._background(rng))
         self._jobs = _frozen(self._job_activity(rng))
         self._qoe = _frozen(self._qoe_scale(rng))
+        free = (1.0 - self._cross) * self._share
+        self._rows = (self._link.tolist(), self._avail.tolist(), self._load.tolist(),
+                      free.tolist())
 
     def _links(self, rng: np.random.Generator, start: int) -> NDArray[np.float64]:
         out = np.ones((CHUNK_STEPS, self.n_devices))

@@ -41,9 +41,13 @@ class CandidateCache:
         self._cache: dict[bytes, list[JobCandidates]] = {}
         self.solves = 0
 
-    def get(self, usable: np.ndarray) -> list[JobCandidates]:
+    def get(self, usable: np.ndarray | list[bool]) -> list[JobCandidates]:
         """Candidates of every job with exactly the ``usable`` devices present."""
-        key = np.asarray(usable, dtype=bool).tobytes()
+        key = bytes(usable) if isinstance(usable, list) else \
+            np.asarray(usable, dtype=bool).tobytes()
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
         if key not in self._cache:
             everyone = np.ones(len(usable), dtype=bool)
             full = everyone.tobytes()

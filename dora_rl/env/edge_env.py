@@ -144,7 +144,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         super().reset(seed=seed)
         self.world: WorldState = self.dynamics.reset(self.np_random)
         self.t = 0
-        self.energy_dev = np.zeros(len(self.scenario.devices))
+        self.energy_dev: list[float] = [0.0] * len(self.scenario.devices)
+        """Each device's energy over the last interval (drains the batteries)."""
         # the interval the next action will run in, drawn now so a privileged oracle can see it
         self.next_world: WorldState = self.dynamics.step(self.np_random, self.energy_dev)
         self.history = np.tile(self.world.state.link_scale, (self.layout.history, 1))
@@ -214,7 +215,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     # ------------------------------------------------------------------ internals
     def _candidates(self) -> list[JobCandidates]:
-        return self.cache.get(self.world.state.usable)
+        return self.cache.get(self.world.state.lists[1])
 
     def _apply_choice(self, j: int, pick: int, cand: JobCandidates) -> tuple[Plan | None, int]:
         """The safety layer: an infeasible choice becomes the least-energy feasible candidate."""

@@ -150,8 +150,8 @@ class SimEnv(EdgeEnv):
             short[j] = sum(min(-s, 5.0) for s in measured.values() if s < 0)
             viol[j] = int(short[j] > 0)
         self.utilisation = util
-        self.energy_dev = np.array(self._device_energy(report, used))
-        return float(self.energy_dev.sum()), latency, viol, short
+        self.energy_dev = self._device_energy(report, used)
+        return sum(self.energy_dev), latency, viol, short
 
     def _device_energy(self, report: IntervalReport, used: list[bool]) -> list[float]:
         """Each device's energy over the interval: idle power while on (present; with
