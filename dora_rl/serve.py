@@ -99,6 +99,9 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
                    help="emulated seconds per modelled second, or auto: the card's fastest "
                         "device runs at this host's speed (default 1)")
     p.add_argument("--control-interval", type=float, default=0.5, help="wall seconds")
+    p.add_argument("--max-missed", type=int, default=3,
+                   help="heartbeats a silent worker may miss in a row before it is removed "
+                        "(default 3)")
     p.add_argument("--kill", action="append", default=[], metavar="DEVICE@REQUEST")
     p.add_argument("--status", help="status file (JSON, kept current)")
     p.add_argument("--json", help="write the result as JSON")
@@ -113,6 +116,8 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     job = _job(scenario, ns.job)
     if ns.requests < 1:
         raise UsageError(f"--requests {ns.requests}: must be at least 1")
+    if ns.max_missed < 1:
+        raise UsageError(f"--max-missed {ns.max_missed}: must be at least 1")
     if ns.batch is not None and ns.batch < 1:
         raise UsageError(f"--batch {ns.batch}: must be at least 1")
     if ns.time_scale == "auto":
@@ -179,6 +184,7 @@ def _main(argv: Sequence[str] | None) -> int:
     cfg = ServeConfig(scenario=args["scenario"], job=args["job"], requests=ns.requests,
                       rate_per_s=ns.rate, batch=ns.batch, time_scale=args["time_scale"],
                       control_interval_s=ns.control_interval, kills=args["kills"],
+                      max_missed=ns.max_missed,
                       status=Path(ns.status) if ns.status else None, seed=ns.seed,
                       bandwidth=ns.bandwidth)
     result, _ = serve(cfg, decider)

@@ -91,6 +91,7 @@ def test_fallback_candidates_avoid_a_missing_device(tiny) -> None:  # type: igno
     (["--scenario", "tiny", "--plan", "8:phone"], "--plan 8:phone"),
     (["--scenario", "tiny", "--time-scale", "fast"], "--time-scale fast"),
     (["--scenario", "tiny", "--time-scale", "0"], "--time-scale 0"),
+    (["--scenario", "tiny", "--max-missed", "0"], "--max-missed 0"),
 ])
 def test_serve_rejects_bad_input_with_one_line(argv: list[str], field: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -170,3 +171,35 @@ def test_a_failing_or_late_controller_keeps_the_last_good_plan(tiny, mode: str) 
         assert len(rt.live.decisions_ms) == 1
     finally:
         rt.cluster.close()
+
+
+class _Ping:
+    """A finished RPC future: answers, or raises like a timed-out call."""
+
+    def __init__(self, ok: bool) -> None:
+        self.ok = ok
+
+    def wait(self) -> int:
+        if not self.ok:
+            raise RuntimeError("RPC timed out")
+        return 1
+
+
+def test_a_silent_worker_is_removed_after_consecutive_missed_heartbeats(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dora_rl.runtime import cluster as cl
+
+    answers = {"a": [True, False, False, True, False, False, False],
+               "b": [False, False, False, False, False, False, False]}
+    beat = {"n": 0}
+    monkeypatch.setattr(cl.rpc, "rpc_async",
+                        lambda device, fn, timeout: _Ping(answers[device][beat["n"]]))
+    fake = cl.Cluster.__new__(cl.Cluster)
+    fake.workers = {d: cl.WorkerInfo(d, rank) for rank, d in enumerate(("a", "b"), start=1)}
+    removed = []
+    for beat["n"] in range(7):
+        removed.append(fake.heartbeat(max_missed=3))
+    # b misses three in a row: gone on the third; a's misses are interrupted by an answer
+    # until its last three
+    assert removed == [[], [], ["b"], [], [], [], ["a"]]
+    assert [w.alive for w in fake.workers.values()] == [False, False]

@@ -28,6 +28,7 @@ from dora_rl.runtime import agent
 
 SERVER_NAME = "server"
 JOIN_TIMEOUT_S = 60.0
+MAX_MISSED = 3  # consecutive unanswered heartbeats before a silent worker is removed
 
 
 class ClusterError(DoraError):
@@ -57,6 +58,8 @@ class WorkerInfo:
     pid: int | None = None
     alive: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    missed: int = 0
+    """Consecutive heartbeats the worker has not answered."""
 
 
 class Cluster:
@@ -126,8 +129,13 @@ class Cluster:
         was, info.alive = info.alive, False
         return was
 
-    def heartbeat(self, timeout_s: float = 1.0) -> list[str]:
-        """Ping every live worker; returns the devices newly found dead (exited or silent)."""
+    def heartbeat(self, timeout_s: float = 1.0, max_missed: int = MAX_MISSED) -> list[str]:
+        """Ping every live worker; returns the devices newly found dead.
+
+        A local worker whose process has exited is dead at once. Otherwise a worker is dead
+        once it has missed ``max_missed`` heartbeats in a row (a busy or briefly disconnected
+        worker is not dropped for one late answer); an answer resets its count.
+        """
         futures = {}
         lost = []
         for d, info in self.workers.items():
@@ -138,10 +146,15 @@ class Cluster:
                 continue
             futures[d] = rpc.rpc_async(d, agent.ping, timeout=timeout_s)
         for d, fut in futures.items():
+            info = self.workers[d]
             try:
                 fut.wait()
             except Exception:  # noqa: BLE001 - any RPC failure means a missed heartbeat
-                lost.append(d)
+                info.missed += 1
+                if info.missed >= max_missed:
+                    lost.append(d)
+            else:
+                info.missed = 0
         return [d for d in lost if self.mark_dead(d)]
 
     def kill(self, device: str) -> None:

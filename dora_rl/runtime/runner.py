@@ -64,6 +64,9 @@ class ServeConfig:
             ``static`` (the card's rates), ``trace`` (the card's test-split traces) or
             ``synthetic`` (:class:`dora_rl.dynamics.RuntimeDynamics`).
         decision_timeout_s: A decision that takes longer is discarded (the plan is kept).
+        max_missed: Consecutive unanswered heartbeats (one per control step) before a worker
+            whose process this machine cannot see is removed; a local worker that exited is
+            removed at the next heartbeat.
     """
 
     scenario: Scenario
@@ -81,6 +84,7 @@ class ServeConfig:
     keep_outputs: bool = False
     bandwidth: str = "static"
     decision_timeout_s: float = 0.1
+    max_missed: int = 3
 
 
 @dataclass
@@ -247,7 +251,7 @@ class Runtime:
     def _control(self) -> None:
         while not self.done.wait(self.cfg.control_interval_s):
             self._world()
-            for name in self.cluster.heartbeat():
+            for name in self.cluster.heartbeat(max_missed=self.cfg.max_missed):
                 self.cluster.workers[name].alive = True  # let on_lost record it
                 self.on_lost(self.names.index(name))
             with self.lock:
