@@ -54,3 +54,31 @@ def test_solver_objective_equals_cost_model_of_returned_plan() -> None:
         value = again["energy_j"] if mode == "energy" else again["latency_s"]
         assert result.objective == pytest.approx(value, rel=1e-9)
         assert again["feasible"]
+
+
+def test_milp_matches_brute_force_where_the_1f1b_round_trip_binds() -> None:
+    """Training optima whose steady-state period is the round trip / (K - k) rather than the
+    slowest stage (slow links, several micro-batches): the program's linearised bound must
+    give brute force's optimum exactly."""
+    rng = np.random.default_rng(17)
+    binding = 0
+    for _ in range(400):
+        scenario = random_scenario(rng, int(rng.integers(2, 5)), int(rng.integers(2, 9)),
+                                   "training")
+        model = CostModel(scenario)
+        space = SearchSpace.build(model, max_stages=4)
+        for mode in ("energy", "time"):
+            best = brute_force(model, mode, space=space)
+            if best is None:
+                continue
+            m = best[1]
+            finite = [s for s in m["stage_s"] if s > 0]
+            if not (best[0].micro_batches > 1 and m["period_s"] > 1.01 * max(finite)):
+                continue
+            binding += 1
+            result = solve(model, mode, space=space)
+            expected = m["energy_j"] if mode == "energy" else m["latency_s"]
+            assert result.objective == pytest.approx(expected, rel=1e-6), (best[0], result.plan)
+        if binding >= 4:
+            break
+    assert binding >= 4

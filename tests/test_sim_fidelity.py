@@ -69,16 +69,25 @@ def test_every_edge_cluster_candidate_alone_matches_the_cost_model(edge_cluster:
         _check(edge_cluster.models[j], plan)
 
 
-def test_pipelined_1f1b_iterations_are_slower_than_the_closed_form(edge_cluster: EdgeEnv) -> None:
-    """With 10 ms transfers against 15-25 ms stage cycles, the K - k micro-batches 1F1B lets
-    stage k hold do not cover one micro-batch's round trip: the cost model's fill +
-    (m - 1) x bottleneck is optimistic (see experiments/results/sim_fidelity.md)."""
-    j, plan = next((j, p) for j, p in _candidates(edge_cluster)
-                   if edge_cluster.models[j].tables.job.training is not None)
+def test_pipelined_1f1b_iterations_follow_the_round_trip_bound(edge_cluster: EdgeEnv) -> None:
+    """GPT-2 over an Orin, a 4090 and two Xaviers: with 10 ms transfers against 15-25 ms stage
+    cycles, the K - k micro-batches 1F1B lets stage k hold do not cover one micro-batch's
+    round trip, so the steady-state period is the round trip / (K - k), above the slowest
+    stage's cycle. Without that bound the cost model was 46 % optimistic; with it the
+    simulated schedule is within 15 % (see experiments/results/sim_fidelity.md), and the
+    planner's own training plan within 10 %."""
+    j = next(j for j, m in enumerate(edge_cluster.models) if m.tables.job.training is not None)
     model = edge_cluster.models[j]
+    bound_binds = Plan(stage_end=(6, 11, 14), stage_devices=((4,), (0,), (1, 5)),
+                       micro_batches=16)
+    metrics = model.evaluate(bound_binds)
+    assert metrics["period_s"] > 1.3 * max(metrics["stage_s"])
+    simulated = isolated_unit(model, bound_binds).latency_s
+    assert abs(simulated / metrics["iteration_s"] - 1.0) < 0.15
+    plan = next(p for jj, p in _candidates(edge_cluster) if jj == j)
     assert plan.micro_batches > plan.n_stages
     simulated = isolated_unit(model, plan).latency_s
-    assert simulated > 1.1 * model.evaluate(plan)["iteration_s"]
+    assert abs(simulated / model.evaluate(plan)["iteration_s"] - 1.0) < 0.10
 
 
 def _random_plan(rng: random.Random, model: CostModel) -> Plan | None:

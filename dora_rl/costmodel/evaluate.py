@@ -205,6 +205,13 @@ def _training(
     cycle = (f_stage + b_stage).max(axis=1)
     bottleneck = np.maximum(np.maximum(cycle, 2.0 * x_one.max(axis=1)),
                             2.0 * net.capacity_s_per_item * items)
+    # 1F1B's in-flight limit: stage k's K - k slots carry one round trip through the stages
+    # after it (formulas.round_trip_period_s)
+    trip = np.where(st.active, f_stage + b_stage + 2.0 * x_one, 0.0)[:, ::-1].cumsum(axis=1)
+    slots = st.active[:, ::-1].cumsum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_slot = np.where(st.active[:, ::-1], trip / np.maximum(slots, 1), 0.0)
+    bottleneck = np.maximum(bottleneck, per_slot.max(axis=1))
     fill = (f_stage + b_stage).sum(axis=1) + 2.0 * x_one.sum(axis=1)
     # Stage k finishes its last backward earlier than stage 0 by the backward work below it.
     head_start = np.zeros_like(b_stage)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dora_rl.costmodel.formulas import one_f_one_b_iteration_s, relative_slack
+from dora_rl.costmodel.formulas import (
+    one_f_one_b_iteration_s,
+    relative_slack,
+    round_trip_period_s,
+)
 from dora_rl.costmodel.plan import Plan
 from dora_rl.costmodel.single import _Eval
 from dora_rl.costmodel.state import State
@@ -231,7 +235,8 @@ def _training(ev: _Eval) -> dict[str, Any]:
     net = ev.network(sync)
     x_one = [x * items for x in net["boundary"]] + [0.0]
     cyc = [f_stage[k] + b_stage[k] for k in range(ev.k)]
-    bottleneck = max(max(cyc), 2.0 * max(x_one), 2.0 * net["cap"] * items)
+    bottleneck = max(max(cyc), 2.0 * max(x_one), 2.0 * net["cap"] * items,
+                     round_trip_period_s(cyc, x_one))
     fill = sum(cyc) + 2.0 * sum(x_one)
     tail, head = 0.0, 0.0
     for k in range(ev.k):

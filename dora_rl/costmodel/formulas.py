@@ -137,6 +137,33 @@ def ring_allreduce_bytes_per_device(n_devices: F, stage_bytes: F) -> F:
     return _plain(2.0 * (n_devices - 1.0) / np.maximum(n_devices, 1.0) * stage_bytes)
 
 
+def round_trip_period_s(cycle_s: list[float], transfer_s: list[float]) -> float:
+    """The period 1F1B's in-flight limit imposes: stage k may hold K - k micro-batches, so
+    in steady state one micro-batch's round trip from stage k (forward and backward through
+    every later stage, both directions of every later boundary) is spread over K - k slots.
+
+    Args:
+        cycle_s: Forward plus backward time of each stage for one micro-batch (K values).
+        transfer_s: One-way time of each boundary k -> k + 1 for one micro-batch (K - 1
+            values, or K with a trailing 0).
+
+    Example:
+        Two stages of 15 ms with a 10 ms transfer: the round trip from stage 0 is
+        15 + 15 + 2 * 10 = 50 ms over 2 slots, 25 ms, longer than either stage's 15 ms.
+
+        >>> round(round_trip_period_s([0.015, 0.015], [0.010]), 6)
+        0.025
+        >>> round_trip_period_s([0.02, 0.01], [0.0])  # no transfers: never above the slowest
+        0.015
+    """
+    k_total = len(cycle_s)
+    out, trip = 0.0, 0.0
+    for k in range(k_total - 1, -1, -1):
+        trip += cycle_s[k] + (2.0 * transfer_s[k] if k < len(transfer_s) else 0.0)
+        out = max(out, trip / (k_total - k))
+    return out
+
+
 def one_f_one_b_iteration_s(fill_s: F, bottleneck_s: F, micro_batches: F, tail_s: F) -> F:
     """Iteration time of a 1F1B pipeline.
 

@@ -136,6 +136,9 @@ def _training(parts: _Parts, mode: str, limits: Limits) -> Formulation:
                job.qoe.deadline_s / work.iterations if job.qoe.deadline_s and work.iterations
                else None]
     limit = min([v for v in targets if v is not None] or [np.inf])
+    if m > 1.0:  # with one micro-batch there is no steady state for the bound to limit
+        cap = min(limit if not limits.ignore_qoe else np.inf, limits.max_time_s or np.inf)
+        _round_trip(parts, int(bottleneck), items, m, cap)
     if not limits.ignore_qoe:
         b.hi[int(iteration)] = limit
     idle = t.idle_w
@@ -151,6 +154,59 @@ def _training(parts: _Parts, mode: str, limits: Limits) -> Formulation:
         e_vals = np.concatenate([c.energy_j, [float(idle.sum())]])
     return _finish(parts, mode, limits, np.array([iteration]), np.array([1.0]), e_cols, e_vals,
                    0.0)
+
+
+def _time_ceiling(parts: _Parts, items: float) -> tuple[float, float]:
+    """An upper bound on any 1F1B fill and bottleneck the program's optimum can have: every
+    stage at the slowest candidate's cycle, every boundary at the largest wall time any of
+    its lower-bound rows can force, the busiest medium carrying every flow. Returns it and
+    that largest boundary wall time per item."""
+    c, t, space = parts.c, parts.model.tables, parts.space
+    n_max = 2 * space.max_stages - 1
+    air = float((c.send_air_s.max(initial=0.0) + c.recv_air_s.max(initial=0.0)))
+    free = float(parts.free.min()) if len(parts.free) else 1.0
+    x_max = max(float(c.send_wired_s.max(initial=0.0)), float(c.recv_wired_s.max(initial=0.0)),
+                float(t.activation_bytes.max(initial=0.0)) / t.backbone_bytes_per_s,
+                air * n_max / free)
+    return (space.max_stages * float(c.time_s.max(initial=0.0))
+            + 2.0 * items * (parts.L * x_max + space.max_stages * air / free)), x_max
+
+
+def _round_trip(parts: _Parts, bottleneck: int, items: float, m: float,
+                iteration_cap: float) -> None:
+    """1F1B's in-flight limit (``formulas.round_trip_period_s``): for every stage k,
+    ``sum over stages i >= k of (cycle_i + 2 x_i - B) <= 0``.
+
+    ``T[l]``, the same sum over everything from layer ``l`` on, follows the layers back from
+    ``T[L] = 0``: each layer adds the cycle of a stage starting there, minus ``B`` if one does
+    (``w[l] = B * starts[l]``, bounded from above, which is all the ``<=`` rows need), plus both
+    directions of the boundary after it. ``T[l] <= 0`` is required where a stage starts;
+    elsewhere ``T[l]`` exceeds the next stage's (non-positive) sum by one boundary at most,
+    which bounds the big-M.
+
+    Args:
+        iteration_cap: The iteration time the program already enforces (inf if none).
+    """
+    b, c, x, L = parts.b, parts.c, parts.x, parts.L
+    ceiling, x_max = _time_ceiling(parts, items)
+    if not np.isfinite(ceiling) or ceiling <= 0 or not len(c):
+        return
+    big_b = min(ceiling, iteration_cap / (m - 1.0))  # (m - 1) B <= iteration
+    big_t = 2.0 * items * x_max
+    suffix = b.var(L + 1, lo=-np.inf)
+    b.lo[int(suffix[L])] = b.hi[int(suffix[L])] = 0.0
+    w = b.var(L)
+    for layer in range(L):
+        starts = parts.starts[layer]
+        b.row([w[layer], bottleneck], [1.0, -1.0], hi=0.0)
+        b.row(np.concatenate([[w[layer]], x[starts]]),
+              np.concatenate([[1.0], np.full(len(starts), -big_b)]), hi=0.0)
+        after = [parts.X[layer + 1]] if layer + 1 < L else []
+        b.row(np.concatenate([[suffix[layer], suffix[layer + 1], w[layer]], x[starts], after]),
+              np.concatenate([[1.0, -1.0, 1.0], -c.time_s[starts],
+                              np.full(len(after), -2.0 * items)]), 0.0, 0.0)
+        b.row(np.concatenate([[suffix[layer]], x[starts]]),
+              np.concatenate([[1.0], np.full(len(starts), big_t)]), hi=big_t)
 
 
 def _forbid(parts: _Parts, mask: np.ndarray) -> None:
