@@ -27,7 +27,6 @@ from dora_rl.controllers.card import DoraSettings, load_baseline_settings
 from dora_rl.costmodel import State
 from dora_rl.dynamics import WorldState
 from dora_rl.env.edge_env import BANDWIDTH_LEVELS, EdgeEnv, encode_action
-from dora_rl.env.transition import violation
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner.baselines import throughput as throughput_plan
 from dora_rl.planner.compose import time_mix
@@ -141,7 +140,8 @@ class _Chooser(Controller):
                 if not all(state.usable[d] for d in plan.devices):
                     continue
                 m = figures[i] = env.models[j].evaluate(plan, view, check=False)
-                slack = violation(m, float(world.qoe_scale[j]))
+                slack = env.job_slacks(j, m, env.stall_ahead(j, plan, state),
+                                       float(world.qoe_scale[j]))
                 short = sum(-s for s in slack if s < 0)
                 ok = m["memory_ok"] and all(s >= self.margin for s in slack)
                 scored.append((not ok, short if not ok else 0.0, m["energy_j"], i))
@@ -186,8 +186,9 @@ class Oracle(_Chooser):
     Every combination of the jobs' feasible choices (keep, or one of the candidates) is scored
     exactly as the env will score the interval (each job seeing the others' demand), and the
     combination with the fewest QoE misses, then the smallest shortfall,
-    then the least power wins. Switch costs are ignored: a bound on QoE and energy per interval,
-    not a deployable controller. Beyond ``max_combinations`` it decides jobs in turn.
+    then the least power wins; a switch's stall counts in the switching job's QoE as the env
+    counts it (its energy and reward term do not). A bound, not a deployable controller.
+    Beyond ``max_combinations`` it decides jobs in turn.
 
     Args:
         env: The environment.
@@ -225,7 +226,8 @@ class Oracle(_Chooser):
                     continue
                 view = env.job_view(j, state, active, util)
                 m = env.models[j].evaluate(plan, view, check=False)
-                slack = violation(m, float(world.qoe_scale[j]))
+                slack = env.job_slacks(j, m, env.stall_ahead(j, plan, state),
+                                       float(world.qoe_scale[j]))
                 short = sum(min(-s, 5.0) for s in slack if s < 0)
                 score[0] += float(short > 0 or not (m["memory_ok"] and m["usable_ok"]))
                 score[1] += short

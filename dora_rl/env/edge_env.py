@@ -16,7 +16,16 @@ from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.env.candidates import JobCandidates, shared_cache
 from dora_rl.env.observation import ObservationLayout, encode_observation
-from dora_rl.env.transition import demand, migration, violation
+from dora_rl.env.transition import (
+    demand,
+    migration,
+    receive,
+    stall_wait_s,
+    stalled,
+    violation,
+    wait_targets_s,
+    weight_bytes,
+)
 from dora_rl.scenarios import load
 
 BANDWIDTH_LEVELS = 4
@@ -93,6 +102,12 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     weights to devices that gain layers after a switch; ``invalid`` the number of choices the
     safety layer replaced. Weights come from the card's ``reward`` section.
 
+    A switching job also serves nothing until its weights arrive (carried into later
+    intervals when longer than one): its requests wait (latency and TTFT add the mean wait,
+    :func:`~dora_rl.env.transition.stall_wait_s`) and its rates thin out (throughput and
+    iteration targets stretch by ``I / (I - stall)``), so the stall counts in its QoE and
+    shortfall, not only in the ``w_s`` term (:func:`~dora_rl.env.transition.stalled`).
+
     ## Starting State
     Every job starts on its first candidate (the optimum of the card's mode) with the middle
     bandwidth level; the dynamics draw traces, offsets and device states from the seed.
@@ -135,6 +150,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.job_weights = [job.weight for job in self.scenario.jobs]
         self.n_devices = n_dev
         self._demand: dict[tuple[int, Plan], list[float]] = {}
+        self.wait_targets = [wait_targets_s(m) for m in self.models]
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
 
@@ -158,6 +174,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.level = np.full(self.n_jobs, BANDWIDTH_LEVELS // 2, dtype=np.int64)
         self.since = np.zeros(self.n_jobs, dtype=np.int64)
         self.slack = np.zeros(self.n_jobs)
+        self.pending: list[dict[int, float]] = [{} for _ in range(self.n_jobs)]
+        """Per job, weight bytes each device still has to receive after a switch."""
+        self.down_s = [0.0] * self.n_jobs
         self.utilisation = [[0.0] * self.n_devices for _ in range(self.n_jobs)]
         return self._obs(), {"plan_ids": self.choice.tolist()}
 
@@ -175,12 +194,19 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             if plan != self.plans[j]:
                 bytes_j, stall_j = migration(self.models[j], self.plans[j], plan, self.world.state)
                 moved_bytes, stall_s = moved_bytes + bytes_j, stall_s + stall_j
+                self.pending[j] = weight_bytes(self.models[j].tables, self.plans[j], plan) \
+                    if plan is not None else {}  # the new plan waits for its weights
                 replans += 1
                 self.since[j] = 0
             else:
                 self.since[j] += 1
             self.plans[j] = plan
         self.level = np.array([min(max(lv, 0), BANDWIDTH_LEVELS - 1) for lv in levels])
+        # weights arrive at each interval's link rates; a long transfer stalls later ones too
+        for j, pending in enumerate(self.pending):
+            self.down_s[j], self.pending[j] = receive(pending, self.models[j],
+                                                      self.world.state, self.interval_s) \
+                if pending else (0.0, pending)
         energy_j, latency_ms, viol, short = self._evaluate(stall_s)
         w = self.scenario.reward
         stall_frac = min(stall_s / self.interval_s, 10.0)
@@ -271,6 +297,25 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         total = [sum(col) for col in zip(*util, strict=True)]
         return self._view(j, state, self._shares(active), active.tolist(), total, util[j])
 
+    def job_slacks(self, j: int, metrics: dict[str, Any], down_s: float,
+                   qoe_scale: float) -> list[float]:
+        """Job ``j``'s QoE slacks for the interval: the cost model's figures, stalled for
+        ``down_s`` seconds (:func:`~dora_rl.env.transition.stalled`), targets scaled."""
+        if down_s > 0:
+            metrics = {"qoe_slack": stalled(metrics["qoe_slack"], down_s, self.interval_s,
+                                            self.wait_targets[j])}
+        return violation(metrics, qoe_scale)
+
+    def stall_ahead(self, j: int, plan: Plan | None, state: State) -> float:
+        """Seconds of the coming interval job ``j`` would serve nothing running ``plan``: the
+        weights still in transit if it keeps its plan, else those ``plan`` needs, received
+        over ``state``'s links (what the env will charge)."""
+        if plan is None:
+            return 0.0
+        pending = self.pending[j] if plan == self.plans[j] else \
+            weight_bytes(self.models[j].tables, self.plans[j], plan)
+        return receive(pending, self.models[j], state, self.interval_s)[0] if pending else 0.0
+
     @staticmethod
     def _view(j: int, state: State, shares: list[float], active: list[bool],
               total: list[float], mine: list[float]) -> State:
@@ -322,11 +367,12 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 continue
             view = self._view(j, state, shares, active, total, planned[j])
             m = model.evaluate(plan, view, check=False)
-            slacks = violation(m, scales[j])
+            down = self.down_s[j]  # stalled waiting for moved weights: counts in its QoE
+            slacks = self.job_slacks(j, m, down, scales[j])
+            latency[j] = (m["latency_s"] + stall_wait_s(down, self.interval_s)) * 1e3
             short[j] = sum([min(-s, 5.0) for s in slacks if s < 0])
             viol[j] = int(short[j] > 0 or not (m["memory_ok"] and m["usable_ok"]))
             slack[j] = min(slacks) if slacks else 1.0
-            latency[j] = m["latency_s"] * 1e3
             power = m["power_w"]
             devices = plan.devices
             for d in devices:

@@ -71,6 +71,35 @@ def migration(model: CostModel, old: Plan | None, new: Plan | None,
     return total, stall
 
 
+def receive(pending: dict[int, float], model: CostModel, state: State,
+            interval_s: float) -> tuple[float, dict[int, float]]:
+    """One interval of weight transfers after a switch: each device receives its ``pending``
+    bytes at ``state``'s link rate. Returns how long the job stays stalled in this interval
+    (the slowest receiver's time, at most ``interval_s``; a device without a link stalls it
+    all) and the bytes still to come.
+
+    Example:
+        >>> from dora_rl.scenarios import load
+        >>> m = CostModel(load("tiny"))
+        >>> rate = m.tables.lists.link[2]  # bytes/s at the nominal link
+        >>> down, left = receive({2: 1.5 * rate}, m, m.nominal, 1.0)
+        >>> down, round(left[2] / rate, 6)
+        (1.0, 0.5)
+        >>> receive(left, m, m.nominal, 1.0)[0], receive(left, m, m.nominal, 1.0)[1]
+        (0.5, {})
+    """
+    link, scale = model.tables.lists.link, state.lists[2]
+    down, left = 0.0, {}
+    for d, nbytes in pending.items():
+        rate = link[d] * scale[d]
+        spent = min(nbytes / rate, interval_s) if rate > 0 else interval_s
+        down = max(down, spent)
+        rest = nbytes - rate * spent
+        if rest > 1e-9 * nbytes:
+            left[d] = rest
+    return down, left
+
+
 def demand(metrics: dict[str, Any], view: State) -> list[float]:
     """A job's own compute demand per device (fraction of the interval): its busy time under
     the view's background load, deflated by that load, so other jobs' load does not feed back.
@@ -108,4 +137,63 @@ def violation(metrics: dict[str, Any], qoe_scale: float) -> list[float]:
     return out
 
 
-__all__ = ["demand", "migration", "violation", "weight_bytes"]
+WAIT_TARGETS = ("latency_ms", "ttft_ms")  # a request's own wait behind a stall adds to these
+STRETCH_TARGETS = ("throughput", "iteration_ms", "deadline_s")  # rates the stall thins out
+
+
+def stall_wait_s(down_s: float, interval_s: float) -> float:
+    """Mean extra wait of the requests arriving (uniformly) during an interval whose first
+    ``down_s`` seconds the job cannot serve: ``down^2 / 2I`` while the stall fits in the
+    interval, ``down - I / 2`` when it spans it.
+
+    Example:
+        A 0.5 s stall in a 1 s interval: half the requests wait 0.25 s on average, 0.125 s
+        over all; a 3 s stall makes every request of the interval wait 2.5 s on average.
+
+        >>> stall_wait_s(0.5, 1.0), stall_wait_s(3.0, 1.0)
+        (0.125, 2.5)
+    """
+    if down_s <= 0:
+        return 0.0
+    return down_s * down_s / (2.0 * interval_s) if down_s <= interval_s else \
+        down_s - interval_s / 2.0
+
+
+def stalled(slack: dict[str, float], down_s: float, interval_s: float,
+            targets_s: dict[str, float]) -> dict[str, float]:
+    """QoE slack of a job that serves nothing for ``down_s`` of the interval (its stages wait
+    for the weights a plan switch moves): per-request targets (``WAIT_TARGETS``) add the mean
+    wait (:func:`stall_wait_s`) to the figure, rate targets (``STRETCH_TARGETS``) stretch it by
+    ``I / (I - down)`` (missed outright when the stall spans the interval); TPOT and energy are
+    unchanged. ``targets_s`` holds the unscaled per-request targets in seconds.
+
+    Example:
+        A 100 ms latency target met with 40 % slack (60 ms), stalled 0.5 s of a 1 s interval:
+        60 + 125 ms = 185 ms, slack -85 %; a throughput slack of 20 % becomes -60 %.
+
+        >>> out = stalled({"latency_ms": 0.4, "throughput": 0.2}, 0.5, 1.0, {"latency_ms": 0.1})
+        >>> round(out["latency_ms"], 3), round(out["throughput"], 3)
+        (-0.85, -0.6)
+    """
+    if down_s <= 0:
+        return slack
+    wait = stall_wait_s(down_s, interval_s)
+    out = dict(slack)
+    for name, value in slack.items():
+        if name in WAIT_TARGETS and name in targets_s:
+            out[name] = value - wait / targets_s[name]
+        elif name in STRETCH_TARGETS:
+            out[name] = 1.0 - (1.0 - value) * interval_s / (interval_s - down_s) \
+                if down_s < interval_s else -math.inf
+    return out
+
+
+def wait_targets_s(model: CostModel) -> dict[str, float]:
+    """A job's per-request targets in seconds (the ones a stall's wait adds to)."""
+    qoe = model.tables.job.qoe
+    return {name: getattr(qoe, name) / 1e3 for name in WAIT_TARGETS
+            if getattr(qoe, name, None) is not None}
+
+
+__all__ = ["STRETCH_TARGETS", "WAIT_TARGETS", "demand", "migration", "receive", "stall_wait_s",
+           "stalled", "violation", "wait_targets_s", "weight_bytes"]

@@ -163,7 +163,7 @@ def _time_ceiling(parts: _Parts, items: float) -> tuple[float, float]:
     that largest boundary wall time per item."""
     c, t, space = parts.c, parts.model.tables, parts.space
     n_max = 2 * space.max_stages - 1
-    air = float((c.send_air_s.max(initial=0.0) + c.recv_air_s.max(initial=0.0)))
+    air = float(c.send_air_s.max(initial=0.0) + c.recv_air_s.max(initial=0.0))
     free = float(parts.free.min()) if len(parts.free) else 1.0
     x_max = max(float(c.send_wired_s.max(initial=0.0)), float(c.recv_wired_s.max(initial=0.0)),
                 float(t.activation_bytes.max(initial=0.0)) / t.backbone_bytes_per_s,
