@@ -6,8 +6,7 @@ Run ``python experiments/sim_fidelity.py`` (``--part isolated|load|controllers``
 
 - ``sim_fidelity.{md,csv}`` (isolated): every candidate plan of every card, one unit of work
   alone, simulated against the cost model; for training also the planned micro-batch count,
-  where the 1F1B schedule differs from the closed form, next to that closed form with the
-  round-trip bound of the in-flight limit added (the proposed fix).
+  where the 1F1B schedule follows the in-flight round-trip bound the cost model now includes.
 - ``sim_load.{md,csv}`` (load): one job alone on its first candidate plan, static world,
   Poisson arrivals at bottleneck utilisation 0.2 to 0.9: the cost model's latency (which does
   not depend on load) against the simulated mean and tail, and an M/D/1 correction at the
@@ -77,19 +76,6 @@ def _candidates(env: EdgeEnv) -> list[tuple[int, Plan]]:
     return [(j, p) for j, c in enumerate(env.cache.get(mask)) for p in c.plans]
 
 
-def round_trip_iteration_s(metrics: dict[str, Any], plan: Plan) -> float:
-    """The cost model's 1F1B iteration with the in-flight bound: stage k holds at most K - k
-    micro-batches, so with more to come each waits for the round trip of the one K - k ahead
-    (its stages' forward + backward and both directions of their boundaries)."""
-    k_stages, m = plan.n_stages, plan.micro_batches
-    cyc = metrics["stage_s"][:k_stages]
-    x2 = list(metrics["transfer_s"][: k_stages - 1]) + [0.0]
-    bottleneck = metrics["period_s"]
-    bound = max([(sum(cyc[k:]) + sum(x2[k:])) / (k_stages - k) for k in range(k_stages)
-                 if m > k_stages - k], default=0.0)
-    return float(metrics["iteration_s"] + (m - 1) * max(bound - bottleneck, 0.0))
-
-
 def isolated(cards: list[str]) -> None:
     rows = []
     for card in cards:
@@ -101,14 +87,10 @@ def isolated(cards: list[str]) -> None:
             for p in variants:
                 m = model.evaluate(p)
                 sim_s = isolated_unit(model, p).latency_s
-                fixed = round_trip_iteration_s(m, p) if training else m["latency_s"]
                 rows.append({"card": card, "job": model.tables.job.name, "plan": _stages(p),
                              "micro_batches": p.micro_batches,
                              "analytic_ms": 1e3 * m["latency_s"], "sim_ms": 1e3 * sim_s,
-                             "error_pct": round(100 * (sim_s / m["latency_s"] - 1), 3) + 0.0,
-                             "with_round_trip_ms": 1e3 * fixed,
-                             "error_vs_round_trip_pct": round(100 * (sim_s / fixed - 1), 3)
-                             + 0.0})
+                             "error_pct": round(100 * (sim_s / m["latency_s"] - 1), 3) + 0.0})
     worst = max(abs(r["error_pct"]) for r in rows if r["micro_batches"] == 1)
     _write("sim_fidelity", "Simulator vs cost model, one unit of work alone", rows, [
         "every candidate plan (all devices present) of each card, nominal state; one request "
@@ -116,10 +98,10 @@ def isolated(cards: list[str]) -> None:
         f"one micro-batch in flight (all inference and LLM rows, training at "
         f"micro_batches 1): worst |error| {worst:.3g} %",
         "training at the planned micro-batch count: 1F1B lets stage k hold K - k "
-        "micro-batches; when transfers rival stage times they cannot cover one micro-batch's "
-        "round trip and the schedule is slower than the closed form fill + (m - 1) x "
-        "bottleneck; `with_round_trip_ms` adds that bound (the proposed cost-model fix); the "
-        "rest is a device's forward and backward flows sharing its link",
+        "micro-batches; the cost model's period includes that round-trip bound "
+        "(`formulas.round_trip_period_s`; without it the schedule was 46-47 % slower than "
+        "the closed form); what is left is a device's forward and backward flows sharing its "
+        "link",
         "reproduce: `python experiments/sim_fidelity.py --part isolated`"])
 
 
