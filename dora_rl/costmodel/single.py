@@ -71,7 +71,6 @@ class _Eval:
             if k >= 0:
                 self.frac[d] = (1.0 / planned[d]) / rate[k]
         self.used = [k >= 0 for k in self.stage_of]
-        self._stage_memo: dict[tuple[Any, ...], tuple[list[float], list[float]]] = {}
         self._once: dict[Any, Any] = {}
         self.usable: list[bool] = []
         self.free: list[float] = []
@@ -98,11 +97,8 @@ class _Eval:
         """Stage times and per-device busy times for ``items`` per micro-batch (memoised: they
         depend on the load only, which this object was built for). Callers must not mutate
         the returned lists."""
-        key = (items, backward, None if extra is None else tuple(extra))
-        hit = self._stage_memo.get(key)
-        if hit is None:
-            hit = self._stage_memo[key] = self._stage_times(items, backward, extra)
-        return hit
+        key = ("stage", items, backward, None if extra is None else tuple(extra))
+        return self.once(key, lambda: self._stage_times(items, backward, extra))
 
     def _stage_times(self, items: float, backward: bool,
                      extra: list[float] | None) -> tuple[list[float], list[float]]:

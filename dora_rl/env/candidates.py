@@ -48,15 +48,14 @@ class CandidateCache:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        if key not in self._cache:
-            everyone = np.ones(len(usable), dtype=bool)
-            full = everyone.tobytes()
-            if full not in self._cache:
-                self._cache[full] = self._joint([self._plan(m, everyone) for m in self.models])
-            if key != full:
-                present = np.asarray(usable, dtype=bool)
-                self._cache[key] = [self._subset(m, present, c)
-                                    for m, c in zip(self.models, self._cache[full], strict=True)]
+        everyone = np.ones(len(usable), dtype=bool)
+        full = everyone.tobytes()
+        if full not in self._cache:
+            self._cache[full] = self._joint([self._plan(m, everyone) for m in self.models])
+        if key != full:
+            present = np.asarray(usable, dtype=bool)
+            self._cache[key] = [self._subset(m, present, c)
+                                for m, c in zip(self.models, self._cache[full], strict=True)]
         return self._cache[key]
 
     def _joint(self, cands: list[JobCandidates]) -> list[JobCandidates]:

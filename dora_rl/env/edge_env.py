@@ -17,8 +17,8 @@ from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.env.candidates import JobCandidates, shared_cache
 from dora_rl.env.observation import ObservationLayout, encode_observation
 from dora_rl.env.transition import (
+    MAX_STALL_S,
     demand,
-    migration,
     receive,
     stall_wait_s,
     stalled,
@@ -192,10 +192,13 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             plan, bad = self._apply_choice(j, picks[j], cands[j])
             invalid += bad
             if plan != self.plans[j]:
-                bytes_j, stall_j = migration(self.models[j], self.plans[j], plan, self.world.state)
-                moved_bytes, stall_s = moved_bytes + bytes_j, stall_s + stall_j
-                self.pending[j] = weight_bytes(self.models[j].tables, self.plans[j], plan) \
-                    if plan is not None else {}  # the new plan waits for its weights
+                # the new plan waits for its weights (the reward's stall term charges the
+                # whole transfer at today's links; the QoE charge follows them as they arrive)
+                pending = weight_bytes(self.models[j].tables, self.plans[j], plan) \
+                    if plan is not None else {}
+                moved_bytes += sum(pending.values())
+                stall_s += receive(pending, self.models[j], self.world.state, MAX_STALL_S)[0]
+                self.pending[j] = pending
                 replans += 1
                 self.since[j] = 0
             else:
@@ -204,9 +207,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.level = np.array([min(max(lv, 0), BANDWIDTH_LEVELS - 1) for lv in levels])
         # weights arrive at each interval's link rates; a long transfer stalls later ones too
         for j, pending in enumerate(self.pending):
-            self.down_s[j], self.pending[j] = receive(pending, self.models[j],
-                                                      self.world.state, self.interval_s) \
-                if pending else (0.0, pending)
+            self.down_s[j], self.pending[j] = receive(pending, self.models[j], self.world.state,
+                                                      self.interval_s)
         energy_j, latency_ms, viol, short = self._evaluate(stall_s)
         w = self.scenario.reward
         stall_frac = min(stall_s / self.interval_s, 10.0)

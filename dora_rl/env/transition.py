@@ -62,13 +62,8 @@ def migration(model: CostModel, old: Plan | None, new: Plan | None,
     """
     if new is None:
         return 0.0, 0.0
-    link, scale = model.tables.lists.link, state.lists[2]
-    total, stall = 0.0, 0.0
-    for d, nbytes in weight_bytes(model.tables, old, new).items():
-        total += nbytes
-        rate = link[d] * scale[d]
-        stall = max(stall, min(nbytes / rate, MAX_STALL_S) if rate > 0 else MAX_STALL_S)
-    return total, stall
+    pending = weight_bytes(model.tables, old, new)
+    return sum(pending.values()), receive(pending, model, state, MAX_STALL_S)[0]
 
 
 def receive(pending: dict[int, float], model: CostModel, state: State,
