@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,6 +87,29 @@ def _job(scenario: Scenario, name: str | None) -> int:
     return job
 
 
+def _output(name: str, text: str | None, directory: bool = False) -> None:
+    """Check up front that an output (a file, or with ``directory`` a folder) can be written,
+    so a long run does not fail at its end."""
+    if text is None:
+        return
+    path = Path(text)
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{name} {text}: exists and is not a directory")
+        folder = path
+    else:
+        if path.is_dir():
+            raise UsageError(f"{name} {text}: is a directory, expected a file")
+        folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{name} {text}: cannot create {folder} "
+                         f"({error.strerror or error})") from None
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{name} {text}: {folder} is not writable")
+
+
 def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     """Parse and check the command line (raises :class:`UsageError` naming the argument)."""
     p = _Parser(prog="python -m dora_rl.serve", description="Serve a card's job live.")
@@ -130,6 +154,9 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     for name, value in (("--rate", ns.rate), ("--time-scale", time_scale),
                         ("--control-interval", ns.control_interval)):
         _positive(name, value)
+    for name, out in (("--status", ns.status), ("--json", ns.json), ("--png", ns.png)):
+        _output(name, out)
+    _output("--tb", ns.tb, directory=True)
     devices = [d.name for d in scenario.devices]
     kills = tuple(parse_kill(k, devices) for k in ns.kill)
     if ns.controller not in ("static", "throughput", "dora", "oracle", "random") \
@@ -186,17 +213,14 @@ def _main(argv: Sequence[str] | None) -> int:
                       control_interval_s=ns.control_interval, kills=args["kills"],
                       max_missed=ns.max_missed,
                       status=Path(ns.status) if ns.status else None, seed=ns.seed,
-                      bandwidth=ns.bandwidth)
+                      bandwidth=ns.bandwidth, tensorboard=Path(ns.tb) if ns.tb else None)
     result, _ = serve(cfg, decider)
     if ns.json:
         _write("--json", ns.json, json.dumps(result, indent=1))
-    if ns.png or ns.tb:
+    if ns.png:
         from dora_rl.runtime import figures
 
-        if ns.png:
-            figures.timeline_png(result, Path(ns.png))
-        if ns.tb:
-            figures.write_tensorboard(result, Path(ns.tb))
+        figures.timeline_png(result, Path(ns.png))
     print(summary_line(result))
     return 0
 

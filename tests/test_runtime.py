@@ -92,6 +92,9 @@ def test_fallback_candidates_avoid_a_missing_device(tiny) -> None:  # type: igno
     (["--scenario", "tiny", "--time-scale", "fast"], "--time-scale fast"),
     (["--scenario", "tiny", "--time-scale", "0"], "--time-scale 0"),
     (["--scenario", "tiny", "--max-missed", "0"], "--max-missed 0"),
+    (["--scenario", "tiny", "--tb", "pyproject.toml"], "--tb pyproject.toml"),
+    (["--scenario", "tiny", "--json", "tests"], "--json tests"),
+    (["--scenario", "tiny", "--status", "pyproject.toml/s.json"], "--status pyproject.toml/s.json"),
 ])
 def test_serve_rejects_bad_input_with_one_line(argv: list[str], field: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:

@@ -101,3 +101,19 @@ def test_status_file_marks_the_killed_worker_dead(run: tuple[dict, dict]) -> Non
     alive = {w["device"]: w["alive"] for w in status["workers"]}
     assert alive == {"slow": True, "mid": False, "fast": True}
     assert all(isinstance(w["pid"], int) for w in status["workers"])
+
+
+def test_each_control_interval_reports_what_was_measured(run: tuple[dict, dict]) -> None:
+    result, status = run
+    intervals = result["intervals"]
+    assert len(intervals) >= 3
+    assert [t["index"] for t in intervals] == list(range(len(intervals)))
+    # every completion and every joule falls in exactly one interval
+    assert sum(t["completed"] for t in intervals) == result["completed"]
+    assert sum(t["energy_j"] for t in intervals) == pytest.approx(result["energy_j"], rel=0.01)
+    assert all(min(t["queue_depth"]) >= 0 for t in intervals)
+    assert intervals[-1]["queue_depth"] == [0, 0, 0] and intervals[-1]["in_flight"] == 0
+    # the two-stage plan moves activations: goodput measured on its links
+    assert any(t["measured_mbps"][2] is not None and t["transfer_mb"] > 0 for t in intervals)
+    assert intervals[-1]["calls"][1] == 0  # the killed device serves nothing at the end
+    assert status["interval"]["index"] == len(intervals) - 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,31 +33,78 @@ class WorkerLost(Exception):
 
 @dataclass
 class Usage:
-    """Per-device busy, transmit and receive seconds and bytes moved (thread safe)."""
+    """Per-device busy, transmit and receive seconds, calls, queue depth and bytes moved
+    (thread safe; cumulative, :meth:`snapshot` copies them for per-interval deltas).
+
+    Attributes:
+        busy_s, tx_s, rx_s: Emulated compute and radio seconds per device (wall).
+        calls: Stage calls completed per device.
+        link_bytes, link_wall_s: Bytes each device sent or received, and the wall seconds
+            those transfers took including the wait for a shared medium (measured goodput).
+        queued: Stage calls outstanding at each device now (running plus waiting);
+            queued_max: the most since the last snapshot.
+        bytes_moved, transfer_s: Activation bytes and emulated transfer seconds in all.
+    """
 
     n_devices: int
     busy_s: list[float] = field(default_factory=list)
     tx_s: list[float] = field(default_factory=list)
     rx_s: list[float] = field(default_factory=list)
+    calls: list[int] = field(default_factory=list)
+    link_bytes: list[float] = field(default_factory=list)
+    link_wall_s: list[float] = field(default_factory=list)
+    queued: list[int] = field(default_factory=list)
+    queued_max: list[int] = field(default_factory=list)
     bytes_moved: float = 0.0
     transfer_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self.busy_s = [0.0] * self.n_devices
-        self.tx_s = [0.0] * self.n_devices
-        self.rx_s = [0.0] * self.n_devices
+        n = self.n_devices
+        self.busy_s, self.tx_s, self.rx_s = [0.0] * n, [0.0] * n, [0.0] * n
+        self.calls, self.queued, self.queued_max = [0] * n, [0] * n, [0] * n
+        self.link_bytes, self.link_wall_s = [0.0] * n, [0.0] * n
 
     def add_busy(self, device: int, seconds: float) -> None:
         with self._lock:
             self.busy_s[device] += seconds
+            self.calls[device] += 1
 
-    def add_transfer(self, sender: int, receiver: int, seconds: float, nbytes: float) -> None:
+    def add_transfer(self, sender: int, receiver: int, seconds: float, nbytes: float,
+                     wall_s: float | None = None) -> None:
+        """One transfer: ``seconds`` of airtime, ``wall_s`` from asking for the medium to
+        the end (default ``seconds``)."""
+        wall = seconds if wall_s is None else wall_s
         with self._lock:
             self.tx_s[sender] += seconds
             self.rx_s[receiver] += seconds
             self.bytes_moved += nbytes
             self.transfer_s += seconds
+            for d in (sender, receiver):
+                self.link_bytes[d] += nbytes
+                self.link_wall_s[d] += wall
+
+    def enter(self, device: int) -> None:
+        """A stage call to ``device`` was sent."""
+        with self._lock:
+            self.queued[device] += 1
+            self.queued_max[device] = max(self.queued_max[device], self.queued[device])
+
+    def leave(self, device: int) -> None:
+        """A stage call to ``device`` returned (or failed)."""
+        with self._lock:
+            self.queued[device] -= 1
+
+    def snapshot(self) -> Usage:
+        """A copy of the figures now; starts a new window for ``queued_max``."""
+        with self._lock:
+            copy = Usage(self.n_devices)
+            for name in ("busy_s", "tx_s", "rx_s", "calls", "link_bytes", "link_wall_s",
+                         "queued", "queued_max"):
+                setattr(copy, name, list(getattr(self, name)))
+            copy.bytes_moved, copy.transfer_s = self.bytes_moved, self.transfer_s
+            self.queued_max = list(self.queued)
+            return copy
 
 
 def split_items(items: int, speeds: list[float]) -> list[int]:
@@ -110,15 +158,17 @@ def run_plan(plan: Plan, x: Tensor, names: list[str], emulator: Emulator, usage:
         speeds = [1.0 / max(emulator.compute_s(d, first, end, 1), 1e-12) for d in group]
         counts = split_items(items, speeds)
         chunks = torch.split(x, counts)
-        calls = []
+        calls: list[tuple[int, Any]] = []
         for i, (d, chunk, n) in enumerate(zip(group, chunks, counts, strict=True)):
             if n == 0:
                 continue
             if senders and first > 0:
                 src = senders[i % len(senders)]
                 nbytes = emulator.activation_bytes(first - 1, n)
+                start = time.perf_counter()
                 seconds = emulator.send(src, d, nbytes)
-                usage.add_transfer(src, d, seconds, nbytes)
+                usage.add_transfer(src, d, seconds, nbytes, time.perf_counter() - start)
+            usage.enter(d)
             try:
                 fut = rpc.rpc_async(names[d], agent.forward,
                                     args=(first, end, chunk,
@@ -126,14 +176,20 @@ def run_plan(plan: Plan, x: Tensor, names: list[str], emulator: Emulator, usage:
                                           emulator.sleep_budget_s(d, first, end, n)),
                                     timeout=timeout_s)
             except Exception as error:  # noqa: BLE001 - RPC reports a dead peer many ways
+                usage.leave(d)
+                for d_sent, _ in calls:
+                    usage.leave(d_sent)
                 raise WorkerLost(d, str(error)) from None
             calls.append((d, fut))
         outs = []
-        for d, fut in calls:
+        for i, (d, fut) in enumerate(calls):
             try:
                 y, busy_s, _ = fut.wait()
             except Exception as error:  # noqa: BLE001
+                for d_open, _ in calls[i:]:
+                    usage.leave(d_open)
                 raise WorkerLost(d, str(error)) from None
+            usage.leave(d)
             usage.add_busy(d, busy_s)
             outs.append(y)
         x = torch.cat(outs) if len(outs) > 1 else outs[0]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from dora_rl.costmodel.formulas import device_energy_j
+from dora_rl.costmodel.tables import JobTables
 
 if TYPE_CHECKING:
     from dora_rl.runtime.runner import Runtime
@@ -44,19 +48,35 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
             "p95": float(np.percentile(arr, 95)), "p99": float(np.percentile(arr, 99))}
 
 
+def interval_energy_j(tables: JobTables, busy_s: Sequence[float], tx_s: Sequence[float],
+                      rx_s: Sequence[float], span_s: float) -> float:
+    """Energy of every device over ``span_s`` seconds with the given busy, transmit and
+    receive seconds each (the rest idle), by the cost model's
+    :func:`~dora_rl.costmodel.formulas.device_energy_j`. As there, a device that computes
+    while its radio sends draws both powers above idle: the idle time may come out negative,
+    which keeps the energy of consecutive intervals adding up to the whole run's.
+
+    Example:
+        >>> from dora_rl.costmodel import CostModel
+        >>> from dora_rl.scenarios import load
+        >>> t = CostModel(load("tiny"), 0).tables
+        >>> idle = interval_energy_j(t, [0, 0, 0], [0, 0, 0], [0, 0, 0], 1.0)
+        >>> round(idle, 6) == round(sum(t.lists.idle_w), 6)
+        True
+    """
+    lists = tables.lists
+    return sum(device_energy_j(span_s, busy, tx, rx, lists.idle_w[d], lists.busy_w[d][0],
+                               lists.tx_w[d], lists.rx_w[d])
+               for d, (busy, tx, rx) in enumerate(zip(busy_s, tx_s, rx_s, strict=True)))
+
+
 def energy_j(rt: Runtime, wall_s: float) -> float:
     """Energy in the card's world from the power model over measured busy, transmit, receive
     and idle time of every device (a lost device counts until the end of the run)."""
-    lists = rt.model.tables.lists
-    scale = rt.time_scale
-    total = 0.0
-    u = rt.usage
-    for d in range(len(rt.names)):
-        busy, tx, rx = u.busy_s[d] / scale, u.tx_s[d] / scale, u.rx_s[d] / scale
-        idle = max(wall_s / scale - busy - tx - rx, 0.0)
-        total += (busy * lists.busy_w[d][0] + tx * lists.tx_w[d] + rx * lists.rx_w[d]
-                  + idle * lists.idle_w[d])
-    return total
+    u, scale = rt.usage, rt.time_scale
+    return interval_energy_j(rt.model.tables, [b / scale for b in u.busy_s],
+                             [t / scale for t in u.tx_s], [r / scale for r in u.rx_s],
+                             wall_s / scale)
 
 
 def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
@@ -102,6 +122,8 @@ def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
         "transfer_mb": rt.usage.bytes_moved / 1e6, "migrated_mb": live.migrated_bytes / 1e6,
         "time_scale": rt.time_scale, "wall_s": wall_s,
         "slo_ms": slo,
+        "nominal_mbps": [rate * 8 / 1e6 for rate in rt.model.tables.lists.link],
+        "intervals": [tel.to_dict() for tel in rt.telemetry.intervals],
         "timeline": timeline(rt, records),
     }
 
@@ -115,4 +137,5 @@ def timeline(rt: Runtime, records: list[Record]) -> dict[str, Any]:
             "switch_s": [t - t0 for t, _ in rt.live.switches[1:]],
             "fault_s": [f["t_kill"] - t0 for f in rt.live.faults],
             "link_s": [t - t0 for t, _ in rt.link_log],
+            "interval_s": [rt.start_t + tel.t_s - t0 for tel in rt.telemetry.intervals],
             "link_scale_mean": [v for _, v in rt.link_log]}

@@ -38,6 +38,7 @@ from dora_rl.runtime.emulation import Emulator, auto_time_scale, host_seconds
 from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample_input
 from dora_rl.runtime.pipeline import Usage, WorkerLost, calibrate, run_plan
 from dora_rl.runtime.report import Record, summarise
+from dora_rl.runtime.telemetry import IntervalTelemetry, TelemetryLog
 
 MAX_ATTEMPTS = 5
 
@@ -55,7 +56,9 @@ class ServeConfig:
         control_interval_s: Wall seconds between control steps.
         kills: ``(device name, request index)``: SIGKILL the device's worker when that request
             is sent.
-        status: Status file, rewritten every control step.
+        status: Status file, rewritten every control step (workers, counts and the last
+            interval's telemetry).
+        tensorboard: Directory for TensorBoard scalars, written every control step.
         seed: Seed of the weights and inputs.
         rpc_timeout_s: Timeout of each stage call.
         max_in_flight: Micro-batches in the pipeline at once.
@@ -78,6 +81,7 @@ class ServeConfig:
     control_interval_s: float = 0.5
     kills: tuple[tuple[str, int], ...] = ()
     status: Path | None = None
+    tensorboard: Path | None = None
     seed: int = 0
     rpc_timeout_s: float = 5.0
     max_in_flight: int = 8
@@ -128,6 +132,10 @@ class Runtime:
                                         split="test", job_churn=False)
         self.rng = np.random.default_rng(cfg.seed)
         self.link_log: list[tuple[float, float]] = []
+        self.start_t = time.monotonic()
+        self.telemetry = TelemetryLog(self.model.tables, self.time_scale, self.slo_ms,
+                                      self.start_t)
+        self.board: Any = None
 
     def _world(self, first: bool = False) -> None:
         """Move the emulated links one control interval along the card's dynamics."""
@@ -248,8 +256,20 @@ class Runtime:
         return plan
 
     # ------------------------------------------------------------------ loops
+    def _close_interval(self) -> IntervalTelemetry:
+        """Measure the interval that just ended (before the links move on)."""
+        with self.lock:
+            records = list(self.records)
+            plan_id = self.live.plan_id
+        tel = self.telemetry.close(time.monotonic(), self.usage.snapshot(), records, plan_id,
+                                   self.sent, self.emulator.link_scale)
+        if self.board is not None:
+            self.board.interval(tel.to_dict())
+        return tel
+
     def _control(self) -> None:
         while not self.done.wait(self.cfg.control_interval_s):
+            tel = self._close_interval()
             self._world()
             for name in self.cluster.heartbeat(max_missed=self.cfg.max_missed):
                 self.cluster.workers[name].alive = True  # let on_lost record it
@@ -260,7 +280,7 @@ class Runtime:
                     self._switch(plan)
                 else:
                     self.live.since_switch += 1
-            self._write_status()
+            self._write_status(tel)
 
     def _one(self, i: int, x: Tensor, sent_t: float) -> None:
         for attempt in range(MAX_ATTEMPTS):
@@ -280,14 +300,16 @@ class Runtime:
                     self.outputs[i] = y
             return
 
-    def _write_status(self) -> None:
+    def _write_status(self, tel: IntervalTelemetry | None = None) -> None:
         if self.cfg.status is None:
             return
         with self.lock:
             status = {"workers": self.cluster.status(), "sent": self.sent,
                       "completed": len(self.records), "plan_id": self.live.plan_id,
                       "replans": len(self.live.switches) - 1,
-                      "faults": [f["device"] for f in self.live.faults]}
+                      "faults": [f["device"] for f in self.live.faults],
+                      "intervals": len(self.telemetry.intervals),
+                      "interval": tel.to_dict() if tel is not None else None}
         tmp = self.cfg.status.with_suffix(".tmp")
         tmp.write_text(json.dumps(status))
         os.replace(tmp, self.cfg.status)
@@ -306,10 +328,15 @@ class Runtime:
             self._switch(self.live.plan)
             self.live.plans, self.live.switches = self.live.plans[-1:], self.live.switches[-1:]
             self.live.plan_id = 0
+            if cfg.tensorboard is not None:
+                from dora_rl.runtime.figures import Board
+
+                self.board = Board(cfg.tensorboard, cfg.scenario.jobs[cfg.job].name)
+            start = self.start_t = self.telemetry.start_t = self.telemetry.last_t = \
+                time.monotonic()
             self._write_status()
             control = threading.Thread(target=self._control, daemon=True)
             control.start()
-            start = time.monotonic()
             with ThreadPoolExecutor(cfg.max_in_flight) as pool:
                 for i in range(cfg.requests):
                     x = sample_input(cfg.scenario, cfg.job, self.batch, cfg.seed + 1 + i)
@@ -326,10 +353,16 @@ class Runtime:
             self.done.set()
             control.join(timeout=30)
             wall_s = time.monotonic() - start
-            self._write_status()
-            return summarise(self, wall_s)
+            self._write_status(self._close_interval())
+            result = summarise(self, wall_s)
+            if self.board is not None:
+                self.board.finish(result)
+                self.board = None
+            return result
         finally:
             self.done.set()
+            if self.board is not None:
+                self.board.writer.close()
             self.cluster.close()
 
 
