@@ -98,14 +98,21 @@ def _finish(
     if t.job.qoe.energy_j is not None:
         slack["energy_j"] = relative_slack(t.job.qoe.energy_j, energy)
     used = ev.used
-    qoe_met = all(not math.isnan(s) and s >= 0 for s in slack.values())
+    qoe_met = True
+    for s in slack.values():
+        if not s >= 0:  # missed, or NaN
+            qoe_met = False
+            break
     memory_ok = ev.once(
         "memory_ok", lambda: all(not used[d] or memory[d] <= ev.L.mem[d] for d in range(n)))
     usable = ev.usable
-    usable_ok = all([usable[d] for d in ev.plan.devices])
+    devices = ev.plan.devices
+    usable_ok = all([usable[d] for d in devices])
     finite = math.isfinite(interval)
-    idle = [interval - b - x - r if u else interval
-            for u, b, x, r in zip(used, busy, tx, rx, strict=True)] if finite else [interval] * n
+    idle = [interval] * n  # unused devices idle all along
+    if finite:
+        for d in devices:
+            idle[d] = interval - busy[d] - tx[d] - rx[d]
     return {
         "latency_s": latency,
         "period_s": period,

@@ -236,7 +236,8 @@ class RuntimeDynamics:
             used = joules[d]
             if not 0.0 <= used < math.inf:
                 raise DoraError(f"energy_per_device_j[{d}] must be finite and >= 0, got {used}")
-            charge[d] = max(charge[d] - used / 3600.0, 0.0)
+            left = charge[d] - used / 3600.0
+            charge[d] = 0.0 if left < 0.0 else left  # max(left, 0.0) without a builtin call
             reported[d] = 0.0 if charge[d] < floor else charge[d]
         self._battery = _frozen(np.array(reported))
         self._battery_list = reported

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -29,6 +30,21 @@ from dora_rl.env.transition import (
 from dora_rl.scenarios import load
 
 BANDWIDTH_LEVELS = 4
+MEMO_ENTRIES = 4096  # per memo of the env's interval figures; a full memo is emptied
+
+
+class JobOutcome(NamedTuple):
+    """One job's figures for one interval (:meth:`EdgeEnv._outcome`); shared: read only."""
+
+    latency_ms: float
+    shortfall: float
+    violated: int
+    slack: float
+    extra_w: float | None
+    """Power above the idle baseline, net of time waiting behind other jobs (None: the cost
+    model's power is not finite, and the job adds nothing)."""
+    util: list[float]
+    """Compute demand per device (:func:`~dora_rl.env.transition.demand`)."""
 
 
 def encode_action(picks: list[int], levels: list[int]) -> NDArray[np.int64]:
@@ -151,6 +167,10 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.n_devices = n_dev
         self._demand: dict[tuple[int, Plan], list[float]] = {}
         self.wait_targets = [wait_targets_s(m) for m in self.models]
+        self.capacity_list: list[float] = self.capacity_wh.tolist()
+        self._zero = [0.0] * n_dev
+        self._planned_memo: dict[tuple[Any, ...], tuple[list[list[float]], list[float]]] = {}
+        self._outcomes: list[dict[tuple[Any, ...], JobOutcome]] = [{} for _ in self.models]
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
 
@@ -164,51 +184,60 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         """Each device's energy over the last interval (drains the batteries)."""
         # the interval the next action will run in, drawn now so a privileged oracle can see it
         self.next_world: WorldState = self.dynamics.step(self.np_random, self.energy_dev)
-        self.history = np.tile(self.world.state.link_scale, (self.layout.history, 1))
+        # per-step state in plain lists: a handful of numbers, NumPy calls would dominate
+        self.history: deque[list[float]] = deque([self.world.state.lists[2]] * self.layout.history,
+                                                 maxlen=self.layout.history)
+        """Link-rate multipliers of the last intervals, newest last (rows are shared: read
+        only)."""
         cands = self._candidates()
-        self.choice = np.array([1 if c.plans else 0 for c in cands], dtype=np.int64)
+        self.choice = [1 if c.plans else 0 for c in cands]
         self.plans: list[Plan | None] = [c.plans[0] if c.plans else None for c in cands]
         if self.initial_plans is not None:  # a fixed-plan controller starts from its own plans
             self.plans = list(self.initial_plans)
-            self.choice[:] = 0
-        self.level = np.full(self.n_jobs, BANDWIDTH_LEVELS // 2, dtype=np.int64)
-        self.since = np.zeros(self.n_jobs, dtype=np.int64)
-        self.slack = np.zeros(self.n_jobs)
+            self.choice = [0] * self.n_jobs
+        self.level = [BANDWIDTH_LEVELS // 2] * self.n_jobs
+        self.since = [0] * self.n_jobs
+        self.slack = [0.0] * self.n_jobs
         self.pending: list[dict[int, float]] = [{} for _ in range(self.n_jobs)]
         """Per job, weight bytes each device still has to receive after a switch."""
         self.down_s = [0.0] * self.n_jobs
         self.utilisation = [[0.0] * self.n_devices for _ in range(self.n_jobs)]
-        return self._obs(), {"plan_ids": self.choice.tolist()}
+        return self._obs(), {"plan_ids": list(self.choice)}
 
     def step(self, action: NDArray[np.int64]) -> tuple[NDArray[np.float32], float, bool, bool,
                                                        dict[str, Any]]:
         picks, levels = decode_action(action)
-        self.world = self.next_world
-        self.history[:-1] = self.history[1:]
-        self.history[-1] = self.world.state.link_scale
+        world = self.world = self.next_world
+        state = world.state
+        self.history.append(state.lists[2])
         cands = self._candidates()
         invalid, replans, moved_bytes, stall_s = 0, 0, 0.0, 0.0
+        plans, since, models = self.plans, self.since, self.models
         for j in range(self.n_jobs):
             plan, bad = self._apply_choice(j, picks[j], cands[j])
             invalid += bad
-            if plan != self.plans[j]:
+            old = plans[j]
+            if plan is not old and plan != old:  # identity first: Plan.__eq__ builds tuples
                 # the new plan waits for its weights (the reward's stall term charges the
                 # whole transfer at today's links; the QoE charge follows them as they arrive)
-                pending = weight_bytes(self.models[j].tables, self.plans[j], plan) \
-                    if plan is not None else {}
+                pending = weight_bytes(models[j].tables, old, plan) if plan is not None else {}
                 moved_bytes += sum(pending.values())
-                stall_s += receive(pending, self.models[j], self.world.state, MAX_STALL_S)[0]
+                stall_s += receive(pending, models[j], state, MAX_STALL_S)[0]
                 self.pending[j] = pending
                 replans += 1
-                self.since[j] = 0
+                since[j] = 0
             else:
-                self.since[j] += 1
-            self.plans[j] = plan
-        self.level = np.array([min(max(lv, 0), BANDWIDTH_LEVELS - 1) for lv in levels])
+                since[j] += 1
+            plans[j] = plan
+        top = BANDWIDTH_LEVELS - 1  # clip without builtin min/max: ~0.3 us a call on 3.11
+        self.level = [0 if lv < 0 else top if lv > top else lv for lv in levels]
         # weights arrive at each interval's link rates; a long transfer stalls later ones too
         for j, pending in enumerate(self.pending):
-            self.down_s[j], self.pending[j] = receive(pending, self.models[j], self.world.state,
-                                                      self.interval_s)
+            if pending:
+                self.down_s[j], self.pending[j] = receive(pending, models[j], state,
+                                                          self.interval_s)
+            else:  # what receive() returns for nothing to receive
+                self.down_s[j] = 0.0
         energy_j, latency_ms, viol, short = self._evaluate(stall_s)
         w = self.scenario.reward
         stall_frac = min(stall_s / self.interval_s, 10.0)
@@ -219,11 +248,10 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.next_world = self.dynamics.step(self.np_random, self.energy_dev)
         flags = tuple(viol)
         info = StepInfo(energy_j=energy_j, latency_ms=tuple(latency_ms), qoe_violation=flags,
-                        qoe_violation_any=int(any(flags)), qoe_slack=tuple(self.slack.tolist()),
+                        qoe_violation_any=int(any(flags)), qoe_slack=tuple(self.slack),
                         replans=replans, migration_bytes=moved_bytes, invalid_choices=invalid,
-                        plan_ids=tuple(self.choice.tolist()),
-                        available=tuple(self.world.state.available.tolist()),
-                        job_active=tuple(self.world.job_active.tolist()))
+                        plan_ids=tuple(self.choice), available=tuple(state.available.tolist()),
+                        job_active=tuple(world.job_active.tolist()))
         return self._obs(), float(reward), False, self.t >= self.episode_steps, info
 
     def action_masks(self) -> NDArray[np.bool_]:
@@ -262,11 +290,13 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.choice[j] = best + 1
         return cand.plans[best], 1
 
-    def _shares(self, active: NDArray[np.bool_]) -> list[float]:
+    def _shares(self, active: NDArray[np.bool_] | list[bool]) -> list[float]:
         """Each job's fraction of every medium from its bandwidth level (0 when inactive)."""
+        on_off = active if isinstance(active, list) else active.tolist()
         share = [(lv + 1.0) / BANDWIDTH_LEVELS if on else 0.0
-                 for lv, on in zip(self.level.tolist(), active.tolist(), strict=True)]
-        scale = 1.0 / max(1.0, sum(share))
+                 for lv, on in zip(self.level, on_off, strict=True)]
+        total = sum(share)
+        scale = 1.0 / (total if total > 1.0 else 1.0)  # max(1.0, total), without a call
         return [s * scale for s in share]
 
     def plan_demand(self, j: int, plan: Plan) -> list[float]:
@@ -328,9 +358,11 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                                load=state.load, battery_wh=state.battery_wh,
                                cross_traffic=state.cross_traffic,
                                medium_share=state.medium_share)
+        share = 1e-3 if share < 1e-3 else share  # max(share, 1e-3), min below, without calls
         view.__dict__["lists"] = (
-            [min(ld + tot - me, 0.95) for ld, tot, me in zip(load, total, mine, strict=True)],
-            usable, link, [f * max(share, 1e-3) for f in free])
+            [0.95 if (x := ld + tot - me) > 0.95 else x
+             for ld, tot, me in zip(load, total, mine, strict=True)],
+            usable, link, [f * share for f in free])
         return view
 
     def _evaluate(self, stall_s: float) -> tuple[float, list[float], list[int], list[float]]:
@@ -341,8 +373,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         power of the devices it counts; migration stalls keep the devices on for longer.
         (Plain Python over a handful of devices and jobs: NumPy's per-call cost would dominate.)
         """
-        state = self.world.state
-        active = self.world.job_active.tolist()
+        world = self.world
+        state = world.state
+        active = world.job_active.tolist()
         n_dev, n_jobs = self.n_devices, self.n_jobs
         latency = [0.0] * n_jobs
         viol = [0] * n_jobs
@@ -351,15 +384,12 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         active_w = 0.0
         # every job sees the others' current plans' demand (symmetric, no lag); ``util``
         # collects the demand actually served, for the devices' energy and battery
-        planned = self.demands(self.plans, self.world.job_active)
-        total = [sum(col) for col in zip(*planned, strict=True)]
-        shares = self._shares(self.world.job_active)
-        zero = [0.0] * n_dev
-        util = [zero] * n_jobs
+        planned, total = self._planned(active)
+        shares = self._shares(active)
+        util = [self._zero] * n_jobs
         used = [False] * n_dev
-        idle_list = self.idle_list
-        scales = self.world.qoe_scale.tolist()
-        for j, model in enumerate(self.models):
+        scales = world.qoe_scale.tolist()
+        for j in range(n_jobs):
             if not active[j]:
                 continue
             plan = self.plans[j]
@@ -367,34 +397,81 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 viol[j], short[j], slack[j] = 1, 5.0, -1.0
                 latency[j] = math.inf
                 continue
-            view = self._view(j, state, shares, active, total, planned[j])
-            m = model.evaluate(plan, view, check=False)
-            down = self.down_s[j]  # stalled waiting for moved weights: counts in its QoE
-            slacks = self.job_slacks(j, m, down, scales[j])
-            latency[j] = (m["latency_s"] + stall_wait_s(down, self.interval_s)) * 1e3
-            short[j] = sum([min(-s, 5.0) for s in slacks if s < 0])
-            viol[j] = int(short[j] > 0 or not (m["memory_ok"] and m["usable_ok"]))
-            slack[j] = min(slacks) if slacks else 1.0
-            power = m["power_w"]
-            devices = plan.devices
-            for d in devices:
+            out = self._outcome(j, plan, state, shares, active, total, planned[j], scales[j])
+            latency[j], short[j], viol[j], slack[j] = out[:4]
+            for d in plan.devices:
                 used[d] = True
-            if math.isfinite(power):  # the job's power counts unused devices idle or off
-                base = sum([idle_list[d] for d in devices]) if self.power_off \
-                    else self.idle_total_w
-                active_w += power - base - self._waiting_w(m, view, state)
-            util[j] = demand(m, view)
+            if out.extra_w is not None:
+                active_w += out.extra_w
+            util[j] = out.util
         self.utilisation = util
         available = state.available.tolist()
         on = [a and u for a, u in zip(available, used, strict=True)] if self.power_off \
             else available
-        idle_w = [w if o else 0.0 for w, o in zip(idle_list, on, strict=True)]
+        idle_w = [w if o else 0.0 for w, o in zip(self.idle_list, on, strict=True)]
         idle_sum = sum(idle_w)
         energy = (idle_sum + max(active_w, 0.0)) * self.interval_s + stall_s * idle_sum
         busy = [sum(col) for col in zip(*util, strict=True)]
         self.energy_dev = [(w + b * x) * self.interval_s
                            for w, b, x in zip(idle_w, busy, self.busy_list, strict=True)]
         return energy, latency, viol, short
+
+    def _planned(self, active: list[bool]) -> tuple[list[list[float]], list[float]]:
+        """Per job the demand of its current plan (:meth:`demands`) and their sum per device,
+        memoised on the plans and job activity."""
+        key = (*self.plans, *active)
+        hit = self._planned_memo.get(key)
+        if hit is None:
+            planned = self.demands(self.plans, np.array(active))
+            if len(self._planned_memo) >= MEMO_ENTRIES:
+                self._planned_memo.clear()
+            hit = self._planned_memo[key] = (planned,
+                                             [sum(col) for col in zip(*planned, strict=True)])
+        return hit
+
+    def _outcome(self, j: int, plan: Plan, state: State, shares: list[float],
+                 active: list[bool], total: list[float], mine: list[float],
+                 qoe_scale: float) -> JobOutcome:
+        """Job ``j``'s figures for the interval in its view (:meth:`job_view`), memoised on
+        exactly what they depend on: the plan, the stall, the QoE scale and, on the plan's
+        devices, the load outside the jobs and in the view, usability and (when the plan
+        crosses the network) link rates and the job's free airtime. Loads elsewhere do not
+        matter: the job is never busy there."""
+        load, usable, link, free = state.lists
+        down = self.down_s[j]
+        devices = plan.devices
+        key: tuple[Any, ...] = (
+            plan, down, qoe_scale, tuple([load[d] for d in devices]),
+            tuple([0.95 if (x := load[d] + total[d] - mine[d]) > 0.95 else x  # as in _view
+                   for d in devices]),
+            tuple([usable[d] for d in devices]))
+        if len(devices) > 1:
+            share = shares[j]  # the job is active: its share is its level's
+            share = 1e-3 if share < 1e-3 else share
+            key += (tuple([link[d] for d in devices]), tuple([f * share for f in free]))
+        memo = self._outcomes[j]
+        hit = memo.get(key)
+        if hit is not None:
+            return hit
+        view = self._view(j, state, shares, active, total, mine)
+        m = self.models[j].evaluate(plan, view, check=False)
+        slacks = self.job_slacks(j, m, down, qoe_scale)
+        shortfall = sum([min(-s, 5.0) for s in slacks if s < 0])
+        extra_w = None
+        power = m["power_w"]
+        if math.isfinite(power):  # the job's power counts unused devices idle or off
+            base = sum([self.idle_list[d] for d in devices]) if self.power_off \
+                else self.idle_total_w
+            extra_w = power - base - self._waiting_w(m, view, state)
+        out = JobOutcome(
+            latency_ms=(m["latency_s"] + stall_wait_s(down, self.interval_s)) * 1e3,
+            shortfall=shortfall,
+            violated=int(shortfall > 0 or not (m["memory_ok"] and m["usable_ok"])),
+            slack=min(slacks) if slacks else 1.0, extra_w=extra_w, util=demand(m, view))
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = out
+        return out
 
     def _waiting_w(self, m: dict[str, Any], view: State, state: State) -> float:
         """Busy power the cost model charged for time a job's kernels wait behind the other
@@ -411,7 +488,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return out / interval
 
     def _obs(self) -> NDArray[np.float32]:
-        return encode_observation(self.layout, self.history, self.world.state, self.capacity_wh,
+        return encode_observation(self.layout, self.history, self.world.state, self.capacity_list,
                                   self.world.job_active, self.world.qoe_scale, self.slack,
                                   self.choice, self.k, self.level, BANDWIDTH_LEVELS, self.since,
                                   self.episode_steps)

@@ -87,8 +87,9 @@ def receive(pending: dict[int, float], model: CostModel, state: State,
     down, left = 0.0, {}
     for d, nbytes in pending.items():
         rate = link[d] * scale[d]
-        spent = min(nbytes / rate, interval_s) if rate > 0 else interval_s
-        down = max(down, spent)
+        # min/max as conditional expressions (same results): builtin calls cost ~0.3 us
+        spent = interval_s if not rate > 0 or (t := nbytes / rate) > interval_s else t
+        down = spent if spent > down else down
         rest = nbytes - rate * spent
         if rest > 1e-9 * nbytes:
             left[d] = rest
@@ -109,7 +110,7 @@ def demand(metrics: dict[str, Any], view: State) -> list[float]:
     interval = metrics["interval_s"]
     if not (math.isfinite(interval) and interval > 0):
         return [0.0] * len(metrics["busy_s"])
-    return [min(b * (1.0 - ld) / interval, 1.0)
+    return [1.0 if (x := b * (1.0 - ld) / interval) > 1.0 else x  # min(x, 1.0), no call
             for b, ld in zip(metrics["busy_s"], view.lists[0], strict=True)]
 
 
