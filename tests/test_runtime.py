@@ -11,7 +11,7 @@ from dora_rl.costmodel import CostModel, Plan
 from dora_rl.runtime.control import LiveView, make_decider
 from dora_rl.runtime.emulation import Emulator
 from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample_input
-from dora_rl.runtime.pipeline import split_items
+from dora_rl.runtime.route import split_items
 from dora_rl.scenarios import load
 
 

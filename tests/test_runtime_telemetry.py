@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dora_rl.costmodel import CostModel
-from dora_rl.runtime.pipeline import Usage
 from dora_rl.runtime.report import Record, interval_energy_j
 from dora_rl.runtime.telemetry import TelemetryLog
+from dora_rl.runtime.usage import Usage
 from dora_rl.scenarios import load
 
 
@@ -57,16 +57,16 @@ def test_an_interval_without_completions_has_no_latency(tables) -> None:  # type
     assert tel.energy_j == pytest.approx(0.5 * sum(tables.lists.idle_w))
 
 
-def test_queue_depth_tracks_outstanding_calls_and_the_peak_per_window() -> None:
+def test_queue_depth_keeps_the_last_report_and_the_peak_per_window() -> None:
     usage = Usage(2)
-    usage.enter(1)
-    usage.enter(1)
-    usage.leave(1)
+    usage.note_queue(1, peak=3, now=1)
+    usage.note_queue(1, peak=2, now=0)
     snap = usage.snapshot()
-    assert snap.queued == [0, 1] and snap.queued_max == [0, 2]
-    usage.leave(1)
-    assert usage.snapshot().queued_max == [0, 1]  # the new window starts at the depth then
-    assert usage.snapshot().queued_max == [0, 0]
+    assert snap.queued == [0, 0] and snap.queued_max == [0, 3]
+    assert usage.snapshot().queued_max == [0, 0]  # a new window starts at the depth then
+    usage.note_queue(0, peak=1, now=1)
+    usage.forget(0)  # a lost device holds nothing
+    assert usage.snapshot().queued == [0, 0]
 
 
 def test_energy_counts_busy_radio_and_idle_time(tables) -> None:  # type: ignore[no-untyped-def]

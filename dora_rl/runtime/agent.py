@@ -1,26 +1,52 @@
-"""What runs inside a worker process: its layers, and the functions the server calls over RPC.
+"""What runs inside a worker process: its layers, and the functions called on it over RPC.
 
-The server calls these module-level functions with ``torch.distributed.rpc``; each worker
-process holds one device's layers in :data:`_HELD`. A device runs one micro-batch at a time
-(:data:`_BUSY`) and stays busy for the emulated compute time of each call: the real forward
-pass runs, the worker sleeps until its reply time, and the next call waits until the device is
-free (:data:`_FREE_AT`).
+The server and the other workers call these module-level functions with
+``torch.distributed.rpc``; each worker process holds one device's layers in :data:`_HELD`. A
+device runs one micro-batch at a time (:data:`_BUSY`) and stays busy for the emulated compute
+time of each call: the real forward pass runs, the worker sleeps until its reply time, and the
+next call waits until the device is free (:data:`_FREE_AT`).
+
+Micro-batches travel device to device (:func:`stage`): a device collects the rows of its
+input from the previous stage's devices, computes, and sends each next-stage device the rows
+it needs (holding the shared WiFi medium for the emulated airtime, :func:`transmit`), or the
+server its output. A courier thread pool does the sending, so the RPC thread is free for the
+next call, and tells the server when a receiver cannot be reached; the device's busy,
+transmit and queue figures go to the server with each stage.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.distributed import rpc
 
+from dora_rl.runtime import inbox
 from dora_rl.runtime.layers import LayerSpec, build_layers, run_layers
+from dora_rl.runtime.route import Route
 
 _HELD: dict[int, nn.Module] = {}
 _BUSY = threading.Lock()
 _STOP = threading.Event()
 _FREE_AT = 0.0
+_DEPTH = [0]
+"""Stage calls at this device now (computing or waiting for it)."""
+_DEPTH_LOCK = threading.Lock()
+_PIECES: dict[tuple[int, int, int], tuple[float, list[tuple[int, Tensor]]]] = {}
+"""Input rows received so far per (request, stage, part), with the time of the first."""
+_PIECES_LOCK = threading.Lock()
+STALE_S = 60.0
+"""Rows of an attempt still incomplete after this long are dropped (it was abandoned)."""
+_COURIER = ThreadPoolExecutor(16, thread_name_prefix="courier")
+_MEDIA: dict[str, int] = {}
+_MEDIA_LOCK = threading.Lock()
 
 
 def load_weights(specs: list[LayerSpec], weights: list[dict[str, Tensor]]) -> int:
@@ -41,8 +67,8 @@ def forward(first: int, end: int, x: Tensor, compute_s: float,
         first, end: Layer range.
         x: Input.
         compute_s: Emulated compute time: the device takes no other call for this long.
-        reply_s: When to reply, from the start (default ``compute_s``); the server sets it
-            shorter by the call's round-trip overhead so that it sees ``compute_s``.
+        reply_s: When to return, from the start (default ``compute_s``); set shorter by the
+            messaging overhead so that the caller sees ``compute_s``.
 
     Returns:
         The output, the busy time (seconds) and the real compute time (seconds).
@@ -81,3 +107,92 @@ def wait_for_stop(parent_pid: int | None, poll_s: float = 0.2) -> None:
         if parent_pid is not None and os.getppid() != parent_pid:
             return
 
+
+
+def stage(route: Route, k: int, j: int, row0: int, x: Tensor) -> None:
+    """Rows ``row0 ...`` of stage ``k``'s input for part ``j`` of ``route``. Once all of the
+    part's rows are in, computes them and hands the output to the courier."""
+    first, end, parts = route.stages[k]
+    part = parts[j]
+    key = (route.request, k, j)
+    now = time.monotonic()
+    with _PIECES_LOCK:
+        for old in [q for q, (t, _) in _PIECES.items() if now - t > STALE_S]:
+            del _PIECES[old]
+        pieces = _PIECES.setdefault(key, (now, []))[1]
+        pieces.append((row0, x))
+        if sum(int(t.shape[0]) for _, t in pieces) < part.rows:
+            return
+        del _PIECES[key]
+    pieces.sort(key=lambda piece: piece[0])
+    x = torch.cat([t for _, t in pieces]) if len(pieces) > 1 else pieces[0][1]
+    with _DEPTH_LOCK:
+        _DEPTH[0] += 1
+        peak = _DEPTH[0]
+    try:
+        y, busy_s, _ = forward(first, end, x, part.compute_s, part.reply_s)
+    finally:
+        with _DEPTH_LOCK:
+            _DEPTH[0] -= 1
+            left = _DEPTH[0]
+    report: list[tuple[Any, ...]] = [("busy", part.device, busy_s), ("queue", part.device, peak,
+                                                                       left)]
+    hops = route.hops_from(k, part.device)
+    if not hops:  # the last stage: output rows to the server, then the figures
+        try:
+            rpc.rpc_async(route.server, inbox.deliver, args=(route.request, part.row0, y))
+            rpc.rpc_async(route.server, inbox.account, args=(report,))
+        except Exception:  # noqa: BLE001, S110 - the server is gone: nothing left to tell
+            pass
+    for n, (jn, hop) in enumerate(hops):
+        piece = y[hop.row0 - part.row0: hop.row0 - part.row0 + hop.rows].contiguous()
+        _COURIER.submit(_send, route, jn, hop, piece, report if n == len(hops) - 1 else [])
+
+
+def _send(route: Route, j: int, hop: Any, piece: Tensor, report: list[tuple[Any, ...]]) -> None:
+    """Wait out the hop's airtime, pass the rows on, and report (or report the receiver lost)."""
+    wall = transmit(route, hop.sender, hop.seconds)
+    receiver = route.stages[hop.stage][2][j]
+    try:
+        fut = rpc.rpc_async(receiver.name, stage, args=(route, hop.stage, j, hop.row0, piece))
+        report = [*report, ("xfer", hop.sender, hop.receiver, hop.seconds, hop.nbytes, wall)]
+        rpc.rpc_async(route.server, inbox.account, args=(report,))
+        fut.wait()
+    except Exception:  # noqa: BLE001 - RPC reports a dead peer many ways
+        _tell_server(route, receiver.device)
+
+
+def _tell_server(route: Route, device: int) -> None:
+    try:
+        rpc.rpc_async(route.server, inbox.report_lost, args=(route.request, device)).wait()
+    except Exception:  # noqa: BLE001, S110 - the server is gone: nothing left to tell
+        pass
+
+
+def transmit(route: Route, sender: int, seconds: float) -> float:
+    """Emulate sending for ``seconds``: on a WiFi medium, holding it (a lock file that every
+    worker on this host shares) so that transfers on one medium take turns. Returns the wall
+    seconds from asking for the medium to the end of the transfer."""
+    if seconds <= 0:
+        return 0.0
+    start = time.perf_counter()
+    domain = route.medium[sender]
+    if domain < 0:
+        time.sleep(seconds)
+        return time.perf_counter() - start
+    fd = _medium_fd(route.lock_dir, domain)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        time.sleep(seconds)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    return time.perf_counter() - start
+
+
+def _medium_fd(lock_dir: str, domain: int) -> int:
+    path = str(Path(lock_dir) / f"medium-{domain}.lock")
+    with _MEDIA_LOCK:
+        if path not in _MEDIA:
+            Path(lock_dir).mkdir(parents=True, exist_ok=True)
+            _MEDIA[path] = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        return _MEDIA[path]

@@ -157,6 +157,19 @@ class Cluster:
                 info.missed = 0
         return [d for d in lost if self.mark_dead(d)]
 
+    def probe(self, devices: Sequence[str], timeout_s: float = 1.0) -> str | None:
+        """The first of ``devices`` that is removed, whose local process exited, or that
+        does not answer a ping within ``timeout_s``; ``None`` if all answer."""
+        for d in devices:
+            info = self.workers[d]
+            if not info.alive or (info.process is not None and info.process.poll() is not None):
+                return d
+            try:
+                rpc.rpc_sync(d, agent.ping, timeout=timeout_s)
+            except Exception:  # noqa: BLE001 - any RPC failure: it does not answer
+                return d
+        return None
+
     def kill(self, device: str) -> None:
         """Kill a local worker with SIGKILL (fault injection)."""
         pid = self.workers[device].pid

@@ -5,15 +5,15 @@ world in real time; 2.0 runs it twice as slow, leaving room for the host's own c
 Compute: layers ``[first, end)`` on device ``d`` take the cost model's forward seconds per item
 times the items the device gets. Links: a transfer on a WiFi medium takes
 ``(bytes / rate_sender + bytes / rate_receiver) / (1 - cross_traffic)`` (relayed by the access
-point, in the airtime other traffic leaves free) and holds the medium for that long, so
-concurrent transfers on one WiFi queue behind each other (the medium's shared budget); on a
-switch it takes ``bytes / min(rates)`` and holds nothing. Rates follow ``link_scale``, which
-the runtime moves along the card's bandwidth dynamics every control interval.
+point, in the airtime other traffic leaves free) and the sending worker holds the medium for
+that long (:func:`dora_rl.runtime.agent.transmit`), so concurrent transfers on one WiFi queue
+behind each other (the medium's shared budget); on a switch it takes ``bytes / min(rates)``
+and holds nothing. Rates follow ``link_scale``, which the runtime moves along the card's
+bandwidth dynamics every control interval.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +38,6 @@ class Emulator:
     link_scale: list[float] = field(default_factory=list)
     call_overhead_s: list[float] = field(default_factory=list)
     cross_traffic: list[float] = field(default_factory=list)
-    _media: dict[int, threading.Lock] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         lists = self.tables.lists
@@ -48,18 +47,19 @@ class Emulator:
             self.cross_traffic = [0.0] * len(lists.wifi)
         if not self.call_overhead_s:
             self.call_overhead_s = [0.0] * len(lists.link)
-        self._media = {w: threading.Lock() for w in set(lists.domain)}
 
     def compute_s(self, device: int, first: int, end: int, items: int) -> float:
         """Emulated seconds for ``items`` items through layers ``[first, end)`` on ``device``."""
         prefix = self.tables.lists.fwd[device]
         return (prefix[end] - prefix[first]) * items * self.time_scale
 
-    def sleep_budget_s(self, device: int, first: int, end: int, items: int) -> float:
-        """What a worker should stretch a call to: the emulated compute time less the
-        measured round-trip overhead of a call to that worker (loopback RPC, serialisation),
-        so that a stage call as seen by the server lasts the emulated compute time."""
-        return max(self.compute_s(device, first, end, items) - self.call_overhead_s[device], 0.0)
+    def sleep_budget_s(self, device: int, first: int, end: int, items: int,
+                       trips: float = 1.0) -> float:
+        """What a worker should stretch a call to: the emulated compute time less ``trips``
+        times the measured round-trip overhead of a call to that worker (loopback RPC,
+        serialisation), so that the route as the server sees it lasts the emulated time."""
+        return max(self.compute_s(device, first, end, items)
+                   - trips * self.call_overhead_s[device], 0.0)
 
     def activation_bytes(self, layer: int, items: int) -> float:
         """Bytes of layer ``layer``'s output for ``items`` items."""
@@ -83,19 +83,6 @@ class Emulator:
             if not same:
                 seconds = max(seconds, nbytes / self.tables.backbone_bytes_per_s)
         return seconds * self.time_scale
-
-    def send(self, sender: int, receiver: int, nbytes: float) -> float:
-        """Wait out a transfer (holding a WiFi medium while it lasts); returns the seconds."""
-        seconds = self.transfer_s(sender, receiver, nbytes)
-        if seconds <= 0:
-            return 0.0
-        domain = self.tables.lists.domain[sender]
-        if self.tables.lists.wifi[domain]:
-            with self._media[domain]:
-                time.sleep(seconds)
-        else:
-            time.sleep(seconds)
-        return seconds
 
 
 AUTO_MARGIN = 1.5

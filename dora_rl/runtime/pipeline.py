@@ -1,26 +1,30 @@
-"""One micro-batch through a plan: stage by stage, data-parallel stages split the items.
+"""One micro-batch through a plan, device to device.
 
-The server drives each micro-batch: it sends stage ``k``'s input to the devices of stage ``k``
-over RPC (split in proportion to their speed when the stage is data parallel), waits out the
-emulated transfer from the previous stage's devices, and gathers the outputs in order. A
-device that fails mid-call raises :class:`WorkerLost` naming it; the caller re-executes the
+The server builds the micro-batch's :class:`~dora_rl.runtime.route.Route` (rows per device of
+every stage, each hop's airtime over the current links), sends stage 0's rows to stage 0's
+devices, and waits in its mailbox (:mod:`dora_rl.runtime.inbox`) for the last stage's output
+rows. Between stages the workers send activations to each other
+(:func:`dora_rl.runtime.agent.stage`). A device that fails raises :class:`WorkerLost` naming
+it: the server's own call to it fails, a worker reports it unreachable, the runtime finds it
+dead meanwhile, or the attempt times out and a probe finds it; the caller re-executes the
 micro-batch on a plan without it.
 """
 
 from __future__ import annotations
 
-import threading
+import itertools
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
-import torch
 from torch import Tensor
 from torch.distributed import rpc
 
 from dora_rl.costmodel import Plan
-from dora_rl.runtime import agent
+from dora_rl.runtime import agent, inbox
 from dora_rl.runtime.emulation import Emulator
+from dora_rl.runtime.route import build_route
+
+_ATTEMPTS = itertools.count()
 
 
 class WorkerLost(Exception):
@@ -31,96 +35,8 @@ class WorkerLost(Exception):
         self.device = device
 
 
-@dataclass
-class Usage:
-    """Per-device busy, transmit and receive seconds, calls, queue depth and bytes moved
-    (thread safe; cumulative, :meth:`snapshot` copies them for per-interval deltas).
-
-    Attributes:
-        busy_s, tx_s, rx_s: Emulated compute and radio seconds per device (wall).
-        calls: Stage calls completed per device.
-        link_bytes, link_wall_s: Bytes each device sent or received, and the wall seconds
-            those transfers took including the wait for a shared medium (measured goodput).
-        queued: Stage calls outstanding at each device now (running plus waiting);
-            queued_max: the most since the last snapshot.
-        bytes_moved, transfer_s: Activation bytes and emulated transfer seconds in all.
-    """
-
-    n_devices: int
-    busy_s: list[float] = field(default_factory=list)
-    tx_s: list[float] = field(default_factory=list)
-    rx_s: list[float] = field(default_factory=list)
-    calls: list[int] = field(default_factory=list)
-    link_bytes: list[float] = field(default_factory=list)
-    link_wall_s: list[float] = field(default_factory=list)
-    queued: list[int] = field(default_factory=list)
-    queued_max: list[int] = field(default_factory=list)
-    bytes_moved: float = 0.0
-    transfer_s: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def __post_init__(self) -> None:
-        n = self.n_devices
-        self.busy_s, self.tx_s, self.rx_s = [0.0] * n, [0.0] * n, [0.0] * n
-        self.calls, self.queued, self.queued_max = [0] * n, [0] * n, [0] * n
-        self.link_bytes, self.link_wall_s = [0.0] * n, [0.0] * n
-
-    def add_busy(self, device: int, seconds: float) -> None:
-        with self._lock:
-            self.busy_s[device] += seconds
-            self.calls[device] += 1
-
-    def add_transfer(self, sender: int, receiver: int, seconds: float, nbytes: float,
-                     wall_s: float | None = None) -> None:
-        """One transfer: ``seconds`` of airtime, ``wall_s`` from asking for the medium to
-        the end (default ``seconds``)."""
-        wall = seconds if wall_s is None else wall_s
-        with self._lock:
-            self.tx_s[sender] += seconds
-            self.rx_s[receiver] += seconds
-            self.bytes_moved += nbytes
-            self.transfer_s += seconds
-            for d in (sender, receiver):
-                self.link_bytes[d] += nbytes
-                self.link_wall_s[d] += wall
-
-    def enter(self, device: int) -> None:
-        """A stage call to ``device`` was sent."""
-        with self._lock:
-            self.queued[device] += 1
-            self.queued_max[device] = max(self.queued_max[device], self.queued[device])
-
-    def leave(self, device: int) -> None:
-        """A stage call to ``device`` returned (or failed)."""
-        with self._lock:
-            self.queued[device] -= 1
-
-    def snapshot(self) -> Usage:
-        """A copy of the figures now; starts a new window for ``queued_max``."""
-        with self._lock:
-            copy = Usage(self.n_devices)
-            for name in ("busy_s", "tx_s", "rx_s", "calls", "link_bytes", "link_wall_s",
-                         "queued", "queued_max"):
-                setattr(copy, name, list(getattr(self, name)))
-            copy.bytes_moved, copy.transfer_s = self.bytes_moved, self.transfer_s
-            self.queued_max = list(self.queued)
-            return copy
-
-
-def split_items(items: int, speeds: list[float]) -> list[int]:
-    """Items per device of a data-parallel stage, in proportion to speed (largest remainder).
-
-    Example:
-        >>> split_items(5, [1.0, 1.0]), split_items(4, [1.0, 3.0]), split_items(1, [2.0, 1.0])
-        ([3, 2], [1, 3], [1, 0])
-    """
-    total = sum(speeds)
-    exact = [items * s / total for s in speeds]
-    counts = [int(e) for e in exact]
-    order = sorted(range(len(speeds)), key=lambda i: (counts[i] - exact[i], -speeds[i]))
-    for i in order[: items - sum(counts)]:
-        counts[i] += 1
-    return counts
+class Stalled(Exception):
+    """An attempt timed out with every device of its route still answering."""
 
 
 def calibrate(names: list[str], emulator: Emulator, x: Tensor, calls: int = 20) -> None:
@@ -136,62 +52,51 @@ def calibrate(names: list[str], emulator: Emulator, x: Tensor, calls: int = 20) 
         emulator.call_overhead_s[d] = times[len(times) // 2]
 
 
-def run_plan(plan: Plan, x: Tensor, names: list[str], emulator: Emulator, usage: Usage,
-             timeout_s: float) -> Tensor:
+def run_plan(plan: Plan, x: Tensor, names: list[str], emulator: Emulator, server: str,
+             lock_dir: str, timeout_s: float,
+             probe: Callable[[frozenset[int]], int | None]) -> Tensor:
     """Run micro-batch ``x`` through ``plan``; returns the model's output.
 
     Args:
         plan: The plan (device indices into ``names``).
         x: Input, items along dimension 0.
-        names: RPC worker name of each device.
-        emulator: Compute and link times.
-        usage: Accumulates busy and transfer time.
-        timeout_s: Timeout of each stage call.
+        names: RPC worker name of each device; server: the server's.
+        emulator: Compute and link times (the route's figures).
+        lock_dir: Folder of the shared media's lock files.
+        timeout_s: Wait beyond the route's emulated time before probing its devices.
+        probe: Returns a dead device among those given, or ``None``.
 
     Raises:
         WorkerLost: a device of the plan failed.
+        Stalled: no answer in time, yet every device answers a probe.
     """
-    items = int(x.shape[0])
-    senders: list[int] = []
-    for k, group in enumerate(plan.stage_devices):
-        first, end = plan.stage_layers(k)
-        speeds = [1.0 / max(emulator.compute_s(d, first, end, 1), 1e-12) for d in group]
-        counts = split_items(items, speeds)
-        chunks = torch.split(x, counts)
-        calls: list[tuple[int, Any]] = []
-        for i, (d, chunk, n) in enumerate(zip(group, chunks, counts, strict=True)):
-            if n == 0:
-                continue
-            if senders and first > 0:
-                src = senders[i % len(senders)]
-                nbytes = emulator.activation_bytes(first - 1, n)
-                start = time.perf_counter()
-                seconds = emulator.send(src, d, nbytes)
-                usage.add_transfer(src, d, seconds, nbytes, time.perf_counter() - start)
-            usage.enter(d)
+    route = build_route(plan, int(x.shape[0]), next(_ATTEMPTS), names, emulator, server,
+                        lock_dir)
+    pending = inbox.open_request(route.request, int(x.shape[0]), route.devices)
+    try:
+        first = route.stages[0][2]
+        calls = []
+        for j, part in enumerate(first):
+            rows = x[part.row0: part.row0 + part.rows]
             try:
-                fut = rpc.rpc_async(names[d], agent.forward,
-                                    args=(first, end, chunk,
-                                          emulator.compute_s(d, first, end, n),
-                                          emulator.sleep_budget_s(d, first, end, n)),
-                                    timeout=timeout_s)
+                calls.append((part.device, rpc.rpc_async(part.name, agent.stage,
+                                                         args=(route, 0, j, part.row0, rows),
+                                                         timeout=timeout_s)))
             except Exception as error:  # noqa: BLE001 - RPC reports a dead peer many ways
-                usage.leave(d)
-                for d_sent, _ in calls:
-                    usage.leave(d_sent)
-                raise WorkerLost(d, str(error)) from None
-            calls.append((d, fut))
-        outs = []
-        for i, (d, fut) in enumerate(calls):
+                raise WorkerLost(part.device, str(error)) from None
+        for d, fut in calls:
             try:
-                y, busy_s, _ = fut.wait()
+                fut.wait()
             except Exception as error:  # noqa: BLE001
-                for d_open, _ in calls[i:]:
-                    usage.leave(d_open)
                 raise WorkerLost(d, str(error)) from None
-            usage.leave(d)
-            usage.add_busy(d, busy_s)
-            outs.append(y)
-        x = torch.cat(outs) if len(outs) > 1 else outs[0]
-        senders = [d for d, _ in calls]
-    return x
+        if not pending.done.wait(route.expected_s() * 2 + timeout_s):
+            dead = probe(route.devices)
+            if dead is not None:
+                raise WorkerLost(dead, "no output in time, and it does not answer")
+            raise Stalled(f"attempt {route.request}: no output within "
+                          f"{route.expected_s() * 2 + timeout_s:.1f} s")
+        if pending.lost is not None:
+            raise WorkerLost(pending.lost, "unreachable from the previous stage")
+        return pending.output()
+    finally:
+        inbox.close_request(route.request)

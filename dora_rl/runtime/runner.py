@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,14 +33,15 @@ from torch.distributed import rpc
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan
 from dora_rl.dynamics import RuntimeDynamics
-from dora_rl.runtime import agent
-from dora_rl.runtime.cluster import Cluster
+from dora_rl.runtime import agent, inbox
+from dora_rl.runtime.cluster import SERVER_NAME, Cluster
 from dora_rl.runtime.control import EnvDecider, LiveView
 from dora_rl.runtime.emulation import Emulator, auto_time_scale, host_seconds
 from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample_input
-from dora_rl.runtime.pipeline import Usage, WorkerLost, calibrate, run_plan
+from dora_rl.runtime.pipeline import Stalled, WorkerLost, calibrate, run_plan
 from dora_rl.runtime.report import Record, summarise
 from dora_rl.runtime.telemetry import IntervalTelemetry, TelemetryLog
+from dora_rl.runtime.usage import Usage
 
 MAX_ATTEMPTS = 5
 
@@ -121,6 +124,8 @@ class Runtime:
         self.period_s = self.time_scale / rate
         self.slo_ms = job.qoe.latency_ms
         self.usage = Usage(len(self.names))
+        inbox.bind(self.usage)
+        self.lock_dir = tempfile.mkdtemp(prefix="dora_rl-media-")
         self.records: list[Record] = []
         self.outputs: dict[int, Tensor] = {}
         self.lock = threading.RLock()
@@ -199,6 +204,11 @@ class Runtime:
             self.live.since_switch = 0
             self.changed.notify_all()
 
+    def _probe(self, devices: frozenset[int]) -> int | None:
+        """A dead device among ``devices`` (already removed, exited, or not answering)."""
+        name = self.cluster.probe([self.names[d] for d in sorted(devices)])
+        return None if name is None else self.names.index(name)
+
     def _fallback(self) -> Plan:
         usable = self.usable()
         options = [p for p in self.decider.candidates(usable)
@@ -226,6 +236,8 @@ class Runtime:
         with self.lock:
             if not self._mark_lost(device):
                 return
+            inbox.fail_device(device)
+            self.usage.forget(device)
             plan = self._decide(force=True)
             if plan is None or not all(self.usable()[d] for d in plan.devices):
                 plan = self._fallback()
@@ -287,11 +299,13 @@ class Runtime:
             with self.lock:
                 plan, plan_id = self.live.plan, self.live.plan_id
             try:
-                y = run_plan(plan, x, self.names, self.emulator, self.usage,
-                             self.cfg.rpc_timeout_s)
+                y = run_plan(plan, x, self.names, self.emulator, SERVER_NAME, self.lock_dir,
+                             self.cfg.rpc_timeout_s, self._probe)
             except WorkerLost as lost:
                 self.on_lost(lost.device)
                 continue
+            except Stalled:
+                continue  # every device answers: run it again
             done_t = time.monotonic()
             with self.lock:
                 self.records.append(Record(i, sent_t, done_t, plan_id, attempt,
@@ -364,6 +378,7 @@ class Runtime:
             if self.board is not None:
                 self.board.writer.close()
             self.cluster.close()
+            shutil.rmtree(self.lock_dir, ignore_errors=True)
 
 
 def serve(cfg: ServeConfig, decider: Any) -> tuple[dict[str, Any], dict[int, Tensor]]:

@@ -1,7 +1,7 @@
 """What the live runtime measured in each control interval.
 
 Every control step closes an interval: :class:`TelemetryLog` takes the difference of the
-cumulative :class:`~dora_rl.runtime.pipeline.Usage` figures since the last step, the requests
+cumulative :class:`~dora_rl.runtime.usage.Usage` figures since the last step, the requests
 completed meanwhile and the emulated links' state, and produces one :class:`IntervalTelemetry`
 (the status file shows the latest, the result lists them all, TensorBoard plots them live).
 Durations are in the card's world (wall time divided by the time scale), like the latencies.
@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from dora_rl.costmodel.tables import JobTables
-from dora_rl.runtime.pipeline import Usage
 from dora_rl.runtime.report import Record, interval_energy_j
+from dora_rl.runtime.usage import Usage
 
 
 @dataclass(frozen=True)
