@@ -93,6 +93,8 @@ def test_plan_switch_and_replan_after_the_fault(run: tuple[dict, dict]) -> None:
     assert result["plans"][1]["stage_devices"] == [["slow", "mid"], ["fast"]]
     assert all("mid" not in group for group in result["plans"][-1]["stage_devices"])
     assert [f["device"] for f in result["faults"]] == ["mid"]
+    # the switch's new owners got their layers from the device holding them, not the server
+    assert result["migrated_peer_mb"] > 0
     assert 0 <= result["recovery_s"][0] <= 3.0
 
 

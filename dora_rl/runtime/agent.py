@@ -33,6 +33,7 @@ from dora_rl.runtime.layers import LayerSpec, build_layers, run_layers
 from dora_rl.runtime.route import Route
 
 _HELD: dict[int, nn.Module] = {}
+_SPECS: dict[int, LayerSpec] = {}
 _BUSY = threading.Lock()
 _STOP = threading.Event()
 _FREE_AT = 0.0
@@ -50,13 +51,30 @@ _MEDIA_LOCK = threading.Lock()
 
 
 def load_weights(specs: list[LayerSpec], weights: list[dict[str, Tensor]]) -> int:
-    """Build the given layers and load their weights (sent by the server); returns the number
-    of layers now held."""
+    """Build the given layers and load their weights (sent by the server or by the device
+    that holds them); returns the number of layers now held."""
     modules = build_layers(specs)
     for spec, state in zip(specs, weights, strict=True):
         modules[spec.index].load_state_dict(state)
+        _SPECS[spec.index] = spec
     _HELD.update(modules)
     return len(_HELD)
+
+
+def push_weights(layers: list[int], to: str, lock_dir: str, domain: int,
+                 seconds: float) -> float:
+    """Send this device's weights of ``layers`` to worker ``to``: wait out the emulated
+    airtime (holding WiFi medium ``domain``, or -1 for none), then load them there. Returns
+    the wall seconds of the transfer."""
+    missing = [i for i in layers if i not in _HELD]
+    if missing:
+        raise RuntimeError(f"worker {os.getpid()} holds no weights for layers {missing}")
+    specs = [_SPECS[i] for i in layers]
+    states = [_HELD[i].state_dict() for i in layers]
+    start = time.perf_counter()
+    transmit_on(lock_dir, domain, seconds)
+    rpc.rpc_sync(to, load_weights, args=(specs, states))
+    return time.perf_counter() - start
 
 
 def forward(first: int, end: int, x: Tensor, compute_s: float,
@@ -170,17 +188,21 @@ def _tell_server(route: Route, device: int) -> None:
 
 
 def transmit(route: Route, sender: int, seconds: float) -> float:
-    """Emulate sending for ``seconds``: on a WiFi medium, holding it (a lock file that every
-    worker on this host shares) so that transfers on one medium take turns. Returns the wall
-    seconds from asking for the medium to the end of the transfer."""
+    """Emulate ``sender`` sending for ``seconds`` on its medium (:func:`transmit_on`)."""
+    return transmit_on(route.lock_dir, route.medium[sender], seconds)
+
+
+def transmit_on(lock_dir: str, domain: int, seconds: float) -> float:
+    """Emulate sending for ``seconds``: on WiFi medium ``domain`` (-1: a wired link), holding
+    it (a lock file that every worker on this host shares) so that transfers on one medium
+    take turns. Returns the wall seconds from asking for the medium to the end."""
     if seconds <= 0:
         return 0.0
     start = time.perf_counter()
-    domain = route.medium[sender]
     if domain < 0:
         time.sleep(seconds)
         return time.perf_counter() - start
-    fd = _medium_fd(route.lock_dir, domain)
+    fd = _medium_fd(lock_dir, domain)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         time.sleep(seconds)

@@ -120,6 +120,7 @@ def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
         "throughput_per_s": (len(records) - 1) / span * rt.time_scale
         if span == span and span > 0 else None,
         "transfer_mb": rt.usage.bytes_moved / 1e6, "migrated_mb": live.migrated_bytes / 1e6,
+        "migrated_peer_mb": live.migrated_peer_bytes / 1e6,
         "time_scale": rt.time_scale, "wall_s": wall_s,
         "slo_ms": slo,
         "nominal_mbps": [rate * 8 / 1e6 for rate in rt.model.tables.lists.link],

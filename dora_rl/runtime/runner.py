@@ -105,6 +105,7 @@ class _Live:
     decisions_ms: list[float] = field(default_factory=list)
     since_switch: int = 0
     migrated_bytes: float = 0.0
+    migrated_peer_bytes: float = 0.0
 
 
 class Runtime:
@@ -130,6 +131,8 @@ class Runtime:
         self.outputs: dict[int, Tensor] = {}
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
+        self.placing = threading.Lock()
+        """Held while weights move to a plan's devices (one placement at a time)."""
         self.done = threading.Event()
         self.cluster = Cluster(self.names, rpc_timeout_s=cfg.rpc_timeout_s)
         self.sent = 0
@@ -165,39 +168,73 @@ class Runtime:
         return tuple(n in alive for n in self.names)
 
     def _place(self, plan: Plan) -> None:
-        """Send each device the weights of the layers it gains, and wait until they arrive."""
+        """Give each device the weights of the layers it gains, and wait until they arrive:
+        from a live device that holds them (over the emulated link, device to device), else
+        from the server's copy (the model as first deployed)."""
         futures = []
         for k, group in enumerate(plan.stage_devices):
             first, end = plan.stage_layers(k)
             for d in group:
                 held = self.live.held.setdefault(d, set())
                 need = [i for i in range(first, end) if i not in held]
-                if not need:
-                    continue
-                specs = [self.specs[i] for i in need]
-                states = [self.weights[i].state_dict() for i in need]
-                self.live.migrated_bytes += sum(t.numel() * t.element_size()
-                                                for s in states for t in s.values())
-                futures.append((d, need, rpc.rpc_async(self.names[d], agent.load_weights,
-                                                       args=(specs, states),
-                                                       timeout=self.cfg.rpc_timeout_s)))
-        for d, need, fut in futures:
+                for source, layers in self._sources(d, need).items():
+                    futures.append((d, source, layers, self._send_weights(source, d, layers)))
+        for d, source, layers, fut in futures:
             try:
                 fut.wait()
             except Exception as error:  # noqa: BLE001
-                raise WorkerLost(d, str(error)) from None
-            self.live.held[d].update(need)
+                dead = self._probe(frozenset({d} if source is None else {d, source}))
+                raise WorkerLost(d if dead is None else dead, str(error)) from None
+            self.live.held[d].update(layers)
+
+    def _sources(self, device: int, layers: list[int]) -> dict[int | None, list[int]]:
+        """Where each layer comes from: a live device holding it, else ``None`` (the server)."""
+        alive = self.usable()
+        out: dict[int | None, list[int]] = {}
+        for i in layers:
+            holder = next((h for h, held in sorted(self.live.held.items())
+                           if h != device and alive[h] and i in held), None)
+            out.setdefault(holder, []).append(i)
+        return out
+
+    def _send_weights(self, source: int | None, device: int, layers: list[int]) -> Any:
+        """Start moving ``layers``' weights to ``device`` (from ``source``, or the server)."""
+        nbytes = float(sum(t.numel() * t.element_size() for i in layers
+                           for t in self.weights[i].state_dict().values()))
+        self.live.migrated_bytes += nbytes
+        timeout = self.cfg.rpc_timeout_s
+        if source is None:
+            specs = [self.specs[i] for i in layers]
+            states = [self.weights[i].state_dict() for i in layers]
+            return rpc.rpc_async(self.names[device], agent.load_weights, args=(specs, states),
+                                 timeout=timeout)
+        self.live.migrated_peer_bytes += nbytes
+        seconds = self.emulator.transfer_s(source, device, nbytes)
+        self.usage.add_transfer(source, device, seconds, nbytes, activations=False)
+        lists = self.model.tables.lists
+        domain = lists.domain[source] if lists.wifi[lists.domain[source]] else -1
+        return rpc.rpc_async(self.names[source], agent.push_weights,
+                             args=(layers, self.names[device], self.lock_dir, domain, seconds),
+                             timeout=timeout + 2 * seconds)
 
     def _switch(self, plan: Plan) -> None:
-        """Place ``plan`` (retrying without devices lost meanwhile) and make it current."""
-        for _ in range(len(self.names) + 1):
-            try:
-                self._place(plan)
-                break
-            except WorkerLost as lost:
-                self._mark_lost(lost.device)
-                plan = self._fallback()
+        """Place ``plan`` (retrying without devices lost meanwhile) and make it current.
+
+        Placement (weights crossing the emulated links) holds only the placement lock, so
+        requests keep flowing on the current plan meanwhile; a plan that lost a device by the
+        time its weights arrived is dropped (the fault's re-plan has replaced it)."""
+        with self.placing:
+            for _ in range(len(self.names) + 1):
+                try:
+                    self._place(plan)
+                    break
+                except WorkerLost as lost:
+                    if self._mark_lost(lost.device):
+                        inbox.fail_device(lost.device)
+                    plan = self._fallback()
         with self.changed:
+            if not all(self.usable()[d] for d in plan.devices):
+                return
             self.live.plans.append(plan)
             self.live.plan, self.live.plan_id = plan, len(self.live.plans) - 1
             self.live.switches.append((time.monotonic(), self.live.plan_id))
@@ -288,9 +325,11 @@ class Runtime:
                 self.on_lost(self.names.index(name))
             with self.lock:
                 plan = self._decide()
-                if plan is not None and plan != self.live.plan:
-                    self._switch(plan)
-                else:
+                current = self.live.plan
+            if plan is not None and plan != current:
+                self._switch(plan)  # requests keep running on the current plan meanwhile
+            else:
+                with self.lock:
                     self.live.since_switch += 1
             self._write_status(tel)
 

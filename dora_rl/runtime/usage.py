@@ -18,7 +18,7 @@ class Usage:
             those transfers took including the wait for a shared medium (measured goodput).
         queued: Stage calls at each device (running plus waiting) when it last reported;
             queued_max: the most since the last snapshot.
-        bytes_moved, transfer_s: Activation bytes and emulated transfer seconds in all.
+        bytes_moved, transfer_s: Activation bytes and their emulated airtime in all.
     """
 
     n_devices: int
@@ -46,15 +46,17 @@ class Usage:
             self.calls[device] += 1
 
     def add_transfer(self, sender: int, receiver: int, seconds: float, nbytes: float,
-                     wall_s: float | None = None) -> None:
+                     wall_s: float | None = None, activations: bool = True) -> None:
         """One transfer: ``seconds`` of airtime, ``wall_s`` from asking for the medium to
-        the end (default ``seconds``)."""
+        the end (default ``seconds``); ``activations=False`` for weights moving to a new
+        owner (radio time and link bytes, not the activation totals)."""
         wall = seconds if wall_s is None else wall_s
         with self._lock:
             self.tx_s[sender] += seconds
             self.rx_s[receiver] += seconds
-            self.bytes_moved += nbytes
-            self.transfer_s += seconds
+            if activations:
+                self.bytes_moved += nbytes
+                self.transfer_s += seconds
             for d in (sender, receiver):
                 self.link_bytes[d] += nbytes
                 self.link_wall_s[d] += wall
