@@ -81,7 +81,7 @@ def test_a_worker_waits_for_all_its_rows_then_sends_each_receiver_its_share(
 
     monkeypatch.setattr(agent.rpc, "rpc_async", fake_rpc)
     monkeypatch.setattr(agent, "forward", lambda first, end, x, c, r: (x * 10, c, 0.0))
-    monkeypatch.setattr(agent, "transmit", lambda route, sender, seconds: seconds)
+    monkeypatch.setattr(agent, "send_bytes", lambda lock_dir, s, r, nbytes: (0.01, 0.02))
     monkeypatch.setattr(agent, "_COURIER", _Inline())
     # stage 0 on "fast" alone, stage 1 data parallel on slow + mid: fast gets its rows from
     # the server in one piece; here we play stage 1's "mid", which gets rows from "fast"
@@ -132,3 +132,33 @@ def test_the_server_mailbox_collects_rows_and_hears_of_lost_devices() -> None:
     inbox.fail_device(2)
     assert other.done.is_set() and other.lost == 2
     inbox.close_request(8)
+
+
+def _links(rate_a: float, rate_b: float) -> Any:
+    from dora_rl.runtime.emulation import Links
+
+    return Links(rate=(rate_a, rate_b), domain=(0, 0), wifi=(False,), free=(1.0,),
+                 backbone=1e12, time_scale=1.0)
+
+
+def test_a_transfer_follows_the_links_and_waits_while_one_is_down(tmp_path: Any) -> None:
+    import threading
+    import time
+
+    agent.set_links(_links(1e4, 1e4))  # wired: 1,000 bytes take 0.1 s
+    airtime, wall = agent.send_bytes(str(tmp_path), 0, 1, 1000.0)
+    assert airtime == pytest.approx(0.1, abs=0.03) and wall >= airtime
+    agent.set_links(_links(1e4, 0.0))  # the receiver's link is down
+    out: list[tuple[float, float]] = []
+    worker = threading.Thread(target=lambda: out.append(agent.send_bytes(str(tmp_path), 0, 1,
+                                                                         1000.0)))
+    worker.start()
+    time.sleep(0.3)
+    assert not out  # nothing moves while the link is down
+    agent.set_links(_links(1e4, 2e4))  # back, at the sender's 10 kB/s
+    worker.join(timeout=5)
+    airtime, wall = out[0]
+    assert airtime == pytest.approx(0.1, abs=0.03)  # airtime only while it moved
+    assert wall >= 0.3 + 0.1 - 0.03
+    agent.set_links(_links(1e4, 1e4))
+    agent._LINKS.clear()

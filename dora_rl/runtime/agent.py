@@ -8,8 +8,8 @@ next call waits until the device is free (:data:`_FREE_AT`).
 
 Micro-batches travel device to device (:func:`stage`): a device collects the rows of its
 input from the previous stage's devices, computes, and sends each next-stage device the rows
-it needs (holding the shared WiFi medium for the emulated airtime, :func:`transmit`), or the
-server its output. A courier thread pool does the sending, so the RPC thread is free for the
+it needs (moving them over the emulated links, :func:`send_bytes`), or the server its
+output. A courier thread pool does the sending, so the RPC thread is free for the
 next call, and tells the server when a receiver cannot be reached; the device's busy,
 transmit and queue figures go to the server with each stage.
 """
@@ -17,6 +17,7 @@ transmit and queue figures go to the server with each stage.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 from torch.distributed import rpc
 
 from dora_rl.runtime import inbox
+from dora_rl.runtime.emulation import Links
 from dora_rl.runtime.layers import LayerSpec, build_layers, run_layers
 from dora_rl.runtime.route import Route
 
@@ -47,6 +49,11 @@ STALE_S = 60.0
 """Rows of an attempt still incomplete after this long are dropped (it was abandoned)."""
 _COURIER = ThreadPoolExecutor(16, thread_name_prefix="courier")
 _MEDIA: dict[str, int] = {}
+_LINKS: list[Links] = []
+"""The links as the server last sent them (empty: no emulated transfer time)."""
+_LINKS_CHANGED = threading.Condition()
+DOWN_POLL_S = 0.5
+"""How often a transfer over a link that is down looks again (besides each update)."""
 _MEDIA_LOCK = threading.Lock()
 
 
@@ -61,20 +68,19 @@ def load_weights(specs: list[LayerSpec], weights: list[dict[str, Tensor]]) -> in
     return len(_HELD)
 
 
-def push_weights(layers: list[int], to: str, lock_dir: str, domain: int,
-                 seconds: float) -> float:
-    """Send this device's weights of ``layers`` to worker ``to``: wait out the emulated
-    airtime (holding WiFi medium ``domain``, or -1 for none), then load them there. Returns
-    the wall seconds of the transfer."""
+def push_weights(layers: list[int], to: str, lock_dir: str, sender: int, receiver: int,
+                 nbytes: float) -> tuple[float, float]:
+    """Send this device's (``sender``'s) weights of ``layers`` to worker ``to`` (device
+    ``receiver``): the emulated transfer of ``nbytes`` (:func:`send_bytes`), then load them
+    there. Returns the transfer's airtime and wall seconds."""
     missing = [i for i in layers if i not in _HELD]
     if missing:
         raise RuntimeError(f"worker {os.getpid()} holds no weights for layers {missing}")
     specs = [_SPECS[i] for i in layers]
     states = [_HELD[i].state_dict() for i in layers]
-    start = time.perf_counter()
-    transmit_on(lock_dir, domain, seconds)
+    airtime, wall = send_bytes(lock_dir, sender, receiver, nbytes)
     rpc.rpc_sync(to, load_weights, args=(specs, states))
-    return time.perf_counter() - start
+    return airtime, wall
 
 
 def forward(first: int, end: int, x: Tensor, compute_s: float,
@@ -168,12 +174,13 @@ def stage(route: Route, k: int, j: int, row0: int, x: Tensor) -> None:
 
 
 def _send(route: Route, j: int, hop: Any, piece: Tensor, report: list[tuple[Any, ...]]) -> None:
-    """Wait out the hop's airtime, pass the rows on, and report (or report the receiver lost)."""
-    wall = transmit(route, hop.sender, hop.seconds)
+    """Move the hop's rows over the emulated link, pass them on, and report (or report the
+    receiver lost)."""
+    airtime, wall = send_bytes(route.lock_dir, hop.sender, hop.receiver, hop.nbytes)
     receiver = route.stages[hop.stage][2][j]
     try:
         fut = rpc.rpc_async(receiver.name, stage, args=(route, hop.stage, j, hop.row0, piece))
-        report = [*report, ("xfer", hop.sender, hop.receiver, hop.seconds, hop.nbytes, wall)]
+        report = [*report, ("xfer", hop.sender, hop.receiver, airtime, hop.nbytes, wall)]
         rpc.rpc_async(route.server, inbox.account, args=(report,))
         fut.wait()
     except Exception:  # noqa: BLE001 - RPC reports a dead peer many ways
@@ -187,28 +194,44 @@ def _tell_server(route: Route, device: int) -> None:
         pass
 
 
-def transmit(route: Route, sender: int, seconds: float) -> float:
-    """Emulate ``sender`` sending for ``seconds`` on its medium (:func:`transmit_on`)."""
-    return transmit_on(route.lock_dir, route.medium[sender], seconds)
+def set_links(links: Links) -> None:
+    """The links as they are now (the server sends them every control interval)."""
+    with _LINKS_CHANGED:
+        _LINKS[:] = [links]
+        _LINKS_CHANGED.notify_all()
 
 
-def transmit_on(lock_dir: str, domain: int, seconds: float) -> float:
-    """Emulate sending for ``seconds``: on WiFi medium ``domain`` (-1: a wired link), holding
-    it (a lock file that every worker on this host shares) so that transfers on one medium
-    take turns. Returns the wall seconds from asking for the medium to the end."""
-    if seconds <= 0:
-        return 0.0
+def send_bytes(lock_dir: str, sender: int, receiver: int, nbytes: float) -> tuple[float, float]:
+    """Emulate moving ``nbytes`` from ``sender`` to ``receiver``: progress at the links'
+    current rate, re-read whenever the server moves them on, and none while a link is down;
+    on WiFi, holding the medium (a lock file that every worker on this host shares) so that
+    transfers on one medium take turns. Returns the airtime and the wall seconds (the latter
+    including the wait for the medium), both in this host's time."""
     start = time.perf_counter()
-    if domain < 0:
-        time.sleep(seconds)
-        return time.perf_counter() - start
-    fd = _medium_fd(lock_dir, domain)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    airtime, remaining = 0.0, nbytes
+    with _LINKS_CHANGED:
+        medium = _LINKS[0].medium(sender) if _LINKS else -1
+    fd = _medium_fd(lock_dir, medium) if medium >= 0 else None
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        time.sleep(seconds)
+        with _LINKS_CHANGED:
+            while remaining > 0 and _LINKS and not _STOP.is_set():
+                links = _LINKS[0]
+                per_byte = links.seconds_per_byte(sender, receiver) * links.time_scale
+                if not math.isfinite(per_byte):
+                    _LINKS_CHANGED.wait(timeout=DOWN_POLL_S)  # a link is down: wait
+                    continue
+                need = remaining * per_byte
+                t0 = time.perf_counter()
+                _LINKS_CHANGED.wait(timeout=need)  # done, or the links changed meanwhile
+                spent = min(time.perf_counter() - t0, need)
+                airtime += spent
+                remaining -= spent / per_byte if per_byte > 0 else remaining
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    return time.perf_counter() - start
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    return airtime, time.perf_counter() - start
 
 
 def _medium_fd(lock_dir: str, domain: int) -> int:

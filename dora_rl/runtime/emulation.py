@@ -14,6 +14,7 @@ bandwidth dynamics every control interval.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,23 +67,69 @@ class Emulator:
         return self.tables.lists.act[layer] * items
 
     def transfer_s(self, sender: int, receiver: int, nbytes: float) -> float:
-        """Emulated seconds to move ``nbytes`` from ``sender`` to ``receiver`` (0 if same)."""
+        """Emulated seconds to move ``nbytes`` from ``sender`` to ``receiver`` over the links
+        as they are now (0 if the same device; infinite while a link is down)."""
         if sender == receiver or nbytes <= 0:
             return 0.0
+        return nbytes * self.links().seconds_per_byte(sender, receiver) * self.time_scale
+
+    def links(self) -> Links:
+        """The links as they are now (what the workers emulate transfers with)."""
         lists = self.tables.lists
-        rate_s = lists.link[sender] * self.link_scale[sender]
-        rate_r = lists.link[receiver] * self.link_scale[receiver]
+        return Links(rate=tuple(r * s for r, s in zip(lists.link, self.link_scale, strict=True)),
+                     domain=tuple(lists.domain), wifi=tuple(lists.wifi),
+                     free=tuple(1.0 - c for c in self.cross_traffic),
+                     backbone=self.tables.backbone_bytes_per_s, time_scale=self.time_scale)
+
+
+@dataclass(frozen=True)
+class Links:
+    """The emulated links at one moment; the server sends it to every worker each control
+    interval.
+
+    Attributes:
+        rate: Per device, its link's rate now (bytes per modelled second).
+        domain: Per device, its contention domain; wifi: per domain, whether it is WiFi.
+        free: Per domain, the airtime other traffic leaves.
+        backbone: Rate of the link joining domains (bytes per modelled second).
+        time_scale: Emulated seconds per modelled second.
+    """
+
+    rate: tuple[float, ...]
+    domain: tuple[int, ...]
+    wifi: tuple[bool, ...]
+    free: tuple[float, ...]
+    backbone: float
+    time_scale: float
+
+    def seconds_per_byte(self, sender: int, receiver: int) -> float:
+        """Modelled seconds per byte from ``sender`` to ``receiver`` (infinite while either
+        link is down): on one WiFi medium the access point relays, so both links' airtime
+        counts, in the airtime other traffic leaves; otherwise the slower link, and across
+        domains at most the backbone's rate.
+
+        Example:
+            Two WiFi devices at 100 and 50 bytes/s with 20 % cross traffic:
+            (1/100 + 1/50) / 0.8 = 0.0375 s per byte.
+
+            >>> links = Links((100.0, 50.0), (0, 0), (True,), (0.8,), 1e9, 1.0)
+            >>> round(links.seconds_per_byte(0, 1), 6)
+            0.0375
+        """
+        rate_s, rate_r = self.rate[sender], self.rate[receiver]
         if rate_s <= 0 or rate_r <= 0:
-            return float("inf")
-        same = lists.domain[sender] == lists.domain[receiver]
-        if same and lists.wifi[lists.domain[sender]]:
-            free = max(1.0 - self.cross_traffic[lists.domain[sender]], 1e-3)
-            seconds = (nbytes / rate_s + nbytes / rate_r) / free
-        else:
-            seconds = nbytes / min(rate_s, rate_r)
-            if not same:
-                seconds = max(seconds, nbytes / self.tables.backbone_bytes_per_s)
-        return seconds * self.time_scale
+            return math.inf
+        domain = self.domain[sender]
+        same = domain == self.domain[receiver]
+        if same and self.wifi[domain]:
+            return (1.0 / rate_s + 1.0 / rate_r) / max(self.free[domain], 1e-3)
+        per_byte = 1.0 / min(rate_s, rate_r)
+        return per_byte if same else max(per_byte, 1.0 / self.backbone)
+
+    def medium(self, device: int) -> int:
+        """The WiFi domain a transfer from ``device`` holds, or -1 (a wired link)."""
+        domain = self.domain[device]
+        return domain if self.wifi[domain] else -1
 
 
 AUTO_MARGIN = 1.5

@@ -13,6 +13,7 @@ micro-batch on a plan without it.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable
 
@@ -25,6 +26,9 @@ from dora_rl.runtime.emulation import Emulator
 from dora_rl.runtime.route import build_route
 
 _ATTEMPTS = itertools.count()
+STALL_CAP = 20
+"""Probes (each after twice the route's emulated time plus the RPC timeout) before an attempt
+whose devices all answer is run again."""
 
 
 class WorkerLost(Exception):
@@ -89,12 +93,19 @@ def run_plan(plan: Plan, x: Tensor, names: list[str], emulator: Emulator, server
                 fut.wait()
             except Exception as error:  # noqa: BLE001
                 raise WorkerLost(d, str(error)) from None
-        if not pending.done.wait(route.expected_s() * 2 + timeout_s):
+        # a faded link or a queue may make it late: keep waiting while every device of the
+        # route answers a probe (re-running it would only add load), up to a generous cap
+        expected_s = route.expected_s()
+        patience_s = (expected_s * 2 if math.isfinite(expected_s) else 0.0) + timeout_s
+        waited_s = 0.0
+        while not pending.done.wait(patience_s):
+            waited_s += patience_s
             dead = probe(route.devices)
             if dead is not None:
                 raise WorkerLost(dead, "no output in time, and it does not answer")
-            raise Stalled(f"attempt {route.request}: no output within "
-                          f"{route.expected_s() * 2 + timeout_s:.1f} s")
+            if waited_s >= STALL_CAP * patience_s:
+                raise Stalled(f"attempt {route.request}: no output within {waited_s:.1f} s "
+                              "though every device answers")
         if pending.lost is not None:
             raise WorkerLost(pending.lost, "unreachable from the previous stage")
         return pending.output()

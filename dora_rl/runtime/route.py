@@ -6,8 +6,7 @@ devices need straight to them, and the last stage's devices send theirs to the s
 data-parallel stage owns consecutive rows of the micro-batch, in proportion to its devices'
 speed (:func:`split_items`), so a transfer between two stages carries exactly the rows the
 sender and the receiver share. The route also carries what the worker needs to emulate the
-card's world: each part's compute time, each hop's airtime and bytes, and each device's
-shared medium.
+card's world: each part's compute time and each hop's bytes.
 """
 
 from __future__ import annotations
@@ -45,7 +44,8 @@ class Hop:
     Attributes:
         stage: The receiving stage; sender, receiver: device indices.
         row0, rows: The rows carried.
-        nbytes: Their activation bytes; seconds: emulated airtime over the current links.
+        nbytes: Their activation bytes; seconds: emulated airtime over the links as they are
+            when the route is built (the workers follow the links as they change).
     """
 
     stage: int
@@ -65,7 +65,6 @@ class Route:
         request: Attempt id (unique in the run); server: the server's RPC name.
         stages: Per stage ``(first layer, end layer, parts)``.
         hops: Every transfer between consecutive stages.
-        medium: Per device, its WiFi domain (transfers there hold the medium) or -1.
         lock_dir: Folder of the media's lock files (shared by workers on one host).
     """
 
@@ -73,7 +72,6 @@ class Route:
     server: str
     stages: tuple[tuple[int, int, tuple[Part, ...]], ...]
     hops: tuple[Hop, ...]
-    medium: tuple[int, ...]
     lock_dir: str
 
     @property
@@ -91,7 +89,8 @@ class Route:
                 if h.stage == stage + 1 and h.sender == sender]
 
     def expected_s(self) -> float:
-        """Emulated seconds of the route with nothing else running (for time-outs)."""
+        """Emulated seconds of the route with nothing else running, over the links as they
+        were when it was built (for time-outs; infinite if a link was down)."""
         compute = sum(max(p.compute_s for p in parts) for _, _, parts in self.stages)
         return compute + sum(h.seconds for h in self.hops)
 
@@ -153,7 +152,4 @@ def build_route(plan: Plan, items: int, request: int, names: list[str], emulator
                     nbytes = emulator.activation_bytes(first - 1, hi - lo)
                     hops.append(Hop(k, src.device, dst.device, lo, hi - lo, nbytes,
                                     emulator.transfer_s(src.device, dst.device, nbytes)))
-    lists = emulator.tables.lists
-    medium = tuple(lists.domain[d] if lists.wifi[lists.domain[d]] else -1
-                   for d in range(len(names)))
-    return Route(request, server, tuple(stages), tuple(hops), medium, lock_dir)
+    return Route(request, server, tuple(stages), tuple(hops), lock_dir)

@@ -15,6 +15,7 @@ the current plan in place.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -146,11 +147,18 @@ class Runtime:
         self.board: Any = None
 
     def _world(self, first: bool = False) -> None:
-        """Move the emulated links one control interval along the card's dynamics."""
+        """Move the emulated links one control interval along the card's dynamics, and tell
+        the workers (their transfers follow the links)."""
         world = self.dynamics.reset(self.rng) if first else self.dynamics.step(self.rng)
         self.emulator.link_scale = [float(v) for v in world.state.link_scale]
         self.emulator.cross_traffic = [float(v) for v in world.state.cross_traffic]
         self.link_log.append((time.monotonic(), float(np.mean(self.emulator.link_scale))))
+        links = self.emulator.links()
+        for name in self.cluster.alive_devices():
+            try:
+                rpc.rpc_async(name, agent.set_links, args=(links,))
+            except Exception:  # noqa: BLE001, S110 - a lost worker is found by the heartbeat
+                pass
 
     def _auto_scale(self) -> float:
         """Time the whole model for one item here against the fastest device's time."""
@@ -210,12 +218,20 @@ class Runtime:
                                  timeout=timeout)
         self.live.migrated_peer_bytes += nbytes
         seconds = self.emulator.transfer_s(source, device, nbytes)
-        self.usage.add_transfer(source, device, seconds, nbytes, activations=False)
-        lists = self.model.tables.lists
-        domain = lists.domain[source] if lists.wifi[lists.domain[source]] else -1
-        return rpc.rpc_async(self.names[source], agent.push_weights,
-                             args=(layers, self.names[device], self.lock_dir, domain, seconds),
-                             timeout=timeout + 2 * seconds)
+        fut = rpc.rpc_async(self.names[source], agent.push_weights,
+                            args=(layers, self.names[device], self.lock_dir, source, device,
+                                  nbytes),
+                            timeout=timeout + 2 * seconds if math.isfinite(seconds) else 0)
+
+        def account(done: Any) -> None:  # the radio time of the move, once it is known
+            try:
+                airtime, wall = done.value()
+            except Exception:  # noqa: BLE001 - a failed move is handled by the waiter
+                return
+            self.usage.add_transfer(source, device, airtime, nbytes, wall, activations=False)
+
+        fut.add_done_callback(account)
+        return fut
 
     def _switch(self, plan: Plan) -> None:
         """Place ``plan`` (retrying without devices lost meanwhile) and make it current.
