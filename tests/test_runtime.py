@@ -199,6 +199,7 @@ def test_a_silent_worker_is_removed_after_consecutive_missed_heartbeats(
                         lambda device, fn, timeout: _Ping(answers[device][beat["n"]]))
     fake = cl.Cluster.__new__(cl.Cluster)
     fake.workers = {d: cl.WorkerInfo(d, rank) for rank, d in enumerate(("a", "b"), start=1)}
+    fake.revived = []
     removed = []
     for beat["n"] in range(7):
         removed.append(fake.heartbeat(max_missed=3))
@@ -206,3 +207,49 @@ def test_a_silent_worker_is_removed_after_consecutive_missed_heartbeats(
     # until its last three
     assert removed == [[], [], ["b"], [], [], [], ["a"]]
     assert [w.alive for w in fake.workers.values()] == [False, False]
+
+
+def test_a_removed_worker_that_answers_again_comes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dora_rl.runtime import cluster as cl
+
+    answers = [False, False, True, False, True, True, True, True]
+    beat = {"n": 0}
+    monkeypatch.setattr(cl.rpc, "rpc_async",
+                        lambda device, fn, timeout: _Ping(answers[beat["n"]]))
+    fake = cl.Cluster.__new__(cl.Cluster)
+    fake.workers = {"a": cl.WorkerInfo("a", 1)}
+    fake.revived = []
+    events = []
+    for beat["n"] in range(len(answers)):
+        events.append((fake.heartbeat(max_missed=2), fake.take_revived()))
+    # out after two misses; back only after two answers in a row (one is not enough)
+    assert events == [([], []), (["a"], []), ([], []), ([], []), ([], []), ([], ["a"]),
+                      ([], []), ([], [])]
+    assert fake.workers["a"].alive
+
+
+def test_a_device_leaving_the_emulated_world_is_planned_around_until_it_returns(
+        tiny, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from dora_rl.runtime.runner import Runtime, ServeConfig, _Live
+
+    base = make_decider("static", tiny, 0)
+    rt = Runtime(ServeConfig(tiny), base)
+    switched: list[Plan] = []
+    monkeypatch.setattr(rt, "_switch", lambda plan: switched.append(plan))
+    try:
+        on_mid = Plan(stage_end=(4, 8), stage_devices=((1,), (2,)))
+        rt.live = _Live(plan=on_mid)
+        rt._churn([True, True, True])  # nothing changes
+        assert switched == [] and rt.presence == []
+        rt._churn([False, True, True])  # slow leaves: the plan does not use it
+        assert switched == [] and rt.usable() == (False, True, True)
+        rt._churn([False, False, True])  # mid leaves: re-planned without it
+        assert len(switched) == 1 and 1 not in switched[0].devices
+        assert [f["kind"] for f in rt.live.faults] == ["left"]
+        assert rt.usable() == (False, False, True)
+        rt._churn([True, True, True])  # both back: usable again, for the controller to use
+        assert rt.usable() == (True, True, True)
+        assert [(e["device"], e["event"]) for e in rt.presence] == \
+            [("slow", "left"), ("mid", "left"), ("slow", "returned"), ("mid", "returned")]
+    finally:
+        rt.cluster.close()

@@ -60,6 +60,8 @@ class WorkerInfo:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     missed: int = 0
     """Consecutive heartbeats the worker has not answered."""
+    answered: int = 0
+    """Consecutive heartbeats a removed worker has answered (it may come back)."""
 
 
 class Cluster:
@@ -84,6 +86,7 @@ class Cluster:
                                    timeout=timedelta(seconds=JOIN_TIMEOUT_S))
         self.store.set("rpc_port", str(self.rpc_port))
         self.workers = {d: WorkerInfo(d, rank + 1) for rank, d in enumerate(self.devices)}
+        self.revived: list[str] = []
         self.started = False
 
     # ------------------------------------------------------------------ start
@@ -130,19 +133,22 @@ class Cluster:
         return was
 
     def heartbeat(self, timeout_s: float = 1.0, max_missed: int = MAX_MISSED) -> list[str]:
-        """Ping every live worker; returns the devices newly found dead.
+        """Ping every worker whose process may still run; returns the devices newly found
+        dead. Devices that came back are in :attr:`revived` until :meth:`take_revived`.
 
-        A local worker whose process has exited is dead at once. Otherwise a worker is dead
-        once it has missed ``max_missed`` heartbeats in a row (a busy or briefly disconnected
-        worker is not dropped for one late answer); an answer resets its count.
+        A local worker whose process has exited is dead at once, for good. Otherwise a worker
+        is dead once it has missed ``max_missed`` heartbeats in a row (a busy or briefly
+        disconnected worker is not dropped for one late answer); an answer resets its count.
+        A removed worker that answers ``max_missed`` heartbeats in a row (it was out of reach
+        and is back) is alive again.
         """
         futures = {}
         lost = []
         for d, info in self.workers.items():
-            if not info.alive:
-                continue
             if info.process is not None and info.process.poll() is not None:
-                lost.append(d)
+                if info.alive:
+                    lost.append(d)
+                info.answered = 0
                 continue
             futures[d] = rpc.rpc_async(d, agent.ping, timeout=timeout_s)
         for d, fut in futures.items():
@@ -151,11 +157,21 @@ class Cluster:
                 fut.wait()
             except Exception:  # noqa: BLE001 - any RPC failure means a missed heartbeat
                 info.missed += 1
-                if info.missed >= max_missed:
+                info.answered = 0
+                if info.alive and info.missed >= max_missed:
                     lost.append(d)
             else:
                 info.missed = 0
+                info.answered += 1
+                if not info.alive and info.answered >= max_missed:
+                    info.alive = True
+                    self.revived.append(d)
         return [d for d in lost if self.mark_dead(d)]
+
+    def take_revived(self) -> list[str]:
+        """Devices found alive again since the last call."""
+        out, self.revived = self.revived, []
+        return out
 
     def probe(self, devices: Sequence[str], timeout_s: float = 1.0) -> str | None:
         """The first of ``devices`` that is removed, whose local process exited, or that

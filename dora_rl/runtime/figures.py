@@ -51,6 +51,13 @@ def timeline_png(result: dict[str, Any], path: Path) -> None:
         for a in axes:
             a.axvline(t, color="tab:red", lw=1.5, label="worker killed" if i == 0 and a is ax
                       else None)
+    for i, (t, what) in enumerate(zip(tl.get("presence_s", []), tl.get("presence_event", []),
+                                      strict=True)):
+        for a in axes:
+            a.axvline(t, color="tab:cyan", ls=":", lw=1.2,
+                      label="device left / back" if i == 0 and a is ax else None)
+        ax.annotate(what, (t, 1.0), xycoords=("data", "axes fraction"), fontsize=6,
+                    rotation=90, va="top", ha="right", color="tab:cyan")
     ax.set_ylabel("latency (ms, card's world)")
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title(f"{result['scenario']}/{result['job']}: {result['completed']}/{result['sent']}"

@@ -96,7 +96,7 @@ def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
         first = min((r.done_t for r in records
                      if after is not None and r.plan_id >= after and r.done_t > f["t_kill"]),
                     default=math.nan)
-        faults.append({"device": f["device"],
+        faults.append({"device": f["device"], "kind": f.get("kind", "killed"),
                        "detect_s": f.get("t_detect", math.nan) - f["t_kill"],
                        "recovery_s": first - f["t_kill"]})
     span = (records[-1].done_t - records[0].sent_t) if len(records) > 1 else math.nan
@@ -117,6 +117,8 @@ def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
                   for p in live.plans],
         "predicted_latency_ms": predicted, "measured_latency_ms": measured,
         "faults": faults, "recovery_s": [f["recovery_s"] for f in faults],
+        "presence": [{"device": e["device"], "event": e["event"],
+                      "t_s": e["t"] - rt.start_t} for e in rt.presence],
         "throughput_per_s": (len(records) - 1) / span * rt.time_scale
         if span == span and span > 0 else None,
         "transfer_mb": rt.usage.bytes_moved / 1e6, "migrated_mb": live.migrated_bytes / 1e6,
@@ -137,6 +139,8 @@ def timeline(rt: Runtime, records: list[Record]) -> dict[str, Any]:
             "plan_id": [r.plan_id for r in records],
             "switch_s": [t - t0 for t, _ in rt.live.switches[1:]],
             "fault_s": [f["t_kill"] - t0 for f in rt.live.faults],
+            "presence_s": [e["t"] - t0 for e in rt.presence],
+            "presence_event": [f"{e['device']} {e['event']}" for e in rt.presence],
             "link_s": [t - t0 for t, _ in rt.link_log],
             "interval_s": [rt.start_t + tel.t_s - t0 for tel in rt.telemetry.intervals],
             "link_scale_mean": [v for _, v in rt.link_log]}

@@ -141,6 +141,11 @@ class Runtime:
                                         split="test", job_churn=False)
         self.rng = np.random.default_rng(cfg.seed)
         self.link_log: list[tuple[float, float]] = []
+        self.present = [True] * len(self.names)
+        self.next_present = list(self.present)
+        """Per device: present in the emulated world (the card's churn: a phone leaves)."""
+        self.presence: list[dict[str, Any]] = []
+        """Devices leaving and coming back (emulated churn, or a worker answering again)."""
         self.start_t = time.monotonic()
         self.telemetry = TelemetryLog(self.model.tables, self.time_scale, self.slo_ms,
                                       self.start_t)
@@ -153,6 +158,7 @@ class Runtime:
         self.emulator.link_scale = [float(v) for v in world.state.link_scale]
         self.emulator.cross_traffic = [float(v) for v in world.state.cross_traffic]
         self.link_log.append((time.monotonic(), float(np.mean(self.emulator.link_scale))))
+        self.next_present = [bool(v) for v in world.state.available]
         links = self.emulator.links()
         for name in self.cluster.alive_devices():
             try:
@@ -172,8 +178,10 @@ class Runtime:
 
     # ------------------------------------------------------------------ plans
     def usable(self) -> tuple[bool, ...]:
+        """Per device: its worker is alive and, in the emulated world, it is present."""
         alive = set(self.cluster.alive_devices())
-        return tuple(n in alive for n in self.names)
+        return tuple(n in alive and here for n, here in zip(self.names, self.present,
+                                                             strict=True))
 
     def _place(self, plan: Plan) -> None:
         """Give each device the weights of the layers it gains, and wait until they arrive:
@@ -284,10 +292,49 @@ class Runtime:
         fault["t_detect"] = now
         return True
 
-    def on_lost(self, device: int) -> None:
-        """Remove a failed device and re-plan onto the others (once per device)."""
+    def _churn(self, available: list[bool]) -> None:
+        """Apply the emulated world's device presence: a device that leaves is removed like a
+        lost worker (its requests re-executed, the job re-planned without it), one that comes
+        back is usable again (its worker kept its layers)."""
+        for d, (was, now) in enumerate(zip(list(self.present), available, strict=True)):
+            if was and not now:
+                self.on_left(d)
+            elif now and not was:
+                self._back(d, "returned")
+
+    def on_left(self, device: int) -> None:
+        """A device left the emulated world: stop using it and re-plan if the plan did."""
         with self.lock:
-            if not self._mark_lost(device):
+            name, now = self.names[device], time.monotonic()
+            self.present[device] = False
+            self.presence.append({"device": name, "event": "left", "t": now})
+            inbox.fail_device(device)
+            self.usage.forget(device)
+            if device not in self.live.plan.devices:
+                return
+            fault = {"device": name, "kind": "left", "t_kill": now, "t_detect": now}
+            self.live.faults.append(fault)
+            plan = self._decide(force=True)
+            if plan is None or not all(self.usable()[d] for d in plan.devices):
+                plan = self._fallback()
+            self._switch(plan)
+            fault["plan_after"] = self.live.plan_id
+
+    def _back(self, device: int, how: str) -> None:
+        """A device is usable again (the controller may plan onto it from now on): it
+        ``returned`` to the emulated world, or its worker ``answered again``."""
+        with self.lock:
+            if how == "returned":
+                self.present[device] = True
+            self.presence.append({"device": self.names[device], "event": how,
+                                  "t": time.monotonic()})
+
+    def on_lost(self, device: int) -> None:
+        """Remove a failed device and re-plan onto the others (once per device). A device
+        that left the emulated world is already planned around (:meth:`on_left`): the
+        requests it held fail over without marking its worker dead."""
+        with self.lock:
+            if not self.present[device] or not self._mark_lost(device):
                 return
             inbox.fail_device(device)
             self.usage.forget(device)
@@ -339,6 +386,9 @@ class Runtime:
             for name in self.cluster.heartbeat(max_missed=self.cfg.max_missed):
                 self.cluster.workers[name].alive = True  # let on_lost record it
                 self.on_lost(self.names.index(name))
+            for name in self.cluster.take_revived():
+                self._back(self.names.index(name), "answered again")
+            self._churn(self.next_present)
             with self.lock:
                 plan = self._decide()
                 current = self.live.plan
@@ -391,10 +441,14 @@ class Runtime:
             self.cluster.spawn_local()
             self.cluster.admit()
             self._world(first=True)
+            self.present = list(self.next_present)
             calibrate(self.names, self.emulator,
                       sample_input(cfg.scenario, cfg.job, self.batch, cfg.seed))
-            self.live = _Live(plan=self.decider.initial(self.usable()))
-            self._switch(self.live.plan)
+            plan = self.decider.initial(self.usable())
+            if not all(self.usable()[d] for d in plan.devices):
+                plan = self._fallback()  # a device of the first plan is away at the start
+            self.live = _Live(plan=plan)
+            self._switch(plan)
             self.live.plans, self.live.switches = self.live.plans[-1:], self.live.switches[-1:]
             self.live.plan_id = 0
             if cfg.tensorboard is not None:
