@@ -138,7 +138,7 @@ def timeline(rt: Runtime, records: list[Record]) -> dict[str, Any]:
             "latency_ms": [r.latency_ms for r in records],
             "plan_id": [r.plan_id for r in records],
             "switch_s": [t - t0 for t, _ in rt.live.switches[1:]],
-            "fault_s": [f["t_kill"] - t0 for f in rt.live.faults],
+            "fault_s": [f["t_kill"] - t0 for f in rt.live.faults if f.get("kind") != "left"],
             "presence_s": [e["t"] - t0 for e in rt.presence],
             "presence_event": [f"{e['device']} {e['event']}" for e in rt.presence],
             "link_s": [t - t0 for t, _ in rt.link_log],
