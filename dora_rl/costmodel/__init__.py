@@ -51,12 +51,13 @@ class CostModel:
         batch = plans if isinstance(plans, PlanBatch) else self.batch(plans)
         return evaluate_batch(self.tables, batch, state or self.nominal)
 
-    def evaluate(self, plan: Plan, state: State | None = None,
-                 check: bool = True) -> dict[str, Any]:
-        """Evaluate one plan (fast scalar path); same keys as :meth:`Metrics.row`."""
+    def evaluate(self, plan: Plan, state: State | None = None, check: bool = True,
+                 memo: bool = True) -> dict[str, Any]:
+        """Evaluate one plan (fast scalar path); same keys as :meth:`Metrics.row`. Results
+        are memoised unless ``memo`` is False (see :func:`evaluate_one`)."""
         if check:
             check_plan(plan, self.tables)
-        return evaluate_one(self.tables, plan, state or self.nominal)
+        return evaluate_one(self.tables, plan, state or self.nominal, memo)
 
 
 __all__ = ["CostModel", "JobTables", "Metrics", "Plan", "PlanBatch", "PlanError", "State",

@@ -21,7 +21,7 @@ NAN = math.nan
 MEMO_ENTRIES = 4096  # per job and kind; a full memo is emptied, not grown
 
 
-def evaluate_one(t: JobTables, plan: Plan, state: State) -> dict[str, Any]:
+def evaluate_one(t: JobTables, plan: Plan, state: State, memo: bool = True) -> dict[str, Any]:
     """Evaluate one (already checked) plan; the result has the keys of ``Metrics.row``.
 
     A plan's figures depend only on the state of the devices it uses (their load, usability
@@ -29,7 +29,8 @@ def evaluate_one(t: JobTables, plan: Plan, state: State) -> dict[str, Any]:
     are memoised on exactly those inputs, and the compute side (stage and busy times) on the
     load alone, so an environment whose links fade every interval while loads hold still
     re-derives only the network side. Memoised results are shared: callers must not mutate
-    them.
+    them. ``memo=False`` neither looks up nor stores the result (for callers with a memo of
+    their own, whose misses would only fill this one); the compute side is still memoised.
 
     Example:
         >>> from dora_rl.scenarios import load
@@ -43,14 +44,15 @@ def evaluate_one(t: JobTables, plan: Plan, state: State) -> dict[str, Any]:
     load, usable, scale, free = state.lists
     devices = plan.devices
     loads = tuple([load[d] for d in devices])
-    networked = len(devices) > 1
-    key = (plan, loads, tuple([usable[d] for d in devices]),
-           tuple([scale[d] for d in devices]) if networked else None,
-           tuple(free) if networked else None)
     results, evals = t.memo
-    hit = results.get(key)
-    if hit is not None:
-        return hit
+    if memo:
+        networked = len(devices) > 1
+        key = (plan, loads, tuple([usable[d] for d in devices]),
+               tuple([scale[d] for d in devices]) if networked else None,
+               tuple(free) if networked else None)
+        hit = results.get(key)
+        if hit is not None:
+            return hit
     ev = evals.get((plan, loads))
     if ev is None:
         if len(evals) >= MEMO_ENTRIES:
@@ -63,9 +65,10 @@ def evaluate_one(t: JobTables, plan: Plan, state: State) -> dict[str, Any]:
         out = _llm(ev)
     else:
         out = _inference(ev)
-    if len(results) >= MEMO_ENTRIES:
-        results.clear()
-    results[key] = out
+    if memo:
+        if len(results) >= MEMO_ENTRIES:
+            results.clear()
+        results[key] = out
     return out
 
 
@@ -103,8 +106,7 @@ def _finish(
         if not s >= 0:  # missed, or NaN
             qoe_met = False
             break
-    memory_ok = ev.once(
-        "memory_ok", lambda: all(not used[d] or memory[d] <= ev.L.mem[d] for d in range(n)))
+    memory_ok = ev.once("memory_ok", _memory_ok, ev, memory)
     usable = ev.usable
     devices = ev.plan.devices
     usable_ok = all([usable[d] for d in devices])
@@ -169,33 +171,17 @@ def _inference(ev: _Eval) -> dict[str, Any]:
         tx=tx,
         rx=rx,
         per_dev=ev.energy(interval, busy, tx, rx),
-        memory=ev.once("memory", lambda: ev.memory(items)),
+        memory=ev.once("memory", ev.memory, items),
         slack=slack,
     )
 
 
 def _llm(ev: _Eval) -> dict[str, Any]:
-    work, lt = ev.t.job.llm, ev.L
+    work = ev.t.job.llm
     assert work is not None
     prefill = float(work.batch * work.prompt_tokens)
-    context = work.prompt_tokens + 0.5 * work.output_tokens
     steps = work.output_tokens - 1
-
-    def compute() -> tuple[Any, ...]:  # load-dependent only: memoised on the _Eval
-        kv_read = [
-            ev.span(lt.kv, d) * context * work.batch * ev.frac[d] / lt.mem_bw[d]
-            for d in range(ev.n_dev)
-        ]
-        t_pre, busy_pre = ev.stage_times(prefill)
-        t_dec, busy_dec = ev.stage_times(float(work.batch), extra=kv_read)
-        busy = [p + steps * q for p, q in zip(busy_pre, busy_dec, strict=True)]
-        kv = [
-            ev.span(lt.kv, d) * (work.prompt_tokens + work.output_tokens) * work.batch
-            * ev.frac[d] for d in range(ev.n_dev)
-        ]
-        return t_pre, sum(t_pre[: ev.k]), sum(t_dec[: ev.k]), busy, ev.memory(prefill, kv)
-
-    t_pre, pre_s, dec_s, busy, memory = ev.once("llm", compute)
+    t_pre, pre_s, dec_s, busy, memory = ev.once("llm", _llm_compute, ev)
     net = ev.network([0.0] * ev.k)
     per_item = sum(net["boundary"])
     ttft = pre_s + prefill * per_item
@@ -228,6 +214,34 @@ def _llm(ev: _Eval) -> dict[str, Any]:
         ttft=ttft,
         tpot=tpot,
     )
+
+
+def _llm_compute(ev: _Eval) -> tuple[Any, ...]:
+    """The load-dependent part of :func:`_llm` (memoised on the _Eval): prefill stage times,
+    prefill and per-token decode seconds, busy seconds and memory per device."""
+    work, lt = ev.t.job.llm, ev.L
+    assert work is not None
+    prefill = float(work.batch * work.prompt_tokens)
+    context = work.prompt_tokens + 0.5 * work.output_tokens
+    steps = work.output_tokens - 1
+    kv_read = [
+        ev.span(lt.kv, d) * context * work.batch * ev.frac[d] / lt.mem_bw[d]
+        for d in range(ev.n_dev)
+    ]
+    t_pre, busy_pre = ev.stage_times(prefill)
+    t_dec, busy_dec = ev.stage_times(float(work.batch), extra=kv_read)
+    busy = [p + steps * q for p, q in zip(busy_pre, busy_dec, strict=True)]
+    kv = [
+        ev.span(lt.kv, d) * (work.prompt_tokens + work.output_tokens) * work.batch
+        * ev.frac[d] for d in range(ev.n_dev)
+    ]
+    return t_pre, sum(t_pre[: ev.k]), sum(t_dec[: ev.k]), busy, ev.memory(prefill, kv)
+
+
+def _memory_ok(ev: _Eval, memory: list[float]) -> bool:
+    """Every device the plan uses has room for its part."""
+    used, mem = ev.used, ev.L.mem
+    return all(not used[d] or memory[d] <= mem[d] for d in range(ev.n_dev))
 
 
 def _training(ev: _Eval) -> dict[str, Any]:
@@ -272,7 +286,7 @@ def _training(ev: _Eval) -> dict[str, Any]:
         tx=tx,
         rx=rx,
         per_dev=ev.energy(iteration, busy, tx, rx),
-        memory=ev.once("memory", lambda: _training_memory(ev, items, full)),
+        memory=ev.once("memory", _training_memory, ev, items, full),
         slack=slack,
         iteration=iteration,
     )

@@ -217,7 +217,10 @@ class RuntimeDynamics:
         if self._world is None:
             raise DoraError("RuntimeDynamics: call reset() before step()")
         if energy_per_device_j is not None and self._batteries:
-            self._drain(np.asarray(energy_per_device_j, dtype=np.float64))
+            energy = energy_per_device_j
+            if not (isinstance(energy, list) and len(energy) == self.n_devices):
+                energy = np.asarray(energy, dtype=np.float64)  # (a list needs no conversion)
+            self._drain(energy)
         self._t += 1
         row = self._t - self._chunk_start
         if row >= CHUNK_STEPS:
@@ -226,11 +229,14 @@ class RuntimeDynamics:
         return self._emit(row)
 
     # ------------------------------------------------------------------ internals
-    def _drain(self, energy: NDArray[np.float64]) -> None:
+    def _drain(self, energy: NDArray[np.float64] | list[float]) -> None:
         """Drain each battery (Python floats: a handful of devices, cheaper than NumPy)."""
-        if energy.shape != (self.n_devices,):
-            raise DoraError(f"energy_per_device_j: shape {energy.shape}, not ({self.n_devices},)")
-        joules, charge = energy.tolist(), self._charge
+        if isinstance(energy, np.ndarray):
+            if energy.shape != (self.n_devices,):
+                raise DoraError(f"energy_per_device_j: shape {energy.shape}, "
+                                f"not ({self.n_devices},)")
+            energy = energy.tolist()
+        joules, charge = energy, self._charge
         reported = list(charge)
         for d, floor in self._batteries:
             used = joules[d]
@@ -255,8 +261,11 @@ class RuntimeDynamics:
         battery = self._battery_list
         usable = [a and (b != b or b > 0) for a, b in zip(avail[row], battery, strict=True)]
         state.__dict__["lists"] = (load[row], usable, link[row], free[row])
-        self._world = WorldState(state, self._jobs[row], self._qoe[row], self._t)
-        return self._world
+        world = object.__new__(WorldState)  # as _fast_state: no frozen-dataclass __init__
+        world.__dict__.update(state=state, job_active=self._jobs[row], qoe_scale=self._qoe[row],
+                              step=self._t)
+        self._world = world
+        return world
 
     def _fill(self, rng: np.random.Generator, start: int) -> None:
         """Generate the next CHUNK_STEPS rows of every process, from step ``start``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,8 +44,9 @@ class JobOutcome(NamedTuple):
     extra_w: float | None
     """Power above the idle baseline, net of time waiting behind other jobs (None: the cost
     model's power is not finite, and the job adds nothing)."""
-    util: list[float]
-    """Compute demand per device (:func:`~dora_rl.env.transition.demand`)."""
+    util: tuple[float, ...]
+    """Compute demand per device (:func:`~dora_rl.env.transition.demand`); a tuple, so the
+    garbage collector stops tracking memoised outcomes."""
 
 
 def encode_action(picks: list[int], levels: list[int]) -> NDArray[np.int64]:
@@ -67,7 +69,10 @@ def decode_action(action: NDArray[np.int64] | list[int]) -> tuple[list[int], lis
         >>> decode_action([2, 13])
         ([0, 3], [2, 1])
     """
-    values = [int(a) for a in np.asarray(action).ravel().tolist()]
+    arr = np.asarray(action)
+    values = arr.ravel().tolist()
+    if arr.dtype.kind not in "iu":  # integer arrays already give Python ints
+        values = [int(a) for a in values]
     return [v // BANDWIDTH_LEVELS for v in values], [v % BANDWIDTH_LEVELS for v in values]
 
 
@@ -168,7 +173,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._demand: dict[tuple[int, Plan], list[float]] = {}
         self.wait_targets = [wait_targets_s(m) for m in self.models]
         self.capacity_list: list[float] = self.capacity_wh.tolist()
-        self._zero = [0.0] * n_dev
+        self._zero = (0.0,) * n_dev
         self._planned_memo: dict[tuple[Any, ...], tuple[list[list[float]], list[float]]] = {}
         self._outcomes: list[dict[tuple[Any, ...], JobOutcome]] = [{} for _ in self.models]
         self.initial_plans: list[Plan | None] | None = None
@@ -201,7 +206,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.pending: list[dict[int, float]] = [{} for _ in range(self.n_jobs)]
         """Per job, weight bytes each device still has to receive after a switch."""
         self.down_s = [0.0] * self.n_jobs
-        self.utilisation = [[0.0] * self.n_devices for _ in range(self.n_jobs)]
+        self.utilisation: Sequence[Sequence[float]] = [[0.0] * self.n_devices
+                                                       for _ in range(self.n_jobs)]
+        """Per job, the compute demand per device it served in the last interval."""
         return self._obs(), {"plan_ids": list(self.choice)}
 
     def step(self, action: NDArray[np.int64]) -> tuple[NDArray[np.float32], float, bool, bool,
@@ -354,10 +361,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         """:meth:`job_view` from the step's shares and summed demand (computed once)."""
         share = shares[j] if active[j] else 1.0 / max(sum(active), 1)
         load, usable, link, free = state.lists
-        view = State.unchecked(link_scale=state.link_scale, available=state.available,
-                               load=state.load, battery_wh=state.battery_wh,
-                               cross_traffic=state.cross_traffic,
-                               medium_share=state.medium_share)
+        view = object.__new__(State)  # the state's arrays and cached views, unchecked (hot)
+        view.__dict__.update(state.__dict__)
         share = 1e-3 if share < 1e-3 else share  # max(share, 1e-3), min below, without calls
         view.__dict__["lists"] = (
             [0.95 if (x := ld + tot - me) > 0.95 else x
@@ -440,21 +445,27 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         load, usable, link, free = state.lists
         down = self.down_s[j]
         devices = plan.devices
-        key: tuple[Any, ...] = (
-            plan, down, qoe_scale, tuple([load[d] for d in devices]),
-            tuple([0.95 if (x := load[d] + total[d] - mine[d]) > 0.95 else x  # as in _view
-                   for d in devices]),
-            tuple([usable[d] for d in devices]))
-        if len(devices) > 1:
+        # flat keys (the plan fixes their layout): one tuple to allocate, hash and keep
+        key: tuple[Any, ...]
+        if len(devices) == 1:  # the common case
+            d = devices[0]
+            x = load[d] + total[d] - mine[d]
+            key = (plan, down, qoe_scale, load[d], 0.95 if x > 0.95 else x, usable[d])
+        else:
             share = shares[j]  # the job is active: its share is its level's
             share = 1e-3 if share < 1e-3 else share
-            key += (tuple([link[d] for d in devices]), tuple([f * share for f in free]))
+            key = (plan, down, qoe_scale, *[load[d] for d in devices],
+                   *[0.95 if (x := load[d] + total[d] - mine[d]) > 0.95 else x  # as in _view
+                     for d in devices],
+                   *[usable[d] for d in devices], *[link[d] for d in devices],
+                   *[f * share for f in free])
         memo = self._outcomes[j]
         hit = memo.get(key)
         if hit is not None:
             return hit
         view = self._view(j, state, shares, active, total, mine)
-        m = self.models[j].evaluate(plan, view, check=False)
+        # not memoised in the cost model too: this memo sits in front of it
+        m = self.models[j].evaluate(plan, view, check=False, memo=False)
         slacks = self.job_slacks(j, m, down, qoe_scale)
         shortfall = sum([min(-s, 5.0) for s in slacks if s < 0])
         extra_w = None
@@ -467,7 +478,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             latency_ms=(m["latency_s"] + stall_wait_s(down, self.interval_s)) * 1e3,
             shortfall=shortfall,
             violated=int(shortfall > 0 or not (m["memory_ok"] and m["usable_ok"])),
-            slack=min(slacks) if slacks else 1.0, extra_w=extra_w, util=demand(m, view))
+            slack=min(slacks) if slacks else 1.0, extra_w=extra_w, util=tuple(demand(m, view)))
         if len(memo) >= MEMO_ENTRIES:
             memo.clear()
         memo[key] = out
