@@ -76,6 +76,10 @@ def _pad(values: list[float], n: int) -> list[float]:
     return values + [0.0] * (n - len(values))
 
 
+def _pad_stages(ev: _Eval, stage: list[float]) -> list[float]:
+    return _pad(stage[: ev.k], ev.n_dev)
+
+
 def _finish(
     ev: _Eval,
     *,
@@ -96,6 +100,8 @@ def _finish(
     tpot: float = NAN,
     iteration: float = NAN,
 ) -> dict[str, Any]:
+    """The figures every workload reports, as ``Metrics.row``. ``stage`` depends on the load
+    only (as ``busy`` and ``memory``), so it is padded once per _Eval."""
     t, n = ev.t, ev.n_dev
     energy = sum(per_dev)
     if t.job.qoe.energy_j is not None:
@@ -109,7 +115,11 @@ def _finish(
     memory_ok = ev.once("memory_ok", _memory_ok, ev, memory)
     usable = ev.usable
     devices = ev.plan.devices
-    usable_ok = all([usable[d] for d in devices])
+    usable_ok = True
+    for d in devices:
+        if not usable[d]:
+            usable_ok = False
+            break
     finite = math.isfinite(interval)
     idle = [interval] * n  # unused devices idle all along
     if finite:
@@ -123,7 +133,7 @@ def _finish(
         "ttft_s": ttft,
         "tpot_s": tpot,
         "iteration_s": iteration,
-        "stage_s": _pad(stage[: ev.k], n),
+        "stage_s": ev.once("stage_s", _pad_stages, ev, stage),
         "transfer_s": _pad(transfer, n),
         "allreduce_s": _pad(allreduce, n),
         "busy_s": busy,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,12 +48,12 @@ class Plan:
     dvfs_levels: tuple[int, ...] | None = None
 
     def __hash__(self) -> int:  # cached: plans key the evaluator's and the env's memos
-        cached = self.__dict__.get("_hash")
+        cached: int | None = self.__dict__.get("_hash")  # (no typing.cast: a call per hash)
         if cached is None:
             cached = hash((self.stage_end, self.stage_devices, self.micro_batches,
                            self.boundary_shares, self.allreduce_shares, self.dvfs_levels))
             self.__dict__["_hash"] = cached
-        return cast(int, cached)
+        return cached
 
     @property
     def n_stages(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar
 
 from dora_rl.costmodel.formulas import (
     MIN_ITEM_S,
@@ -28,12 +28,17 @@ T = TypeVar("T")
 
 class _Flows(NamedTuple):
     """A plan's network flows: per boundary (bytes per item, (device, WiFi domain or -1,
-    sends) terms, backbone seconds per item), per stage all-reduce (bytes per device,
-    (device, WiFi domain or -1) terms, backbone seconds), per device radio terms."""
+    fraction) terms of the devices that send, backbone seconds per item), per stage
+    all-reduce (bytes per device, (device, WiFi domain or -1) terms, backbone seconds), and
+    the radio terms: (device, fraction, bytes per item) of boundary senders and receivers,
+    (device, bytes) of all-reduce senders. A device with no share of its stage's items sends
+    nothing (its terms would add exact zeros, so they are left out)."""
 
-    boundaries: list[tuple[float, tuple[tuple[int, int, bool], ...], float]]
+    boundaries: list[tuple[float, tuple[tuple[int, int, float], ...], float]]
     allreduces: list[tuple[float, tuple[tuple[int, int], ...], float]]
-    radios: list[tuple[int, int, float, float, float]]
+    tx_terms: tuple[tuple[int, float, float], ...]
+    rx_terms: tuple[tuple[int, float, float], ...]
+    ar_terms: tuple[tuple[int, float], ...]
     n_domains: int
     synced: bool
     """Some stage all-reduces (bytes > 0); else every all-reduce figure is 0."""
@@ -82,17 +87,21 @@ class _Eval:
         """``compute(*args)``, memoised under ``name`` for this plan and load (callers pass
         only load-dependent computations and must not mutate the result). Arguments rather
         than a closure: creating a function object per call is measurable in hot loops."""
-        if name not in self._once:
-            self._once[name] = compute(*args)
-        return cast(T, self._once[name])
+        done: dict[Any, T] = self._once  # (typed so, not cast: typing.cast is a call)
+        if name not in done:
+            done[name] = compute(*args)
+        return done[name]
 
     def bind(self, state: State) -> _Eval:
         """Set the network side of ``state`` (usability, link rates, free airtime); the
         compute side (load) was fixed at construction. Returns ``self``."""
         _, self.usable, scale, self.free = state.lists
-        lt = self.L
-        self.inv = [1.0 / (lt.link[d] * scale[d]) if scale[d] > 0 else INF
-                    for d in range(self.n_dev)]
+        link = self.L.link
+        inv = [INF] * self.n_dev  # only the plan's devices are ever read
+        for d in self.plan.devices:
+            s = scale[d]
+            inv[d] = 1.0 / (link[d] * s) if s > 0 else INF
+        self.inv = inv
         return self
 
     def stage_times(self, items: float, backward: bool = False,
@@ -138,7 +147,8 @@ class _Eval:
             for side, dom_frac in ((groups[k], f_dom), (groups[k + 1], g_dom)):
                 for d in side:
                     dom_frac[domain[d]] += frac[d]
-                    terms.append((d, domain[d] if wifi[domain[d]] else -1, frac[d] > 0))
+                    if frac[d] > 0:
+                        terms.append((d, domain[d] if wifi[domain[d]] else -1, frac[d]))
             cross = min(max(1.0 - sum(f * g for f, g in zip(f_dom, g_dom, strict=True)), 0.0),
                         1.0)
             backbone_s = cross * acts[k] / self.t.backbone_bytes_per_s
@@ -151,9 +161,13 @@ class _Eval:
             backbone = n_doms * per_dev[k] / self.t.backbone_bytes_per_s if n_doms > 1 else 0.0
             allreduces.append((per_dev[k], tuple((d, domain[d] if wifi[domain[d]] else -1)
                                                  for d in group), backbone))
-        radios = [(d, k, acts[k], acts[k - 1] if k > 0 else 0.0, per_dev[k])
-                  for k in range(self.k) for d in groups[k]]
-        return _Flows(boundaries, allreduces, radios, n_dom, any(p > 0 for p in per_dev))
+        senders = [(d, k) for k in range(self.k) for d in groups[k] if frac[d] > 0]
+        return _Flows(boundaries, allreduces,
+                      tx_terms=tuple((d, frac[d], acts[k]) for d, k in senders if k < self.k - 1),
+                      rx_terms=tuple((d, frac[d], acts[k - 1]) for d, k in senders if k > 0),
+                      ar_terms=tuple((d, per_dev[k]) for k in range(self.k) for d in groups[k]
+                                     if per_dev[k] > 0),
+                      n_domains=n_dom, synced=any(p > 0 for p in per_dev))
 
     def _wall(self, air: list[float], share: float | None, base: float,
               n_flows: list[int]) -> float:
@@ -197,10 +211,20 @@ class _Eval:
                          if flows.allreduces[k][0] > 0 else 0.0
                          for k, (air, solo) in enumerate(ars)]
         else:  # no all-reduce takes airtime: only the boundaries' flows count
-            n_flows = [sum(1 for b in bnd if b[0][w] > 0) for w in range(n_dom)]
+            n_flows = [0] * n_dom
+            for air, _, _ in bnd:
+                for w in range(n_dom):
+                    if air[w] > 0:
+                        n_flows[w] += 1
             allreduce = [0.0] * len(flows.allreduces)
-        totals = [sum([b[0][w] for b in bnd]) for w in range(n_dom)]
-        cap = max([tot / free[w] for w, tot in enumerate(totals) if tot > 0], default=0.0)
+        cap = 0.0  # the busiest medium's seconds per item, as max(..., default=0.0)
+        first = True
+        for w in range(n_dom):
+            tot = sum([b[0][w] for b in bnd])
+            if tot > 0:
+                x = tot / free[w]
+                if first or x > cap:
+                    cap, first = x, False
         tx, rx, ar_tx = self._radio_times(flows)
         return {"boundary": self._boundary_walls(bnd, n_flows), "cap": cap, "tx": tx, "rx": rx,
                 "allreduce": allreduce, "ar_tx": ar_tx}
@@ -209,12 +233,12 @@ class _Eval:
     # ``x if x > y else y`` for max(y, x) (builtin calls cost ~0.3 us on Python 3.11)
     def _boundary_air(self, flows: _Flows) -> list[tuple[list[float], float, float]]:
         """Per boundary: airtime per item on each domain, wired and backbone seconds."""
-        inv, frac, n_dom = self.inv, self.frac, flows.n_domains
+        inv, n_dom = self.inv, flows.n_domains
         bnd = []
         for nbytes, terms, bb in flows.boundaries:
             air, wired = [0.0] * n_dom, 0.0
-            for d, w, sends in terms:
-                per = frac[d] * inv[d] * nbytes if sends else 0.0
+            for d, w, f in terms:
+                per = f * inv[d] * nbytes
                 if w >= 0:
                     air[w] += per
                 elif per > wired:
@@ -239,17 +263,14 @@ class _Eval:
 
     def _radio_times(self, flows: _Flows) -> tuple[list[float], list[float], list[float]]:
         """Per device transmit and receive seconds per item, and all-reduce transmit seconds."""
-        inv, frac, n = self.inv, self.frac, self.n_dev
+        inv, n = self.inv, self.n_dev
         tx, rx, ar_tx = [0.0] * n, [0.0] * n, [0.0] * n
-        last = self.k - 1
-        for d, k, nbytes, prev, per_dev in flows.radios:
-            f = frac[d]
-            if k < last:
-                tx[d] += f * inv[d] * nbytes if f > 0 else 0.0
-            if k > 0:
-                rx[d] += f * inv[d] * prev if f > 0 else 0.0
-            if per_dev > 0:  # each device is in one stage: set once
-                ar_tx[d] = inv[d] * per_dev
+        for d, f, nbytes in flows.tx_terms:
+            tx[d] += f * inv[d] * nbytes
+        for d, f, nbytes in flows.rx_terms:
+            rx[d] += f * inv[d] * nbytes
+        for d, per_dev in flows.ar_terms:  # each device is in one stage: set once
+            ar_tx[d] = inv[d] * per_dev
         return tx, rx, ar_tx
 
     def energy(self, interval: float, busy: list[float], tx: list[float],

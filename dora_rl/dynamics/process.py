@@ -259,7 +259,11 @@ class RuntimeDynamics:
         # the State's list views, from the chunk's rows converted once (the env's hot path)
         link, avail, load, free = self._rows
         battery = self._battery_list
-        usable = [a and (b != b or b > 0) for a, b in zip(avail[row], battery, strict=True)]
+        usable = list(avail[row])  # present and, on a battery, not empty (NaN: mains)
+        for d, _ in self._batteries:
+            if usable[d]:
+                b = battery[d]
+                usable[d] = b != b or b > 0
         state.__dict__["lists"] = (load[row], usable, link[row], free[row])
         world = object.__new__(WorldState)  # as _fast_state: no frozen-dataclass __init__
         world.__dict__.update(state=state, job_active=self._jobs[row], qoe_scale=self._qoe[row],

@@ -17,7 +17,7 @@ from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.env.candidates import JobCandidates, shared_cache
-from dora_rl.env.observation import ObservationLayout, encode_observation
+from dora_rl.env.observation import ObservationLayout, encode_observation, scaled_links
 from dora_rl.env.transition import (
     MAX_STALL_S,
     demand,
@@ -190,10 +190,11 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         # the interval the next action will run in, drawn now so a privileged oracle can see it
         self.next_world: WorldState = self.dynamics.step(self.np_random, self.energy_dev)
         # per-step state in plain lists: a handful of numbers, NumPy calls would dominate
-        self.history: deque[list[float]] = deque([self.world.state.lists[2]] * self.layout.history,
-                                                 maxlen=self.layout.history)
-        """Link-rate multipliers of the last intervals, newest last (rows are shared: read
-        only)."""
+        self.history: deque[list[float]] = deque(
+            [scaled_links(self.world.state.lists[2])] * self.layout.history,
+            maxlen=self.layout.history)
+        """Link-rate multipliers of the last intervals, newest last, as the observation
+        encodes them (:func:`~dora_rl.env.observation.scaled_links`; rows shared: read only)."""
         cands = self._candidates()
         self.choice = [1 if c.plans else 0 for c in cands]
         self.plans: list[Plan | None] = [c.plans[0] if c.plans else None for c in cands]
@@ -216,7 +217,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         picks, levels = decode_action(action)
         world = self.world = self.next_world
         state = world.state
-        self.history.append(state.lists[2])
+        self.history.append(scaled_links(state.lists[2]))
         cands = self._candidates()
         invalid, replans, moved_bytes, stall_s = 0, 0, 0.0, 0.0
         plans, since, models = self.plans, self.since, self.models
@@ -467,13 +468,16 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         # not memoised in the cost model too: this memo sits in front of it
         m = self.models[j].evaluate(plan, view, check=False, memo=False)
         slacks = self.job_slacks(j, m, down, qoe_scale)
-        shortfall = sum([min(-s, 5.0) for s in slacks if s < 0])
+        shortfall: float = 0  # sum(min(-s, 5.0) for missed targets), an int while none is
+        for s in slacks:
+            if s < 0:
+                shortfall += 5.0 if -s > 5.0 else -s
         extra_w = None
         power = m["power_w"]
         if math.isfinite(power):  # the job's power counts unused devices idle or off
             base = sum([self.idle_list[d] for d in devices]) if self.power_off \
                 else self.idle_total_w
-            extra_w = power - base - self._waiting_w(m, view, state)
+            extra_w = power - base - self._waiting_w(m, view, state, devices)
         out = JobOutcome(
             latency_ms=(m["latency_s"] + stall_wait_s(down, self.interval_s)) * 1e3,
             shortfall=shortfall,
@@ -484,22 +488,26 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         memo[key] = out
         return out
 
-    def _waiting_w(self, m: dict[str, Any], view: State, state: State) -> float:
+    def _waiting_w(self, m: dict[str, Any], view: State, state: State,
+                   devices: tuple[int, ...]) -> float:
         """Busy power the cost model charged for time a job's kernels wait behind the other
         jobs on a shared device (the view adds their demand as load, which stretches busy
-        time): that time is spent on the other jobs' kernels, already charged to them."""
+        time): that time is spent on the other jobs' kernels, already charged to them.
+        ``devices`` are the plan's (sorted): the job is busy nowhere else."""
         interval = m["interval_s"]
         if not (math.isfinite(interval) and interval > 0):
             return 0.0
         out = 0.0
-        for busy, l_view, l_ext, extra in zip(m["busy_s"], view.lists[0], state.lists[0],
-                                              self.busy_list, strict=True):
+        busy_s, l_views, l_exts, extra_w = m["busy_s"], view.lists[0], state.lists[0], \
+            self.busy_list
+        for d in devices:
+            busy, l_view, l_ext = busy_s[d], l_views[d], l_exts[d]
             if busy > 0 and l_view > l_ext:
-                out += busy * (1.0 - (1.0 - l_view) / (1.0 - l_ext)) * extra
+                out += busy * (1.0 - (1.0 - l_view) / (1.0 - l_ext)) * extra_w[d]
         return out / interval
 
     def _obs(self) -> NDArray[np.float32]:
         return encode_observation(self.layout, self.history, self.world.state, self.capacity_list,
                                   self.world.job_active, self.world.qoe_scale, self.slack,
                                   self.choice, self.k, self.level, BANDWIDTH_LEVELS, self.since,
-                                  self.episode_steps)
+                                  self.episode_steps, links_scaled=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -52,12 +53,26 @@ class ObservationLayout:
         return self.n_devices * (self.history + 3) + self.n_domains + 6 * self.n_jobs
 
 
+def scaled_links(link_scale: Sequence[float]) -> list[float]:
+    """One interval's link-rate multipliers as the observation encodes them: clipped to
+    [0, LINK_MAX] and divided by it.
+
+    Example:
+        >>> scaled_links([0.6, 1.5, -0.1])
+        [0.5, 1.0, 0.0]
+    """
+    # conditional expressions give min/max's results (NaN included) without builtin calls
+    return [(0.0 if x < 0.0 else LINK_MAX if x > LINK_MAX else x) / LINK_MAX
+            for x in link_scale]
+
+
 def encode_observation(layout: ObservationLayout,
                        link_history: NDArray[np.float64] | Sequence[Sequence[float]],
                        state: State, battery_capacity_wh: Values, job_active: Values,
                        qoe_scale: Values, qoe_slack: Values, plan_index: Values,
                        n_candidates: int, bandwidth_level: Values, n_levels: int,
-                       since_switch: Values, horizon: int) -> NDArray[np.float32]:
+                       since_switch: Values, horizon: int,
+                       links_scaled: bool = False) -> NDArray[np.float32]:
     """The observation vector (float32, every entry in [-1, 1]).
 
     Per-device and per-job arguments may be arrays or plain lists (the env keeps lists: cheaper
@@ -66,7 +81,9 @@ def encode_observation(layout: ObservationLayout,
 
     Args:
         layout: Sizes.
-        link_history: [H, D] last link-rate multipliers, newest last (at least H rows).
+        link_history: [H, D] last link-rate multipliers, newest last (at least H rows); with
+            ``links_scaled``, rows already passed through :func:`scaled_links` (the env keeps
+            them so, scaling each interval's row once).
         state: The state measured over the last interval.
         battery_capacity_wh: [D] capacity (NaN on mains).
         job_active, qoe_scale, qoe_slack: [J] per job.
@@ -95,8 +112,9 @@ def encode_observation(layout: ObservationLayout,
         values: list[float] = hist.T.ravel().tolist()
     else:  # the same clipping in Python floats (identical results), device by device
         rows = list(link_history)[-layout.history:]
-        values = [(0.0 if x < 0.0 else LINK_MAX if x > LINK_MAX else x) / LINK_MAX
-                  for col in zip(*rows, strict=True) for x in col]
+        if not links_scaled:
+            rows = [scaled_links(row) for row in rows]
+        values = list(chain.from_iterable(zip(*rows, strict=True)))
     values += state.available.tolist()
     values += state.load.tolist()
     values += [1.0 if cap != cap else (0.0 if not charge >= 0.0 else

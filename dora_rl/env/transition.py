@@ -9,7 +9,7 @@ from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.costmodel.tables import JobTables
 
 MAX_STALL_S = 60.0
-TIME_TARGETS = ("latency_ms", "ttft_ms", "tpot_ms", "iteration_ms", "deadline_s")
+TIME_TARGETS = frozenset(("latency_ms", "ttft_ms", "tpot_ms", "iteration_ms", "deadline_s"))
 
 
 def weight_bytes(t: JobTables, old: Plan | None, new: Plan) -> dict[int, float]:
