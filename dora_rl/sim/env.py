@@ -100,14 +100,15 @@ class SimEnv(EdgeEnv):
     def _apply_world(self) -> None:
         """Hand the interval's world, plans and departures to the simulator."""
         sim, world = self.sim, self.world
-        active = world.job_active
-        n_active = max(int(active.sum()), 1)
+        active = world.job_active.tolist()  # plain lists: a handful of values per interval
+        n_active = sum(active)
+        n_active = n_active if n_active > 1 else 1  # max(count, 1) without a builtin call
         shares = [s if on else 1.0 / n_active
-                  for s, on in zip(self._shares(active), active.tolist(), strict=True)]
-        sim.set_world(world.state, active.tolist(), world.qoe_scale.tolist(), shares)
+                  for s, on in zip(self._shares(active), active, strict=True)]
+        sim.set_world(world.state, active, world.qoe_scale.tolist(), shares)
         for j, plan in enumerate(self.plans):
             sim.set_plan(j, plan)
-        sim.lose_devices(world.state.usable.tolist())
+        sim.lose_devices(world.state.lists[1])  # the state's usability, as a list
         if self.compare_analytic:
             for j, job in enumerate(sim.jobs):
                 plan = self.plans[j]
@@ -130,7 +131,7 @@ class SimEnv(EdgeEnv):
         util = []
         used = [False] * self.n_devices
         for j, iv in enumerate(report.jobs):
-            util.append([min(b * (1.0 - ld) / interval, 1.0)
+            util.append([1.0 if (x := b * (1.0 - ld) / interval) > 1.0 else x  # min(x, 1.0)
                          for b, ld in zip(iv.busy_s, load, strict=True)])
             latency[j] = iv.mean_latency_s * 1e3
             plan = self.plans[j]

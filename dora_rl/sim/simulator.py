@@ -112,7 +112,7 @@ class Simulator:
         (their stages stall until then) and work in flight finishes on the old plan."""
         job = self.jobs[j]
         old = job.plan
-        if plan == old:
+        if plan is old or plan == old:  # identity first: Plan.__eq__ builds tuples
             return
         job.set_plan(plan, weight_bytes(job.tables, old, plan) if plan is not None else None)
 
