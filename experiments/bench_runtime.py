@@ -5,8 +5,8 @@ Writes ``experiments/results/runtime_bench.{md,json}`` and ``runtime_kill.png``:
 
 - **decision**: wall time of one decision (observation encoding, the PPO policy's ``predict``,
   decoding the action into a plan) of each shipped PPO controller, p50 over 1,000 decisions;
-  target: at most 1 ms; and the same inside live runs of the two cards with an inference
-  job (``decision_ms_p50`` of the run, every control step);
+  target: at most 1 ms; and the same inside a live run of smart_home's doorbell job
+  (``decision_ms_p50`` of the run, every control step; :data:`LIVE_CARDS`);
 - **latency**: for several fixed plans of ``tiny`` at a low request rate (no queueing), the
   median measured latency in the card's world against the cost model's prediction, at time
   scale 1 (five plans) and 4 (three plans); target: median error over plans within 15 %;
@@ -44,6 +44,10 @@ RESULTS = ROOT / "experiments" / "results"
 CHECKPOINTS = ("smart_home", "traffic_analytics", "edge_cluster")
 PLANS = ("8:fast", "8:mid", "4:mid,8:fast", "2:fast,8:mid", "4:slow+mid,8:fast")
 RUN_TIMEOUT_S = 120
+LIVE_CARDS = ("smart_home",)
+"""Cards whose PPO controller is timed inside a live run. edge_cluster has no plain inference
+job; traffic_analytics' ResNet-50 needs a time scale in the hundreds on this CPU, so 20
+requests take over 15 minutes."""
 
 
 def serve(args: list[str], scenario: str = "tiny",
@@ -96,15 +100,13 @@ def _decisions(card: str, run: Path, repeats: int) -> dict[str, Any]:
 def live_decisions(requests: int) -> list[dict[str, Any]]:
     """Decision times inside a live run: each shipped PPO controller serving its own card's
     first inference job (real ViT-B/16 or ResNet-50 layers on worker processes, time scale
-    auto, links following the test traces), every control step timed by the runtime."""
+    auto, the card's link rates), every control step timed by the runtime. (With the test
+    traces a deep fade, dilated by the time scale of 50-250, stretches a run to many minutes.)"""
     rows = []
-    for card in CHECKPOINTS:
-        if not any(j.workload == "inference" for j in load(card).jobs):
-            continue  # nothing the live runtime serves
+    for card in LIVE_CARDS:
         for run in sorted((ROOT / "checkpoints" / card).glob("ppo_*")):
             r = serve(["--controller", str(run), "--requests", str(requests), "--rate", "20",
-                       "--time-scale", "auto", "--bandwidth", "trace"], scenario=card,
-                      timeout_s=900)
+                       "--time-scale", "auto"], scenario=card, timeout_s=900)
             rows.append({"controller": f"{card}/{run.name}", "job": r["job"],
                          "decisions": len(r["intervals"]) - 1,
                          "decision_ms_p50": r["decision_ms_p50"],
@@ -154,8 +156,7 @@ def markdown(result: dict[str, Any]) -> str:
              "| controller | p50 ms | p95 ms |", "|---|---|---|"]
     lines += [f"| {r['controller']} | {r['decision_ms_p50']:.3f} | {r['decision_ms_p95']:.3f} |"
               for r in result["decision"]]
-    lines += ["", "## Decision time inside live runs (the card's own job, time scale auto, "
-              "trace links)", "",
+    lines += ["", "## Decision time inside live runs (the card's own job, time scale auto)", "",
               "| controller | job | decisions | p50 ms | time scale | completed/sent |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {r['controller']} | {r['job']} | {r['decisions']} | "

@@ -49,6 +49,7 @@ STALE_S = 60.0
 """Rows of an attempt still incomplete after this long are dropped (it was abandoned)."""
 _COURIER = ThreadPoolExecutor(16, thread_name_prefix="courier")
 _MEDIA: dict[str, int] = {}
+_THREAD_MEDIA: dict[int, threading.Lock] = {}
 _LINKS: list[Links] = []
 """The links as the server last sent them (empty: no emulated transfer time)."""
 _LINKS_CHANGED = threading.Condition()
@@ -213,6 +214,9 @@ def send_bytes(lock_dir: str, sender: int, receiver: int, nbytes: float) -> tupl
         medium = _LINKS[0].medium(sender) if _LINKS else -1
     fd = _medium_fd(lock_dir, medium) if medium >= 0 else None
     if fd is not None:
+        # flock orders processes; threads of this one share the descriptor, so they also
+        # take turns on a lock of their own
+        _medium_lock(medium).acquire()
         fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with _LINKS_CHANGED:
@@ -231,7 +235,13 @@ def send_bytes(lock_dir: str, sender: int, receiver: int, nbytes: float) -> tupl
     finally:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
+            _medium_lock(medium).release()
     return airtime, time.perf_counter() - start
+
+
+def _medium_lock(domain: int) -> threading.Lock:
+    with _MEDIA_LOCK:
+        return _THREAD_MEDIA.setdefault(domain, threading.Lock())
 
 
 def _medium_fd(lock_dir: str, domain: int) -> int:

@@ -23,7 +23,7 @@ from torch.distributed import rpc
 from dora_rl.costmodel import Plan
 from dora_rl.runtime import agent, inbox
 from dora_rl.runtime.emulation import Emulator
-from dora_rl.runtime.route import build_route
+from dora_rl.runtime.route import Part, Route, build_route
 
 _ATTEMPTS = itertools.count()
 STALL_CAP = 20
@@ -43,15 +43,26 @@ class Stalled(Exception):
     """An attempt timed out with every device of its route still answering."""
 
 
-def calibrate(names: list[str], emulator: Emulator, x: Tensor, calls: int = 20) -> None:
-    """Measure each worker's round trip of an empty stage call (median of ``calls``) into
-    ``emulator.call_overhead_s`` (an empty layer range, so no weights are needed)."""
+def calibrate(names: list[str], emulator: Emulator, x: Tensor, server: str, lock_dir: str,
+              calls: int = 20) -> None:
+    """Measure, per device, the messaging overhead of a micro-batch's route through it: the
+    server sends ``x`` to an empty stage (no layers, no emulated time) on the device, which
+    sends it back through the server's mailbox, as a last stage does. The median of ``calls``
+    goes into ``emulator.call_overhead_s``."""
     for d, name in enumerate(names):
         times = []
+        rows = int(x.shape[0])
         for _ in range(calls):
-            start = time.perf_counter()
-            rpc.rpc_sync(name, agent.forward, args=(0, 0, x, 0.0), timeout=5.0)
-            times.append(time.perf_counter() - start)
+            route = Route(next(_ATTEMPTS), server,
+                          ((0, 0, (Part(d, name, 0, rows, 0.0, 0.0),)),), (), lock_dir)
+            pending = inbox.open_request(route.request, rows, route.devices)
+            try:
+                start = time.perf_counter()
+                rpc.rpc_sync(name, agent.stage, args=(route, 0, 0, 0, x), timeout=5.0)
+                pending.done.wait(5.0)
+                times.append(time.perf_counter() - start)
+            finally:
+                inbox.close_request(route.request)
         times.sort()
         emulator.call_overhead_s[d] = times[len(times) // 2]
 

@@ -443,7 +443,8 @@ class Runtime:
             self._world(first=True)
             self.present = list(self.next_present)
             calibrate(self.names, self.emulator,
-                      sample_input(cfg.scenario, cfg.job, self.batch, cfg.seed))
+                      sample_input(cfg.scenario, cfg.job, self.batch, cfg.seed), SERVER_NAME,
+                      self.lock_dir)
             plan = self.decider.initial(self.usable())
             if not all(self.usable()[d] for d in plan.devices):
                 plan = self._fallback()  # a device of the first plan is away at the start
@@ -457,6 +458,7 @@ class Runtime:
                 self.board = Board(cfg.tensorboard, cfg.scenario.jobs[cfg.job].name)
             start = self.start_t = self.telemetry.start_t = self.telemetry.last_t = \
                 time.monotonic()
+            self.telemetry.last = self.usage.snapshot()  # calibration calls are not the run's
             self._write_status()
             control = threading.Thread(target=self._control, daemon=True)
             control.start()
