@@ -32,7 +32,7 @@ from torch.distributed import rpc
 from dora_rl.runtime import inbox
 from dora_rl.runtime.emulation import Links
 from dora_rl.runtime.layers import LayerSpec, build_layers, run_layers
-from dora_rl.runtime.route import Route
+from dora_rl.runtime.route import Hop, Route
 
 _HELD: dict[int, nn.Module] = {}
 _SPECS: dict[int, LayerSpec] = {}
@@ -133,7 +133,6 @@ def wait_for_stop(parent_pid: int | None, poll_s: float = 0.2) -> None:
             return
 
 
-
 def stage(route: Route, k: int, j: int, row0: int, x: Tensor) -> None:
     """Rows ``row0 ...`` of stage ``k``'s input for part ``j`` of ``route``. Once all of the
     part's rows are in, computes them and hands the output to the courier."""
@@ -174,7 +173,7 @@ def stage(route: Route, k: int, j: int, row0: int, x: Tensor) -> None:
         _COURIER.submit(_send, route, jn, hop, piece, report if n == len(hops) - 1 else [])
 
 
-def _send(route: Route, j: int, hop: Any, piece: Tensor, report: list[tuple[Any, ...]]) -> None:
+def _send(route: Route, j: int, hop: Hop, piece: Tensor, report: list[tuple[Any, ...]]) -> None:
     """Move the hop's rows over the emulated link, pass them on, and report (or report the
     receiver lost)."""
     airtime, wall = send_bytes(route.lock_dir, hop.sender, hop.receiver, hop.nbytes)

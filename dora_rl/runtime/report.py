@@ -101,6 +101,7 @@ def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
                        "recovery_s": first - f["t_kill"]})
     span = (records[-1].done_t - records[0].sent_t) if len(records) > 1 else math.nan
     decisions = live.decisions_ms
+    energy = energy_j(rt, wall_s)
     return {
         "scenario": rt.cfg.scenario.name, "job": rt.cfg.scenario.jobs[rt.cfg.job].name,
         "sent": rt.sent, "completed": len(records), "lost": rt.sent - len(records),
@@ -108,8 +109,8 @@ def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
         "latency_ms": percentiles(latencies),
         "qoe_attainment": (sum(1 for v in latencies if v <= slo) / len(latencies)
                            if slo and latencies else None),
-        "energy_j": energy_j(rt, wall_s),
-        "energy_j_per_request": energy_j(rt, wall_s) / max(len(records), 1),
+        "energy_j": energy,
+        "energy_j_per_request": energy / max(len(records), 1),
         "replans": len(live.plans) - 1,
         "decision_ms_p50": float(np.median(decisions)) if decisions else None,
         "plans": [{"stage_end": list(p.stage_end),

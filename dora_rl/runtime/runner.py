@@ -127,7 +127,8 @@ class Runtime:
         self.slo_ms = job.qoe.latency_ms
         self.usage = Usage(len(self.names))
         inbox.bind(self.usage)
-        self.lock_dir = tempfile.mkdtemp(prefix="dora_rl-media-")
+        self.lock_dir = ""
+        """Folder of the emulated media's lock files (made by :meth:`run`, removed after)."""
         self.records: list[Record] = []
         self.outputs: dict[int, Tensor] = {}
         self.lock = threading.RLock()
@@ -438,6 +439,7 @@ class Runtime:
         cfg = self.cfg
         kills = dict((i, name) for name, i in cfg.kills)
         try:
+            self.lock_dir = tempfile.mkdtemp(prefix="dora_rl-media-")
             self.cluster.spawn_local()
             self.cluster.admit()
             self._world(first=True)
@@ -489,7 +491,8 @@ class Runtime:
             if self.board is not None:
                 self.board.writer.close()
             self.cluster.close()
-            shutil.rmtree(self.lock_dir, ignore_errors=True)
+            if self.lock_dir:
+                shutil.rmtree(self.lock_dir, ignore_errors=True)
 
 
 def serve(cfg: ServeConfig, decider: Any) -> tuple[dict[str, Any], dict[int, Tensor]]:
