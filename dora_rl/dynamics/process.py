@@ -256,15 +256,17 @@ class RuntimeDynamics:
     def _emit(self, row: int) -> WorldState:
         state = _fast_state(self._link[row], self._avail[row], self._load[row], self._battery,
                             self._cross[row], self._share)
-        # the State's list views, from the chunk's rows converted once (the env's hot path)
-        link, avail, load, free = self._rows
+        # the State's list views (the env's hot path), converted row by row: converting the
+        # whole chunk at once made thousands of lists that lived on, which kept the garbage
+        # collector busy in long runs
         battery = self._battery_list
-        usable = list(avail[row])  # present and, on a battery, not empty (NaN: mains)
+        usable = self._avail[row].tolist()  # present and, on a battery, not empty (NaN: mains)
         for d, _ in self._batteries:
             if usable[d]:
                 b = battery[d]
                 usable[d] = b != b or b > 0
-        state.__dict__["lists"] = (load[row], usable, link[row], free[row])
+        state.__dict__["lists"] = (self._load[row].tolist(), usable, self._link[row].tolist(),
+                                   self._free[row].tolist())
         world = object.__new__(WorldState)  # as _fast_state: no frozen-dataclass __init__
         world.__dict__.update(state=state, job_active=self._jobs[row], qoe_scale=self._qoe[row],
                               step=self._t)
@@ -280,9 +282,7 @@ class RuntimeDynamics:
         self._load = _frozen(self._background(rng))
         self._jobs = _frozen(self._job_activity(rng))
         self._qoe = _frozen(self._qoe_scale(rng))
-        free = (1.0 - self._cross) * self._share
-        self._rows = (self._link.tolist(), self._avail.tolist(), self._load.tolist(),
-                      free.tolist())
+        self._free = (1.0 - self._cross) * self._share
 
     def _links(self, rng: np.random.Generator, start: int) -> NDArray[np.float64]:
         out = np.ones((CHUNK_STEPS, self.n_devices))

@@ -176,6 +176,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._zero = (0.0,) * n_dev
         self._planned_memo: dict[tuple[Any, ...], tuple[list[list[float]], list[float]]] = {}
         self._outcomes: list[dict[tuple[Any, ...], JobOutcome]] = [{} for _ in self.models]
+        self._wifi: list[bool] = self.dynamics.wifi.tolist()
+        self._steady_links = self.dynamics.bandwidth == "static"
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
 
@@ -443,16 +445,17 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         devices, the load outside the jobs and in the view, usability and (when the plan
         crosses the network) link rates and the job's free airtime. Loads elsewhere do not
         matter: the job is never busy there."""
-        load, usable, link, free = state.lists
+        load, usable = state.lists[0], state.lists[1]
         down = self.down_s[j]
         devices = plan.devices
         # flat keys (the plan fixes their layout): one tuple to allocate, hash and keep
-        key: tuple[Any, ...]
+        key: tuple[Any, ...] | None = None
         if len(devices) == 1:  # the common case
             d = devices[0]
             x = load[d] + total[d] - mine[d]
             key = (plan, down, qoe_scale, load[d], 0.95 if x > 0.95 else x, usable[d])
-        else:
+        elif self._steady_links or not any([self._wifi[d] for d in devices]):
+            link, free = state.lists[2], state.lists[3]
             share = shares[j]  # the job is active: its share is its level's
             share = 1e-3 if share < 1e-3 else share
             key = (plan, down, qoe_scale, *[load[d] for d in devices],
@@ -460,10 +463,13 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                      for d in devices],
                    *[usable[d] for d in devices], *[link[d] for d in devices],
                    *[f * share for f in free])
-        memo = self._outcomes[j]
-        hit = memo.get(key)
-        if hit is not None:
-            return hit
+        # else a plan with a WiFi link that follows a trace or the generator: its rate is new
+        # almost every interval (not one hit in 20,000 random SmartHome-v0 steps), so entries
+        # would only cost their keys and keep the garbage collector busy
+        if key is not None:
+            hit = self._outcomes[j].get(key)
+            if hit is not None:
+                return hit
         view = self._view(j, state, shares, active, total, mine)
         # not memoised in the cost model too: this memo sits in front of it
         m = self.models[j].evaluate(plan, view, check=False, memo=False)
@@ -483,9 +489,11 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             shortfall=shortfall,
             violated=int(shortfall > 0 or not (m["memory_ok"] and m["usable_ok"])),
             slack=min(slacks) if slacks else 1.0, extra_w=extra_w, util=tuple(demand(m, view)))
-        if len(memo) >= MEMO_ENTRIES:
-            memo.clear()
-        memo[key] = out
+        if key is not None:
+            memo = self._outcomes[j]
+            if len(memo) >= MEMO_ENTRIES:
+                memo.clear()
+            memo[key] = out
         return out
 
     def _waiting_w(self, m: dict[str, Any], view: State, state: State,
