@@ -68,6 +68,19 @@ def replay(env: SimEnv, tape: list[tuple[Any, ...]]) -> tuple[int, float]:
     return sum(len(job.finished_units) for job in sim.jobs), wall
 
 
+def yardstick_ms() -> float:
+    """Median wall time of a fixed pure-Python loop: how fast this machine ran that day (the
+    figures above scale with it; runs on a loaded machine were 2-3x slower)."""
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        acc = 0.0
+        for i in range(300_000):
+            acc += (i % 7) * 0.5
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -77,6 +90,7 @@ def main() -> int:
     duration = 300.0 if args.quick else args.duration
     rounds = 1 if args.quick else 3
     rows = []
+    yardstick = yardstick_ms()
     for card in args.cards.split(","):
         scenario = load(card)
         e2e, core, units = [], [], 0
@@ -106,7 +120,9 @@ def main() -> int:
              "- end to end: `python -m dora_rl.sim` (environment step and controller every "
              "interval); simulator: the same intervals replayed on `Simulator` alone",
              f"- target: {TARGET_PER_S:,} requests/s on smart_home with a static plan",
-             "- reproduce: `python experiments/bench_sim.py`", "",
+             "- reproduce: `python experiments/bench_sim.py`",
+             f"- machine yardstick: a fixed pure-Python loop took {yardstick:.1f} ms "
+             "(`yardstick_ms`); the rates scale inversely with it", "",
              "| card | simulated s | units | end to end /s (median, best) | simulator /s "
              "(median, best) | wall s per simulated hour (end to end) |",
              "|---|---|---|---|---|---|"]
