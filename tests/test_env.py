@@ -82,6 +82,47 @@ def test_same_seed_same_rollout(env_id: str) -> None:
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+@pytest.mark.parametrize("bandwidth", ["trace", "static"])
+def test_the_interval_memo_changes_no_figure(bandwidth: str) -> None:
+    """An env whose memos are emptied after every step gives the same rollout: the keys hold
+    every input the figures depend on."""
+    runs = []
+    for forget in (False, True):
+        env = gym.make("dora_rl/SmartHome-v0", bandwidth=bandwidth)
+        inner = env.unwrapped
+        env.action_space.seed(4)
+        rng = np.random.default_rng(2)
+        hold = encode_action([0] * inner.n_jobs, [2] * inner.n_jobs)
+        obs, _ = env.reset(seed=5)
+        trace = [obs]
+        for _ in range(150):
+            action = env.action_space.sample() if rng.random() < 0.3 else hold
+            obs, reward, _, _, info = env.step(action)
+            trace += [obs, np.array([reward, info["energy_j"], *info["latency_ms"]])]
+            if forget:
+                for memo in inner._outcomes:
+                    memo.clear()
+                inner._planned_memo.clear()
+        runs.append(np.concatenate([np.ravel(x) for x in trace]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_plans_over_a_fading_wifi_link_skip_the_memo_and_steady_ones_use_it() -> None:
+    memo_plans = {}
+    for bandwidth in ("trace", "static"):
+        env = gym.make("dora_rl/SmartHome-v0", bandwidth=bandwidth)
+        inner = env.unwrapped
+        env.action_space.seed(0)
+        env.reset(seed=0)
+        for _ in range(200):
+            env.step(env.action_space.sample())
+        wifi = inner.dynamics.wifi
+        memo_plans[bandwidth] = [any(wifi[d] for d in key[0].devices) and len(key[0].devices) > 1
+                                 for memo in inner._outcomes for key in memo]
+    assert memo_plans["trace"] and not any(memo_plans["trace"])  # single-device plans only
+    assert any(memo_plans["static"])  # the same WiFi-crossing plan, memoised on steady links
+
+
 def test_pickle_round_trip_keeps_the_episode() -> None:
     env = _make("dora_rl/Tiny-v0").unwrapped
     env.reset(seed=1)

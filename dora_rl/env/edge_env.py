@@ -444,7 +444,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         exactly what they depend on: the plan, the stall, the QoE scale and, on the plan's
         devices, the load outside the jobs and in the view, usability and (when the plan
         crosses the network) link rates and the job's free airtime. Loads elsewhere do not
-        matter: the job is never busy there."""
+        matter: the job is never busy there. A plan over a WiFi link that follows a trace or
+        the generator is computed afresh every time (its link rate is new each interval)."""
         load, usable = state.lists[0], state.lists[1]
         down = self.down_s[j]
         devices = plan.devices
