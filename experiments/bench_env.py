@@ -25,10 +25,11 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
 from stable_baselines3 import PPO
 
 import dora_rl  # noqa: F401  (registers the ids)
-from dora_rl.env.edge_env import encode_action
+from dora_rl.env.edge_env import EdgeEnv, encode_action
 from dora_rl.registration import ENV_IDS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -91,6 +92,19 @@ class EnvClock(gym.Wrapper):
         return out
 
 
+class FreeEvaluation(EdgeEnv):
+    """SmartHome-v0 whose interval evaluation (the cost model and the per-job bookkeeping
+    around it) costs nothing: it returns its first result every step. Everything else (the
+    dynamics, the safety layer, the observation, the info) runs as in the real env; PPO on it
+    bounds what a faster cost model alone could give."""
+
+    def _evaluate(self, stall_s: float) -> tuple[float, list[float], list[int], list[float]]:
+        first = self.__dict__.get("_first")
+        if first is None:
+            first = self.__dict__["_first"] = super()._evaluate(stall_s)
+        return first
+
+
 def ppo_steps_per_s(env_id: str | gym.Env, timesteps: int) -> float:  # type: ignore[type-arg]
     """PPO learning throughput (environment steps per second of ``learn``)."""
     env = gym.make(env_id) if isinstance(env_id, str) else env_id
@@ -127,9 +141,15 @@ def main() -> int:
     rounds = 1 if args.quick else 3  # interleaved, medians: the machine is noisy
     runs = [(ppo_steps_per_s("CartPole-v1", timesteps),
              ppo_steps_per_s("dora_rl/SmartHome-v0", timesteps),
-             ppo_steps_per_s(NullEnv(), timesteps)) for _ in range(rounds)]
-    cart, home, null = (statistics.median(r[i] for r in runs) for i in range(3))
+             ppo_steps_per_s(NullEnv(), timesteps),
+             ppo_steps_per_s(OrderEnforcing(PassiveEnvChecker(FreeEvaluation("smart_home"))),
+                             timesteps))  # wrapped as gym.make wraps
+            for _ in range(rounds)]
+    cart, home, null, free = (statistics.median(r[i] for r in runs) for i in range(4))
     inside_us = env_us_inside_ppo("dora_rl/SmartHome-v0", timesteps)
+    free_ratio = free / cart
+    verdict = ("even a free evaluation would not meet the target" if free_ratio < 0.7 else
+               "the target needs the evaluation to cost almost nothing")
     # what the env may cost per step for the target: 1 / (0.7 cart) = 1 / null + budget
     budget_us = 1e6 / (0.7 * cart) - 1e6 / null
     extra_us = 1e6 / home - 1e6 / null  # what it costs: its own time and its cache footprint
@@ -144,7 +164,10 @@ def main() -> int:
            f"{1e6 / null:.0f} us; {inside_us:.0f} us of it are spent inside its step and reset "
            "(300-step episodes, the policy's near-uniform early actions), the rest is the "
            "policy's work slowed by the caches the env's Python shares with it. The 0.7x "
-           f"target leaves the environment {budget_us:.0f} us per step, all included.")
+           f"target leaves the environment {budget_us:.0f} us per step, all included. With "
+           "the interval's evaluation made free (`FreeEvaluation`: cost model and per-job "
+           f"bookkeeping; dynamics, safety layer, observation and info still run) PPO reaches "
+           f"{free_ratio:.2f}x: {verdict}.")
     text = "\n".join(table) + "\n\n" + ppo
     print(text)
     if not args.quick:
