@@ -70,7 +70,7 @@ def replay(env: SimEnv, tape: list[tuple[Any, ...]]) -> tuple[int, float]:
 
 def yardstick_ms() -> float:
     """Median wall time of a fixed pure-Python loop: how fast this machine ran that day (the
-    figures above scale with it; runs on a loaded machine were 2-3x slower)."""
+    simulator's rates scale inversely with it; on a loaded machine they were 2-3x lower)."""
     times = []
     for _ in range(5):
         start = time.perf_counter()

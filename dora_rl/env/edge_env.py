@@ -176,8 +176,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._zero = (0.0,) * n_dev
         self._planned_memo: dict[tuple[Any, ...], tuple[list[list[float]], list[float]]] = {}
         self._outcomes: list[dict[tuple[Any, ...], JobOutcome]] = [{} for _ in self.models]
-        self._wifi: list[bool] = self.dynamics.wifi.tolist()
-        self._steady_links = self.dynamics.bandwidth == "static"
+        self._fading = frozenset() if self.dynamics.bandwidth == "static" else \
+            frozenset(np.flatnonzero(self.dynamics.wifi).tolist())
+        """Devices whose link rate follows a trace or the generator (new every interval)."""
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
 
@@ -455,7 +456,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             d = devices[0]
             x = load[d] + total[d] - mine[d]
             key = (plan, down, qoe_scale, load[d], 0.95 if x > 0.95 else x, usable[d])
-        elif self._steady_links or not any([self._wifi[d] for d in devices]):
+        elif self._fading.isdisjoint(devices):
             link, free = state.lists[2], state.lists[3]
             share = shares[j]  # the job is active: its share is its level's
             share = 1e-3 if share < 1e-3 else share

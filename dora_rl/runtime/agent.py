@@ -215,7 +215,8 @@ def send_bytes(lock_dir: str, sender: int, receiver: int, nbytes: float) -> tupl
     if fd is not None:
         # flock orders processes; threads of this one share the descriptor, so they also
         # take turns on a lock of their own
-        _medium_lock(medium).acquire()
+        thread_lock = _medium_lock(medium)
+        thread_lock.acquire()
         fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with _LINKS_CHANGED:
@@ -234,13 +235,16 @@ def send_bytes(lock_dir: str, sender: int, receiver: int, nbytes: float) -> tupl
     finally:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
-            _medium_lock(medium).release()
+            thread_lock.release()
     return airtime, time.perf_counter() - start
 
 
 def _medium_lock(domain: int) -> threading.Lock:
     with _MEDIA_LOCK:
-        return _THREAD_MEDIA.setdefault(domain, threading.Lock())
+        lock = _THREAD_MEDIA.get(domain)
+        if lock is None:
+            lock = _THREAD_MEDIA[domain] = threading.Lock()
+        return lock
 
 
 def _medium_fd(lock_dir: str, domain: int) -> int:
