@@ -1,0 +1,318 @@
+"""The ``-v1`` environments: a thin Gymnasium shell over the interval model.
+
+Physics live in :mod:`dora_rl.world`; this module only encodes actions and observations,
+computes the reward and keeps episode bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from numpy.typing import NDArray
+
+from dora_rl.config import Scenario
+from dora_rl.costmodel import Plan
+from dora_rl.dynamics import RuntimeDynamics, WorldState
+from dora_rl.env.candidates import JobCandidates, shared_cache
+from dora_rl.env.decision_obs import (
+    FINISH_SCALE_S,
+    OUTAGE_SCALE_S,
+    QOE_SCALE_MAX,
+    DecisionLayout,
+    encode,
+)
+from dora_rl.env.edge_env import StepInfo
+from dora_rl.scenarios import load
+from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome, predict
+from dora_rl.world.requests import arrivals
+from dora_rl.world.weights import held_mask, mask_bytes, plan_masks
+
+
+@dataclass(frozen=True)
+class WorldHandle:
+    """A read-only window on the env's world for privileged baselines (never for a policy):
+    the interval model, the control state and the world of the coming interval."""
+
+    env: ControlEnv
+
+    @property
+    def model(self) -> IntervalModel:
+        """The interval model the env steps."""
+        return self.env.model
+
+    def control(self) -> ControlState:
+        """The control state the next action will act on (frozen)."""
+        return self.env.ctl
+
+    def peek(self) -> WorldState:
+        """The world of the coming interval (what the next action will run in)."""
+        return self.env.next_world
+
+    def candidates(self) -> list[JobCandidates]:
+        """The candidates the next action's picks refer to."""
+        return self.env.cands
+
+
+class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
+    """Meet every request's QoE at the least energy the jobs cause.
+
+    ## Description
+    One step is one control interval of :class:`~dora_rl.world.IntervalModel`: switches are
+    make-before-break with weights kept resident, power modes and sleep are actions, QoE is
+    counted per request (per iteration for training).
+
+    ## Observation Space
+    ``Box(-1, 1, (n,), float32)`` laid out by :class:`~dora_rl.env.decision_obs.DecisionLayout`
+    (the world, the control state, and each candidate's predicted slack, power and weights to
+    move under the last interval's measurements).
+
+    ## Action Space
+    ``MultiDiscrete([(K + 1) * 4] * J + [M + 1] * D)``: per job ``pick * 4 + level`` (pick 0
+    keeps the plan or the switch under way, ``i`` takes candidate ``i - 1``), then per device
+    its power mode (``0`` nominal, ``v`` its ``v``-th slower level, ``M`` sleep, M the largest
+    number of modes of any device). :meth:`action_masks` gives the feasible values; an
+    infeasible plan pick becomes the least-energy feasible candidate and an infeasible mode
+    the nominal one, each counted in ``invalid_choices``.
+
+    ## Rewards
+    ``r = -(price * sum_j weight_j * missed_j + E_jobs + invalid * E_max) / (price * q)``:
+    ``missed_j`` the job's requests that missed QoE this interval, ``E_jobs`` the energy the jobs
+    caused (J), ``E_max`` every device at full busy power for one interval, ``q`` the requests
+    of one interval. ``price = E_max * episode_steps / q_min`` (``q_min``: the rarest job's
+    requests per interval) makes the order lexicographic: one interval of the rarest job's
+    requests outweighs all the energy of an episode, so fewer missed requests always win
+    and energy decides among equals. A fully missed interval scores about ``-1``.
+
+    ## Starting State
+    Each job on its first candidate at the middle bandwidth level, devices awake at nominal.
+
+    ## Episode End
+    Never terminates; truncated after ``episode_steps`` intervals.
+
+    ## Arguments
+    ``scenario``, ``bandwidth``, ``traces_dir`` (every trace of a user's folder is used),
+    ``split`` (for the project's own traces), ``episode_steps`` (300), ``k`` (4),
+    ``interval_s`` (1.0).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, scenario: str | Path | Scenario = "smart_home", bandwidth: str | None = None,
+                 traces_dir: str | Path | None = None, split: str = "train",
+                 episode_steps: int = 300, k: int = 4, interval_s: float = 1.0) -> None:
+        self.scenario = scenario if isinstance(scenario, Scenario) else load(scenario)
+        self.model = IntervalModel(self.scenario, interval_s)
+        self.n_jobs, self.n_devices = self.model.n_jobs, self.model.n_devices
+        self.k, self.interval_s, self.episode_steps = k, interval_s, episode_steps
+        self.dynamics = RuntimeDynamics(self.scenario, bandwidth=bandwidth,  # type: ignore[arg-type]
+                                        traces_dir=traces_dir, split=split, interval_s=interval_s)
+        self.cache = shared_cache(self.scenario, self.model.models, k)
+        self.layout = DecisionLayout(self.n_devices, self.model.n_domains, self.n_jobs, k)
+        self.n_modes = max(f.n_modes for f in self.model.devices)
+        self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.size,), np.float32)
+        self.action_space = spaces.MultiDiscrete(
+            [(k + 1) * LEVELS] * self.n_jobs + [self.n_modes + 1] * self.n_devices)
+        facts = self.model.devices
+        self.max_energy_j = sum(max(f.busy_w) for f in facts) * interval_s
+        per_interval = [arrivals(job, interval_s, 1.0) for job in self.scenario.jobs]
+        self.requests_per_interval = sum(per_interval)
+        self.violation_price_j = self.max_energy_j * episode_steps / min(per_interval)
+        """Joules one missed request is worth in the reward (see Rewards)."""
+        self.job_weights = [job.weight for job in self.scenario.jobs]
+        self.total_weight_bytes = [sum(b) for b in self.model.layer_bytes]
+        self.capacity_wh = [d.battery_wh for d in self.scenario.devices]
+        self.handle = WorldHandle(self)
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        super().reset(seed=seed)
+        self.world = self.dynamics.reset(self.np_random)
+        self.next_world = self.dynamics.step(self.np_random, [0.0] * self.n_devices)
+        self.t = 0
+        self.cands = self.cache.get(self.world.state.lists[1])
+        self.choice = [1 if c.plans else 0 for c in self.cands]
+        self.ctl = self.model.initial([c.plans[0] if c.plans else None for c in self.cands])
+        self.history: deque[list[float]] = deque([self.world.state.lists[2]] * 4, maxlen=4)
+        self.last: Outcome | None = None
+        return self._obs(), {"plan_ids": tuple(self.choice)}
+
+    def step(self, action: NDArray[np.int64]) -> tuple[NDArray[np.float32], float, bool, bool,
+                                                       dict[str, Any]]:
+        decision, invalid = self.decode(action)
+        world = self.next_world
+        self.ctl, out = self.model.transition(self.ctl, decision, world)
+        invalid += out.refused
+        self.world, self.last = world, out
+        self.t += 1
+        self.history.append(world.state.lists[2])
+        self.next_world = self.dynamics.step(self.np_random, [d.total_j for d in out.devices])
+        self.cands = self.cache.get(world.state.lists[1])
+        self._sync_choice()
+        missed = sum(w * j.missed for w, j in zip(self.job_weights, out.jobs, strict=True))
+        jobs_j = out.jobs_energy_j
+        reward = -(self.violation_price_j * missed + jobs_j
+                   + invalid * self.max_energy_j * self.scenario.reward.invalid_weight) \
+            / (self.violation_price_j * self.requests_per_interval)
+        info = StepInfo(
+            energy_j=out.energy_j, jobs_energy_j=jobs_j,
+            latency_ms=tuple(j.latency_ms for j in out.jobs),
+            requests=tuple(j.scored for j in out.jobs),
+            requests_missed=tuple(j.missed for j in out.jobs),
+            qoe_violation=tuple(int(j.missed > 1e-12) for j in out.jobs),
+            qoe_violation_any=int(out.missed > 1e-12),
+            replans=sum(j.switched for j in out.jobs),
+            cut_overs=sum(j.cut_over for j in out.jobs),
+            migration_bytes=sum(j.moved_bytes for j in out.jobs), invalid_choices=invalid,
+            plan_ids=tuple(self.choice), modes=self.ctl.modes,
+            available=tuple(world.state.available.tolist()),
+            job_active=tuple(world.job_active.tolist()))
+        return self._obs(), float(reward), False, self.t >= self.episode_steps, info
+
+    def action_masks(self) -> NDArray[np.bool_]:
+        """Feasible values per action dimension, concatenated (MaskablePPO's format)."""
+        usable = self.world.state.lists[1]
+        masks = []
+        for j, cand in enumerate(self.cands):
+            m = np.zeros(self.k + 1, dtype=bool)
+            current = self.ctl.jobs[j].target or self.ctl.jobs[j].plan
+            m[0] = current is not None and all(usable[d] for d in current.devices)
+            for i, plan in enumerate(cand.plans):
+                m[i + 1] = all(usable[d] for d in plan.devices)
+            if not m.any():
+                m[0] = True
+            masks.append(np.repeat(m, LEVELS))
+        busy = self._used_devices()
+        for d, f in enumerate(self.model.devices):
+            m = np.zeros(self.n_modes + 1, dtype=bool)
+            m[: f.n_modes] = True
+            m[self.n_modes] = f.can_sleep and d not in busy
+            masks.append(m)
+        return np.concatenate(masks)
+
+    # ------------------------------------------------------------------ encoding
+    def decode(self, action: NDArray[np.int64] | list[int]) -> tuple[Decision, int]:
+        """The decision an action asks for, through the safety layer, and how many of its
+        choices were infeasible."""
+        values = [int(a) for a in np.asarray(action).ravel().tolist()]
+        usable = self.world.state.lists[1]
+        plans: list[Plan | None] = []
+        levels, invalid = [], 0
+        for j, cand in enumerate(self.cands):
+            pick, level = divmod(values[j], LEVELS)
+            levels.append(level)
+            wanted = cand.plans[pick - 1] if 0 < pick <= len(cand.plans) else None
+            if pick == 0 or (wanted is not None and all(usable[d] for d in wanted.devices)):
+                plans.append(wanted)
+                continue
+            invalid += 1
+            options = [i for i, p in enumerate(cand.plans) if all(usable[d] for d in p.devices)]
+            plans.append(cand.plans[min(options, key=lambda i: cand.energy_j[i])]
+                         if options else None)
+        modes = []
+        for d, f in enumerate(self.model.devices):
+            v = values[self.n_jobs + d]
+            if v == self.n_modes:
+                modes.append(SLEEP)
+            elif v < f.n_modes:
+                modes.append(v)
+            else:
+                invalid += 1
+                modes.append(0)
+        return Decision(plans=tuple(plans), levels=tuple(levels), modes=tuple(modes)), invalid
+
+    def _sync_choice(self) -> None:
+        """Each job's serving plan as a candidate index + 1 (0: not among the candidates)."""
+        for j, jc in enumerate(self.ctl.jobs):
+            plans = self.cands[j].plans
+            self.choice[j] = plans.index(jc.plan) + 1 if jc.plan in plans else 0
+
+    def _used_devices(self) -> set[int]:
+        used: set[int] = set()
+        for jc in self.ctl.jobs:
+            for p in (jc.plan, jc.target):
+                if p is not None:
+                    used.update(p.devices)
+        return used
+
+    def _obs(self) -> NDArray[np.float32]:
+        world, ctl, model = self.world, self.ctl, self.model
+        state = world.state
+        load, usable, _, _ = state.lists
+        present = state.available.tolist()
+        battery = state.battery_wh.tolist()
+        used = self._used_devices()
+        devices, residency = [], []
+        for d, f in enumerate(model.devices):
+            cap = self.capacity_wh[d]
+            mode = ctl.modes[d]
+            devices.append([float(present[d]), load[d],
+                            1.0 if cap is None else battery[d] / cap,
+                            (mode if mode >= 0 else 0) / max(f.n_modes - 1, 1),
+                            float(mode == SLEEP and ctl.wake_left_s[d] <= 0),
+                            float(ctl.wake_left_s[d] > 0), float(d in used),
+                            float(f.can_sleep and d not in used)])
+            row = []
+            for j, jc in enumerate(ctl.jobs):
+                mask = plan_masks(jc.plan).get(d, 0) | held_mask(ctl.resident, d, j)
+                total = self.total_weight_bytes[j]
+                row.append(mask_bytes(model.layer_bytes[j], mask) / total if total else 0.0)
+            residency.append(row)
+        last = self.last
+        jobs, cands = [], []
+        for j, jc in enumerate(ctl.jobs):
+            out = last.jobs[j] if last is not None else None
+            finish = self._finish_s(j) if jc.target is not None else 0.0
+            total = self.total_weight_bytes[j] or 1.0
+            jobs.append([
+                float(world.job_active[j]), float(world.qoe_scale[j]) / QOE_SCALE_MAX,
+                out.slack if out is not None else 0.0,
+                out.missed / out.scored if out is not None and out.scored > 0 else 0.0,
+                self.choice[j] / self.k, float(jc.target is not None),
+                jc.pending_bytes / total, finish / FINISH_SCALE_S,
+                jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)])
+            rows = []
+            plans = self.cands[j].plans
+            for i in range(self.k):
+                if i >= len(plans):
+                    rows.append([0.0, -1.0, 1.0, 1.0, 0.0])
+                    continue
+                plan = plans[i]
+                ok = all(usable[d] for d in plan.devices)
+                slack, power = predict(model, ctl, world, j, plan) if ok else (-1.0, 0.0)
+                moving = self._to_move(j, plan) / total
+                rows.append([float(ok), slack, power * self.interval_s / self.max_energy_j,
+                             moving, float(plan == jc.plan)])
+            cands.append(rows)
+        cross = state.cross_traffic.tolist()
+        return encode(self.layout, self.history, devices, residency, cross, jobs, cands)
+
+    def _to_move(self, j: int, plan: Plan) -> float:
+        """Weight bytes a switch of job ``j`` to ``plan`` would move now."""
+        jc = self.ctl.jobs[j]
+        if plan == jc.plan:
+            return 0.0
+        if plan == jc.target:
+            return jc.pending_bytes
+        now = plan_masks(jc.plan)
+        out = 0.0
+        for d, mask in plan_masks(plan).items():
+            missing = mask & ~(now.get(d, 0) | held_mask(self.ctl.resident, d, j))
+            out += mask_bytes(self.model.layer_bytes[j], missing)
+        return out
+
+    def _finish_s(self, j: int) -> float:
+        """Rough seconds left of job ``j``'s switch at the last interval's pace."""
+        last = self.last
+        moved = last.jobs[j].moved_bytes if last is not None else 0.0
+        left = self.ctl.jobs[j].pending_bytes
+        return left / moved * self.interval_s if moved > 0 else (FINISH_SCALE_S if left else 0.0)
+
+
+__all__ = ["ControlEnv", "WorldHandle"]

@@ -1,0 +1,130 @@
+"""The observation of the ``-v1`` environments: the world, the controller's own state, and a
+scored list of the candidate plans, so a policy sees what it decides on.
+
+One function builds it for the env, the simulator and the runtime. Layout (D devices, W
+domains, J jobs, K candidates, H history), every entry in [-1, 1]:
+
+=====================  ==========================================================  ========
+block                  per item                                                    values
+=====================  ==========================================================  ========
+link history           D x H last link-rate multipliers / 1.2                       [0, 1]
+device                 D x 8: present, load, battery, power mode / modes, asleep,   [0, 1]
+                       waking, used by a plan, may sleep
+residency              D x J: fraction of the job's weights the device holds        [0, 1]
+cross traffic          W                                                            [0, 1)
+job                    J x 10: active, QoE scale / 1.25, last slack, last missed     [-1, 1]
+                       share, current candidate / K, switching, pending weights
+                       share, time to finish / 60 s, outage / 10 s, level / 3
+candidates             J x K x 5: present, predicted slack, predicted jobs' power   [-1, 1]
+                       / the card's busy power, weights to move / the model's,
+                       is the serving plan
+=====================  ==========================================================  ========
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+LINK_MAX = 1.2
+QOE_SCALE_MAX = 1.25
+DEVICE_FIELDS = 8
+JOB_FIELDS = 10
+CANDIDATE_FIELDS = 5
+FINISH_SCALE_S = 60.0
+OUTAGE_SCALE_S = 10.0
+
+
+@dataclass(frozen=True)
+class DecisionLayout:
+    """Sizes of the observation, and where each block starts (a controller that reads the
+    observation decodes it with :meth:`candidates` and :meth:`job`)."""
+
+    n_devices: int
+    n_domains: int
+    n_jobs: int
+    k: int
+    history: int = 4
+
+    @property
+    def device_start(self) -> int:
+        return self.n_devices * self.history
+
+    @property
+    def residency_start(self) -> int:
+        return self.device_start + self.n_devices * DEVICE_FIELDS
+
+    @property
+    def job_start(self) -> int:
+        return self.residency_start + self.n_devices * self.n_jobs + self.n_domains
+
+    @property
+    def candidate_start(self) -> int:
+        return self.job_start + self.n_jobs * JOB_FIELDS
+
+    @property
+    def size(self) -> int:
+        """Length of the observation vector."""
+        return self.candidate_start + self.n_jobs * self.k * CANDIDATE_FIELDS
+
+    def device(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
+        """[D, 8] device block of ``obs``."""
+        a = self.device_start
+        return obs[a: a + self.n_devices * DEVICE_FIELDS].reshape(self.n_devices, DEVICE_FIELDS)
+
+    def job(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
+        """[J, 10] job block of ``obs``."""
+        a = self.job_start
+        return obs[a: a + self.n_jobs * JOB_FIELDS].reshape(self.n_jobs, JOB_FIELDS)
+
+    def candidates(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
+        """[J, K, 5] candidate block of ``obs``."""
+        a = self.candidate_start
+        return obs[a:].reshape(self.n_jobs, self.k, CANDIDATE_FIELDS)
+
+
+def clip(x: float, low: float = -1.0, high: float = 1.0) -> float:
+    """``x`` within [low, high]; NaN becomes ``low``.
+
+    Example:
+        >>> clip(2.0), clip(-3.0), clip(float("nan")), clip(0.25)
+        (1.0, -1.0, -1.0, 0.25)
+    """
+    return high if x > high else (x if x >= low else low)
+
+
+def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
+           devices: Sequence[Sequence[float]], residency: Sequence[Sequence[float]],
+           cross_traffic: Sequence[float], jobs: Sequence[Sequence[float]],
+           candidates: Sequence[Sequence[Sequence[float]]]) -> NDArray[np.float32]:
+    """The observation vector from its blocks (rows already scaled by the caller except the
+    links, which are clipped and divided by ``LINK_MAX`` here); every value is clipped.
+
+    Example:
+        >>> lay = DecisionLayout(n_devices=1, n_domains=1, n_jobs=1, k=1, history=2)
+        >>> obs = encode(lay, [[1.0], [0.6]], [[1, 0, 1, 0, 0, 0, 1, 0]], [[1.0]], [0.2],
+        ...              [[1, 0.8, 0.1, 0, 1, 0, 0, 0, 0, 0.5]], [[[1, 0.3, 0.2, 0, 1]]])
+        >>> obs.shape == (lay.size,), float(obs[1])
+        (True, 0.5)
+    """
+    rows = list(link_history)[-layout.history:]
+    values: list[float] = []
+    for d in range(layout.n_devices):
+        values += [clip(r[d], 0.0, LINK_MAX) / LINK_MAX for r in rows]
+    for block in (devices, residency):
+        for row in block:
+            values += [clip(v) for v in row]
+    values += [clip(v) for v in cross_traffic]
+    for row in jobs:
+        values += [clip(v) for v in row]
+    for job in candidates:
+        for row in job:
+            values += [clip(v) for v in row]
+    return np.array(values, dtype=np.float32)
+
+
+__all__ = ["CANDIDATE_FIELDS", "DEVICE_FIELDS", "JOB_FIELDS", "DecisionLayout", "clip",
+           "encode"]

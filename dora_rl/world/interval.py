@@ -1,0 +1,415 @@
+"""One model of a control interval: explicit state in, new state and outcome out.
+
+Shaped like Gymnasium's ``FuncEnv``: :meth:`IntervalModel.initial` gives the starting
+:class:`~dora_rl.world.state.ControlState`, :meth:`IntervalModel.transition` maps (state,
+decision, world of the interval) to the next state and an
+:class:`~dora_rl.world.state.Outcome`. There are no hidden attributes: the env, the simulator's
+accounting and the live runtime call these functions with their own world.
+
+Per interval, in order: power modes and wakes apply; switches start (make-before-break: the old
+plan keeps serving while the new plan's weights move; break-before-make when the two do not fit
+in memory together); each job's serving plan is evaluated by the cost model in its view (the
+other jobs' compute as background load, its share of the media, its devices' power modes);
+weights move in the airtime the job's own traffic leaves in its share; requests are scored
+(:mod:`dora_rl.world.requests`); each device's energy is charged by cause
+(:func:`~dora_rl.world.devices.interval_energy`); a switch whose weights have all arrived cuts
+over for the next interval, and the layers given up stay resident while memory allows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from dora_rl.config import Scenario
+from dora_rl.costmodel import CostModel, Plan, State
+from dora_rl.dynamics import WorldState
+from dora_rl.world.devices import SLEEP, DeviceFacts, device_facts, interval_energy
+from dora_rl.world.requests import (
+    arrivals,
+    certain_wait_s,
+    score_outage,
+    score_serving,
+    wait_headroom_s,
+)
+from dora_rl.world.slack import own_demand, scaled_slacks
+from dora_rl.world.state import ControlState, Decision, JobControl, JobInterval, Outcome
+from dora_rl.world.weights import advance, gained, keep, mask_bytes, plan_masks
+
+LEVELS = 4
+"""Bandwidth levels: level ``l`` asks for ``(l + 1) / LEVELS`` of every medium."""
+MAX_VIEW_LOAD = 0.95
+
+
+class IntervalModel:
+    """The interval model of one scenario (immutable: every method is a pure function of its
+    arguments and the scenario).
+
+    Args:
+        scenario: The validated scenario.
+        interval_s: Length of one control interval.
+        models: Cost models of the jobs (card order); built when omitted.
+    """
+
+    def __init__(self, scenario: Scenario, interval_s: float = 1.0,
+                 models: Sequence[CostModel] | None = None) -> None:
+        self.scenario = scenario
+        self.interval_s = interval_s
+        self.models = list(models) if models is not None else \
+            [CostModel(scenario, j) for j in range(len(scenario.jobs))]
+        self.devices: tuple[DeviceFacts, ...] = device_facts(scenario)
+        self.n_jobs, self.n_devices = len(self.models), len(self.devices)
+        self.n_domains = len(scenario.network.domains)
+        self.layer_bytes = [[b - a for a, b in zip(p[:-1], p[1:], strict=True)]
+                            for p in (m.tables.lists.params for m in self.models)]
+        self.power_off_unused = scenario.objective.unused_devices == "off"
+        self._moded: dict[tuple[Plan, tuple[int, ...]], Plan] = {}
+        self._nominal: dict[tuple[int, Plan], dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ state
+    def initial(self, plans: Sequence[Plan | None], level: int = LEVELS // 2) -> ControlState:
+        """Every job serving ``plans`` at bandwidth ``level``, every device awake in its
+        nominal mode, nothing kept beyond the serving plans."""
+        jobs = tuple(JobControl(plan=p, level=level) for p in plans)
+        return ControlState(jobs=jobs, modes=(0,) * self.n_devices,
+                            wake_left_s=(0.0,) * self.n_devices,
+                            resident=((),) * self.n_devices)
+
+    def nominal(self, j: int, plan: Plan) -> dict[str, Any]:
+        """Job ``j``'s figures for ``plan`` in the card's nominal state (memory, demand)."""
+        key = (j, plan)
+        hit = self._nominal.get(key)
+        if hit is None:
+            model = self.models[j]
+            hit = self._nominal[key] = model.evaluate(plan, model.nominal, check=False)
+        return hit
+
+    def moded(self, plan: Plan, modes: Sequence[int]) -> Plan:
+        """``plan`` running its devices in ``modes`` (asleep counts as nominal)."""
+        levels = tuple(0 if modes[d] < 0 else modes[d] for d in range(self.n_devices))
+        if not any(levels):
+            return plan if plan.dvfs_levels is None else replace(plan, dvfs_levels=None)
+        key = (plan, levels)
+        hit = self._moded.get(key)
+        if hit is None:
+            hit = self._moded[key] = replace(plan, dvfs_levels=levels)
+        return hit
+
+    # ------------------------------------------------------------------ transition
+    def transition(self, ctl: ControlState, decision: Decision,
+                   world: WorldState) -> tuple[ControlState, Outcome]:
+        """Run one interval; see the module docstring for the order of events."""
+        interval = self.interval_s
+        state = world.state
+        active = world.job_active.tolist()
+        levels = list(decision.levels) if decision.levels is not None else \
+            [jc.level for jc in ctl.jobs]
+        decided = [self._decide(j, jc, decision.plans[j], ctl, levels[j])
+                   for j, jc in enumerate(ctl.jobs)]
+        jobs = [jc for jc, _ in decided]
+        modes, wake_left, woke, refused = self._power(ctl, decision, jobs)
+        awake = [modes[d] != SLEEP and wake_left[d] <= 0 for d in range(self.n_devices)]
+        usable = [u and a for u, a in zip(state.usable.tolist(), awake, strict=True)]
+        link = state.lists[2]
+        serving = [self._serving(jc, usable, link) if active[j] else None
+                   for j, jc in enumerate(jobs)]
+        shares = self.shares(levels, active)
+        demand = [self.demand(j, p) if p is not None else None for j, p in enumerate(serving)]
+        total = [sum(d[i] for d in demand if d is not None) for i in range(self.n_devices)]
+        busy = [0.0] * self.n_devices
+        tx = [0.0] * self.n_devices
+        rx = [0.0] * self.n_devices
+        out_jobs, new_jobs, util = [], [], []
+        resident = ctl.resident
+        for j, jc in enumerate(jobs):
+            plan = serving[j]
+            metrics = None
+            if plan is not None:
+                view = self.view(j, state, shares[j], total, demand[j], usable)
+                metrics = self.models[j].evaluate(self.moded(plan, modes), view, check=False)
+                mine = own_demand(metrics, view)
+                util.append(tuple(mine))
+                scale = interval / metrics["interval_s"] if metrics["interval_s"] > 0 else 0.0
+                for d in plan.devices:
+                    busy[d] += mine[d] * interval
+                    tx[d] += metrics["tx_s"][d] * scale
+                    rx[d] += metrics["rx_s"][d] * scale
+            else:
+                util.append((0.0,) * self.n_devices)
+            air = self._airtime_left(plan is not None, metrics, shares[j], state)
+            progress = advance(jc.pending, self.devices, link, air, interval)
+            for d, s in progress.tx_s.items():
+                tx[d] += s
+            for d, s in progress.rx_s.items():
+                rx[d] += s
+            moved = jc.pending_bytes - sum(t.bytes_left for t in progress.left)
+            scored = self._score(j, jc, active[j], metrics, world)
+            cut = jc.target is not None and not progress.left and all(
+                usable[d] for d in jc.target.devices)
+            nxt = replace(jc, pending=progress.left,
+                          outage_s=0.0 if plan is not None or not active[j]
+                          else jc.outage_s + interval, since=jc.since + 1)
+            if cut and jc.target is not None:
+                resident = keep(resident, j, jc.plan, jc.target, ctl.step,
+                                self._budget(jobs, j, jc.target), self.layer_bytes)
+                nxt = replace(nxt, plan=jc.target, target=None, break_first=False, since=0)
+            new_jobs.append(nxt)
+            out_jobs.append(self._job_interval(active[j], metrics, scored, decided[j][1], cut,
+                                               moved))
+        energy = self._energy(state.available.tolist(), modes, wake_left, woke, busy, tx, rx,
+                              new_jobs)
+        nxt_ctl = ControlState(jobs=tuple(new_jobs), modes=tuple(modes),
+                               wake_left_s=tuple(max(w - interval, 0.0) for w in wake_left),
+                               resident=resident, step=ctl.step + 1)
+        return nxt_ctl, Outcome(jobs=tuple(out_jobs), devices=energy, refused=refused,
+                                utilisation=tuple(util))
+
+    # ------------------------------------------------------------------ parts
+    def _decide(self, j: int, jc: JobControl, wanted: Plan | None, ctl: ControlState,
+                level: int) -> tuple[JobControl, bool]:
+        """Apply a job's plan choice: keep, call a switch off, or start one (it cuts over at
+        the end of this interval when nothing has to move). Returns the job's control and
+        whether a switch started."""
+        jc = replace(jc, level=level) if level != jc.level else jc
+        if wanted is None or wanted == (jc.target or jc.plan):
+            return jc, False
+        if wanted == jc.plan:  # back to the serving plan: the switch is called off
+            return replace(jc, target=None, pending=(), break_first=False), False
+        pending = gained(self.layer_bytes[j], j, jc.plan, wanted, ctl.resident, self.devices)
+        fits = self._fits_together(j, jc.plan, wanted, ctl)
+        return replace(jc, target=wanted, pending=pending, break_first=not fits), True
+
+    def _fits_together(self, j: int, old: Plan | None, new: Plan, ctl: ControlState) -> bool:
+        """Whether every device of ``new`` can hold its part beside what the serving plans
+        (every job's) already hold there: the condition for make-before-break."""
+        if old is None:
+            return True
+        need = self._serving_memory(ctl.jobs)
+        new_mem = self.nominal(j, new)["memory_bytes"]
+        mem = self.models[j].tables.lists.mem
+        old_masks, new_masks = plan_masks(old), plan_masks(new)
+        for d in new.devices:
+            shared = mask_bytes(self.layer_bytes[j], old_masks.get(d, 0) & new_masks[d])
+            if need[d] + new_mem[d] - shared > mem[d]:
+                return False
+        return True
+
+    def _serving_memory(self, jobs: Sequence[JobControl]) -> list[float]:
+        need = [0.0] * self.n_devices
+        for j, jc in enumerate(jobs):
+            if jc.plan is not None and not jc.break_first:
+                for d, b in enumerate(self.nominal(j, jc.plan)["memory_bytes"]):
+                    need[d] += b
+        return need
+
+    def _budget(self, jobs: Sequence[JobControl], j: int, new: Plan) -> list[float]:
+        """Memory per device left for kept weights once job ``j`` serves ``new``."""
+        after = [replace(jc, plan=new, break_first=False) if i == j else jc
+                 for i, jc in enumerate(jobs)]
+        need = self._serving_memory(after)
+        mem = self.models[0].tables.lists.mem
+        return [max(m - n, 0.0) for m, n in zip(mem, need, strict=True)]
+
+    def _power(self, ctl: ControlState, decision: Decision,
+               jobs: Sequence[JobControl]) -> tuple[list[int], list[float], list[bool], int]:
+        """Power modes of the interval: a device some plan uses (or is switching to) cannot
+        sleep (a request to is refused) and wakes if asleep; a waking device is unusable
+        until its wake time has passed."""
+        wanted = list(decision.modes) if decision.modes is not None else list(ctl.modes)
+        used: set[int] = set()
+        for jc in jobs:
+            for p in (jc.plan, jc.target):
+                if p is not None:
+                    used.update(p.devices)
+        modes, wake_left, woke, refused = [], list(ctl.wake_left_s), [], 0
+        for d, facts in enumerate(self.devices):
+            mode = wanted[d]
+            if mode == SLEEP and (d in used or not facts.can_sleep):
+                refused += 1
+                mode = ctl.modes[d] if ctl.modes[d] != SLEEP else 0
+            if not -1 <= mode < facts.n_modes:
+                refused += 1
+                mode = 0
+            wakes = ctl.modes[d] == SLEEP and mode != SLEEP
+            if wakes:
+                wake_left[d] = facts.wake_s
+            modes.append(mode)
+            woke.append(wakes)
+        return modes, wake_left, woke, refused
+
+    @staticmethod
+    def _serving(jc: JobControl, usable: Sequence[bool], link: Sequence[float]) -> Plan | None:
+        """The plan that serves this interval, or None in an outage: a break-before-make
+        switch, a plan device unusable, or a link it crosses faded to 0."""
+        plan = jc.plan
+        if plan is None or jc.break_first:
+            return None
+        devices = plan.devices
+        for d in devices:
+            if not usable[d] or (len(devices) > 1 and not link[d] > 0):
+                return None
+        return plan
+
+    @staticmethod
+    def shares(levels: Sequence[int], active: Sequence[bool]) -> list[float]:
+        """Each job's fraction of every medium from its bandwidth level, scaled so the active
+        jobs' requests sum to at most 1 (an inactive job's share is what it would get).
+
+        Example:
+            >>> IntervalModel.shares([3, 1], [True, True])
+            [0.6666666666666666, 0.3333333333333333]
+        """
+        asked = [(lv + 1.0) / LEVELS for lv in levels]
+        total = sum(a for a, on in zip(asked, active, strict=True) if on)
+        scale = 1.0 / total if total > 1.0 else 1.0
+        return [a * scale for a in asked]
+
+    def demand(self, j: int, plan: Plan) -> list[float]:
+        """Job ``j``'s compute demand per device running ``plan`` in the nominal state."""
+        return own_demand(self.nominal(j, plan), self.models[j].nominal)
+
+    def view(self, j: int, state: State, share: float, total: Sequence[float],
+             mine: Sequence[float] | None, usable: Sequence[bool]) -> State:
+        """Job ``j``'s view of ``state``: the other jobs' demand added to each device's load,
+        the job's share of the free airtime, and ``usable`` (presence, battery and sleep)."""
+        load, _, link, free = state.lists
+        mine = mine if mine is not None else [0.0] * self.n_devices
+        view = object.__new__(State)  # arrays and cached views of ``state``, unchecked (hot)
+        view.__dict__.update(state.__dict__)
+        share = share if share > 1e-3 else 1e-3
+        view.__dict__["lists"] = (
+            [MAX_VIEW_LOAD if (x := ld + tot - me) > MAX_VIEW_LOAD else x
+             for ld, tot, me in zip(load, total, mine, strict=True)],
+            list(usable), link, [f * share for f in free])
+        return view
+
+    def _airtime_left(self, serving: bool, metrics: dict[str, Any] | None, share: float,
+                      state: State) -> list[float]:
+        """Per domain, the fraction of the medium a job's weight transfers may use: its share
+        of the free airtime less what its own traffic occupies."""
+        free = state.lists[3]
+        out = [f * share for f in free]
+        if serving and metrics is not None and metrics["interval_s"] > 0:
+            used = [0.0] * self.n_domains
+            for d, facts in enumerate(self.devices):
+                if facts.wifi:
+                    used[facts.domain] += (metrics["tx_s"][d] + metrics["rx_s"][d]) \
+                        / metrics["interval_s"]
+            out = [max(o - u, 0.0) for o, u in zip(out, used, strict=True)]
+        return out
+
+    def _score(self, j: int, jc: JobControl, active: bool, metrics: dict[str, Any] | None,
+               world: WorldState) -> tuple[float, float, float]:
+        """(arrived, scored, missed) of job ``j`` this interval."""
+        if not active:
+            return 0.0, 0.0, 0.0
+        job, interval = self.models[j].tables.job, self.interval_s
+        qoe_scale = float(world.qoe_scale[j])
+        arrived = arrivals(job, interval, qoe_scale)
+        if job.training is not None:
+            if metrics is None or not metrics["iteration_s"] > 0:
+                return arrived, arrived, arrived
+            done = interval / metrics["iteration_s"]
+            return arrived, done, done if not _met(metrics, qoe_scale) else 0.0
+        rate = arrived / interval
+        certain = certain_wait_s(job, qoe_scale)
+        if metrics is None:
+            s = score_outage(arrived, jc.outage_s, interval, rate, certain)
+        else:
+            s = score_serving(arrived, _met(metrics, qoe_scale), jc.outage_s, rate,
+                              wait_headroom_s(job, metrics, qoe_scale), certain)
+        return s.arrived, s.scored, s.missed
+
+    @staticmethod
+    def _job_interval(active: bool, metrics: dict[str, Any] | None,
+                      scored: tuple[float, float, float], started: bool, cut: bool,
+                      moved: float) -> JobInterval:
+        if metrics is not None:
+            slacks = scaled_slacks(metrics, 1.0)
+            latency, slack = metrics["latency_s"] * 1e3, min(slacks) if slacks else 1.0
+        else:
+            latency, slack = (math.inf, -1.0) if active else (math.nan, 0.0)
+        return JobInterval(active=active, serving=metrics is not None, arrived=scored[0],
+                           scored=scored[1], missed=scored[2], latency_ms=latency,
+                           slack=slack, switched=started,
+                           cut_over=cut, moved_bytes=moved)
+
+    def _energy(self, present: Sequence[bool], modes: Sequence[int],
+                wake_left: Sequence[float], woke: Sequence[bool], busy: Sequence[float],
+                tx: Sequence[float], rx: Sequence[float],
+                jobs: Sequence[JobControl]) -> tuple[Any, ...]:
+        """Each device's energy: asleep draws sleep power, a device that left draws nothing
+        here, with ``unused_devices: off`` a device no plan uses is off."""
+        interval = self.interval_s
+        used: set[int] = set()
+        if self.power_off_unused:
+            for jc in jobs:
+                for p in (jc.plan, jc.target):
+                    if p is not None:
+                        used.update(p.devices)
+        out = []
+        for d, facts in enumerate(self.devices):
+            asleep = modes[d] == SLEEP and wake_left[d] <= 0
+            off = not present[d] or (self.power_off_unused and d not in used and not woke[d])
+            on_s = 0.0 if asleep or off else interval
+            e = interval_energy(facts, modes[d], interval, on_s, busy[d], tx[d], rx[d],
+                                woke[d])
+            if off and not asleep:
+                e = replace(e, sleep_j=0.0)
+            out.append(e)
+        return tuple(out)
+
+
+def _met(metrics: dict[str, Any], qoe_scale: float) -> bool:
+    """Every target held (targets scaled) and the plan fits and runs."""
+    if not (metrics["memory_ok"] and metrics["usable_ok"]):
+        return False
+    return all(s >= 0 for s in scaled_slacks(metrics, qoe_scale))
+
+
+
+def predict(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
+            plan: Plan) -> tuple[float, float]:
+    """Job ``j``'s smallest relative QoE slack and power (W) running ``plan`` in ``world``
+    with the devices' current modes, the other jobs serving their plans: what a controller
+    may predict from its measurements (the env scores candidates with it).
+
+    The power is what the job would cause: work and radio above idle on the plan's devices,
+    plus the idle power of the dedicated ones.
+    """
+    state = world.state
+    active = world.job_active.tolist()
+    levels = [jc.level for jc in ctl.jobs]
+    shares = model.shares(levels, active)
+    usable = state.lists[1]
+    mine = model.demand(j, plan)
+    total = [0.0] * model.n_devices
+    for i, jc in enumerate(ctl.jobs):
+        if i != j and active[i] and jc.plan is not None:
+            for d, x in enumerate(model.demand(i, jc.plan)):
+                total[d] += x
+    total = [t + m for t, m in zip(total, mine, strict=True)]
+    view = model.view(j, state, shares[j], total, mine, usable)
+    metrics = model.models[j].evaluate(model.moded(plan, ctl.modes), view, check=False)
+    slacks = scaled_slacks(metrics, float(world.qoe_scale[j]))
+    ok = metrics["memory_ok"] and metrics["usable_ok"]
+    slack = (min(slacks) if slacks else 1.0) if ok else -1.0
+    interval = metrics["interval_s"]
+    if not (math.isfinite(interval) and interval > 0):
+        return slack, math.inf
+    own = own_demand(metrics, view)
+    power = 0.0
+    for d in plan.devices:
+        f = model.devices[d]
+        mode = ctl.modes[d] if ctl.modes[d] >= 0 else 0
+        power += own[d] * (f.busy_w[mode] - f.idle_w)
+        power += (metrics["tx_s"][d] * (f.tx_w - f.idle_w)
+                  + metrics["rx_s"][d] * (f.rx_w - f.idle_w)) / interval
+        if f.dedicated:
+            power += f.idle_w
+    return slack, power
+
+
+__all__ = ["LEVELS", "IntervalModel", "predict"]
