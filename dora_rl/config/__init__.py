@@ -1,5 +1,6 @@
 """Scenario cards, model profiles and the device catalog: schema and loading."""
 
+from dora_rl.config.formats import WEIGHT_FORMATS, bytes_per_weight, weight_bytes
 from dora_rl.config.loader import (
     Scenario,
     builtin_profiles,
@@ -9,9 +10,10 @@ from dora_rl.config.loader import (
     load_model,
     load_scenario,
 )
-from dora_rl.config.schema import Device, Job, Layer, Model
+from dora_rl.config.schema import Device, Job, Layer, Model, Sleep, Storage
 
 __all__ = [
-    "Device", "Job", "Layer", "Model", "Scenario", "builtin_profiles", "device_catalog",
-    "layer_defaults", "load_builtin_model", "load_model", "load_scenario",
+    "WEIGHT_FORMATS", "Device", "Job", "Layer", "Model", "Scenario", "Sleep", "Storage",
+    "builtin_profiles", "bytes_per_weight", "device_catalog", "layer_defaults",
+    "load_builtin_model", "load_model", "load_scenario", "weight_bytes",
 ]

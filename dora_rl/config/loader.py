@@ -6,6 +6,7 @@ and the problem: ``envs/x.yaml: devices[2].memory_bytes: must be > 0, got -5``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from dora_rl.config.formats import QUANTIZED, format_of_dtype
 from dora_rl.config.schema import (
     Device,
     DeviceKind,
@@ -52,9 +54,13 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     Example:
         >>> format_loc(("devices", 2, "memory_bytes"))
         'devices[2].memory_bytes'
+        >>> format_loc(("compute", "format_speed", "q3", "[key]"))  # a bad mapping key
+        'compute.format_speed.q3'
     """
     out = ""
     for part in loc:
+        if part == "[key]":
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -160,6 +166,8 @@ class Scenario:
         objective: Planner objective.
         dynamics: Run-time dynamics references.
         measured: (device name, model name) -> per-layer seconds per item, when measured.
+        measured_format: (device name, model name) -> weight format the times were measured in
+            (from the profile's ``dtype``; absent when the dtype names no known format).
     """
 
     name: str
@@ -174,6 +182,7 @@ class Scenario:
     measured: dict[tuple[str, str], tuple[float, ...]]
     base_dir: Path
     reward: Reward = Reward()
+    measured_format: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
 
     def device_index(self, name: str) -> int:
         """Index of the device called ``name``."""
@@ -220,11 +229,12 @@ def resolve(spec: ScenarioSpec, label: str, base_dir: Path) -> Scenario:
     names = {d.name for d in devices}
     for j, job in enumerate(spec.jobs):
         _check_job(job, j, label, names, models)
-    measured = _resolve_measured(devices, models, label, base_dir)
+    measured, measured_format = _resolve_measured(devices, models, label, base_dir)
     return Scenario(
         name=spec.name, description=spec.description, source=label, devices=devices,
         network=spec.network, models=models, jobs=tuple(spec.jobs), objective=spec.objective,
         dynamics=spec.dynamics, measured=measured, base_dir=base_dir, reward=spec.reward,
+        measured_format=measured_format,
     )
 
 
@@ -259,28 +269,53 @@ def _resolve_device(spec: DeviceSpec, i: int, label: str, domains: set[str]) -> 
         raise ConfigError(label, f"{where}.compute",
                           "needs peak_flops or measured profiles")
     dvfs = spec.dvfs if spec.dvfs is not None else base.dvfs
+    sleep = spec.sleep if spec.sleep is not None else base.sleep
+    idle_w = fields["power"].idle_w
+    if sleep is not None and sleep.sleep_w >= idle_w:
+        field = f"{where}.sleep.sleep_w" if spec.sleep is not None else f"{where}.kind"
+        raise ConfigError(label, field, f"sleep_w {sleep.sleep_w:g} W must be below idle_w "
+                          f"{idle_w:g} W (kind {spec.kind!r})")
     return Device(
         name=spec.name, kind=spec.kind, memory_bytes=fields["memory_bytes"], compute=compute,
         power=fields["power"], dvfs=tuple(dvfs),
         battery_wh=spec.battery_wh if spec.battery_wh is not None else base.battery_wh,
         can_leave=spec.can_leave, network=spec.network,
+        storage=spec.storage if spec.storage is not None else base.storage,
+        sleep=sleep, dedicated=spec.dedicated,
     )
 
 
+_LAYER_FIELDS = ("unit", "dtype_bytes", "seq_len")
+"""ModelRef fields that describe inline layers; a profile file carries its own."""
+
+
 def _resolve_models(spec: ScenarioSpec, label: str, base_dir: Path) -> dict[str, Model]:
+    _unique([m.name for m in spec.models], label, "models", "model name")
+    builtin = set(builtin_profiles())
     models: dict[str, Model] = {}
     for i, ref in enumerate(spec.models):
         where = f"models[{i}]"
-        if (ref.profile is None) == (ref.layers is None):
-            raise ConfigError(label, where, "give exactly one of 'profile' or 'layers'")
-        if ref.profile is not None:
-            model = load_model(base_dir / ref.profile)
-            models[ref.name] = model.model_copy(update={"name": ref.name})
-        else:
-            assert ref.layers is not None
-            models[ref.name] = Model(name=ref.name, unit=ref.unit, dtype_bytes=ref.dtype_bytes,
-                                     seq_len=ref.seq_len, layers=list(ref.layers))
-    builtin = set(builtin_profiles())
+        if ref.profile is not None and ref.layers is not None:
+            raise ConfigError(label, where, "give one of 'profile' or 'layers', not both")
+        if ref.layers is not None:
+            fmt = {"weight_format": ref.weight_format} if ref.weight_format else {}
+            models[ref.name] = _build_model(
+                label, where, name=ref.name, unit=ref.unit, dtype_bytes=ref.dtype_bytes,
+                seq_len=ref.seq_len, layers=list(ref.layers), **fmt)
+            continue
+        if ref.profile is None and ref.name not in builtin:
+            raise ConfigError(label, where, f"give 'profile' or 'layers' ({ref.name!r} is not a "
+                              f"built-in profile: {', '.join(sorted(builtin))})")
+        for field in _LAYER_FIELDS:
+            if field in ref.model_fields_set:
+                raise ConfigError(label, f"{where}.{field}", "only with inline 'layers' (a "
+                                  "profile sets its own; a card may override weight_format)")
+        model = (load_model(base_dir / ref.profile) if ref.profile is not None
+                 else load_builtin_model(ref.name))
+        update: dict[str, Any] = {"name": ref.name}
+        if ref.weight_format is not None:
+            update["weight_format"] = ref.weight_format
+        models[ref.name] = model.model_copy(update=update)
     for job in spec.jobs:
         if job.model not in models and job.model in builtin:
             models[job.model] = load_builtin_model(job.model)
@@ -290,6 +325,16 @@ def _resolve_models(spec: ScenarioSpec, label: str, base_dir: Path) -> dict[str,
 _NEEDS = {"inference": ("inference", ("latency_ms",)),
           "llm_inference": ("llm", ("ttft_ms", "tpot_ms")),
           "training": ("training", ("iteration_ms", "deadline_s"))}
+
+
+def _build_model(label: str, where: str, **fields: Any) -> Model:
+    try:
+        return Model(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        path = format_loc(tuple(err["loc"]))
+        raise ConfigError(label, f"{where}.{path}" if path else where, _problem(dict(err))) \
+            from None
 
 
 def _check_job(job: Job, j: int, label: str, names: set[str], models: dict[str, Model]) -> None:
@@ -313,23 +358,34 @@ def _check_job(job: Job, j: int, label: str, names: set[str], models: dict[str, 
         raise ConfigError(label, f"{where}.qoe",
                           f"workload {job.workload!r} needs at least one of {list(targets)}")
     if job.training is not None:
-        tr = job.training
-        if tr.micro_batches > tr.global_batch:
-            raise ConfigError(label, f"{where}.training.micro_batches",
-                              f"must be <= global_batch ({tr.global_batch}), "
-                              f"got {tr.micro_batches}")
-        if job.qoe.deadline_s is not None and tr.iterations is None:
-            raise ConfigError(label, f"{where}.training.iterations",
-                              "required with qoe.deadline_s (time to finish)")
-        model = models[job.model]
-        if model.unit == "token" and model.seq_len is None:
-            raise ConfigError(label, f"{where}.model",
-                              f"token model {job.model!r} needs seq_len for training")
+        _check_training(job, where, label, models[job.model])
 
 
-def _resolve_measured(devices: tuple[Device, ...], models: dict[str, Model], label: str,
-                      base_dir: Path) -> dict[tuple[str, str], tuple[float, ...]]:
+def _check_training(job: Job, where: str, label: str, model: Model) -> None:
+    tr = job.training
+    assert tr is not None
+    if tr.micro_batches > tr.global_batch:
+        raise ConfigError(label, f"{where}.training.micro_batches",
+                          f"must be <= global_batch ({tr.global_batch}), "
+                          f"got {tr.micro_batches}")
+    if job.qoe.deadline_s is not None and tr.iterations is None:
+        raise ConfigError(label, f"{where}.training.iterations",
+                          "required with qoe.deadline_s (time to finish)")
+    if model.unit == "token" and model.seq_len is None:
+        raise ConfigError(label, f"{where}.model",
+                          f"token model {job.model!r} needs seq_len for training")
+    if model.weight_format in QUANTIZED and tr.method != "lora":
+        raise ConfigError(label, f"{where}.training.method",
+                          f"full training needs float weights; model {job.model!r} is "
+                          f"{model.weight_format} (use method: lora, which trains float "
+                          "adapters over frozen quantized weights, or a float format)")
+
+
+def _resolve_measured(
+    devices: tuple[Device, ...], models: dict[str, Model], label: str, base_dir: Path
+) -> tuple[dict[tuple[str, str], tuple[float, ...]], dict[tuple[str, str], str]]:
     out: dict[tuple[str, str], tuple[float, ...]] = {}
+    formats: dict[tuple[str, str], str] = {}
     for i, dev in enumerate(devices):
         for model_name, rel in dev.compute.measured.items():
             where = f"devices[{i}].compute.measured.{model_name}"
@@ -345,10 +401,13 @@ def _resolve_measured(devices: tuple[Device, ...], models: dict[str, Model], lab
                 raise ConfigError(str(base_dir / rel), "measured[0].time_s",
                                   f"has {len(m.time_s)} entries, model has {n_layers} layers")
             out[(dev.name, model_name)] = tuple(t / m.batch for t in m.time_s)
+            fmt = format_of_dtype(m.dtype)
+            if fmt is not None:
+                formats[(dev.name, model_name)] = fmt
     for (dev_name, model_name), times in out.items():
         if not all(math.isfinite(t) for t in times):
             raise ConfigError(label, f"{dev_name}.{model_name}", "non-finite measured time")
-    return out
+    return out, formats
 
 
 def layer_defaults(layer: Layer) -> tuple[float, float, float]:

@@ -7,9 +7,11 @@ sizes and rates must be positive. Units are in the field names.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dora_rl.config.formats import WeightFormat, default_format
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -65,20 +67,41 @@ class Measured(Frozen):
 
 
 class Model(Frozen):
-    """A model as an ordered list of layers, as written by the profiler."""
+    """A model as an ordered list of layers, as written by the profiler.
+
+    ``param_bytes`` of every layer is at ``dtype_bytes``; ``weight_format`` is how the weights are
+    stored and run (see :mod:`dora_rl.config.formats`), by default the format of ``dtype_bytes``.
+    """
 
     name: Name
     unit: Literal["sample", "token"] = "sample"
     dtype_bytes: PositiveInt = 4
+    weight_format: WeightFormat = "fp32"
+    """Defaults to the format matching ``dtype_bytes`` (fp32 for 4, fp16 for 2, int8 for 1)."""
     seq_len: PositiveInt | None = None
     """Tokens per training sample for token models."""
     source: str = ""
     layers: list[Layer] = Field(min_length=1)
     measured: list[Measured] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_format(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("weight_format") is not None:
+            return data
+        size = data.get("dtype_bytes", 4)
+        if not isinstance(size, int | float) or not float(size).is_integer() or size <= 0:
+            return data  # the field's own validation reports it
+        fmt = default_format(int(size))
+        if fmt is None:
+            raise ValueError(f"weight_format is required: dtype_bytes {size} has no default "
+                             "format (4 -> fp32, 2 -> fp16, 1 -> int8)")
+        return {**data, "weight_format": fmt}
+
 
 class ModelRef(Frozen):
-    """A model a card names: inline layers or a profile file relative to the card."""
+    """A model a card names: inline layers, a profile file relative to the card, or (with
+    neither) the shipped profile of that name, optionally in another ``weight_format``."""
 
     name: Name
     profile: str | None = None
@@ -86,6 +109,8 @@ class ModelRef(Frozen):
     unit: Literal["sample", "token"] = "sample"
     dtype_bytes: PositiveInt = 4
     seq_len: PositiveInt | None = None
+    weight_format: WeightFormat | None = None
+    """Format of the weights; the profile's own (or that of ``dtype_bytes``) when omitted."""
 
 
 # --------------------------------------------------------------------------- devices
@@ -119,6 +144,28 @@ class Compute(Frozen):
     """DRAM bandwidth in GB/s; bounds each layer below by the time to read its weights."""
     measured: dict[str, str] = Field(default_factory=dict)
     """Model name -> profile file (relative to the card) holding ``measured`` times."""
+    format_speed: dict[WeightFormat, PositiveFloat] = Field(default_factory=dict)
+    """Compute throughput per weight format relative to the nominal precision of
+    ``peak_flops``; formats not listed run at the nominal rate (1.0)."""
+
+
+class Storage(Frozen):
+    """Local storage model files are loaded from."""
+
+    medium: Literal["nvme", "emmc", "microsd", "ufs", "sata_ssd"]
+    read_mbps: PositiveFloat
+    """Sequential read rate in Mbit/s (like ``link_mbps``): datasheet MB/s x 8."""
+
+
+class Sleep(Frozen):
+    """A low-power state the device can be put in between jobs and woken from."""
+
+    sleep_w: NonNegFloat
+    """Watts drawn asleep (suspend to RAM, SC7, soft-off with wake-on-LAN, or halt)."""
+    wake_s: NonNegFloat
+    """Seconds from the wake request until the device can run work again."""
+    wake_j: NonNegFloat
+    """Energy of one wake above what the device would draw idling for ``wake_s``."""
 
 
 class Attachment(Frozen):
@@ -138,6 +185,8 @@ class DeviceKind(Frozen):
     dvfs: list[DvfsLevel] = Field(default_factory=list)
     battery_wh: PositiveFloat | None = None
     link_mbps: PositiveFloat | None = None
+    storage: Storage | None = None
+    sleep: Sleep | None = None
 
 
 class DeviceSpec(Frozen):
@@ -152,6 +201,13 @@ class DeviceSpec(Frozen):
     battery_wh: PositiveFloat | None = None
     can_leave: bool = False
     """True for devices that leave and rejoin (a phone leaving the house)."""
+    storage: Storage | None = None
+    """Replaces the kind's storage when given."""
+    sleep: Sleep | None = None
+    """Replaces the kind's sleep state when given."""
+    dedicated: bool = False
+    """On only for the jobs, so its idle power is theirs to pay (an AI box, a cluster node);
+    False for devices that are on anyway (a household laptop, a phone, a hub)."""
     network: Attachment
 
 
@@ -167,6 +223,9 @@ class Device(Frozen):
     battery_wh: float | None
     can_leave: bool
     network: Attachment
+    storage: Storage | None = None
+    sleep: Sleep | None = None
+    dedicated: bool = False
 
 
 # --------------------------------------------------------------------------- network

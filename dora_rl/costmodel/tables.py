@@ -2,6 +2,14 @@
 
 Everything the evaluator needs per (device, layer) is a prefix sum over layers, so the cost of a
 contiguous stage on a device is one subtraction, whatever the stage length.
+
+Weight formats (:mod:`dora_rl.config.formats`): a layer's weight bytes are its weight count times
+the bytes per weight of the model's ``weight_format``; they size memory, the weights a plan
+switch moves and the per-item weight reads from DRAM. Compute times are divided by the device's
+``format_speed`` factor of that format (measured times by the ratio to the measured format's
+factor). Activations, saved activations, LoRA adapters and the KV cache stay at the model's
+``dtype_bytes``. Full training in fp16/bf16 is mixed precision: the optimizer also holds an FP32
+master copy of the weights (4 bytes per weight) beside its moments.
 """
 
 from __future__ import annotations
@@ -14,7 +22,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.config import Job, Model, Scenario, layer_defaults
+from dora_rl.config.formats import compute_factor, measured_time_factor, weight_bytes
 from dora_rl.costmodel.formulas import MBPS_TO_BYTES_PER_S
+
+MIXED_PRECISION_FORMATS = frozenset({"fp16", "bf16"})
+"""Formats whose full training keeps an FP32 master copy of the weights in the optimizer."""
+MASTER_BYTES_PER_WEIGHT = 4.0
 
 FloatArray = NDArray[np.float64]
 
@@ -50,11 +63,13 @@ class JobTables:
     """Cost tables of one job in one scenario (device order = card order).
 
     Attributes:
-        fwd_prefix_s: [D, L+1] cumulative forward seconds per item at nominal speed.
+        fwd_prefix_s: [D, L+1] cumulative forward seconds per item at nominal speed, in the
+            model's weight format.
         bwd_prefix_s: [D, L+1] the same for the backward pass.
-        weight_read_prefix_s: [D, L+1] cumulative seconds to stream the layers' weights from
-            DRAM once (0 where the device has no memory bandwidth figure).
-        param_prefix_bytes, saved_prefix_bytes, optimizer_prefix_bytes, lora_prefix_bytes,
+        weight_read_prefix_s: [D, L+1] cumulative seconds to stream the layers' weights (in
+            their format) from DRAM once (0 where the device has no memory bandwidth figure).
+        param_prefix_bytes: [L+1] cumulative weight bytes in the model's weight format.
+        saved_prefix_bytes, optimizer_prefix_bytes, lora_prefix_bytes,
         kv_prefix_bytes: [L+1] cumulative per-layer sizes (saved activations and KV per item).
         activation_bytes: [L] output activation bytes per item of each layer.
         activation_range_max: [L+1, L+1] largest activation (per item) of layers [i, j).
@@ -153,26 +168,45 @@ def _prefix(values: list[float]) -> FloatArray:
     return out
 
 
+def _layer_weight_bytes(model: Model) -> list[float]:
+    return [weight_bytes(layer.param_bytes, model.dtype_bytes, model.weight_format)
+            for layer in model.layers]
+
+
+def _optimizer_bytes(model: Model, defaults: list[tuple[float, float, float]]) -> list[float]:
+    if model.weight_format not in MIXED_PRECISION_FORMATS:
+        return [o for _, _, o in defaults]
+    return [o + layer.param_bytes / model.dtype_bytes * MASTER_BYTES_PER_WEIGHT
+            for (_, _, o), layer in zip(defaults, model.layers, strict=True)]
+
+
 def _device_times(scenario: Scenario, model: Model) -> tuple[FloatArray, FloatArray, FloatArray]:
     n_dev, n_layers = len(scenario.devices), len(model.layers)
     fwd = np.full((n_dev, n_layers), np.inf)
     bwd = np.full((n_dev, n_layers), np.inf)
     wread = np.zeros((n_dev, n_layers))
+    fmt = model.weight_format
+    wbytes = _layer_weight_bytes(model)
     for d, dev in enumerate(scenario.devices):
         comp = dev.compute
         measured = scenario.measured.get((dev.name, model.name))
+        if measured is not None:
+            scale = measured_time_factor(comp.format_speed,
+                                         scenario.measured_format.get((dev.name, model.name)), fmt)
+        else:
+            factor = compute_factor(comp.format_speed, fmt)
         for li, layer in enumerate(model.layers):
             bwd_flops = layer_defaults(layer)[0]
             if measured is not None:
-                fwd[d, li] = measured[li]
+                fwd[d, li] = measured[li] * scale
                 ratio = bwd_flops / layer.forward_flops if layer.forward_flops > 0 else 2.0
-                bwd[d, li] = measured[li] * ratio
+                bwd[d, li] = fwd[d, li] * ratio
             elif comp.peak_flops is not None:
                 eff = comp.efficiency.get(layer.kind, comp.default_efficiency)
-                fwd[d, li] = layer.forward_flops / (comp.peak_flops * eff)
-                bwd[d, li] = bwd_flops / (comp.peak_flops * eff)
+                fwd[d, li] = layer.forward_flops / (comp.peak_flops * eff * factor)
+                bwd[d, li] = bwd_flops / (comp.peak_flops * eff * factor)
             if comp.memory_bandwidth_gbps is not None and measured is None:
-                wread[d, li] = layer.param_bytes / (comp.memory_bandwidth_gbps * 1e9)
+                wread[d, li] = wbytes[li] / (comp.memory_bandwidth_gbps * 1e9)
     return fwd, bwd, wread
 
 
@@ -231,9 +265,9 @@ def build_tables(scenario: Scenario, job_index: int = 0) -> JobTables:
         weight_read_prefix_s=np.concatenate(
             [np.zeros((len(devices), 1)), np.cumsum(wread, axis=1)], 1
         ),
-        param_prefix_bytes=_prefix([layer.param_bytes for layer in model.layers]),
+        param_prefix_bytes=_prefix(_layer_weight_bytes(model)),
         saved_prefix_bytes=_prefix([s for _, s, _ in defaults]),
-        optimizer_prefix_bytes=_prefix([o for _, _, o in defaults]),
+        optimizer_prefix_bytes=_prefix(_optimizer_bytes(model, defaults)),
         lora_prefix_bytes=_prefix([layer.lora_param_bytes for layer in model.layers]),
         kv_prefix_bytes=_prefix([layer.kv_bytes_per_token for layer in model.layers]),
         activation_bytes=act,
