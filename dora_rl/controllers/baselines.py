@@ -248,8 +248,19 @@ CONTROLLERS: dict[str, type[Controller]] = {
 }
 
 
-def make(name: str, env: gym.Env[Any, Any]) -> Controller:
-    """Build the controller ``name`` for ``env``."""
+def make(name: str, env: gym.Env[Any, Any]) -> Any:
+    """Build the controller ``name`` for ``env`` (the ``-v1`` controllers of
+    :mod:`dora_rl.controllers.observed` for a ``-v1`` env)."""
+    from dora_rl.env.control_env import ControlEnv
+
+    if isinstance(env.unwrapped, ControlEnv):
+        from dora_rl.controllers.observed import CONTROLLERS as OBSERVED
+
+        if name not in OBSERVED:
+            from dora_rl.errors import DoraError
+
+            raise DoraError(f"unknown controller {name!r} (known: {', '.join(OBSERVED)})")
+        return OBSERVED[name](env)
     if name not in CONTROLLERS:
         from dora_rl.errors import DoraError
 

@@ -34,6 +34,22 @@ from dora_rl.world.requests import arrivals
 from dora_rl.world.weights import held_mask, mask_bytes, plan_masks
 
 
+def lexicographic_reward(missed_requests: float, jobs_energy_j: float, price_j: float,
+                         requests_per_interval: float, penalty_j: float = 0.0) -> float:
+    """The reward of one interval: missed requests priced at ``price_j`` joules each, plus the
+    energy the jobs caused and any penalty (in joules), scaled so that an interval whose
+    requests all miss scores about -1.
+
+    Example:
+        >>> lexicographic_reward(0.0, 50.0, 1e6, 5.0)
+        -1e-05
+        >>> lexicographic_reward(5.0, 0.0, 1e6, 5.0)
+        -1.0
+    """
+    return -(price_j * missed_requests + jobs_energy_j + penalty_j) / (
+        price_j * requests_per_interval)
+
+
 @dataclass(frozen=True)
 class WorldHandle:
     """A read-only window on the env's world for privileged baselines (never for a policy):
@@ -128,6 +144,8 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.total_weight_bytes = [sum(b) for b in self.model.layer_bytes]
         self.capacity_wh = [d.battery_wh for d in self.scenario.devices]
         self.handle = WorldHandle(self)
+        self.initial_plans: list[Plan | None] | None = None
+        """Plans to start every episode from instead of the first candidates."""
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None,
@@ -138,7 +156,10 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.t = 0
         self.cands = self.cache.get(self.world.state.lists[1])
         self.choice = [1 if c.plans else 0 for c in self.cands]
-        self.ctl = self.model.initial([c.plans[0] if c.plans else None for c in self.cands])
+        start = self.initial_plans if self.initial_plans is not None else \
+            [c.plans[0] if c.plans else None for c in self.cands]
+        self.ctl = self.model.initial(start)
+        self._sync_choice()
         self.history: deque[list[float]] = deque([self.world.state.lists[2]] * 4, maxlen=4)
         self.last: Outcome | None = None
         return self._obs(), {"plan_ids": tuple(self.choice)}
@@ -157,9 +178,9 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._sync_choice()
         missed = sum(w * j.missed for w, j in zip(self.job_weights, out.jobs, strict=True))
         jobs_j = out.jobs_energy_j
-        reward = -(self.violation_price_j * missed + jobs_j
-                   + invalid * self.max_energy_j * self.scenario.reward.invalid_weight) \
-            / (self.violation_price_j * self.requests_per_interval)
+        reward = lexicographic_reward(
+            missed, jobs_j, self.violation_price_j, self.requests_per_interval,
+            invalid * self.max_energy_j * self.scenario.reward.invalid_weight)
         info = StepInfo(
             energy_j=out.energy_j, jobs_energy_j=jobs_j,
             latency_ms=tuple(j.latency_ms for j in out.jobs),
@@ -315,4 +336,4 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return left / moved * self.interval_s if moved > 0 else (FINISH_SCALE_S if left else 0.0)
 
 
-__all__ = ["ControlEnv", "WorldHandle"]
+__all__ = ["ControlEnv", "WorldHandle", "lexicographic_reward"]

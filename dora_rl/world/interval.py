@@ -51,15 +51,19 @@ class IntervalModel:
         scenario: The validated scenario.
         interval_s: Length of one control interval.
         models: Cost models of the jobs (card order); built when omitted.
+        devices: Device facts (card order); the card's when omitted (a runtime passes the
+            devices it emulates).
     """
 
     def __init__(self, scenario: Scenario, interval_s: float = 1.0,
-                 models: Sequence[CostModel] | None = None) -> None:
+                 models: Sequence[CostModel] | None = None,
+                 devices: Sequence[DeviceFacts] | None = None) -> None:
         self.scenario = scenario
         self.interval_s = interval_s
         self.models = list(models) if models is not None else \
             [CostModel(scenario, j) for j in range(len(scenario.jobs))]
-        self.devices: tuple[DeviceFacts, ...] = device_facts(scenario)
+        self.devices: tuple[DeviceFacts, ...] = tuple(devices) if devices is not None else \
+            device_facts(scenario)
         self.n_jobs, self.n_devices = len(self.models), len(self.devices)
         self.n_domains = len(scenario.network.domains)
         self.layer_bytes = [[b - a for a, b in zip(p[:-1], p[1:], strict=True)]

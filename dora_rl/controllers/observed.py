@@ -1,0 +1,216 @@
+"""Controllers of the ``-v1`` environments. They see the observation only; the one privileged
+baseline (``oracle``) is handed an explicit read-only :class:`~dora_rl.env.control_env.WorldHandle`.
+
+- ``static``: keep every plan, every device at its nominal mode (never adapts).
+- ``throughput``: the throughput-first plan of every job, kept.
+- ``dora``: the rule-based adapter on the observation's candidate scores: per job the
+  least-power candidate predicted to keep ``qoe_margin`` of slack, preferring plans whose
+  weights are resident, switching only when the saving beats ``hysteresis``; devices that
+  may sleep are slept; the power mode of used devices is lowered one level while every active
+  job keeps twice the margin, raised back when one falls below it.
+- ``oracle``: privileged one-interval peek: every joint choice of plans (and power modes of
+  the devices that have several) is run through the interval model on the coming interval,
+  fewest missed requests first, then least energy caused. A per-interval bound, not an
+  episode bound.
+- ``random``: uniform random actions.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from numpy.typing import NDArray
+
+from dora_rl.controllers.card import DoraSettings, load_baseline_settings
+from dora_rl.env.control_env import ControlEnv, WorldHandle
+from dora_rl.env.decision_obs import DecisionLayout
+from dora_rl.planner.baselines import throughput as throughput_plan
+from dora_rl.world import LEVELS, SLEEP, Decision
+
+Action = NDArray[np.int64]
+MID_LEVEL = LEVELS // 2
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """What a controller may know of an env besides observations: the layout and each
+    device's number of power modes (card facts, fixed for the env's life)."""
+
+    layout: DecisionLayout
+    n_modes: tuple[int, ...]
+    sleep_value: int
+
+    @classmethod
+    def of(cls, env: gym.Env[Any, Any]) -> ControlSpec:
+        """The spec of a ``-v1`` env (wrapped or not)."""
+        base = env.unwrapped
+        if not isinstance(base, ControlEnv):
+            from dora_rl.errors import DoraError
+
+            raise DoraError(f"{type(base).__name__} is not a -v1 control environment")
+        return cls(base.layout, tuple(f.n_modes for f in base.model.devices), base.n_modes)
+
+    def action(self, picks: list[int], levels: list[int], modes: list[int]) -> Action:
+        """The env action: per job ``pick * LEVELS + level``, then per device its mode value
+        (:data:`~dora_rl.world.SLEEP` becomes the sleep value).
+
+        Example:
+            >>> from dora_rl.env.decision_obs import DecisionLayout
+            >>> spec = ControlSpec(DecisionLayout(2, 1, 1, 4), (2, 1), 2)
+            >>> spec.action([3], [1], [1, SLEEP]).tolist()
+            [13, 1, 2]
+        """
+        values = [p * LEVELS + lv for p, lv in zip(picks, levels, strict=True)]
+        values += [self.sleep_value if m == SLEEP else m for m in modes]
+        return np.array(values, dtype=np.int64)
+
+
+class ObservedController:
+    """Base: SB3's ``predict`` over a single observation."""
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        self.spec = ControlSpec.of(env)
+        self.n_jobs, self.n_devices = self.spec.layout.n_jobs, self.spec.layout.n_devices
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[Action, Any]:
+        """The action for ``observation``."""
+        return self.act(np.asarray(observation, dtype=np.float32)), state
+
+    def act(self, obs: NDArray[np.float32]) -> Action:
+        """Keep every plan at the middle level, every device at its nominal mode."""
+        return self.spec.action([0] * self.n_jobs, [MID_LEVEL] * self.n_jobs,
+                                [0] * self.n_devices)
+
+
+class Static(ObservedController):
+    """Never adapts."""
+
+
+class Throughput(ObservedController):
+    """The throughput-first plan of every job, kept (set as the env's starting plans)."""
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        base: ControlEnv = env.unwrapped  # type: ignore[assignment]
+        base.initial_plans = [throughput_plan(m) for m in base.model.models]
+
+
+class RandomController(ObservedController):
+    """Uniform random actions (seeded)."""
+
+    def __init__(self, env: gym.Env[Any, Any], seed: int | None = None) -> None:
+        super().__init__(env)
+        self.space = env.action_space
+        self.space.seed(load_baseline_settings().random.seed if seed is None else seed)
+
+    def act(self, obs: NDArray[np.float32]) -> Action:
+        return np.asarray(self.space.sample(), dtype=np.int64)
+
+
+class Dora(ObservedController):
+    """The rule-based adapter on the observation (see the module docstring)."""
+
+    def __init__(self, env: gym.Env[Any, Any], settings: DoraSettings | None = None) -> None:
+        super().__init__(env)
+        settings = settings or load_baseline_settings().dora
+        self.margin, self.hysteresis = settings.qoe_margin, settings.hysteresis
+
+    def act(self, obs: NDArray[np.float32]) -> Action:
+        lay = self.spec.layout
+        jobs, cands, devices = lay.job(obs), lay.candidates(obs), lay.device(obs)
+        picks = [self._pick(jobs[j], cands[j]) for j in range(self.n_jobs)]
+        active = jobs[:, 0] > 0.5
+        slack = float(jobs[active, 2].min()) if active.any() else 1.0
+        modes = []
+        for d in range(self.n_devices):
+            present, mode_frac, used, may_sleep = devices[d, 0], devices[d, 3], devices[d, 6], \
+                devices[d, 7]
+            n = self.spec.n_modes[d]
+            mode = int(round(float(mode_frac) * max(n - 1, 1))) if n > 1 else 0
+            if may_sleep > 0.5 and present > 0.5:
+                modes.append(SLEEP)
+                continue
+            if used > 0.5 and n > 1:
+                if slack > 2 * self.margin and mode < n - 1:
+                    mode += 1
+                elif slack < self.margin and mode > 0:
+                    mode -= 1
+            else:
+                mode = 0
+            modes.append(mode)
+        return self.spec.action(picks, [MID_LEVEL] * self.n_jobs, modes)
+
+    def _pick(self, job: NDArray[np.float32], cand: NDArray[np.float32]) -> int:
+        if job[0] < 0.5 or job[5] > 0.5:  # inactive, or a switch under way: keep
+            return 0
+        present, slack, power, moving, serving = (cand[:, i] for i in range(5))
+        ok = (present > 0.5) & (slack >= self.margin)
+        current = int(np.argmax(serving)) if serving.max() > 0.5 else -1
+        if not ok.any():
+            viable = np.flatnonzero(present > 0.5)
+            if not len(viable):
+                return 0
+            best = int(viable[np.argmax(slack[viable])])
+            return 0 if best == current else best + 1
+        # least power; among near-equal ones the plan with fewer weights to move
+        score = np.where(ok, power + 1e-3 * moving, np.inf)
+        best = int(np.argmin(score))
+        if current >= 0 and ok[current] and power[current] <= power[best] * (1 + self.hysteresis):
+            return 0
+        return best + 1
+
+
+class Oracle(ObservedController):
+    """Privileged one-interval peek through the interval model (see the module docstring).
+
+    Args:
+        env: The env.
+        handle: The read-only world handle (default: the env's own).
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], handle: WorldHandle | None = None) -> None:
+        super().__init__(env)
+        base: ControlEnv = env.unwrapped  # type: ignore[assignment]
+        self.handle = handle or base.handle
+        self.max_combinations = load_baseline_settings().oracle.max_combinations
+
+    def act(self, obs: NDArray[np.float32]) -> Action:
+        h = self.handle
+        model, ctl, world = h.model, h.control(), h.peek()
+        usable = world.state.lists[1]
+        options: list[list[tuple[int, Any]]] = []
+        for j, cand in enumerate(h.candidates()):
+            opts: list[tuple[int, Any]] = [(0, None)]
+            if world.job_active[j]:
+                opts += [(i + 1, p) for i, p in enumerate(cand.plans)
+                         if p != (ctl.jobs[j].target or ctl.jobs[j].plan)
+                         and all(usable[d] for d in p.devices)]
+            options.append(opts)
+        mode_options = [range(n) if n > 1 else range(1) for n in self.spec.n_modes]
+        best: tuple[tuple[float, float], list[int], list[int]] | None = None
+        combos = itertools.product(itertools.product(*options), itertools.product(*mode_options))
+        for n, (choice, modes) in enumerate(combos):
+            if n >= self.max_combinations:
+                break
+            decision = Decision(plans=tuple(p for _, p in choice),
+                                levels=(MID_LEVEL,) * self.n_jobs, modes=tuple(modes))
+            _, out = model.transition(ctl, decision, world)
+            key = (round(out.missed, 9), out.jobs_energy_j)
+            if best is None or key < best[0]:
+                best = (key, [pick for pick, _ in choice], list(modes))
+        assert best is not None
+        return self.spec.action(best[1], [MID_LEVEL] * self.n_jobs, best[2])
+
+
+CONTROLLERS: dict[str, type[ObservedController]] = {
+    "static": Static, "throughput": Throughput, "dora": Dora, "oracle": Oracle,
+    "random": RandomController,
+}
+
+__all__ = ["CONTROLLERS", "ControlSpec", "Dora", "ObservedController", "Oracle",
+           "RandomController", "Static", "Throughput"]
