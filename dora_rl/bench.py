@@ -184,7 +184,8 @@ def run(args: Args) -> str:
         runs = run_all(contenders, args.seeds, args.episodes, step)
     scenario = args.scenario.name
     job_names = [job.name for job in args.scenario.jobs]
-    rows = report.rows_of(scenario, runs, job_names)
+    traces = [t.name for t in contenders[0].env.unwrapped.dynamics.traces]  # type: ignore[attr-defined]
+    rows = report.rows_of(scenario, runs, job_names, traces)
     table = report.markdown_table(rows, job_names)
     results = args.out / "results"
     steps = rows[0]["episode_steps"]

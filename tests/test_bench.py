@@ -14,7 +14,6 @@ import dora_rl.controllers
 from dora_rl.bench import main
 from dora_rl.benchmark.controllers import parse_controllers
 from dora_rl.benchmark.report import finite_or_none
-from dora_rl.env.edge_env import BANDWIDTH_LEVELS, encode_action
 from dora_rl.scenarios import load
 
 FIGURES = ("energy_j", "qoe_violation_rate", "latency_ms_p95", "replans", "migration_mb",
@@ -111,7 +110,7 @@ class _Keep:
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[Any, Any]:
         self.starts.append(bool(episode_start[0]))
-        return encode_action([0], [BANDWIDTH_LEVELS // 2]), state
+        return np.array([2, 0, 0, 0]), state  # keep the plan at the middle level, nominal modes
 
 
 def test_trained_controller_runs_on_its_own_spaces(tmp_path: Path,

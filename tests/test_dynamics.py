@@ -250,17 +250,21 @@ def test_bad_arguments_raise(home: Scenario) -> None:
         dyn.step(np.random.default_rng(0), np.full(len(home.devices), -1.0))
 
 
-def test_own_traces_dir_and_split_errors(home: Scenario, tmp_path: Path) -> None:
-    for i in range(3):
-        (tmp_path / f"walk{i}.csv").write_text(f"seconds,Mbps\n0,{10 + i}\n1,0\n2,{5 + i}\n")
+def test_a_users_trace_folder_is_replayed_whole(home: Scenario, tmp_path: Path) -> None:
+    for i in range(14):
+        kind = "wifi" if i % 2 else "cellular"
+        (tmp_path / f"walk{i}_{kind}.csv").write_text(
+            f"seconds,Mbps\n0,{10 + i}\n1,0\n2,{5 + i}\n")
     dyn = RuntimeDynamics(home, bandwidth="trace", traces_dir=tmp_path, split="test")
-    assert len(dyn.traces) == 1
+    assert sorted(t.name for t in dyn.traces) == sorted(f"walk{i}_wifi" for i in range(1, 14, 2))
     link = stacked(run(dyn, 0, 20), "link_scale")
     assert link.min() == 0.0 and link.max() <= 1.2
-    (tmp_path / "walk2.csv").unlink()
-    (tmp_path / "walk1.csv").unlink()
-    with pytest.raises(ConfigError, match="no trace in split"):
-        RuntimeDynamics(home, bandwidth="trace", traces_dir=tmp_path, split="test")
+
+
+def test_the_projects_own_traces_are_split_by_file(home: Scenario) -> None:
+    names = {s: {t.name for t in RuntimeDynamics(home, split=s).traces}
+             for s in ("train", "validation", "test")}
+    assert names["train"] and names["test"] and not names["train"] & names["test"]
 
 
 def test_interval_scaling_keeps_ranges(home: Scenario) -> None:

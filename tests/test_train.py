@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -40,7 +41,7 @@ def test_smoke_run_writes_the_whole_run_folder(runs: tuple[Path, Path]) -> None:
     run = runs[0]
     assert RUN_FILES <= {p.name for p in run.iterdir()}
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["env_id"] == "dora_rl/Tiny-v0" and config["env_version"] == 0
+    assert config["env_id"] == "dora_rl/Tiny-v1" and config["env_version"] == 1
     assert config["scenario"]["content"] == Path("envs/tiny.yaml").read_text()
     assert config["agent"]["timesteps"] == 2000
     assert (run / "command.txt").read_text().startswith("python -m dora_rl.train --scenario tiny")
@@ -109,11 +110,11 @@ def test_another_env_version_or_observation_size_is_refused(runs: tuple[Path, Pa
                                                             tmp_path: Path) -> None:
     run = _copy(runs[0], tmp_path)
     text = (run / "config.yaml").read_text()
-    (run / "config.yaml").write_text(text.replace("dora_rl/Tiny-v0", "dora_rl/Tiny-v1"))
-    with pytest.raises(CheckpointError, match="env_id: trained on dora_rl/Tiny-v1"):
+    (run / "config.yaml").write_text(text.replace("dora_rl/Tiny-v1", "dora_rl/Tiny-v9"))
+    with pytest.raises(CheckpointError, match="env_id: trained on dora_rl/Tiny-v9"):
         load(run)
-    (run / "config.yaml").write_text(text.replace("observation_size: 28",
-                                                  "observation_size: 31"))
+    (run / "config.yaml").write_text(re.sub(r"observation_size: \d+", "observation_size: 31",
+                                            text))
     with pytest.raises(CheckpointError, match="observation_size: trained on 31 values"):
         load(run)
 

@@ -18,41 +18,48 @@ from typing import Any
 import numpy as np
 
 from dora_rl.benchmark.runner import ControllerRun, SeedRun
-from dora_rl.env.metrics import SUMMARY_KEYS, finite_or_none, summarise
+from dora_rl.env.metrics import REQUEST_KEYS, SUMMARY_KEYS, finite_or_none, summarise
 
-FIGURES = (*SUMMARY_KEYS, "episode_reward")
+FIGURES = (*SUMMARY_KEYS, *REQUEST_KEYS, "episode_reward")
 """Site-wide figures of every row, in table order."""
-JOB_FIGURES = ("latency_ms_p95", "qoe_violation_rate")
+JOB_FIGURES = ("latency_ms_p95", "request_violation_rate", "qoe_violation_rate")
 """Per-job figures of every row (under ``row["jobs"][name]``)."""
-TABLE_FIGURES = ("energy_j", "qoe_violation_rate", "latency_ms_p95", "replans", "migration_mb",
-                 "episode_reward")
+TABLE_FIGURES = ("request_violation_rate", "jobs_energy_j", "energy_j", "latency_ms_p95",
+                 "replans", "migration_mb", "episode_reward")
 
 
-def seed_row(scenario: str, label: str, unit: SeedRun, job_names: Sequence[str]) -> dict[str, Any]:
-    """The figures of one controller's episodes of one seed.
+def seed_row(scenario: str, label: str, unit: SeedRun, job_names: Sequence[str],
+             traces_used: Sequence[str] = ()) -> dict[str, Any]:
+    """The figures of one controller's episodes of one seed (``traces_used``: the names of
+    the traces the episodes replayed).
 
     Example:
         >>> step = {"energy_j": 4.0, "latency_ms": (10.0,), "qoe_violation": (0,),
-        ...         "job_active": (True,), "replans": 0, "migration_bytes": 0.0}
+        ...         "job_active": (True,), "replans": 0, "migration_bytes": 0.0,
+        ...         "requests": (5.0,), "requests_missed": (1.0,), "jobs_energy_j": 1.0}
         >>> row = seed_row("tiny", "static", SeedRun(0, [[step, step]], [-1.5]), ["a"])
-        >>> row["energy_j"], row["episode_reward"], row["jobs"]["a"]["latency_ms_p95"]
-        (4.0, -1.5, 10.0)
+        >>> row["energy_j"], row["jobs_energy_j"], row["request_violation_rate"]
+        (4.0, 1.0, 0.2)
+        >>> row["episode_reward"], row["jobs"]["a"]["latency_ms_p95"]
+        (-1.5, 10.0)
     """
     steps = [info for episode in unit.infos for info in episode]
     summary = summarise(steps, job_names, len(unit.infos[0]))
     row: dict[str, Any] = {"scenario": scenario, "controller": label, "seed": unit.seed,
-                           "episodes": len(unit.infos), "episode_steps": len(unit.infos[0])}
-    row.update({k: float(summary[k]) for k in SUMMARY_KEYS})
+                           "episodes": len(unit.infos), "episode_steps": len(unit.infos[0]),
+                           "traces_used": list(traces_used)}
+    row.update({k: float(summary[k]) for k in (*SUMMARY_KEYS, *REQUEST_KEYS)})
     row["episode_reward"] = float(np.mean(unit.rewards))
     row["jobs"] = {name: {k: float(summary[f"{name}/{k}"]) for k in JOB_FIGURES}
                    for name in job_names}
     return row
 
 
-def rows_of(scenario: str, runs: Sequence[ControllerRun],
-            job_names: Sequence[str]) -> list[dict[str, Any]]:
+def rows_of(scenario: str, runs: Sequence[ControllerRun], job_names: Sequence[str],
+            traces_used: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Every (controller, seed) row, controllers in the order run."""
-    return [seed_row(scenario, run.label, unit, job_names) for run in runs for unit in run.seeds]
+    return [seed_row(scenario, run.label, unit, job_names, traces_used)
+            for run in runs for unit in run.seeds]
 
 
 def write_json(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -63,7 +70,8 @@ def write_json(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 def flat(row: dict[str, Any]) -> dict[str, Any]:
     """A row with its per-job figures as ``<job>/<figure>`` columns."""
-    out = {k: v for k, v in row.items() if k != "jobs"}
+    out = {k: v for k, v in row.items() if k not in ("jobs", "traces_used")}
+    out["traces_used"] = " ".join(row.get("traces_used", []))
     for name, figures in row["jobs"].items():
         out.update({f"{name}/{k}": v for k, v in figures.items()})
     return out

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.envs.registration import load_env_creator
 from pydantic import BaseModel, ConfigDict, Field
 from stable_baselines3.common.policies import ActorCriticPolicy
 
@@ -138,7 +139,7 @@ class LearnedController:
         policy: The actor-critic policy (evaluation mode, CPU).
         config: The run's ``config.yaml`` (validated).
         scenario: The card it was trained on (rebuilt from the recorded text).
-        env_kwargs: EdgeEnv arguments that fix its spaces (``k``, ``interval_s``, ...).
+        env_kwargs: Env arguments that fix its spaces (``k``, ``interval_s``, ...).
         run_dir: The run folder; ``model_file`` the checkpoint read.
     """
 
@@ -162,9 +163,8 @@ class LearnedController:
 
     def make_env(self, **overrides: Any) -> gym.Env[Any, Any]:
         """An environment of the trained scenario with the trained spaces."""
-        from dora_rl.env.edge_env import EdgeEnv
-
-        return EdgeEnv(scenario=self.scenario, **{**self.env_kwargs, **overrides})
+        return _env_class(self.config.env_id)(scenario=self.scenario,
+                                              **{**self.env_kwargs, **overrides})
 
 
 def load(run_dir: str | Path, which: Literal["best", "final"] = "best") -> LearnedController:
@@ -222,14 +222,13 @@ def _scenario(config: RunConfig, path: Path) -> Scenario:
 
 def _check_env(config: RunConfig, scenario: Scenario, path: Path) -> gym.Env[Any, Any]:
     """The trained scenario's env, after checking it still has the trained spaces."""
-    from dora_rl.env.edge_env import EdgeEnv
-
     if config.env_id not in gym.registry:
         known = ", ".join(sorted(k for k in gym.registry if k.startswith("dora_rl/")))
         raise CheckpointError(f"{path}: env_id: trained on {config.env_id}, which this dora_rl "
                               f"does not provide (it has {known})")
     try:
-        env = EdgeEnv(scenario=scenario, **config.env_kwargs)
+        env: gym.Env[Any, Any] = _env_class(config.env_id)(scenario=scenario,
+                                                             **config.env_kwargs)
     except TypeError as exc:
         raise CheckpointError(f"{path}: env_kwargs: not accepted by this env ({exc})") from None
     size = int(env.observation_space.shape[0])  # type: ignore[index]
@@ -241,6 +240,12 @@ def _check_env(config: RunConfig, scenario: Scenario, path: Path) -> gym.Env[Any
         raise CheckpointError(f"{path}: action_nvec: trained on {config.action_nvec}, this env "
                               f"version acts with {nvec}")
     return env
+
+
+def _env_class(env_id: str) -> Any:
+    """The env class registered under ``env_id``."""
+    entry = gym.registry[env_id].entry_point
+    return load_env_creator(entry) if isinstance(entry, str) else entry
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

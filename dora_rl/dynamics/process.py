@@ -101,7 +101,8 @@ class RuntimeDynamics:
         traces_dir: Folder of traces; None uses the card's ``dynamics.traces_dir`` (relative to
             the card) or else :func:`~dora_rl.dynamics.traces.default_traces_dir`. Only files
             named ``*_wifi.csv`` or without a ``_wifi``/``_cellular`` suffix are used.
-        split: Which traces (by file) to replay: ``train``, ``validation`` or ``test``.
+        split: Which of the project's own traces (by file) to replay: ``train``,
+            ``validation`` or ``test``; every trace of any other folder is replayed.
         interval_s: Length of one step in seconds.
         job_churn: Whether jobs other than the first start and stop.
         qoe_changes: Whether jobs' time targets change now and then.
@@ -162,7 +163,10 @@ class RuntimeDynamics:
                 traces_dir = Path(scenario.base_dir) / dyn.traces_dir
             directory = Path(traces_dir) if traces_dir is not None else default_traces_dir()
             every = load_traces(directory, kind="wifi")
-            self.traces = split_traces(every, split)
+            # the split keeps the project's own walks apart for training and testing; a
+            # user's folder is replayed whole
+            own = directory.resolve() == default_traces_dir().resolve()
+            self.traces = split_traces(every, split) if own else every
             if not self.traces:
                 raise ConfigError(str(directory), "", f"no trace in split {split!r} "
                                   f"({len(every)} traces in all; at least 3 are needed)")

@@ -8,12 +8,16 @@ miss):
 key                        meaning
 =========================  ==================================================================
 ``energy_j``               mean energy of the whole site per control interval (J)
+``jobs_energy_j``          mean energy the jobs caused per interval (J; ``-v1`` envs)
+``request_violation_rate`` missed requests over scored requests, all jobs (``-v1`` envs:
+                           the request-weighted figure; training jobs count iterations)
 ``qoe_violation_rate``     fraction of active job-intervals with any QoE target missed
 ``latency_ms_p95``         the worst job's 95th-percentile latency over its active intervals
 ``replans``                plan switches per episode (per ``episode_steps`` intervals)
 ``migration_mb``           weights moved per episode (MB)
 ``<job>/latency_ms_p95``   that job's 95th-percentile latency (``nan`` if never active)
 ``<job>/qoe_violation_rate``  that job's fraction of active intervals with a target missed
+``<job>/request_violation_rate``  that job's missed over scored requests (``-v1`` envs)
 =========================  ==================================================================
 
 Intervals where a job had no plan at all (nothing fits) count as violations and are left out
@@ -29,6 +33,8 @@ from typing import Any
 import numpy as np
 
 SUMMARY_KEYS = ("energy_j", "qoe_violation_rate", "latency_ms_p95", "replans", "migration_mb")
+REQUEST_KEYS = ("jobs_energy_j", "request_violation_rate")
+"""Keys added when the infos count requests (the ``-v1`` envs)."""
 
 
 def summarise(infos: Sequence[Mapping[str, Any]], job_names: Sequence[str],
@@ -70,6 +76,30 @@ def summarise(infos: Sequence[Mapping[str, Any]], job_names: Sequence[str],
             worst_p95 = max(worst_p95, p95)
     out["qoe_violation_rate"] = violated_total / active_total if active_total else 0.0
     out["latency_ms_p95"] = worst_p95 if worst_p95 > -math.inf else math.nan
+    if "requests" in infos[0]:
+        out.update(request_figures(infos, job_names))
+    return out
+
+
+def request_figures(infos: Sequence[Mapping[str, Any]],
+                    job_names: Sequence[str]) -> dict[str, float]:
+    """The request-weighted figures of infos that count requests (see the module table).
+
+    Example:
+        >>> steps = [{"requests": (0.05, 5.0), "requests_missed": (0.05, 0.0),
+        ...           "jobs_energy_j": 2.0}] * 4
+        >>> out = request_figures(steps, ["assistant", "doorbell"])
+        >>> round(out["request_violation_rate"], 4), out["assistant/request_violation_rate"]
+        (0.0099, 1.0)
+    """
+    out = {"jobs_energy_j": sum(float(i["jobs_energy_j"]) for i in infos) / len(infos)}
+    scored_all = missed_all = 0.0
+    for j, name in enumerate(job_names):
+        scored = sum(float(i["requests"][j]) for i in infos)
+        missed = sum(float(i["requests_missed"][j]) for i in infos)
+        out[f"{name}/request_violation_rate"] = missed / scored if scored > 0 else math.nan
+        scored_all, missed_all = scored_all + scored, missed_all + missed
+    out["request_violation_rate"] = missed_all / scored_all if scored_all > 0 else 0.0
     return out
 
 
@@ -95,4 +125,4 @@ def _active(info: Mapping[str, Any], j: int) -> bool:
     return True if active is None else bool(active[j])
 
 
-__all__ = ["SUMMARY_KEYS", "finite_or_none", "summarise"]
+__all__ = ["REQUEST_KEYS", "SUMMARY_KEYS", "finite_or_none", "request_figures", "summarise"]
