@@ -5,9 +5,11 @@ Usage::
     python -m dora_rl.inspect envs/smart_home.yaml
     python -m dora_rl.inspect smart_home --plans      # also cost a few simple plans
 
-Shows the devices, the network, each model's size, total memory against what the jobs need,
-and each job's QoE targets. With ``--plans`` it also evaluates, for each job, every single-device
-plan and an even pipeline over all devices, so one sees at a glance what the cost model says.
+Shows the devices (power modes, sleep state, storage, whether they are dedicated to the jobs),
+the network, each model's weight format and weight bytes in it, total memory against what the
+jobs need, and each job's QoE targets. With ``--plans`` it also evaluates, for each job, every
+single-device plan and an even pipeline over all devices, so one sees at a glance what the cost
+model says.
 A bad card prints one line naming the file, field and problem, and exits with status 2.
 """
 
@@ -21,8 +23,8 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
-from dora_rl.config import Scenario
-from dora_rl.config.schema import Job
+from dora_rl.config import Scenario, weight_bytes
+from dora_rl.config.schema import Device, Job
 from dora_rl.costmodel import CostModel, Plan
 from dora_rl.errors import run_cli
 from dora_rl.scenarios import load
@@ -64,26 +66,36 @@ def _work(job: Job) -> str:
     return f"batch {t.global_batch} in {t.micro_batches} micro-batches, {t.method}"
 
 
+def _device(d: Device) -> dict[str, object]:
+    return {"name": d.name, "kind": d.kind, "memory_bytes": d.memory_bytes,
+            "peak_flops": d.compute.peak_flops, "idle_w": d.power.idle_w,
+            "busy_w": d.power.busy_w, "domain": d.network.domain,
+            "link_mbps": d.network.link_mbps, "can_leave": d.can_leave,
+            "battery_wh": d.battery_wh, "dedicated": d.dedicated,
+            "power_modes": [{"name": v.name, "speed": v.speed, "busy_w": v.busy_w}
+                            for v in d.dvfs],
+            "storage": d.storage.model_dump() if d.storage is not None else None,
+            "sleep": d.sleep.model_dump() if d.sleep is not None else None,
+            "format_speed": dict(d.compute.format_speed)}
+
+
 def summary(scenario: Scenario) -> dict[str, object]:
     """The facts the tables show, as plain data."""
     total_mem = sum(d.memory_bytes for d in scenario.devices)
     jobs = []
     for job in scenario.jobs:
         model = scenario.models[job.model]
-        weights = sum(layer.param_bytes for layer in model.layers)
+        weights = sum(weight_bytes(layer.param_bytes, model.dtype_bytes, model.weight_format)
+                      for layer in model.layers)
         flops = sum(layer.forward_flops for layer in model.layers)
         jobs.append({"name": job.name, "workload": job.workload, "model": job.model,
-                     "layers": len(model.layers), "weights_bytes": weights,
-                     "forward_flops_per_item": flops, "unit": model.unit,
-                     "work": _work(job), "qoe": _targets(job)})
+                     "layers": len(model.layers), "weight_format": model.weight_format,
+                     "weights_bytes": weights, "forward_flops_per_item": flops,
+                     "unit": model.unit, "work": _work(job), "qoe": _targets(job)})
     return {
         "scenario": scenario.name, "source": scenario.source,
         "description": scenario.description, "objective": scenario.objective.mode,
-        "devices": [{"name": d.name, "kind": d.kind, "memory_bytes": d.memory_bytes,
-                     "peak_flops": d.compute.peak_flops, "idle_w": d.power.idle_w,
-                     "busy_w": d.power.busy_w, "domain": d.network.domain,
-                     "link_mbps": d.network.link_mbps, "can_leave": d.can_leave,
-                     "battery_wh": d.battery_wh} for d in scenario.devices],
+        "devices": [_device(d) for d in scenario.devices],
         "domains": [{"name": d.name, "kind": d.kind} for d in scenario.network.domains],
         "total_memory_bytes": total_mem,
         "jobs": jobs,
@@ -107,24 +119,28 @@ def _simple_plans(model: CostModel) -> list[tuple[str, Plan]]:
 def _print_tables(console: Console, scenario: Scenario, data: dict[str, object]) -> None:
     console.print(f"[bold]{scenario.name}[/bold]  ({scenario.source})  {scenario.description}")
     console.print(f"objective: minimise {scenario.objective.mode} subject to QoE")
-    dev = Table("device", "kind", "memory", "peak TFLOP/s", "idle/busy W", "network", "notes",
-                title="Devices")
+    dev = Table("device", "kind", "memory", "peak TFLOP/s", "idle/busy W", "slower modes",
+                "sleep", "storage", "network", "notes", title="Devices")
     for d in scenario.devices:
-        notes = ", ".join(x for x in ("can leave" if d.can_leave else "",
+        notes = ", ".join(x for x in ("dedicated" if d.dedicated else "",
+                                      "can leave" if d.can_leave else "",
                                       f"battery {d.battery_wh:g} Wh" if d.battery_wh else "") if x)
         peak = f"{d.compute.peak_flops / 1e12:.2f}" if d.compute.peak_flops else "measured"
+        modes = ", ".join(f"{v.name} x{v.speed:g}" for v in d.dvfs) or "-"
+        sleep = f"{d.sleep.sleep_w:g} W, wake {d.sleep.wake_s:g} s" if d.sleep else "-"
+        storage = f"{d.storage.medium} {d.storage.read_mbps:g} Mbps" if d.storage else "-"
         dev.add_row(d.name, d.kind, _gb(d.memory_bytes), peak,
-                    f"{d.power.idle_w:g}/{d.power.busy_w:g}",
+                    f"{d.power.idle_w:g}/{d.power.busy_w:g}", modes, sleep, storage,
                     f"{d.network.domain} @ {d.network.link_mbps:g} Mbps", notes)
     console.print(dev)
     doms = ", ".join(f"{d.name} ({d.kind})" for d in scenario.network.domains)
     console.print(f"network: {doms}; backbone {scenario.network.backbone_mbps:g} Mbps")
-    jobs = Table("job", "workload", "model", "layers", "weights", "GFLOP/item", "work", "QoE",
-                 title="Jobs")
+    jobs = Table("job", "workload", "model", "format", "layers", "weights", "GFLOP/item", "work",
+                 "QoE", title="Jobs")
     need = 0.0
     for j in data["jobs"]:  # type: ignore[attr-defined]
         need += j["weights_bytes"]
-        jobs.add_row(j["name"], j["workload"], j["model"], str(j["layers"]),
+        jobs.add_row(j["name"], j["workload"], j["model"], j["weight_format"], str(j["layers"]),
                      _gb(j["weights_bytes"]), f"{j['forward_flops_per_item'] / 1e9:.2f}",
                      j["work"], j["qoe"])
     console.print(jobs)
@@ -163,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    console = Console(width=140)
+    console = Console(width=160)
     _print_tables(console, scenario, data)
     if args.plans:
         _print_plans(console, scenario)
