@@ -64,15 +64,14 @@ def device_facts(scenario: Scenario) -> tuple[DeviceFacts, ...]:
     wifi = {d.name: d.kind == "wifi" for d in scenario.network.domains}
     out = []
     for dev in scenario.devices:
-        sleep = getattr(dev, "sleep", None)
-        storage = getattr(dev, "storage", None)
+        sleep, storage = dev.sleep, dev.storage
         out.append(DeviceFacts(
             idle_w=dev.power.idle_w, tx_w=dev.power.tx_w, rx_w=dev.power.rx_w,
             busy_w=(dev.power.busy_w, *(lv.busy_w for lv in dev.dvfs)),
             sleep_w=sleep.sleep_w if sleep is not None else None,
             wake_s=sleep.wake_s if sleep is not None else 0.0,
             wake_j=sleep.wake_j if sleep is not None else 0.0,
-            dedicated=getattr(dev, "dedicated", False),
+            dedicated=dev.dedicated,
             storage_bytes_per_s=storage.read_mbps * 1e6 / 8.0 if storage is not None else None,
             link_bytes_per_s=dev.network.link_mbps * 1e6 / 8.0,
             wifi=wifi[dev.network.domain], domain=domains.index(dev.network.domain)))
