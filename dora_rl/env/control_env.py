@@ -17,7 +17,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from dora_rl.config import Scenario
-from dora_rl.costmodel import Plan
+from dora_rl.costmodel import Plan, State
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.env.candidates import JobCandidates, shared_cache
 from dora_rl.env.decision_obs import (
@@ -29,7 +29,8 @@ from dora_rl.env.decision_obs import (
 )
 from dora_rl.env.edge_env import StepInfo
 from dora_rl.scenarios import load
-from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome, predict
+from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
+from dora_rl.world.interval import predict_in_view
 from dora_rl.world.requests import arrivals
 from dora_rl.world.weights import held_mask, mask_bytes, plan_masks
 
@@ -48,6 +49,11 @@ def lexicographic_reward(missed_requests: float, jobs_energy_j: float, price_j: 
     """
     return -(price_j * missed_requests + jobs_energy_j + penalty_j) / (
         price_j * requests_per_interval)
+
+
+PREDICT_STEP = 0.02
+"""Resolution of the link rates, loads and free airtime candidates are predicted under."""
+PREDICT_MEMO = 8192
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,9 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.total_weight_bytes = [sum(b) for b in self.model.layer_bytes]
         self.capacity_wh = [d.battery_wh for d in self.scenario.devices]
         self.handle = WorldHandle(self)
+        self._predictions: dict[tuple[Any, ...], tuple[float, float]] = {}
+        self._mask_bytes: dict[tuple[int, int], float] = {}
+        self._weights_memo: dict[Any, tuple[list[list[float]], list[list[float]]]] = {}
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
 
@@ -269,7 +278,7 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         present = state.available.tolist()
         battery = state.battery_wh.tolist()
         used = self._used_devices()
-        devices, residency = [], []
+        devices = []
         for d, f in enumerate(model.devices):
             cap = self.capacity_wh[d]
             mode = ctl.modes[d]
@@ -279,25 +288,28 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                             float(mode == SLEEP and ctl.wake_left_s[d] <= 0),
                             float(ctl.wake_left_s[d] > 0), float(d in used),
                             float(f.can_sleep and d not in used)])
-            row = []
-            for j, jc in enumerate(ctl.jobs):
-                mask = plan_masks(jc.plan).get(d, 0) | held_mask(ctl.resident, d, j)
-                total = self.total_weight_bytes[j]
-                row.append(mask_bytes(model.layer_bytes[j], mask) / total if total else 0.0)
-            residency.append(row)
+        residency, moving = self._weights_block()
         last = self.last
+        active = world.job_active.tolist()
+        shares = model.shares([jc.level for jc in ctl.jobs], active)
+        serving = [model.demand(i, jc.plan) if active[i] and jc.plan is not None else None
+                   for i, jc in enumerate(ctl.jobs)]
+        everyone = [sum(x[d] for x in serving if x is not None) for d in range(self.n_devices)]
         jobs, cands = [], []
         for j, jc in enumerate(ctl.jobs):
             out = last.jobs[j] if last is not None else None
             finish = self._finish_s(j) if jc.target is not None else 0.0
             total = self.total_weight_bytes[j] or 1.0
             jobs.append([
-                float(world.job_active[j]), float(world.qoe_scale[j]) / QOE_SCALE_MAX,
+                float(active[j]), float(world.qoe_scale[j]) / QOE_SCALE_MAX,
                 out.slack if out is not None else 0.0,
                 out.missed / out.scored if out is not None and out.scored > 0 else 0.0,
                 self.choice[j] / self.k, float(jc.target is not None),
                 jc.pending_bytes / total, finish / FINISH_SCALE_S,
                 jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)])
+            mine = serving[j]
+            others = everyone if mine is None else \
+                [e - m for e, m in zip(everyone, mine, strict=True)]
             rows = []
             plans = self.cands[j].plans
             for i in range(self.k):
@@ -305,14 +317,70 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                     rows.append([0.0, -1.0, 1.0, 1.0, 0.0])
                     continue
                 plan = plans[i]
-                ok = all(usable[d] for d in plan.devices)
-                slack, power = predict(model, ctl, world, j, plan) if ok else (-1.0, 0.0)
-                moving = self._to_move(j, plan) / total
+                ok = all([usable[d] for d in plan.devices])
+                slack, power = self._predicted(j, plan, shares[j], others) if ok \
+                    else (-1.0, 0.0)
                 rows.append([float(ok), slack, power * self.interval_s / self.max_energy_j,
-                             moving, float(plan == jc.plan)])
+                             moving[j][i] / total, float(plan == jc.plan)])
             cands.append(rows)
         cross = state.cross_traffic.tolist()
         return encode(self.layout, self.history, devices, residency, cross, jobs, cands)
+
+    def _weights_block(self) -> tuple[list[list[float]], list[list[float]]]:
+        """The residency rows and, per job and candidate, the bytes a switch would move
+        (memoised on the plans, switches and kept weights: they change only on switches)."""
+        ctl = self.ctl
+        key = (tuple((jc.plan, jc.target, jc.pending) for jc in ctl.jobs), ctl.resident,
+               tuple(c.plans for c in self.cands))
+        hit = self._weights_memo.get(key)
+        if hit is not None:
+            return hit
+        residency = []
+        for d in range(self.n_devices):
+            row = []
+            for j, jc in enumerate(ctl.jobs):
+                mask = plan_masks(jc.plan).get(d, 0) | held_mask(ctl.resident, d, j)
+                total = self.total_weight_bytes[j]
+                row.append(self._bytes(j, mask) / total if total else 0.0)
+            residency.append(row)
+        moving = [[self._to_move(j, p) for p in c.plans] for j, c in enumerate(self.cands)]
+        if len(self._weights_memo) >= PREDICT_MEMO:
+            self._weights_memo.clear()
+        self._weights_memo[key] = (residency, moving)
+        return residency, moving
+
+    def _predicted(self, j: int, plan: Plan, share: float,
+                   others: list[float]) -> tuple[float, float]:
+        """:func:`~dora_rl.world.predict` for the observation (``others``: the other jobs'
+        demand per device), in the job's view with loads, link rates and free airtime
+        rounded to :data:`PREDICT_STEP` (the observation needs no finer figure; the rounded
+        view is what is evaluated), memoised on exactly what that evaluation reads."""
+        world, ctl, model = self.world, self.ctl, self.model
+        mine = model.demand(j, plan)
+        view = model.view(j, world.state, share,
+                          [o + m for o, m in zip(others, mine, strict=True)], mine,
+                          world.state.lists[1])
+        q = 1.0 / PREDICT_STEP
+        load, usable, link, free = view.lists
+        devices = plan.devices
+        loads = tuple([round(load[d] * q) for d in devices])
+        links = tuple([round(link[d] * q) for d in devices]) if len(devices) > 1 else None
+        frees = tuple([round(f * q) for f in free])
+        qoe_scale = float(world.qoe_scale[j])
+        key = (j, plan, tuple([ctl.modes[d] for d in devices]),
+               tuple([usable[d] for d in devices]), loads, links, frees, qoe_scale)
+        hit = self._predictions.get(key)
+        if hit is None:
+            rounded = object.__new__(State)
+            rounded.__dict__.update(view.__dict__)
+            rounded.__dict__["lists"] = (
+                [round(x * q) / q for x in load], usable,
+                [round(x * q) / q for x in link], [max(round(f * q) / q, 1e-3) for f in free])
+            if len(self._predictions) >= PREDICT_MEMO:
+                self._predictions.clear()
+            hit = self._predictions[key] = predict_in_view(model, ctl.modes, j, plan,
+                                                           rounded, qoe_scale)
+        return hit
 
     def _to_move(self, j: int, plan: Plan) -> float:
         """Weight bytes a switch of job ``j`` to ``plan`` would move now."""
@@ -325,8 +393,16 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         out = 0.0
         for d, mask in plan_masks(plan).items():
             missing = mask & ~(now.get(d, 0) | held_mask(self.ctl.resident, d, j))
-            out += mask_bytes(self.model.layer_bytes[j], missing)
+            out += self._bytes(j, missing)
         return out
+
+    def _bytes(self, j: int, mask: int) -> float:
+        """Weight bytes of job ``j``'s layers in ``mask`` (memoised)."""
+        key = (j, mask)
+        hit = self._mask_bytes.get(key)
+        if hit is None:
+            hit = self._mask_bytes[key] = mask_bytes(self.model.layer_bytes[j], mask)
+        return hit
 
     def _finish_s(self, j: int) -> float:
         """Rough seconds left of job ``j``'s switch at the last interval's pace."""

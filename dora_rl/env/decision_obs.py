@@ -111,19 +111,20 @@ def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
         (True, 0.5)
     """
     rows = list(link_history)[-layout.history:]
+    links = np.clip(np.array(rows, dtype=np.float64).T.ravel(), 0.0, LINK_MAX) / LINK_MAX
     values: list[float] = []
-    for d in range(layout.n_devices):
-        values += [clip(r[d], 0.0, LINK_MAX) / LINK_MAX for r in rows]
     for block in (devices, residency):
         for row in block:
-            values += [clip(v) for v in row]
-    values += [clip(v) for v in cross_traffic]
+            values += row
+    values += cross_traffic
     for row in jobs:
-        values += [clip(v) for v in row]
+        values += row
     for job in candidates:
         for row in job:
-            values += [clip(v) for v in row]
-    return np.array(values, dtype=np.float32)
+            values += row
+    rest = np.nan_to_num(np.array(values, dtype=np.float64), nan=-1.0)
+    return np.concatenate([np.nan_to_num(links, nan=0.0), np.clip(rest, -1.0, 1.0)]).astype(
+        np.float32)
 
 
 __all__ = ["CANDIDATE_FIELDS", "DEVICE_FIELDS", "JOB_FIELDS", "DecisionLayout", "clip",

@@ -71,6 +71,7 @@ class IntervalModel:
         self.power_off_unused = scenario.objective.unused_devices == "off"
         self._moded: dict[tuple[Plan, tuple[int, ...]], Plan] = {}
         self._nominal: dict[tuple[int, Plan], dict[str, Any]] = {}
+        self._demand: dict[tuple[int, Plan], list[float]] = {}
 
     # ------------------------------------------------------------------ state
     def initial(self, plans: Sequence[Plan | None], level: int = LEVELS // 2) -> ControlState:
@@ -142,23 +143,28 @@ class IntervalModel:
                     rx[d] += metrics["rx_s"][d] * scale
             else:
                 util.append((0.0,) * self.n_devices)
-            air = self._airtime_left(plan is not None, metrics, shares[j], state)
-            progress = advance(jc.pending, self.devices, link, air, interval)
-            for d, s in progress.tx_s.items():
-                tx[d] += s
-            for d, s in progress.rx_s.items():
-                rx[d] += s
-            moved = jc.pending_bytes - sum(t.bytes_left for t in progress.left)
+            left, moved = jc.pending, 0.0
+            if left:
+                air = self._airtime_left(plan is not None, metrics, shares[j], state)
+                progress = advance(left, self.devices, link, air, interval)
+                for d, s in progress.tx_s.items():
+                    tx[d] += s
+                for d, s in progress.rx_s.items():
+                    rx[d] += s
+                left = progress.left
+                moved = jc.pending_bytes - sum(t.bytes_left for t in left)
             scored = self._score(j, jc, active[j], metrics, world)
-            cut = jc.target is not None and not progress.left and all(
-                usable[d] for d in jc.target.devices)
-            nxt = replace(jc, pending=progress.left,
-                          outage_s=0.0 if plan is not None or not active[j]
-                          else jc.outage_s + interval, since=jc.since + 1)
-            if cut and jc.target is not None:
-                resident = keep(resident, j, jc.plan, jc.target, ctl.step,
-                                self._budget(jobs, j, jc.target), self.layer_bytes)
-                nxt = replace(nxt, plan=jc.target, target=None, break_first=False, since=0)
+            outage = 0.0 if plan is not None or not active[j] else jc.outage_s + interval
+            target = jc.target
+            if target is not None and not left and all(usable[d] for d in target.devices):
+                cut = True
+                resident = keep(resident, j, jc.plan, target, ctl.step,
+                                self._budget(jobs, j, target), self.layer_bytes)
+                nxt = JobControl(target, None, (), False, outage, jc.level, 0)
+            else:
+                cut = False
+                nxt = JobControl(jc.plan, target, left, jc.break_first, outage, jc.level,
+                                 jc.since + 1)
             new_jobs.append(nxt)
             out_jobs.append(self._job_interval(active[j], metrics, scored, decided[j][1], cut,
                                                moved))
@@ -176,14 +182,20 @@ class IntervalModel:
         """Apply a job's plan choice: keep, call a switch off, or start one (it cuts over at
         the end of this interval when nothing has to move). Returns the job's control and
         whether a switch started."""
-        jc = replace(jc, level=level) if level != jc.level else jc
-        if wanted is None or wanted == (jc.target or jc.plan):
+        if level != jc.level:
+            jc = JobControl(jc.plan, jc.target, jc.pending, jc.break_first, jc.outage_s, level,
+                            jc.since)
+        if wanted is None or wanted is jc.target or wanted is jc.plan \
+                or wanted == (jc.target or jc.plan):
+            if wanted is not None and wanted is jc.plan and jc.target is not None:
+                return JobControl(jc.plan, None, (), False, jc.outage_s, level, jc.since), False
             return jc, False
         if wanted == jc.plan:  # back to the serving plan: the switch is called off
-            return replace(jc, target=None, pending=(), break_first=False), False
+            return JobControl(jc.plan, None, (), False, jc.outage_s, level, jc.since), False
         pending = gained(self.layer_bytes[j], j, jc.plan, wanted, ctl.resident, self.devices)
         fits = self._fits_together(j, jc.plan, wanted, ctl)
-        return replace(jc, target=wanted, pending=pending, break_first=not fits), True
+        return JobControl(jc.plan, wanted, pending, not fits, jc.outage_s, level,
+                          jc.since), True
 
     def _fits_together(self, j: int, old: Plan | None, new: Plan, ctl: ControlState) -> bool:
         """Whether every device of ``new`` can hold its part beside what the serving plans
@@ -271,8 +283,13 @@ class IntervalModel:
         return [a * scale for a in asked]
 
     def demand(self, j: int, plan: Plan) -> list[float]:
-        """Job ``j``'s compute demand per device running ``plan`` in the nominal state."""
-        return own_demand(self.nominal(j, plan), self.models[j].nominal)
+        """Job ``j``'s compute demand per device running ``plan`` in the nominal state
+        (memoised; shared: read only)."""
+        key = (j, plan)
+        hit = self._demand.get(key)
+        if hit is None:
+            hit = self._demand[key] = own_demand(self.nominal(j, plan), self.models[j].nominal)
+        return hit
 
     def view(self, j: int, state: State, share: float, total: Sequence[float],
              mine: Sequence[float] | None, usable: Sequence[bool]) -> State:
@@ -374,30 +391,27 @@ def _met(metrics: dict[str, Any], qoe_scale: float) -> bool:
 
 
 
-def predict(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
-            plan: Plan) -> tuple[float, float]:
-    """Job ``j``'s smallest relative QoE slack and power (W) running ``plan`` in ``world``
-    with the devices' current modes, the other jobs serving their plans: what a controller
-    may predict from its measurements (the env scores candidates with it).
-
-    The power is what the job would cause: work and radio above idle on the plan's devices,
-    plus the idle power of the dedicated ones.
-    """
+def prediction_view(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
+                    plan: Plan) -> State:
+    """Job ``j``'s view of ``world`` if it ran ``plan`` while the other active jobs serve
+    their plans (:meth:`IntervalModel.view`): what :func:`predict` evaluates in."""
     state = world.state
     active = world.job_active.tolist()
-    levels = [jc.level for jc in ctl.jobs]
-    shares = model.shares(levels, active)
-    usable = state.lists[1]
+    shares = model.shares([jc.level for jc in ctl.jobs], active)
     mine = model.demand(j, plan)
-    total = [0.0] * model.n_devices
+    total = list(mine)
     for i, jc in enumerate(ctl.jobs):
         if i != j and active[i] and jc.plan is not None:
             for d, x in enumerate(model.demand(i, jc.plan)):
                 total[d] += x
-    total = [t + m for t, m in zip(total, mine, strict=True)]
-    view = model.view(j, state, shares[j], total, mine, usable)
-    metrics = model.models[j].evaluate(model.moded(plan, ctl.modes), view, check=False)
-    slacks = scaled_slacks(metrics, float(world.qoe_scale[j]))
+    return model.view(j, state, shares[j], total, mine, state.lists[1])
+
+
+def predict_in_view(model: IntervalModel, modes: Sequence[int], j: int, plan: Plan,
+                    view: State, qoe_scale: float) -> tuple[float, float]:
+    """:func:`predict` in a given view (the devices in ``modes``)."""
+    metrics = model.models[j].evaluate(model.moded(plan, modes), view, check=False)
+    slacks = scaled_slacks(metrics, qoe_scale)
     ok = metrics["memory_ok"] and metrics["usable_ok"]
     slack = (min(slacks) if slacks else 1.0) if ok else -1.0
     interval = metrics["interval_s"]
@@ -407,7 +421,7 @@ def predict(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
     power = 0.0
     for d in plan.devices:
         f = model.devices[d]
-        mode = ctl.modes[d] if ctl.modes[d] >= 0 else 0
+        mode = modes[d] if modes[d] >= 0 else 0
         power += own[d] * (f.busy_w[mode] - f.idle_w)
         power += (metrics["tx_s"][d] * (f.tx_w - f.idle_w)
                   + metrics["rx_s"][d] * (f.rx_w - f.idle_w)) / interval
@@ -416,4 +430,27 @@ def predict(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
     return slack, power
 
 
-__all__ = ["LEVELS", "IntervalModel", "predict"]
+def predict(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
+            plan: Plan) -> tuple[float, float]:
+    """Job ``j``'s smallest relative QoE slack and power (W) running ``plan`` in ``world``
+    with the devices' current modes, the other jobs serving their plans: what a controller
+    may predict from its measurements (the env scores candidates with it).
+
+    The power is what the job would cause: work and radio above idle on the plan's devices,
+    plus the idle power of the dedicated ones.
+
+    Example:
+        >>> import numpy as np
+        >>> from dora_rl.scenarios import load
+        >>> model = IntervalModel(load("tiny"))
+        >>> plan = Plan.single(2, 8)
+        >>> world = WorldState(model.models[0].nominal, np.ones(1, bool), np.ones(1), 0)
+        >>> slack, power_w = predict(model, model.initial([plan]), world, 0, plan)
+        >>> round(slack, 3), round(power_w, 3)  # 8 ms of a 50 ms target; 10 x 8 ms at 10 W
+        (0.84, 0.8)
+    """
+    view = prediction_view(model, ctl, world, j, plan)
+    return predict_in_view(model, ctl.modes, j, plan, view, float(world.qoe_scale[j]))
+
+
+__all__ = ["LEVELS", "IntervalModel", "predict", "predict_in_view", "prediction_view"]

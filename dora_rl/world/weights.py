@@ -9,6 +9,7 @@ Layer sets are bit masks (bit ``l`` = layer ``l``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,8 +36,10 @@ class Transfer:
     bytes_left: float
 
 
+@functools.lru_cache(maxsize=8192)
 def plan_masks(plan: Plan | None) -> dict[int, int]:
-    """The layers each device holds under ``plan`` (a bit mask per device).
+    """The layers each device holds under ``plan`` (a bit mask per device; shared: read
+    only).
 
     Example:
         >>> plan_masks(Plan(stage_end=(2, 4), stage_devices=((0,), (1, 2))))
