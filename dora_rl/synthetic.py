@@ -122,7 +122,8 @@ def benchmark_scenario(n_layers: int, n_devices: int, workload: Workload = "infe
                        qoe_scale: float = 1.0) -> Scenario:
     """A deterministic household/site of catalog devices running a GPT-2-XL-like decoder.
 
-    Layers are transformer blocks of width 1600 (GPT-2 XL's), FP32; devices cycle through
+    Layers are transformer blocks of width 1600 (GPT-2 XL's), profiled in FP32 and run with FP16
+    weights, the catalog's nominal precision on its accelerators; devices cycle through
     :data:`BENCH_KINDS` (so a 16-device site has pairs of identical boxes), the first half on a
     WiFi access point and the rest on a switch. QoE targets are set so that no single device
     meets them at ``qoe_scale = 1``: plans must pipeline.
@@ -157,7 +158,7 @@ def benchmark_scenario(n_layers: int, n_devices: int, workload: Workload = "infe
             "network": {"domains": [{"name": "wifi", "kind": "wifi", "cross_traffic": 0.1},
                                     {"name": "lan", "kind": "switch"}]},
             "models": [{"name": "m", "unit": "token" if token else "sample",
-                        "seq_len": seq, "layers": layers}],
+                        "seq_len": seq, "weight_format": "fp16", "layers": layers}],
             "jobs": [job]}
     spec = validate(ScenarioSpec, data, "<benchmark>")
     return resolve(spec, "<benchmark>", Path("."))
