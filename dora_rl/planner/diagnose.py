@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from dora_rl.costmodel import CostModel, State
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner.formulation import Limits
@@ -33,10 +35,11 @@ def _memory_problem(model: CostModel, state: State, space: SearchSpace) -> str |
         return f"no device is both present and able to run model {job.model!r}"
     roomiest = max(usable, key=lambda d: t.memory_bytes[d])
     largest = t.memory_bytes[roomiest]
-    biggest = max(model.tables.model.layers, key=lambda layer: layer.param_bytes)
-    if biggest.param_bytes > largest:
-        return (f"not enough memory: {job.model} layer {biggest.name!r} needs "
-                f"{_gb(biggest.param_bytes)} of weights; the largest usable device "
+    sizes = np.diff(t.param_prefix_bytes)  # weight bytes per layer in the model's format
+    biggest = int(np.argmax(sizes))
+    if sizes[biggest] > largest:
+        return (f"not enough memory: {job.model} layer {t.model.layers[biggest].name!r} needs "
+                f"{_gb(float(sizes[biggest]))} of weights; the largest usable device "
                 f"({names[roomiest]}) holds {_gb(largest)}")
     weights = float(t.param_prefix_bytes[-1])
     total = sum(sorted((t.memory_bytes[d] for d in usable), reverse=True)[: space.max_stages])
