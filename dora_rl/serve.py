@@ -10,13 +10,15 @@ One worker process per device of the card is spawned on this machine and joined 
 ``torch.distributed`` RPC; the job's model is built in torch with random weights, placed per
 the controller's plan and fed random inputs at the card's rate (``--rate`` overrides it), in
 the card's world emulated by time dilation (``--time-scale``; ``auto`` maps the card's fastest
-device to this host) and link shaping (``--bandwidth``). ``--controller`` is a baseline name
-(``static``, ``dora``, ...) or a trained run folder. ``--kill mid@50`` SIGKILLs device
-``mid``'s worker when request 50 is sent. ``--plan 4:slow+mid,8:fast`` serves a fixed plan
-(the controller then only re-plans after a fault). The summary is printed; ``--json`` writes
-the full result, ``--status`` a JSON status file kept current while running, ``--png`` a
-timeline, ``--tb`` TensorBoard scalars under ``dora/``. Bad input prints one line
-``error: ...`` and exits with status 2.
+device to this host) and link shaping (``--bandwidth``). ``--controller`` is a controller of
+the ``-v1`` envs (``static``, ``dora``, ...) or a run folder trained on one; it decides every
+control interval on what the runtime measured (plans, the job's bandwidth level, each device's
+power mode; see ``docs/runtime.md``). ``--kill mid@50`` SIGKILLs device ``mid``'s worker when
+request 50 is sent. ``--plan 4:slow+mid,8:fast`` serves a fixed plan (the controller then only
+re-plans after a fault). The summary is printed; ``--json`` writes the full result,
+``--status`` a JSON status file kept current while running, ``--png`` a timeline, ``--tb``
+TensorBoard scalars under ``dora/``. Bad input prints one line ``error: ...`` and exits with
+status 2.
 """
 
 from __future__ import annotations
@@ -159,10 +161,11 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     _output("--tb", ns.tb, directory=True)
     devices = [d.name for d in scenario.devices]
     kills = tuple(parse_kill(k, devices) for k in ns.kill)
-    if ns.controller not in ("static", "throughput", "dora", "oracle", "random") \
-            and not Path(ns.controller).is_dir():
-        raise UsageError(f"--controller {ns.controller}: neither a baseline name nor a run "
-                         "folder")
+    from dora_rl.controllers.observed import CONTROLLERS
+
+    if ns.controller not in CONTROLLERS and not Path(ns.controller).is_dir():
+        raise UsageError(f"--controller {ns.controller}: neither a controller name "
+                         f"({', '.join(CONTROLLERS)}) nor a run folder")
     plan = None
     if ns.plan is not None:
         from dora_rl.runtime.control import parse_plan
@@ -190,12 +193,13 @@ def _fmt(value: float | None) -> str:
 def summary_line(result: dict[str, Any]) -> str:
     """The printed one-paragraph summary."""
     lat = result["latency_ms"]
-    att = result["qoe_attainment"]
+    rate = result["request_violation_rate"]
     return (f"{result['scenario']}/{result['job']}: sent {result['sent']}, completed "
             f"{result['completed']}, lost {result['lost']}; latency ms mean {_fmt(lat['mean'])} "
-            f"p50 {_fmt(lat['p50'])} p95 {_fmt(lat['p95'])} p99 {_fmt(lat['p99'])}; QoE "
-            f"attainment {_fmt(None if att is None else 100 * att)} %; "
-            f"energy {result['energy_j']:.1f} J; replans {result['replans']}; recovery s "
+            f"p50 {_fmt(lat['p50'])} p95 {_fmt(lat['p95'])} p99 {_fmt(lat['p99'])}; requests "
+            f"missed {result['requests_missed']} ({_fmt(None if rate is None else 100 * rate)} "
+            f"%); energy {result['energy_j']:.1f} J (jobs {result['jobs_energy_j']:.1f} J); "
+            f"replans {result['replans']}; recovery s "
             f"{[round(v, 3) for v in result['recovery_s']]}")
 
 

@@ -3,8 +3,10 @@
 Run ``python experiments/bench_runtime.py`` (about 10 minutes; ``--quick`` for fewer runs).
 Writes ``experiments/results/runtime_bench.{md,json}`` and ``runtime_kill.png``:
 
-- **decision**: wall time of one decision (observation encoding, the PPO policy's ``predict``,
-  decoding the action into a plan) of each shipped PPO controller, p50 over 1,000 decisions;
+- **decision**: wall time of one decision on a live measurement (the ``-v1`` observation with
+  every candidate scored by the interval model, the controller's ``predict``, the env's
+  decoding) of the ``dora`` controller and of every shipped run folder trained on a ``-v1``
+  env (others are listed as skipped), p50 over 1,000 decisions on random measurements;
   target: at most 1 ms; and the same inside a live run of smart_home's doorbell job
   (``decision_ms_p50`` of the run, every control step; :data:`LIVE_CARDS`);
 - **latency**: for several fixed plans of ``tiny`` at a low request rate (no queueing), the
@@ -36,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from dora_rl.runtime.control import LiveView, make_decider
+from dora_rl.errors import DoraError
+from dora_rl.runtime.control import make_decider
+from dora_rl.runtime.live import LiveControl
 from dora_rl.scenarios import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,43 +75,68 @@ def serve(args: list[str], scenario: str = "tiny",
         return result
 
 
+def controllers(card: str) -> list[str]:
+    """``dora`` and the card's shipped run folders."""
+    return ["dora", *(str(run) for run in sorted((ROOT / "checkpoints" / card).glob("ppo_*")))]
+
+
 def decision_times(repeats: int) -> list[dict[str, Any]]:
     rows = []
     for card in CHECKPOINTS:
-        for run in sorted((ROOT / "checkpoints" / card).glob("ppo_*")):
-            rows.append(_decisions(card, run, repeats))
+        for spec in controllers(card):
+            rows.append(_decisions(card, spec, repeats))
     return rows
 
 
-def _decisions(card: str, run: Path, repeats: int) -> dict[str, Any]:
-    """Decision times of one run folder's controller on random live views."""
-    scenario = load(card)
-    decider = make_decider(str(run), scenario, 0)
+def _job(card: str) -> int:
+    jobs = load(card).jobs
+    return next((i for i, j in enumerate(jobs) if j.workload == "inference"), 0)
+
+
+def _decisions(card: str, spec: str, repeats: int) -> dict[str, Any]:
+    """Decision times of one controller on random live measurements (links, slack)."""
+    scenario, name = load(card), f"{card}/{Path(spec).name}"
+    job = _job(card)
+    try:
+        decider = make_decider(spec, scenario, job)
+    except DoraError as error:
+        return {"controller": name, "skipped": str(error)}
     usable = tuple([True] * len(scenario.devices))
     plan = decider.initial(usable)
+    control = LiveControl(decider.env.model, job)
     rng = np.random.default_rng(0)
+    control.world = decider.env.dynamics.reset(rng)
+    held = {d: set(range(a, b)) for k, g in enumerate(plan.stage_devices) for d in g
+            for a, b in [plan.stage_layers(k)]}
     times = []
-    for i in range(repeats):
-        links = tuple(float(v) for v in rng.uniform(0.2, 1.2, len(usable)))
-        view = LiveView(usable, plan, links, float(rng.uniform(-0.5, 0.5)), i % 10, i)
+    for _ in range(repeats):
+        control.link_scale = [float(v) for v in rng.uniform(0.2, 1.2, len(usable))]
+        control.slack = float(rng.uniform(-0.5, 0.5))
+        control.step += 1
         start = time.perf_counter()
-        decider.decide(view)
+        decider.decide(control.measurement(usable, plan, control.step % 10, held))
         times.append((time.perf_counter() - start) * 1e3)
-    return {"controller": f"{card}/{run.name}", "decision_ms_p50": statistics.median(times),
+    return {"controller": name, "decision_ms_p50": statistics.median(times),
             "decision_ms_p95": float(np.percentile(times, 95))}
 
 
 def live_decisions(requests: int) -> list[dict[str, Any]]:
-    """Decision times inside a live run: each shipped PPO controller serving its own card's
-    first inference job (real ViT-B/16 or ResNet-50 layers on worker processes, time scale
-    auto, the card's link rates), every control step timed by the runtime. (With the test
-    traces a deep fade, dilated by the time scale of 50-250, stretches a run to many minutes.)"""
-    rows = []
+    """Decision times inside a live run: ``dora`` and each shipped ``-v1`` run folder serving
+    its own card's first inference job (real ViT-B/16 or ResNet-50 layers on worker processes,
+    time scale auto, the card's link rates), every control step timed by the runtime. (With
+    the test traces a deep fade, dilated by the time scale of 50-250, stretches a run to many
+    minutes.)"""
+    rows: list[dict[str, Any]] = []
     for card in LIVE_CARDS:
-        for run in sorted((ROOT / "checkpoints" / card).glob("ppo_*")):
-            r = serve(["--controller", str(run), "--requests", str(requests), "--rate", "20",
+        for spec in controllers(card):
+            try:
+                make_decider(spec, load(card), _job(card))
+            except DoraError as error:
+                rows.append({"controller": f"{card}/{Path(spec).name}", "skipped": str(error)})
+                continue
+            r = serve(["--controller", spec, "--requests", str(requests), "--rate", "20",
                        "--time-scale", "auto"], scenario=card, timeout_s=900)
-            rows.append({"controller": f"{card}/{run.name}", "job": r["job"],
+            rows.append({"controller": f"{card}/{Path(spec).name}", "job": r["job"],
                          "decisions": len(r["intervals"]) - 1,
                          "decision_ms_p50": r["decision_ms_p50"],
                          "time_scale": r["time_scale"], "completed": r["completed"],
@@ -147,21 +176,26 @@ def throughput_rows(plans: tuple[str, ...]) -> list[dict[str, Any]]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = ["# Live runtime (tiny on 3 loopback workers; live decisions on the PPO "
+    lines = ["# Live runtime (tiny on 3 loopback workers; live decisions on the "
              "controllers' own cards)", "",
              "Reproduce: `python experiments/bench_runtime.py`. Targets in the issue: decision "
              "p50 <= 1 ms, latency within 15 % of the cost model (median over plans), "
              "throughput >= 90 % of the emulated limit, kill -9 recovery <= 3 s with no loss.",
-             "", "## Decision time (PPO controllers, 1,000 decisions)", "",
+             "", "## Decision time (1,000 decisions on random live measurements)", "",
              "| controller | p50 ms | p95 ms |", "|---|---|---|"]
     lines += [f"| {r['controller']} | {r['decision_ms_p50']:.3f} | {r['decision_ms_p95']:.3f} |"
-              for r in result["decision"]]
+              for r in result["decision"] if "skipped" not in r]
     lines += ["", "## Decision time inside live runs (the card's own job, time scale auto)", "",
               "| controller | job | decisions | p50 ms | time scale | completed/sent |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {r['controller']} | {r['job']} | {r['decisions']} | "
               f"{r['decision_ms_p50']:.3f} | {r['time_scale']:.1f} | "
-              f"{r['completed']}/{r['sent']} |" for r in result["decision_live"]]
+              f"{r['completed']}/{r['sent']} |" for r in result["decision_live"]
+              if "skipped" not in r]
+    skipped = [r for r in result["decision"] + result["decision_live"] if "skipped" in r]
+    if skipped:
+        lines += ["", "Skipped: " + "; ".join(sorted({f"{r['controller']} ({r['skipped']})"
+                                                       for r in skipped}))]
     lines += ["", "## Latency against the cost model (20 requests each at 8 per card-second)",
               "",
               "| plan | time scale | predicted ms | measured ms (median) | error |",
@@ -178,7 +212,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "## Kill -9 of the serving device (dora controller)", "",
               f"sent {k['sent']}, completed {k['completed']}, lost {k['lost']}, re-executed "
               f"{k['re_executed']}, recovery {', '.join(f'{v:.3f} s' for v in k['recovery_s'])}, "
-              f"replans {k['replans']}"]
+              f"replans {k['replans']}, requests missed {k['requests_missed']}, energy "
+              f"{k['energy_j']:.1f} J (jobs {k['jobs_energy_j']:.1f} J)"]
     return "\n".join(lines) + "\n"
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from dora_rl import serve, worker
+from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan
-from dora_rl.runtime.control import LiveView, make_decider
+from dora_rl.runtime.control import make_decider
 from dora_rl.runtime.emulation import Emulator
 from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample_input
 from dora_rl.runtime.route import split_items
@@ -63,13 +64,19 @@ def test_emulated_times_match_the_cost_model_terms(tiny) -> None:  # type: ignor
 
 
 def test_static_controller_keeps_its_plan_on_the_training_observation(tiny) -> None:  # type: ignore[no-untyped-def]
+    from dora_rl.runtime.live import LiveControl
+    from dora_rl.world import IntervalModel
+
     decider = make_decider("static", tiny, 0)
     plan = decider.initial((True, True, True))
-    view = LiveView((True, True, True), plan, (1.0, 1.0, 1.0), 0.5, 3, 0)
-    obs = decider.observation(view)
+    control = LiveControl(IntervalModel(tiny), 0)
+    control.world = decider.env.dynamics.reset(np.random.default_rng(0))
+    m = control.measurement((True, True, True), plan, 3, {2: set(range(8))})
+    obs = decider.observation(m)
     assert obs.shape == decider.env.observation_space.shape
     assert np.all(np.abs(obs) <= 1.0)
-    assert decider.decide(view) is None
+    decision = decider.decide(m)
+    assert decision.plans == (None,) and decision.modes == (0, 0, 0)
 
 
 def test_fallback_candidates_avoid_a_missing_device(tiny) -> None:  # type: ignore[no-untyped-def]
@@ -159,7 +166,9 @@ class _Failing:
         import time
 
         time.sleep(0.05)
-        return Plan(stage_end=(4, 8), stage_devices=((1,), (2,)))
+        from dora_rl.world import Decision
+
+        return Decision(plans=(Plan(stage_end=(4, 8), stage_devices=((1,), (2,))),))
 
 
 @pytest.mark.parametrize("mode", ["raise", "late"])
@@ -169,8 +178,10 @@ def test_a_failing_or_late_controller_keeps_the_last_good_plan(tiny, mode: str) 
     base = make_decider("static", tiny, 0)
     rt = Runtime(ServeConfig(tiny, decision_timeout_s=0.01), _Failing(base, mode))
     try:
+        rt._world()
         rt.live = _Live(plan=base.initial((True, True, True)))
         assert rt._decide() is None
+        assert rt.control.target is None
         assert len(rt.live.decisions_ms) == 1
     finally:
         rt.cluster.close()
@@ -229,7 +240,7 @@ def test_a_removed_worker_that_answers_again_comes_back(monkeypatch: pytest.Monk
 
 
 def test_a_device_leaving_the_emulated_world_is_planned_around_until_it_returns(
-        tiny, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        tiny: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
     from dora_rl.runtime.runner import Runtime, ServeConfig, _Live
 
     base = make_decider("static", tiny, 0)
@@ -238,6 +249,7 @@ def test_a_device_leaving_the_emulated_world_is_planned_around_until_it_returns(
     monkeypatch.setattr(rt, "_switch", lambda plan: switched.append(plan))
     try:
         on_mid = Plan(stage_end=(4, 8), stage_devices=((1,), (2,)))
+        rt._world()
         rt.live = _Live(plan=on_mid)
         rt._churn([True, True, True])  # nothing changes
         assert switched == [] and rt.presence == []

@@ -24,6 +24,7 @@ RUN = textwrap.dedent("""
     from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample_input
     from dora_rl.runtime.runner import ServeConfig, serve
     from dora_rl.scenarios import load
+    from dora_rl.world import Decision
 
     scenario = load("tiny")
     base = make_decider("static", scenario, 0)
@@ -37,9 +38,9 @@ RUN = textwrap.dedent("""
             return base.initial(usable)
         def candidates(self, usable):
             return base.candidates(usable)
-        def decide(self, view):
+        def decide(self, measurement):
             self.steps += 1
-            return SPLIT if self.steps == 1 else None
+            return Decision(plans=(SPLIT,)) if self.steps == 1 else None
 
     out, status = sys.argv[1], sys.argv[2]
     # the switch moves ~10 MB of weights to two devices over the emulated WiFi (~2.4 s):
@@ -100,6 +101,14 @@ def test_plan_switch_and_replan_after_the_fault(run: tuple[dict, dict]) -> None:
     assert 0 <= result["recovery_s"][0] <= 3.0
 
 
+def test_each_request_is_scored_against_its_target(run: tuple[dict, dict]) -> None:
+    result, _ = run
+    assert result["requests"] == result["sent"] == 180
+    assert result["jobs"]["classify"]["requests_missed"] == result["requests_missed"]
+    assert result["request_violation_rate"] == pytest.approx(result["requests_missed"] / 180)
+    assert result["modes"] == [0, 0, 0] and result["refused_modes"] == 0
+
+
 def test_status_file_marks_the_killed_worker_dead(run: tuple[dict, dict]) -> None:
     _, status = run
     alive = {w["device"]: w["alive"] for w in status["workers"]}
@@ -114,7 +123,10 @@ def test_each_control_interval_reports_what_was_measured(run: tuple[dict, dict])
     assert [t["index"] for t in intervals] == list(range(len(intervals)))
     # every completion and every joule falls in exactly one interval
     assert sum(t["completed"] for t in intervals) == result["completed"]
-    assert sum(t["energy_j"] for t in intervals) == pytest.approx(result["energy_j"], rel=0.01)
+    assert sum(t["energy_j"] for t in intervals) == pytest.approx(result["energy_j"])
+    assert sum(t["jobs_energy_j"] for t in intervals) == pytest.approx(result["jobs_energy_j"])
+    assert 0 < result["jobs_energy_j"] < result["energy_j"]  # no device of tiny is dedicated
+    assert sum(t["requests_missed"] for t in intervals) <= result["requests_missed"]
     assert all(min(t["queue_depth"]) >= 0 for t in intervals)
     assert intervals[-1]["queue_depth"] == [0, 0, 0] and intervals[-1]["in_flight"] == 0
     # the two-stage plan moves activations: goodput measured on its links

@@ -1,126 +1,101 @@
-"""Controller decisions in the live runtime, from the same observation encoding as training.
+"""Controller decisions in the live runtime, on the ``-v1`` stack.
 
-A :class:`Decider` turns what the runtime measured over the last control interval
-(:class:`LiveView`) into a plan, or ``None`` to keep the current one. :class:`EnvDecider` wraps
-any controller with SB3's ``predict`` (``static``, ``dora``, a trained run folder): it encodes
-the observation with :func:`dora_rl.env.observation.encode_observation`, asks the controller,
-decodes the action with :func:`dora_rl.env.edge_env.decode_action`, and maps the pick to the
-job's candidate plans for the devices present (the env's own candidate cache).
+A :class:`Decider` turns a :class:`~dora_rl.runtime.observe.Measurement` into a
+:class:`~dora_rl.world.Decision` (per job the plan wanted, its bandwidth level, per device its
+power mode; ``None`` keeps), or ``None`` to keep everything. :class:`ControlDecider` wraps any
+controller of a ``-v1`` env (``static``, ``dora``, ``oracle``, a trained run folder): it
+points its env at the measurement (:func:`~dora_rl.runtime.observe.bind`), takes the env's
+own observation of it, asks the controller's ``predict`` and decodes the action with the env's
+own :meth:`~dora_rl.env.control_env.ControlEnv.decode` (safety layer included). The env is
+the decider's alone and is never reset or stepped: its world, control state and last outcome
+are the measurement's and nothing else.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dora_rl.config import Scenario
-from dora_rl.costmodel import Plan, State
-from dora_rl.env.edge_env import BANDWIDTH_LEVELS, EdgeEnv, decode_action
-from dora_rl.env.observation import encode_observation
+from dora_rl.costmodel import Plan
+from dora_rl.env.control_env import ControlEnv
 from dora_rl.errors import DoraError
-
-
-@dataclass(frozen=True)
-class LiveView:
-    """What the runtime knows at a control step.
-
-    Attributes:
-        usable: Per device (card order): its worker is alive.
-        plan: The current plan.
-        link_scale: Per device: measured link-rate multiplier (1 = the card's rate).
-        qoe_slack: Smallest relative QoE slack measured over the last interval.
-        since_switch: Control intervals since the last plan switch.
-        interval: Index of this control step.
-    """
-
-    usable: tuple[bool, ...]
-    plan: Plan
-    link_scale: tuple[float, ...]
-    qoe_slack: float
-    since_switch: int
-    interval: int
+from dora_rl.runtime.observe import Measurement, observe
+from dora_rl.world import Decision
 
 
 class Decider(Protocol):
-    """Chooses plans for the runtime."""
+    """Chooses plans, bandwidth levels and power modes for the runtime."""
 
     def initial(self, usable: tuple[bool, ...]) -> Plan:
         """The plan to start on."""
 
-    def decide(self, view: LiveView) -> Plan | None:
-        """A new plan, or ``None`` to keep the current one."""
+    def candidates(self, usable: tuple[bool, ...]) -> tuple[Plan, ...]:
+        """Plans to fall back on with the ``usable`` devices, least energy first."""
+
+    def decide(self, m: Measurement) -> Decision | None:
+        """The decision for the coming interval (``None`` keeps everything)."""
 
 
-class EnvDecider:
-    """A controller with SB3's ``predict``, fed the training observation encoding.
+class ControlDecider:
+    """A ``-v1`` controller deciding on the runtime's measurements.
 
     Args:
         controller: Anything with ``predict(obs, deterministic=True) -> (action, state)``.
-        env: The controller's environment (its layout, candidate cache and ``k``).
+        env: The controller's env (layout, candidate cache, decoding); not reset, not stepped.
         job: Index of the job the runtime serves.
     """
 
-    def __init__(self, controller: Any, env: EdgeEnv, job: int) -> None:
+    def __init__(self, controller: Any, env: ControlEnv, job: int) -> None:
         self.controller, self.env, self.job = controller, env, job
-        self.history = np.ones((env.layout.history, env.n_devices))
-        self.choice = 1
+        self.history: deque[list[float]] = deque(maxlen=env.layout.history)
+        self.last_step = -1
+        self.invalid = 0
+        """Choices the safety layer replaced so far."""
 
     def candidates(self, usable: tuple[bool, ...]) -> tuple[Plan, ...]:
-        """The job's candidate plans for the devices present, least energy first."""
-        cand = self.env.cache.get(np.array(usable, dtype=bool))[self.job]
+        cand = self.env.cache.get(list(usable))[self.job]
         order = sorted(range(len(cand.plans)), key=lambda i: cand.energy_j[i])
         return tuple(cand.plans[i] for i in order)
 
     def initial(self, usable: tuple[bool, ...]) -> Plan:
-        cand = self.env.cache.get(np.array(usable, dtype=bool))[self.job]
+        """The env's starting plan (a controller may set ``initial_plans``), else the job's
+        first candidate."""
+        start = self.env.initial_plans[self.job] if self.env.initial_plans else None
+        if start is not None and all(usable[d] for d in start.devices):
+            return start
+        cand = self.env.cache.get(list(usable))[self.job]
         if not cand.plans:
             raise DoraError(f"job {self.job}: no plan fits the devices present")
-        self.choice = 1
         return cand.plans[0]
 
-    def observation(self, view: LiveView) -> np.ndarray:
-        """The observation vector the controller was trained on, from live measurements."""
-        env = self.env
-        self.history[:-1] = self.history[1:]
-        self.history[-1] = view.link_scale
-        world = env.world.state
-        state = State(link_scale=np.array(view.link_scale), available=np.array(view.usable),
-                      load=np.zeros(env.n_devices), battery_wh=world.battery_wh,
-                      cross_traffic=world.cross_traffic, medium_share=world.medium_share)
-        n = env.n_jobs
-        active = np.ones(n, dtype=bool)
-        slack = np.zeros(n)
-        slack[self.job] = view.qoe_slack
-        choice = np.zeros(n, dtype=np.int64)
-        choice[self.job] = self.choice
-        since = np.zeros(n, dtype=np.int64)
-        since[self.job] = view.since_switch
-        return encode_observation(env.layout, self.history, state, env.capacity_wh, active,
-                                  np.ones(n), slack, choice, env.k,
-                                  np.full(n, BANDWIDTH_LEVELS // 2, dtype=np.int64),
-                                  BANDWIDTH_LEVELS, since, env.episode_steps)
+    def observation(self, m: Measurement) -> NDArray[np.float32]:
+        """The observation of ``m`` (a new interval's link rates enter the history once)."""
+        row = m.world.state.lists[2]
+        if not self.history:
+            self.history.extend([row] * self.env.layout.history)
+        elif m.world.step != self.last_step:
+            self.history.append(row)
+        self.last_step = m.world.step
+        return observe(self.env, m, self.history)
 
-    def decide(self, view: LiveView) -> Plan | None:
-        obs = self.observation(view)
+    def decide(self, m: Measurement) -> Decision:
+        obs = self.observation(m)  # the env now points at ``m``
         action, _ = self.controller.predict(obs, deterministic=True)
-        picks, _ = decode_action(action)
-        pick = picks[self.job]
-        if pick == 0:
-            return None
-        cand = self.env.cache.get(np.array(view.usable, dtype=bool))[self.job]
-        if pick > len(cand.plans):
-            return None
-        self.choice = pick
-        return cand.plans[pick - 1]
+        decision, invalid = self.env.decode(action)
+        self.invalid += invalid
+        return decision
 
 
 class FixedDecider:
-    """Always the given plan (while its devices are present); candidates come from ``base``."""
+    """Always the given plan (while its devices are present); candidates come from ``base``.
+    Levels and modes are kept (the whole medium, nominal modes)."""
 
-    def __init__(self, plan: Plan, base: EnvDecider) -> None:
+    def __init__(self, plan: Plan, base: ControlDecider) -> None:
         self.plan, self.base = plan, base
 
     def initial(self, usable: tuple[bool, ...]) -> Plan:
@@ -129,7 +104,7 @@ class FixedDecider:
     def candidates(self, usable: tuple[bool, ...]) -> tuple[Plan, ...]:
         return self.base.candidates(usable)
 
-    def decide(self, view: LiveView) -> Plan | None:
+    def decide(self, m: Measurement) -> Decision | None:
         return None
 
 
@@ -157,22 +132,26 @@ def parse_plan(text: str, devices: list[str], n_layers: int) -> Plan:
     return Plan(stage_end=tuple(ends), stage_devices=tuple(groups))
 
 
-def make_decider(spec: str, scenario: Scenario, job: int) -> EnvDecider:
-    """``static``, ``dora`` (any baseline name) or a run folder, as an :class:`EnvDecider`."""
+def make_decider(spec: str, scenario: Scenario, job: int) -> ControlDecider:
+    """A baseline name (``static``, ``dora``, ...) or a run folder, as a
+    :class:`ControlDecider` on the ``-v1`` env of ``scenario``."""
     from dora_rl.controllers import load, make
 
     if Path(spec).is_dir():
         learned = load(spec)
-        env = learned.make_env(bandwidth="static")
+        env: Any = learned.make_env(bandwidth="static")
         controller: Any = learned
     else:
-        env = EdgeEnv(scenario, bandwidth="static")
+        env = ControlEnv(scenario, bandwidth="static")
         controller = make(spec, env)
-    base = env.unwrapped if hasattr(env, "unwrapped") else env
-    if not isinstance(base, EdgeEnv):
-        raise DoraError(f"--controller {spec}: its environment is not an EdgeEnv")
+    base = env.unwrapped
+    if not isinstance(base, ControlEnv):
+        raise DoraError(f"--controller {spec}: trained on {type(base).__name__}, a -v0 env; "
+                        "the runtime decides on -v1 (retrain on a -v1 env id)")
     if base.scenario.name != scenario.name:
         raise DoraError(f"--controller {spec}: trained on {base.scenario.name!r}, "
                         f"not {scenario.name!r}")
-    base.reset(seed=0)
-    return EnvDecider(controller, base, job)
+    return ControlDecider(controller, base, job)
+
+
+__all__ = ["ControlDecider", "Decider", "FixedDecider", "make_decider", "parse_plan"]

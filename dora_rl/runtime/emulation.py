@@ -3,9 +3,12 @@
 Every emulated duration is the cost model's figure times ``time_scale`` (1.0 runs the card's
 world in real time; 2.0 runs it twice as slow, leaving room for the host's own compute).
 Compute: layers ``[first, end)`` on device ``d`` take the cost model's forward seconds per item
-times the items the device gets. Links: a transfer on a WiFi medium takes
-``(bytes / rate_sender + bytes / rate_receiver) / (1 - cross_traffic)`` (relayed by the access
-point, in the airtime other traffic leaves free) and the sending worker holds the medium for
+times the items the device gets, divided by the speed of the device's power mode (its ``dvfs``
+level; 1 at the nominal mode). Links: a transfer on a WiFi medium takes
+``(bytes / rate_sender + bytes / rate_receiver) / ((1 - cross_traffic) * share)`` (relayed by
+the access point, in the job's share of the airtime other traffic leaves free: the share its
+bandwidth level asks for, :meth:`dora_rl.world.IntervalModel.shares`) and the sending worker
+holds the medium for
 that long (:func:`dora_rl.runtime.agent.transmit`), so concurrent transfers on one WiFi queue
 behind each other (the medium's shared budget); on a switch it takes ``bytes / min(rates)``
 and holds nothing. Rates follow ``link_scale``, which the runtime moves along the card's
@@ -32,6 +35,8 @@ class Emulator:
         link_scale: Current multiplier of each device's link rate (1 = the card's rate).
         call_overhead_s: Per device: measured round trip of an empty call to its worker.
         cross_traffic: Per domain: airtime taken by other traffic.
+        speed: Per device: speed factor of its power mode (1 = nominal).
+        medium_share: Per domain: the job's share of the airtime other traffic leaves.
     """
 
     tables: JobTables
@@ -39,20 +44,36 @@ class Emulator:
     link_scale: list[float] = field(default_factory=list)
     call_overhead_s: list[float] = field(default_factory=list)
     cross_traffic: list[float] = field(default_factory=list)
+    speed: list[float] = field(default_factory=list)
+    medium_share: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         lists = self.tables.lists
-        if not self.link_scale:
-            self.link_scale = [1.0] * len(lists.link)
-        if not self.cross_traffic:
-            self.cross_traffic = [0.0] * len(lists.wifi)
-        if not self.call_overhead_s:
-            self.call_overhead_s = [0.0] * len(lists.link)
+        n, w = len(lists.link), len(lists.wifi)
+        self.link_scale = self.link_scale or [1.0] * n
+        self.cross_traffic = self.cross_traffic or [0.0] * w
+        self.call_overhead_s = self.call_overhead_s or [0.0] * n
+        self.speed = self.speed or [1.0] * n
+        self.medium_share = self.medium_share or [1.0] * w
 
     def compute_s(self, device: int, first: int, end: int, items: int) -> float:
-        """Emulated seconds for ``items`` items through layers ``[first, end)`` on ``device``."""
+        """Emulated seconds for ``items`` items through layers ``[first, end)`` on ``device``
+        in its power mode.
+
+        Example:
+            The ``fast`` device of ``tiny`` runs the whole model in 8 ms, 16 ms at half speed.
+
+            >>> from dora_rl.costmodel import CostModel
+            >>> from dora_rl.scenarios import load
+            >>> em = Emulator(CostModel(load("tiny"), 0).tables)
+            >>> round(em.compute_s(2, 0, 8, 1) * 1e3, 6)
+            8.0
+            >>> em.speed[2] = 0.5
+            >>> round(em.compute_s(2, 0, 8, 1) * 1e3, 6)
+            16.0
+        """
         prefix = self.tables.lists.fwd[device]
-        return (prefix[end] - prefix[first]) * items * self.time_scale
+        return (prefix[end] - prefix[first]) * items * self.time_scale / self.speed[device]
 
     def sleep_budget_s(self, device: int, first: int, end: int, items: int,
                        trips: float = 1.0) -> float:
@@ -78,7 +99,8 @@ class Emulator:
         lists = self.tables.lists
         return Links(rate=tuple(r * s for r, s in zip(lists.link, self.link_scale, strict=True)),
                      domain=tuple(lists.domain), wifi=tuple(lists.wifi),
-                     free=tuple(1.0 - c for c in self.cross_traffic),
+                     free=tuple((1.0 - c) * s for c, s in zip(self.cross_traffic,
+                                                              self.medium_share, strict=True)),
                      backbone=self.tables.backbone_bytes_per_s, time_scale=self.time_scale)
 
 
@@ -90,7 +112,8 @@ class Links:
     Attributes:
         rate: Per device, its link's rate now (bytes per modelled second).
         domain: Per device, its contention domain; wifi: per domain, whether it is WiFi.
-        free: Per domain, the airtime other traffic leaves.
+        free: Per domain, the airtime the job may use (what other traffic leaves, times the
+            job's share).
         backbone: Rate of the link joining domains (bytes per modelled second).
         time_scale: Emulated seconds per modelled second.
     """

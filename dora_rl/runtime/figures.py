@@ -6,17 +6,21 @@ TensorBoard tags (the benchmark's, :mod:`dora_rl.benchmark.tblog`, plus the runt
 tag                                   step and value
 ====================================  ==========================================================
 ``dora/interval/energy_j``            per control interval: energy of all devices
+``dora/interval/jobs_energy_j``       per interval: the part the job caused
 ``dora/interval/bandwidth_scale``     per interval: mean link-rate multiplier
 ``dora/interval/<job>/latency_ms``    per interval with completions: their mean latency
 ``dora/interval/<job>/latency_ms_p95``  and their p95
-``dora/interval/<job>/qoe_violation_rate``  share of them over the SLO
+``dora/interval/<job>/request_violation_rate``  share of them over their target
 ``dora/interval/queue_depth_max``     per interval: most stage calls waiting at one device
 ``dora/interval/in_flight``           requests sent and not completed at the interval's end
 ``dora/interval/transfer_mb``         activation megabytes moved in the interval
 ``dora/interval/measured_mbps``       mean goodput of the devices that moved data
 ``dora/request/<job>/latency_ms``     per request (step = completion order)
-``dora/<figure>``                     once: ``latency_ms_p95``, ``qoe_violation_rate``,
-                                      ``energy_j``, ``replans``, ``migration_mb``
+``dora/<figure>``                     once: ``latency_ms_p95``, ``request_violation_rate``
+                                      (requests sent that missed their target or were
+                                      lost), ``qoe_violation_rate`` (intervals with a missed
+                                      request), ``energy_j``, ``jobs_energy_j``, ``replans``,
+                                      ``migration_mb``, as the benchmark's summaries
 ====================================  ==========================================================
 """
 
@@ -120,10 +124,11 @@ class Board:
         """One interval's telemetry (:meth:`IntervalTelemetry.to_dict`)."""
         step, job, add = tel["index"], self.job, self.writer.add_scalar
         add("dora/interval/energy_j", tel["energy_j"], global_step=step)
+        add("dora/interval/jobs_energy_j", tel["jobs_energy_j"], global_step=step)
         scales = tel["link_scale"]
         if scales:
             add("dora/interval/bandwidth_scale", sum(scales) / len(scales), global_step=step)
-        for key in ("latency_ms", "latency_ms_p95", "qoe_violation_rate"):
+        for key in ("latency_ms", "latency_ms_p95", "request_violation_rate"):
             value = tel["latency_ms_mean" if key == "latency_ms" else key]
             if value is not None:
                 add(f"dora/interval/{job}/{key}", value, global_step=step)
@@ -145,9 +150,11 @@ class Board:
             p95 = result["latency_ms"]["p95"]
             if p95 is not None:
                 add("dora/latency_ms_p95", p95, global_step=0)
-            if result["qoe_attainment"] is not None:
-                add("dora/qoe_violation_rate", 1 - result["qoe_attainment"], 0)
+            for key in ("request_violation_rate", "qoe_violation_rate"):
+                if result.get(key) is not None:
+                    add(f"dora/{key}", result[key], global_step=0)
             add("dora/energy_j", result["energy_j"], global_step=0)
+            add("dora/jobs_energy_j", result["jobs_energy_j"], global_step=0)
             add("dora/replans", result["replans"], global_step=0)
             add("dora/migration_mb", result["migrated_mb"], global_step=0)
         finally:

@@ -1,16 +1,21 @@
-"""A run's figures: latency percentiles, QoE attainment, energy, re-plans, recovery times."""
+"""A run's figures: latency percentiles, per-request QoE, energy, re-plans, recovery times.
+
+Energy is the sum of the control intervals' (:mod:`dora_rl.runtime.telemetry`), each the
+interval model's :func:`~dora_rl.world.devices.interval_energy` per device: ``energy_j`` all
+the devices drew, ``jobs_energy_j`` the part the job caused. Each request is scored against
+its own latency target (the card's, times the QoE scale of the emulated world when it was
+sent): ``request_violation_rate`` is the share of requests sent that missed it or were lost,
+``qoe_violation_rate`` the share of control intervals with a missed request (the benchmark's
+vocabulary, :mod:`dora_rl.env.metrics`).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from dora_rl.costmodel.formulas import device_energy_j
-from dora_rl.costmodel.tables import JobTables
 
 if TYPE_CHECKING:
     from dora_rl.runtime.runner import Runtime
@@ -24,6 +29,7 @@ class Record:
         index: Request index; sent_t, done_t: monotonic wall times (s).
         plan_id: Plan it completed on; attempt: re-executions before it completed.
         latency_ms: Latency in the card's world (wall time / time scale).
+        target_ms: Its latency target (the card's, scaled as the world was when it was sent).
     """
 
     index: int
@@ -32,6 +38,25 @@ class Record:
     plan_id: int
     attempt: int
     latency_ms: float
+    target_ms: float = math.inf
+
+    @property
+    def missed(self) -> bool:
+        """The request took longer than its target."""
+        return self.latency_ms > self.target_ms
+
+
+def request_qoe(records: list[Record], sent: int) -> dict[str, Any]:
+    """Requests sent, those that missed their target (lost ones included) and their share.
+
+    Example:
+        >>> r = [Record(0, 0, 0, 0, 0, 40.0, 50.0), Record(1, 0, 0, 0, 0, 60.0, 50.0)]
+        >>> request_qoe(r, 4)
+        {'requests': 4, 'requests_missed': 3, 'request_violation_rate': 0.75}
+    """
+    missed = sum(1 for r in records if r.missed) + sent - len(records)
+    return {"requests": sent, "requests_missed": missed,
+            "request_violation_rate": missed / sent if sent else None}
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -46,37 +71,6 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     arr = np.asarray(values)
     return {"mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)),
             "p95": float(np.percentile(arr, 95)), "p99": float(np.percentile(arr, 99))}
-
-
-def interval_energy_j(tables: JobTables, busy_s: Sequence[float], tx_s: Sequence[float],
-                      rx_s: Sequence[float], span_s: float) -> float:
-    """Energy of every device over ``span_s`` seconds with the given busy, transmit and
-    receive seconds each (the rest idle), by the cost model's
-    :func:`~dora_rl.costmodel.formulas.device_energy_j`. As there, a device that computes
-    while its radio sends draws both powers above idle: the idle time may come out negative,
-    which keeps the energy of consecutive intervals adding up to the whole run's.
-
-    Example:
-        >>> from dora_rl.costmodel import CostModel
-        >>> from dora_rl.scenarios import load
-        >>> t = CostModel(load("tiny"), 0).tables
-        >>> idle = interval_energy_j(t, [0, 0, 0], [0, 0, 0], [0, 0, 0], 1.0)
-        >>> round(idle, 6) == round(sum(t.lists.idle_w), 6)
-        True
-    """
-    lists = tables.lists
-    return sum(device_energy_j(span_s, busy, tx, rx, lists.idle_w[d], lists.busy_w[d][0],
-                               lists.tx_w[d], lists.rx_w[d])
-               for d, (busy, tx, rx) in enumerate(zip(busy_s, tx_s, rx_s, strict=True)))
-
-
-def energy_j(rt: Runtime, wall_s: float) -> float:
-    """Energy in the card's world from the power model over measured busy, transmit, receive
-    and idle time of every device (a lost device counts until the end of the run)."""
-    u, scale = rt.usage, rt.time_scale
-    return interval_energy_j(rt.model.tables, [b / scale for b in u.busy_s],
-                             [t / scale for t in u.tx_s], [r / scale for r in u.rx_s],
-                             wall_s / scale)
 
 
 def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
@@ -101,17 +95,26 @@ def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
                        "recovery_s": first - f["t_kill"]})
     span = (records[-1].done_t - records[0].sent_t) if len(records) > 1 else math.nan
     decisions = live.decisions_ms
-    energy = energy_j(rt, wall_s)
+    intervals = rt.telemetry.intervals
+    energy = sum(t.energy_j for t in intervals)
+    job = rt.cfg.scenario.jobs[rt.cfg.job].name
+    qoe = request_qoe(records, rt.sent)
     return {
-        "scenario": rt.cfg.scenario.name, "job": rt.cfg.scenario.jobs[rt.cfg.job].name,
+        "scenario": rt.cfg.scenario.name, "job": job,
         "sent": rt.sent, "completed": len(records), "lost": rt.sent - len(records),
         "re_executed": sum(1 for r in records if r.attempt > 0),
         "latency_ms": percentiles(latencies),
-        "qoe_attainment": (sum(1 for v in latencies if v <= slo) / len(latencies)
-                           if slo and latencies else None),
-        "energy_j": energy,
+        "qoe_attainment": (sum(1 for r in records if not r.missed) / len(records)
+                           if records else None),
+        **qoe, "jobs": {job: qoe},
+        "qoe_violation_rate": (sum(1 for t in intervals if t.requests_missed) / len(intervals)
+                               if intervals else None),
+        "energy_j": energy, "jobs_energy_j": sum(t.jobs_energy_j for t in intervals),
         "energy_j_per_request": energy / max(len(records), 1),
         "replans": len(live.plans) - 1,
+        "invalid_choices": getattr(rt.decider, "invalid", 0),
+        "refused_modes": rt.control.power.refused,
+        "modes": list(rt.control.power.modes), "level": rt.control.level,
         "decision_ms_p50": float(np.median(decisions)) if decisions else None,
         "plans": [{"stage_end": list(p.stage_end),
                    "stage_devices": [[rt.names[d] for d in g] for g in p.stage_devices]}
@@ -127,7 +130,7 @@ def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
         "time_scale": rt.time_scale, "wall_s": wall_s,
         "slo_ms": slo,
         "nominal_mbps": [rate * 8 / 1e6 for rate in rt.model.tables.lists.link],
-        "intervals": [tel.to_dict() for tel in rt.telemetry.intervals],
+        "intervals": [tel.to_dict() for tel in intervals],
         "timeline": timeline(rt, records),
     }
 

@@ -2,20 +2,22 @@
 
 :func:`serve` starts one worker per device, places the first plan's weights, and streams
 ``requests`` micro-batches at the card's rate (time-dilated by ``time_scale``) through the
-pipeline, at most ``max_in_flight`` at once. A control thread pings the workers every control
-interval, asks the decider for a plan, moves the weights of the layers each device gains to it
-and switches once they have arrived; micro-batches already running finish on the plan they
-started on (old owners keep their layers). A worker that fails a call or misses a heartbeat is
-removed and the job is re-planned onto the devices left (the decider's choice, or the least-
-energy candidate when it has none or it names a lost device); micro-batches it held are run
-again from the start. A decider that raises, or answers after ``decision_timeout_s``, leaves
-the current plan in place.
+pipeline, at most ``max_in_flight`` at once. A control thread closes a control interval
+every ``control_interval_s`` (telemetry, energy by the interval model), pings the workers,
+and asks the decider for a :class:`~dora_rl.world.Decision` on what it measured
+(:class:`~dora_rl.runtime.live.LiveControl`): the job's bandwidth level sets its share of the
+emulated media, power modes slow or sleep the emulated devices, and a new plan's weights move
+to the devices that gain layers before it becomes current; micro-batches already running
+finish on the plan they started on (old owners keep their layers). A worker that fails a call
+or misses a heartbeat is removed and the job is re-planned onto the devices left (the
+decider's choice, or the least-energy candidate when it has none or it names a lost device);
+micro-batches it held are run again from the start. A decider that raises, or answers after
+``decision_timeout_s``, leaves everything in place.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -33,16 +35,21 @@ from torch.distributed import rpc
 
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan
-from dora_rl.dynamics import RuntimeDynamics
+from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.runtime import agent, inbox
 from dora_rl.runtime.cluster import SERVER_NAME, Cluster
-from dora_rl.runtime.control import EnvDecider, LiveView
+from dora_rl.runtime.control import Decider
 from dora_rl.runtime.emulation import Emulator, auto_time_scale, host_seconds
 from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample_input
+from dora_rl.runtime.live import LiveControl
 from dora_rl.runtime.pipeline import Stalled, WorkerLost, calibrate, run_plan
+from dora_rl.runtime.placement import place
+from dora_rl.runtime.power import PowerInterval
 from dora_rl.runtime.report import Record, summarise
 from dora_rl.runtime.telemetry import IntervalTelemetry, TelemetryLog
 from dora_rl.runtime.usage import Usage
+from dora_rl.world import IntervalModel
+from dora_rl.world.requests import certain_wait_s
 
 MAX_ATTEMPTS = 5
 
@@ -112,7 +119,7 @@ class _Live:
 class Runtime:
     """One serving run (see :func:`serve`)."""
 
-    def __init__(self, cfg: ServeConfig, decider: EnvDecider | Any) -> None:
+    def __init__(self, cfg: ServeConfig, decider: Decider) -> None:
         self.cfg, self.decider = cfg, decider
         self.model = CostModel(cfg.scenario, cfg.job)
         self.specs = layer_specs(cfg.scenario, cfg.job)
@@ -125,6 +132,18 @@ class Runtime:
         rate = cfg.rate_per_s or (job.inference.request_rate_per_s if job.inference else 1.0)
         self.period_s = self.time_scale / rate
         self.slo_ms = job.qoe.latency_ms
+        self.job = job
+        self.intervals = IntervalModel(
+            cfg.scenario, cfg.control_interval_s / self.time_scale,
+            models=[self.model if j == cfg.job else CostModel(cfg.scenario, j)
+                    for j in range(len(cfg.scenario.jobs))])
+        self.control = LiveControl(self.intervals, cfg.job)
+        self.power_now = PowerInterval.nominal(len(self.names))
+        """The devices' power state in the current interval."""
+        self.world_now: WorldState | None = None
+        """The emulated world of the current interval."""
+        self.moved_seen = 0.0
+        """Weight bytes moved up to the last closed interval."""
         self.usage = Usage(len(self.names))
         inbox.bind(self.usage)
         self.lock_dir = ""
@@ -148,18 +167,28 @@ class Runtime:
         self.presence: list[dict[str, Any]] = []
         """Devices leaving and coming back (emulated churn, or a worker answering again)."""
         self.start_t = time.monotonic()
-        self.telemetry = TelemetryLog(self.model.tables, self.time_scale, self.slo_ms,
-                                      self.start_t)
+        self.telemetry = TelemetryLog(self.intervals.devices, self.time_scale,
+                                      certain_wait_s(job, 1.0) * 1e3, self.start_t,
+                                      self.intervals.power_off_unused)
         self.board: Any = None
 
-    def _world(self, first: bool = False) -> None:
-        """Move the emulated links one control interval along the card's dynamics, and tell
-        the workers (their transfers follow the links)."""
-        world = self.dynamics.reset(self.rng) if first else self.dynamics.step(self.rng)
+    def _world(self, energy_j: list[float] | None = None) -> None:
+        """Move the emulated world one control interval along the card's dynamics (links,
+        presence, QoE scale; batteries drain by ``energy_j`` per device, the interval's
+        measured energy), and tell the workers (their transfers follow the links)."""
+        world = self.dynamics.reset(self.rng) if energy_j is None else \
+            self.dynamics.step(self.rng, energy_j)
+        self.world_now = world
+        if self.control.world is None:
+            self.control.world = world
         self.emulator.link_scale = [float(v) for v in world.state.link_scale]
         self.emulator.cross_traffic = [float(v) for v in world.state.cross_traffic]
         self.link_log.append((time.monotonic(), float(np.mean(self.emulator.link_scale))))
-        self.next_present = [bool(v) for v in world.state.available]
+        self.next_present = [bool(v) for v in world.state.usable]  # an empty battery leaves
+        self._send_links()
+
+    def _send_links(self) -> None:
+        """Tell every live worker the links as they are now."""
         links = self.emulator.links()
         for name in self.cluster.alive_devices():
             try:
@@ -178,69 +207,16 @@ class Runtime:
         return auto_time_scale(host_s, min(usable) if usable else 0.0)
 
     # ------------------------------------------------------------------ plans
-    def usable(self) -> tuple[bool, ...]:
+    def available(self) -> tuple[bool, ...]:
         """Per device: its worker is alive and, in the emulated world, it is present."""
         alive = set(self.cluster.alive_devices())
         return tuple(n in alive and here for n, here in zip(self.names, self.present,
                                                              strict=True))
 
-    def _place(self, plan: Plan) -> None:
-        """Give each device the weights of the layers it gains, and wait until they arrive:
-        from a live device that holds them (over the emulated link, device to device), else
-        from the server's copy (the model as first deployed)."""
-        futures = []
-        for k, group in enumerate(plan.stage_devices):
-            first, end = plan.stage_layers(k)
-            for d in group:
-                held = self.live.held.setdefault(d, set())
-                need = [i for i in range(first, end) if i not in held]
-                for source, layers in self._sources(d, need).items():
-                    futures.append((d, source, layers, self._send_weights(source, d, layers)))
-        for d, source, layers, fut in futures:
-            try:
-                fut.wait()
-            except Exception as error:  # noqa: BLE001
-                dead = self._probe(frozenset({d} if source is None else {d, source}))
-                raise WorkerLost(d if dead is None else dead, str(error)) from None
-            self.live.held[d].update(layers)
-
-    def _sources(self, device: int, layers: list[int]) -> dict[int | None, list[int]]:
-        """Where each layer comes from: a live device holding it, else ``None`` (the server)."""
-        alive = self.usable()
-        out: dict[int | None, list[int]] = {}
-        for i in layers:
-            holder = next((h for h, held in sorted(self.live.held.items())
-                           if h != device and alive[h] and i in held), None)
-            out.setdefault(holder, []).append(i)
-        return out
-
-    def _send_weights(self, source: int | None, device: int, layers: list[int]) -> Any:
-        """Start moving ``layers``' weights to ``device`` (from ``source``, or the server)."""
-        nbytes = float(sum(t.numel() * t.element_size() for i in layers
-                           for t in self.weights[i].state_dict().values()))
-        self.live.migrated_bytes += nbytes
-        timeout = self.cfg.rpc_timeout_s
-        if source is None:
-            specs = [self.specs[i] for i in layers]
-            states = [self.weights[i].state_dict() for i in layers]
-            return rpc.rpc_async(self.names[device], agent.load_weights, args=(specs, states),
-                                 timeout=timeout)
-        self.live.migrated_peer_bytes += nbytes
-        seconds = self.emulator.transfer_s(source, device, nbytes)
-        fut = rpc.rpc_async(self.names[source], agent.push_weights,
-                            args=(layers, self.names[device], self.lock_dir, source, device,
-                                  nbytes),
-                            timeout=timeout + 2 * seconds if math.isfinite(seconds) else 0)
-
-        def account(done: Any) -> None:  # the radio time of the move, once it is known
-            try:
-                airtime, wall = done.value()
-            except Exception:  # noqa: BLE001 - a failed move is handled by the waiter
-                return
-            self.usage.add_transfer(source, device, airtime, nbytes, wall, activations=False)
-
-        fut.add_done_callback(account)
-        return fut
+    def usable(self) -> tuple[bool, ...]:
+        """Per device: available, and neither asleep nor waking (a plan may run on it)."""
+        return tuple(a and w for a, w in zip(self.available(), self.control.awake(),
+                                             strict=True))
 
     def _switch(self, plan: Plan) -> None:
         """Place ``plan`` (retrying without devices lost meanwhile) and make it current.
@@ -251,7 +227,7 @@ class Runtime:
         with self.placing:
             for _ in range(len(self.names) + 1):
                 try:
-                    self._place(plan)
+                    place(self, plan)
                     break
                 except WorkerLost as lost:
                     if self._mark_lost(lost.device):
@@ -348,25 +324,41 @@ class Runtime:
                     f["plan_after"] = self.live.plan_id
 
     def _decide(self, force: bool = False) -> Plan | None:
-        recent = self.records[-20:]
-        slack = 1.0
-        if recent and self.slo_ms:
-            slack = min((self.slo_ms - r.latency_ms) / self.slo_ms for r in recent)
-        view = LiveView(usable=self.usable(), plan=self.live.plan,
-                        link_scale=tuple(self.emulator.link_scale), qoe_slack=slack,
-                        since_switch=self.live.since_switch, interval=len(self.live.decisions_ms))
+        """Ask the decider on what was measured and apply its decision; the plan to switch to
+        now (``force``: one is needed, the current plan lost a device)."""
+        available = self.available()
+        m = self.control.measurement(available, self.live.plan, self.live.since_switch,
+                                     self.live.held)
         start = time.perf_counter()
         try:
-            plan = self.decider.decide(view)
+            decision = self.decider.decide(m)
         except Exception:  # noqa: BLE001 - a failing controller keeps the last good plan
-            plan = None
+            decision = None
         elapsed_s = time.perf_counter() - start
         self.live.decisions_ms.append(elapsed_s * 1e3)
         if elapsed_s > self.cfg.decision_timeout_s and not force:
-            plan = None  # too late: keep the last good plan
-        if plan is not None and not all(view.usable[d] for d in plan.devices):
-            plan = None if not force else self._fallback()
+            decision = None  # too late: keep everything
+        plan = self.control.apply(decision, self.live.plan, available)
+        self._power_changed()
+        if plan is not None and not all(self.usable()[d] for d in plan.devices):
+            plan = None
+        if plan is None and force:
+            plan = self._fallback()
         return plan
+
+    def _power_changed(self) -> None:
+        """Carry the record's power modes and medium share over to the emulated devices."""
+        self.emulator.speed = self.control.power.speed(self.model.tables.lists.speed)
+        share = self.control.share()
+        if any(s != share for s in self.emulator.medium_share):
+            self.emulator.medium_share = [share] * len(self.emulator.medium_share)
+            self._send_links()
+
+    def _used(self) -> set[int]:
+        used = set(self.live.plan.devices)
+        if self.control.target is not None:
+            used.update(self.control.target.devices)
+        return used
 
     # ------------------------------------------------------------------ loops
     def _close_interval(self) -> IntervalTelemetry:
@@ -374,8 +366,9 @@ class Runtime:
         with self.lock:
             records = list(self.records)
             plan_id = self.live.plan_id
+            power = self.power_now
         tel = self.telemetry.close(time.monotonic(), self.usage.snapshot(), records, plan_id,
-                                   self.sent, self.emulator.link_scale)
+                                   self.sent, self.emulator.link_scale, power)
         if self.board is not None:
             self.board.interval(tel.to_dict())
         return tel
@@ -383,7 +376,13 @@ class Runtime:
     def _control(self) -> None:
         while not self.done.wait(self.cfg.control_interval_s):
             tel = self._close_interval()
-            self._world()
+            with self.lock:
+                assert self.world_now is not None
+                broken = not all(self.usable()[d] for d in self.live.plan.devices)
+                moved, self.moved_seen = (self.live.migrated_bytes - self.moved_seen,
+                                          self.live.migrated_bytes)
+                self.control.closed(tel, self.world_now, self.telemetry.energies, broken, moved)
+            self._world(tel.device_energy_j)
             for name in self.cluster.heartbeat(max_missed=self.cfg.max_missed):
                 self.cluster.workers[name].alive = True  # let on_lost record it
                 self.on_lost(self.names.index(name))
@@ -398,9 +397,11 @@ class Runtime:
             else:
                 with self.lock:
                     self.live.since_switch += 1
+            with self.lock:
+                self.power_now = self.control.power.interval(self.present, self._used())
             self._write_status(tel)
 
-    def _one(self, i: int, x: Tensor, sent_t: float) -> None:
+    def _one(self, i: int, x: Tensor, sent_t: float, target_ms: float) -> None:
         for attempt in range(MAX_ATTEMPTS):
             with self.lock:
                 plan, plan_id = self.live.plan, self.live.plan_id
@@ -415,7 +416,8 @@ class Runtime:
             done_t = time.monotonic()
             with self.lock:
                 self.records.append(Record(i, sent_t, done_t, plan_id, attempt,
-                                           (done_t - sent_t) * 1e3 / self.time_scale))
+                                           (done_t - sent_t) * 1e3 / self.time_scale,
+                                           target_ms))
                 if self.cfg.keep_outputs:
                     self.outputs[i] = y
             return
@@ -442,7 +444,7 @@ class Runtime:
             self.lock_dir = tempfile.mkdtemp(prefix="dora_rl-media-")
             self.cluster.spawn_local()
             self.cluster.admit()
-            self._world(first=True)
+            self._world()
             self.present = list(self.next_present)
             calibrate(self.names, self.emulator,
                       sample_input(cfg.scenario, cfg.job, self.batch, cfg.seed), SERVER_NAME,
@@ -451,6 +453,7 @@ class Runtime:
             if not all(self.usable()[d] for d in plan.devices):
                 plan = self._fallback()  # a device of the first plan is away at the start
             self.live = _Live(plan=plan)
+            self.power_now = self.control.power.interval(self.present, set(plan.devices))
             self._switch(plan)
             self.live.plans, self.live.switches = self.live.plans[-1:], self.live.switches[-1:]
             self.live.plan_id = 0
@@ -461,6 +464,7 @@ class Runtime:
             start = self.start_t = self.telemetry.start_t = self.telemetry.last_t = \
                 time.monotonic()
             self.telemetry.last = self.usage.snapshot()  # calibration calls are not the run's
+            self.moved_seen = self.live.migrated_bytes  # nor is the first placement
             self._write_status()
             control = threading.Thread(target=self._control, daemon=True)
             control.start()
@@ -475,7 +479,7 @@ class Runtime:
                             self.live.faults.append({"device": kills[i],
                                                      "t_kill": time.monotonic()})
                         self.cluster.kill(kills[i])
-                    pool.submit(self._one, i, x, time.monotonic())
+                    pool.submit(self._one, i, x, time.monotonic(), self._target_ms())
                     self.sent += 1
             self.done.set()
             control.join(timeout=30)
@@ -495,7 +499,15 @@ class Runtime:
                 shutil.rmtree(self.lock_dir, ignore_errors=True)
 
 
-def serve(cfg: ServeConfig, decider: Any) -> tuple[dict[str, Any], dict[int, Tensor]]:
+    def _target_ms(self) -> float:
+        """The latency target of a request sent now: the card's, scaled by the emulated
+        world's QoE scale of the job."""
+        world = self.world_now
+        scale = float(world.qoe_scale[self.cfg.job]) if world is not None else 1.0
+        return certain_wait_s(self.job, scale) * 1e3
+
+
+def serve(cfg: ServeConfig, decider: Decider) -> tuple[dict[str, Any], dict[int, Tensor]]:
     """Run one serving session; returns the result and (with ``keep_outputs``) the outputs."""
     torch.set_num_threads(1)
     runtime = Runtime(cfg, decider)

@@ -1,0 +1,162 @@
+"""Power modes of the emulated devices, and their energy, by the interval model's rules.
+
+The live runtime keeps each device's power mode (``0`` nominal, ``v`` its ``v``-th slower
+``dvfs`` level, :data:`~dora_rl.world.SLEEP` asleep) the way
+:meth:`dora_rl.world.IntervalModel.transition` does: a device a plan uses (or is switching
+to) cannot sleep (the request is refused and it keeps its mode), a device asked to leave sleep
+wakes and is unusable for ``wake_s`` seconds of the card's world, paying ``wake_j`` once. A
+mode slows the device's emulated compute by its speed factor
+(:attr:`~dora_rl.runtime.emulation.Emulator.speed`).
+
+Each control interval's energy is :func:`dora_rl.world.devices.interval_energy` per device
+over what the runtime measured (busy, transmit and receive seconds) in the modes of that
+interval: :func:`device_energies`. :class:`PowerInterval` is the power state an interval ran
+in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+
+from dora_rl.world import SLEEP, DeviceEnergy, DeviceFacts, interval_energy
+
+
+@dataclass(frozen=True)
+class PowerInterval:
+    """The devices' power state over one control interval (card order).
+
+    Attributes:
+        modes: Power mode of each device.
+        asleep: Asleep the whole interval (sleep power only).
+        present: In the emulated world (a device that left draws nothing).
+        used: A plan of the job uses it (with ``unused_devices: off``, the others are off).
+        woke: Woke at the start of the interval (pays one wake).
+    """
+
+    modes: tuple[int, ...]
+    asleep: tuple[bool, ...]
+    present: tuple[bool, ...]
+    used: tuple[bool, ...]
+    woke: tuple[bool, ...]
+
+    @classmethod
+    def nominal(cls, n_devices: int) -> PowerInterval:
+        """Every device present, awake at its nominal mode and used."""
+        on = (True,) * n_devices
+        return cls((0,) * n_devices, (False,) * n_devices, on, on, (False,) * n_devices)
+
+
+class PowerRecord:
+    """The runtime's power modes and wake timers (thread safety: the runtime's lock).
+
+    Args:
+        facts: The devices' facts (:attr:`dora_rl.world.IntervalModel.devices`).
+    """
+
+    def __init__(self, facts: Sequence[DeviceFacts]) -> None:
+        self.facts = tuple(facts)
+        n = len(self.facts)
+        self.modes = [0] * n
+        self.wake_left_s = [0.0] * n
+        """Card seconds until each device is awake (0: awake or asleep)."""
+        self.woke = [False] * n
+        """Woke since the last :meth:`interval` (charged to the interval that starts next)."""
+        self.refused = 0
+        """Mode requests the rules refused so far."""
+
+    def awake(self, device: int) -> bool:
+        """Whether ``device`` can compute now (not asleep, not waking)."""
+        return self.modes[device] != SLEEP and self.wake_left_s[device] <= 0
+
+    def apply(self, wanted: Sequence[int] | None, used: Collection[int]) -> int:
+        """Set the modes a decision asks for (None keeps them) given the devices a plan uses
+        or is switching to; returns the requests refused.
+
+        Example:
+            A device that may sleep goes to sleep, wakes when a plan needs it, and is
+            unusable for its wake time:
+
+            >>> f = DeviceFacts(1.0, 2.0, 2.0, (5.0, 3.0), 0.1, 2.0, 4.0, True, None, 1e8,
+            ...                 True, 0)
+            >>> rec = PowerRecord([f])
+            >>> rec.apply([SLEEP], used=()), rec.modes
+            (0, [-1])
+            >>> rec.apply([SLEEP], used=(0,)), rec.modes, rec.wake_left_s, rec.woke
+            (1, [0], [2.0], [True])
+            >>> rec.tick(1.5); rec.awake(0)
+            False
+            >>> rec.tick(1.0); rec.awake(0)
+            True
+        """
+        want = list(wanted) if wanted is not None else list(self.modes)
+        refused = 0
+        for d, facts in enumerate(self.facts):
+            before, mode = self.modes[d], want[d]
+            if mode == SLEEP and (d in used or not facts.can_sleep):
+                refused += 1
+                mode = before if before != SLEEP else 0
+            if not -1 <= mode < facts.n_modes:
+                refused += 1
+                mode = 0
+            if before == SLEEP and mode != SLEEP:
+                self.woke[d] = True
+                self.wake_left_s[d] = facts.wake_s
+            self.modes[d] = mode
+        self.refused += refused
+        return refused
+
+    def tick(self, seconds: float) -> None:
+        """``seconds`` of the card's world passed: wake timers run down."""
+        self.wake_left_s = [max(w - seconds, 0.0) for w in self.wake_left_s]
+
+    def speed(self, speeds: Sequence[Sequence[float]]) -> list[float]:
+        """Each device's compute speed factor in its mode (``speeds``: the cost tables'
+        ``dvfs_speed`` rows; asleep counts as nominal)."""
+        return [row[m if m >= 0 else 0] for row, m in zip(speeds, self.modes, strict=True)]
+
+    def interval(self, present: Sequence[bool], used: Collection[int]) -> PowerInterval:
+        """The power state of the interval starting now (the wakes since the last call are
+        charged to it)."""
+        n = len(self.facts)
+        woke, self.woke = tuple(self.woke), [False] * n
+        return PowerInterval(
+            modes=tuple(self.modes),
+            asleep=tuple(self.modes[d] == SLEEP and self.wake_left_s[d] <= 0 for d in range(n)),
+            present=tuple(bool(p) for p in present),
+            used=tuple(d in used for d in range(n)), woke=woke)
+
+
+def device_energies(facts: Sequence[DeviceFacts], power: PowerInterval, span_s: float,
+                    busy_s: Sequence[float], tx_s: Sequence[float], rx_s: Sequence[float],
+                    power_off_unused: bool = False) -> tuple[DeviceEnergy, ...]:
+    """Each device's energy over an interval of ``span_s`` card seconds, by cause:
+    :func:`~dora_rl.world.devices.interval_energy` on the measured busy and radio seconds in
+    the interval's power state. As in the interval model, an asleep device draws its sleep
+    power, one that left draws nothing, and with ``unused_devices: off`` a device no plan uses
+    (and that did not just wake) is off.
+
+    Example:
+        One nominal device, 0.2 s busy at 10 W and 0.1 s sending at 3 W over a second, 1 W
+        idle: 1 J idle + 1.8 J busy + 0.2 J radio.
+
+        >>> f = DeviceFacts(1.0, 3.0, 2.5, (10.0,), None, 0.0, 0.0, False, None, 1e8, True, 0)
+        >>> [e.total_j for e in device_energies([f], PowerInterval.nominal(1), 1.0, [0.2],
+        ...                                      [0.1], [0.0])]
+        [3.0]
+    """
+    out = []
+    for d, f in enumerate(facts):
+        asleep = power.asleep[d]
+        off = not power.present[d] or (power_off_unused and not power.used[d]
+                                       and not power.woke[d])
+        on_s = 0.0 if asleep or off else span_s
+        e = interval_energy(f, power.modes[d], span_s, on_s, busy_s[d], tx_s[d], rx_s[d],
+                            power.woke[d])
+        if off and not asleep:
+            e = replace(e, sleep_j=0.0)
+        out.append(e)
+    return tuple(out)
+
+
+__all__ = ["PowerInterval", "PowerRecord", "device_energies"]
