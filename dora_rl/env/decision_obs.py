@@ -122,9 +122,10 @@ def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
     for job in candidates:
         for row in job:
             values += row
-    rest = np.nan_to_num(np.array(values, dtype=np.float64), nan=-1.0)
-    return np.concatenate([np.nan_to_num(links, nan=0.0), np.clip(rest, -1.0, 1.0)]).astype(
-        np.float32)
+    links[links != links] = 0.0  # NaN: no rate known
+    rest = np.array(values, dtype=np.float64)
+    rest[rest != rest] = -1.0  # NaN: a figure that could not be computed
+    return np.concatenate([links, np.clip(rest, -1.0, 1.0)]).astype(np.float32)
 
 
 __all__ = ["CANDIDATE_FIELDS", "DEVICE_FIELDS", "JOB_FIELDS", "DecisionLayout", "clip",
