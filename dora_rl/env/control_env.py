@@ -92,7 +92,8 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     ## Observation Space
     ``Box(-1, 1, (n,), float32)`` laid out by :class:`~dora_rl.env.decision_obs.DecisionLayout`
     (the world, the control state, and each candidate's predicted slack, power and weights to
-    move under the last interval's measurements).
+    move under the last interval's measurements, at nominal power modes with an equal share of
+    the media).
 
     ## Action Space
     ``MultiDiscrete([(K + 1) * 4] * J + [M + 1] * D)``: per job ``pick * 4 + level`` (pick 0
@@ -152,6 +153,7 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.handle = WorldHandle(self)
         self._predictions: dict[tuple[Any, ...], tuple[float, float]] = {}
         self._mask_bytes: dict[tuple[int, int], float] = {}
+        self._nominal_modes = (0,) * self.n_devices
         self._weights_memo: dict[Any, tuple[list[list[float]], list[list[float]]]] = {}
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
@@ -291,7 +293,9 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         residency, moving = self._weights_block()
         last = self.last
         active = world.job_active.tolist()
-        shares = model.shares([jc.level for jc in ctl.jobs], active)
+        # candidates are scored at nominal modes with an equal share of the media: what a
+        # plan would do in the measured world, apart from the levers the action sets anew
+        share = 1.0 / max(sum(active), 1)
         serving = [model.demand(i, jc.plan) if active[i] and jc.plan is not None else None
                    for i, jc in enumerate(ctl.jobs)]
         everyone = [sum(x[d] for x in serving if x is not None) for d in range(self.n_devices)]
@@ -318,7 +322,7 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                     continue
                 plan = plans[i]
                 ok = all([usable[d] for d in plan.devices])
-                slack, power = self._predicted(j, plan, shares[j], others) if ok \
+                slack, power = self._predicted(j, plan, share, others) if ok \
                     else (-1.0, 0.0)
                 rows.append([float(ok), slack, power * self.interval_s / self.max_energy_j,
                              moving[j][i] / total, float(plan == jc.plan)])
@@ -351,11 +355,13 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def _predicted(self, j: int, plan: Plan, share: float,
                    others: list[float]) -> tuple[float, float]:
-        """:func:`~dora_rl.world.predict` for the observation (``others``: the other jobs'
-        demand per device), in the job's view with loads, link rates and free airtime
-        rounded to :data:`PREDICT_STEP` (the observation needs no finer figure; the rounded
-        view is what is evaluated), memoised on exactly what that evaluation reads."""
-        world, ctl, model = self.world, self.ctl, self.model
+        """Job ``j``'s predicted slack and power running ``plan`` at nominal power modes with
+        ``share`` of each medium, the other jobs' demand per device being ``others``
+        (:func:`~dora_rl.world.interval.predict_in_view`), in the measured world with loads,
+        link rates and free airtime rounded to :data:`PREDICT_STEP` (the observation needs no
+        finer figure; the rounded view is what is evaluated), memoised on exactly what that
+        evaluation reads."""
+        world, model = self.world, self.model
         mine = model.demand(j, plan)
         view = model.view(j, world.state, share,
                           [o + m for o, m in zip(others, mine, strict=True)], mine,
@@ -365,10 +371,9 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         devices = plan.devices
         loads = tuple([round(load[d] * q) for d in devices])
         links = tuple([round(link[d] * q) for d in devices]) if len(devices) > 1 else None
-        frees = tuple([round(f * q) for f in free])
+        frees = tuple([round(f * q) for f in free]) if len(devices) > 1 else None
         qoe_scale = float(world.qoe_scale[j])
-        key = (j, plan, tuple([ctl.modes[d] for d in devices]),
-               tuple([usable[d] for d in devices]), loads, links, frees, qoe_scale)
+        key = (j, plan, tuple([usable[d] for d in devices]), loads, links, frees, qoe_scale)
         hit = self._predictions.get(key)
         if hit is None:
             rounded = object.__new__(State)
@@ -378,7 +383,7 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 [round(x * q) / q for x in link], [max(round(f * q) / q, 1e-3) for f in free])
             if len(self._predictions) >= PREDICT_MEMO:
                 self._predictions.clear()
-            hit = self._predictions[key] = predict_in_view(model, ctl.modes, j, plan,
+            hit = self._predictions[key] = predict_in_view(model, self._nominal_modes, j, plan,
                                                            rounded, qoe_scale)
         return hit
 
