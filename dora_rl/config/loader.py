@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from dora_rl.config.formats import QUANTIZED, format_of_dtype
+from dora_rl.config.parse import SafeNumbers, format_loc, problem_text, read_yaml, validate
 from dora_rl.config.schema import (
     Device,
     DeviceKind,
@@ -34,100 +34,13 @@ from dora_rl.config.schema import (
 )
 from dora_rl.errors import ConfigError
 
-M = TypeVar("M", bound=BaseModel)
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe loader that also reads ``8e9`` (no dot) as a float, as users write it."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def format_loc(loc: tuple[int | str, ...]) -> str:
-    """Render a pydantic location as a field path.
-
-    Example:
-        >>> format_loc(("devices", 2, "memory_bytes"))
-        'devices[2].memory_bytes'
-        >>> format_loc(("compute", "format_speed", "q3", "[key]"))  # a bad mapping key
-        'compute.format_speed.q3'
-    """
-    out = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _problem(err: dict[str, Any]) -> str:
-    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    shown = repr(value) if isinstance(value, str) else value
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
-              "less_than_equal": "<="}[kind]
-        bound = next(iter(ctx.values()))
-        return f"must be {op} {_num(bound)}, got {shown}"
-    if kind == "finite_number":
-        return f"must be a finite number, got {shown}"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}, got {shown}"
-    msg = str(err["msg"])
-    msg = msg[0].lower() + msg[1:] if msg else msg
-    return f"{msg.replace('input should be', 'must be')}, got {shown}"
-
-
-def _num(x: Any) -> str:
-    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
-
-
-def read_yaml(path: Path, label: str | None = None) -> Any:
-    """Parse a YAML file safely, turning I/O and syntax problems into a ConfigError."""
-    label = label or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(label, "", f"cannot read file ({exc.strerror or exc})") from None
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        reason = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(label, where, f"invalid YAML: {reason}") from None
-
-
-def validate(model: type[M], data: Any, label: str, prefix: str = "") -> M:
-    """Validate ``data`` against ``model``; report the first problem as a ConfigError."""
-    if not isinstance(data, dict):
-        raise ConfigError(label, prefix, f"must be a mapping, got {type(data).__name__}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        path = format_loc(tuple(err["loc"]))
-        full = f"{prefix}.{path}" if prefix and path else (prefix or path)
-        raise ConfigError(label, full, _problem(dict(err))) from None
-
 
 @cache
 def device_catalog() -> dict[str, DeviceKind]:
     """The built-in device catalog (``dora_rl/data/devices.yaml``), keyed by kind."""
     ref = resources.files("dora_rl") / "data" / "devices.yaml"
     label = "dora_rl/data/devices.yaml"
-    data = yaml.load(ref.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+    data = yaml.load(ref.read_text(encoding="utf-8"), Loader=SafeNumbers)  # noqa: S506
     if not isinstance(data, dict):
         raise ConfigError(label, "", "must be a mapping of kind -> device")
     return {k: validate(DeviceKind, v, label, k) for k, v in data.items()}
@@ -149,7 +62,7 @@ def load_builtin_model(name: str) -> Model:
     """Load a shipped profile by model name (e.g. ``vit_b16``)."""
     ref = resources.files("dora_rl") / "data" / "profiles" / f"{name}.yaml"
     label = f"dora_rl/data/profiles/{name}.yaml"
-    return validate(Model, yaml.load(ref.read_text(encoding="utf-8"), Loader=_Loader), label)  # noqa: S506
+    return validate(Model, yaml.load(ref.read_text(encoding="utf-8"), Loader=SafeNumbers), label)  # noqa: S506
 
 
 @dataclass(frozen=True, eq=False)
@@ -209,7 +122,7 @@ def load_scenario_text(text: str, label: str, base_dir: Path) -> Scenario:
         ConfigError: naming ``label``, the field path and the problem.
     """
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data = yaml.load(text, Loader=SafeNumbers)  # noqa: S506 - SafeNumbers is a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError(label, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}") \
             from None
@@ -333,7 +246,7 @@ def _build_model(label: str, where: str, **fields: Any) -> Model:
     except ValidationError as exc:
         err = exc.errors()[0]
         path = format_loc(tuple(err["loc"]))
-        raise ConfigError(label, f"{where}.{path}" if path else where, _problem(dict(err))) \
+        raise ConfigError(label, f"{where}.{path}" if path else where, problem_text(dict(err))) \
             from None
 
 
