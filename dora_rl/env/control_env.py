@@ -7,6 +7,7 @@ computes the reward and keeps episode bookkeeping.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from dora_rl.env.decision_obs import (
 from dora_rl.env.edge_env import StepInfo
 from dora_rl.scenarios import load
 from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
-from dora_rl.world.interval import predict_in_view
+from dora_rl.world.predict import predict_in_view
 from dora_rl.world.requests import arrivals
 from dora_rl.world.weights import held_mask, mask_bytes, plan_masks
 
@@ -227,6 +228,25 @@ class ControlEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             m[self.n_modes] = f.can_sleep and d not in busy
             masks.append(m)
         return np.concatenate(masks)
+
+    # ------------------------------------------------------------------ measured worlds
+    def bind(self, world: WorldState, ctl: ControlState, last: Outcome | None,
+             link_history: Sequence[Sequence[float]]) -> None:
+        """Point the env at a world it did not step (a live runtime's measurements): the
+        interval that just closed (also shown to a privileged controller as the coming one,
+        which a runtime cannot know), the control state, that interval's outcome and the
+        last link-rate rows, oldest first. :meth:`observe`, :meth:`decode` and
+        :meth:`action_masks` then read only these."""
+        self.world = self.next_world = world
+        self.ctl, self.last = ctl, last
+        self.history = deque([list(r) for r in link_history], maxlen=self.layout.history)
+        self.cands = self.cache.get(world.state.lists[1])
+        self.choice = [0] * self.n_jobs
+        self._sync_choice()
+
+    def observe(self) -> NDArray[np.float32]:
+        """The observation of the env's current world and control state."""
+        return self._obs()
 
     # ------------------------------------------------------------------ encoding
     def decode(self, action: NDArray[np.int64] | list[int]) -> tuple[Decision, int]:

@@ -14,7 +14,6 @@ stepped env's world observes exactly what that env does.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,12 +52,7 @@ def bind(env: ControlEnv, m: Measurement, link_history: Sequence[Sequence[float]
     link history, and the candidates and current choices for the devices available. These
     are what :meth:`ControlEnv.decode`, :meth:`ControlEnv.action_masks`, the env's
     observation and the oracle's :class:`~dora_rl.env.control_env.WorldHandle` read."""
-    env.world = env.next_world = m.world
-    env.ctl, env.last = m.ctl, m.last
-    env.history = deque([list(r) for r in link_history], maxlen=env.layout.history)
-    env.cands = env.cache.get(m.world.state.lists[1])
-    env.choice = [0] * env.n_jobs
-    env._sync_choice()  # each job's serving plan among the candidates
+    env.bind(m.world, m.ctl, m.last, link_history)
 
 
 def observe(env: ControlEnv, m: Measurement,
@@ -66,7 +60,7 @@ def observe(env: ControlEnv, m: Measurement,
     """The observation ``env``'s controllers decide on, of the measurement ``m``
     (``link_history``: the last link-rate rows measured, oldest first)."""
     bind(env, m, link_history)
-    return env._obs()
+    return env.observe()
 
 
 __all__ = ["Measurement", "bind", "observe"]

@@ -11,15 +11,16 @@ mode slows the device's emulated compute by its speed factor
 Each control interval's energy is :func:`dora_rl.world.devices.interval_energy` per device
 over what the runtime measured (busy, transmit and receive seconds) in the modes of that
 interval: :func:`device_energies`. :class:`PowerInterval` is the power state an interval ran
-in.
+in. The rules themselves are :mod:`dora_rl.world.power`'s, called, not copied.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from dora_rl.world import SLEEP, DeviceEnergy, DeviceFacts, interval_energy
+from dora_rl.world import SLEEP, DeviceEnergy, DeviceFacts
+from dora_rl.world.power import PowerStep, apply_modes, devices_energy
 
 
 @dataclass(frozen=True)
@@ -89,22 +90,11 @@ class PowerRecord:
             >>> rec.tick(1.0); rec.awake(0)
             True
         """
-        want = list(wanted) if wanted is not None else list(self.modes)
-        refused = 0
-        for d, facts in enumerate(self.facts):
-            before, mode = self.modes[d], want[d]
-            if mode == SLEEP and (d in used or not facts.can_sleep):
-                refused += 1
-                mode = before if before != SLEEP else 0
-            if not -1 <= mode < facts.n_modes:
-                refused += 1
-                mode = 0
-            if before == SLEEP and mode != SLEEP:
-                self.woke[d] = True
-                self.wake_left_s[d] = facts.wake_s
-            self.modes[d] = mode
-        self.refused += refused
-        return refused
+        step = apply_modes(self.facts, self.modes, self.wake_left_s, wanted, used)
+        self.modes, self.wake_left_s = list(step.modes), list(step.wake_left_s)
+        self.woke = [a or b for a, b in zip(self.woke, step.woke, strict=True)]
+        self.refused += step.refused
+        return step.refused
 
     def tick(self, seconds: float) -> None:
         """``seconds`` of the card's world passed: wake timers run down."""
@@ -145,18 +135,11 @@ def device_energies(facts: Sequence[DeviceFacts], power: PowerInterval, span_s: 
         ...                                      [0.1], [0.0])]
         [3.0]
     """
-    out = []
-    for d, f in enumerate(facts):
-        asleep = power.asleep[d]
-        off = not power.present[d] or (power_off_unused and not power.used[d]
-                                       and not power.woke[d])
-        on_s = 0.0 if asleep or off else span_s
-        e = interval_energy(f, power.modes[d], span_s, on_s, busy_s[d], tx_s[d], rx_s[d],
-                            power.woke[d])
-        if off and not asleep:
-            e = replace(e, sleep_j=0.0)
-        out.append(e)
-    return tuple(out)
+    # a device asleep through the interval is in SLEEP with no wake pending: the model's rule
+    step = PowerStep(power.modes, (0.0,) * len(facts), power.woke, 0)
+    used = {d for d, u in enumerate(power.used) if u}
+    return devices_energy(facts, step, power.present, used, busy_s, tx_s, rx_s, span_s,
+                          power_off_unused)
 
 
 __all__ = ["PowerInterval", "PowerRecord", "device_energies"]

@@ -3,7 +3,8 @@ env, the simulator's accounting and the live runtime all call. Imports no gymnas
 solver."""
 
 from dora_rl.world.devices import SLEEP, DeviceEnergy, DeviceFacts, device_facts, interval_energy
-from dora_rl.world.interval import LEVELS, IntervalModel, predict
+from dora_rl.world.interval import LEVELS, IntervalModel
+from dora_rl.world.predict import predict
 from dora_rl.world.state import ControlState, Decision, JobControl, JobInterval, Outcome
 from dora_rl.world.weights import ORIGIN, STORAGE, Transfer
 

@@ -26,7 +26,8 @@ from typing import Any
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.dynamics import WorldState
-from dora_rl.world.devices import SLEEP, DeviceFacts, device_facts, interval_energy
+from dora_rl.world.devices import SLEEP, DeviceFacts, device_facts
+from dora_rl.world.power import apply_modes, devices_energy
 from dora_rl.world.requests import (
     arrivals,
     certain_wait_s,
@@ -114,7 +115,9 @@ class IntervalModel:
         decided = [self._decide(j, jc, decision.plans[j], ctl, levels[j])
                    for j, jc in enumerate(ctl.jobs)]
         jobs = [jc for jc, _ in decided]
-        modes, wake_left, woke, refused = self._power(ctl, decision, jobs)
+        used = self.used_devices(jobs)
+        power = apply_modes(self.devices, ctl.modes, ctl.wake_left_s, decision.modes, used)
+        modes, wake_left = power.modes, power.wake_left_s
         awake = [modes[d] != SLEEP and wake_left[d] <= 0 for d in range(self.n_devices)]
         usable = [u and a for u, a in zip(state.usable.tolist(), awake, strict=True)]
         link = state.lists[2]
@@ -168,12 +171,13 @@ class IntervalModel:
             new_jobs.append(nxt)
             out_jobs.append(self._job_interval(active[j], metrics, scored, decided[j][1], cut,
                                                moved))
-        energy = self._energy(state.available.tolist(), modes, wake_left, woke, busy, tx, rx,
-                              new_jobs)
+        energy = devices_energy(self.devices, power, state.available.tolist(),
+                                self.used_devices(new_jobs), busy, tx, rx, interval,
+                                self.power_off_unused)
         nxt_ctl = ControlState(jobs=tuple(new_jobs), modes=tuple(modes),
                                wake_left_s=tuple(max(w - interval, 0.0) for w in wake_left),
                                resident=resident, step=ctl.step + 1)
-        return nxt_ctl, Outcome(jobs=tuple(out_jobs), devices=energy, refused=refused,
+        return nxt_ctl, Outcome(jobs=tuple(out_jobs), devices=energy, refused=power.refused,
                                 utilisation=tuple(util))
 
     # ------------------------------------------------------------------ parts
@@ -228,32 +232,15 @@ class IntervalModel:
         mem = self.models[0].tables.lists.mem
         return [max(m - n, 0.0) for m, n in zip(mem, need, strict=True)]
 
-    def _power(self, ctl: ControlState, decision: Decision,
-               jobs: Sequence[JobControl]) -> tuple[list[int], list[float], list[bool], int]:
-        """Power modes of the interval: a device some plan uses (or is switching to) cannot
-        sleep (a request to is refused) and wakes if asleep; a waking device is unusable
-        until its wake time has passed."""
-        wanted = list(decision.modes) if decision.modes is not None else list(ctl.modes)
+    @staticmethod
+    def used_devices(jobs: Sequence[JobControl]) -> set[int]:
+        """Devices a serving plan or a switch's target uses."""
         used: set[int] = set()
         for jc in jobs:
             for p in (jc.plan, jc.target):
                 if p is not None:
                     used.update(p.devices)
-        modes, wake_left, woke, refused = [], list(ctl.wake_left_s), [], 0
-        for d, facts in enumerate(self.devices):
-            mode = wanted[d]
-            if mode == SLEEP and (d in used or not facts.can_sleep):
-                refused += 1
-                mode = ctl.modes[d] if ctl.modes[d] != SLEEP else 0
-            if not -1 <= mode < facts.n_modes:
-                refused += 1
-                mode = 0
-            wakes = ctl.modes[d] == SLEEP and mode != SLEEP
-            if wakes:
-                wake_left[d] = facts.wake_s
-            modes.append(mode)
-            woke.append(wakes)
-        return modes, wake_left, woke, refused
+        return used
 
     @staticmethod
     def _serving(jc: JobControl, usable: Sequence[bool], link: Sequence[float]) -> Plan | None:
@@ -357,31 +344,6 @@ class IntervalModel:
                            slack=slack, switched=started,
                            cut_over=cut, moved_bytes=moved)
 
-    def _energy(self, present: Sequence[bool], modes: Sequence[int],
-                wake_left: Sequence[float], woke: Sequence[bool], busy: Sequence[float],
-                tx: Sequence[float], rx: Sequence[float],
-                jobs: Sequence[JobControl]) -> tuple[Any, ...]:
-        """Each device's energy: asleep draws sleep power, a device that left draws nothing
-        here, with ``unused_devices: off`` a device no plan uses is off."""
-        interval = self.interval_s
-        used: set[int] = set()
-        if self.power_off_unused:
-            for jc in jobs:
-                for p in (jc.plan, jc.target):
-                    if p is not None:
-                        used.update(p.devices)
-        out = []
-        for d, facts in enumerate(self.devices):
-            asleep = modes[d] == SLEEP and wake_left[d] <= 0
-            off = not present[d] or (self.power_off_unused and d not in used and not woke[d])
-            on_s = 0.0 if asleep or off else interval
-            e = interval_energy(facts, modes[d], interval, on_s, busy[d], tx[d], rx[d],
-                                woke[d])
-            if off and not asleep:
-                e = replace(e, sleep_j=0.0)
-            out.append(e)
-        return tuple(out)
-
 
 def _met(metrics: dict[str, Any], qoe_scale: float) -> bool:
     """Every target held (targets scaled) and the plan fits and runs."""
@@ -391,66 +353,4 @@ def _met(metrics: dict[str, Any], qoe_scale: float) -> bool:
 
 
 
-def prediction_view(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
-                    plan: Plan) -> State:
-    """Job ``j``'s view of ``world`` if it ran ``plan`` while the other active jobs serve
-    their plans (:meth:`IntervalModel.view`): what :func:`predict` evaluates in."""
-    state = world.state
-    active = world.job_active.tolist()
-    shares = model.shares([jc.level for jc in ctl.jobs], active)
-    mine = model.demand(j, plan)
-    total = list(mine)
-    for i, jc in enumerate(ctl.jobs):
-        if i != j and active[i] and jc.plan is not None:
-            for d, x in enumerate(model.demand(i, jc.plan)):
-                total[d] += x
-    return model.view(j, state, shares[j], total, mine, state.lists[1])
-
-
-def predict_in_view(model: IntervalModel, modes: Sequence[int], j: int, plan: Plan,
-                    view: State, qoe_scale: float) -> tuple[float, float]:
-    """:func:`predict` in a given view (the devices in ``modes``)."""
-    metrics = model.models[j].evaluate(model.moded(plan, modes), view, check=False)
-    slacks = scaled_slacks(metrics, qoe_scale)
-    ok = metrics["memory_ok"] and metrics["usable_ok"]
-    slack = (min(slacks) if slacks else 1.0) if ok else -1.0
-    interval = metrics["interval_s"]
-    if not (math.isfinite(interval) and interval > 0):
-        return slack, math.inf
-    own = own_demand(metrics, view)
-    power = 0.0
-    for d in plan.devices:
-        f = model.devices[d]
-        mode = modes[d] if modes[d] >= 0 else 0
-        power += own[d] * (f.busy_w[mode] - f.idle_w)
-        power += (metrics["tx_s"][d] * (f.tx_w - f.idle_w)
-                  + metrics["rx_s"][d] * (f.rx_w - f.idle_w)) / interval
-        if f.dedicated:
-            power += f.idle_w
-    return slack, power
-
-
-def predict(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
-            plan: Plan) -> tuple[float, float]:
-    """Job ``j``'s smallest relative QoE slack and power (W) running ``plan`` in ``world``
-    with the devices' current modes, the other jobs serving their plans: what a controller
-    may predict from its measurements (the env scores candidates with it).
-
-    The power is what the job would cause: work and radio above idle on the plan's devices,
-    plus the idle power of the dedicated ones.
-
-    Example:
-        >>> import numpy as np
-        >>> from dora_rl.scenarios import load
-        >>> model = IntervalModel(load("tiny"))
-        >>> plan = Plan.single(2, 8)
-        >>> world = WorldState(model.models[0].nominal, np.ones(1, bool), np.ones(1), 0)
-        >>> slack, power_w = predict(model, model.initial([plan]), world, 0, plan)
-        >>> round(slack, 3), round(power_w, 3)  # 8 ms of a 50 ms target; 10 x 8 ms at 10 W
-        (0.84, 0.8)
-    """
-    view = prediction_view(model, ctl, world, j, plan)
-    return predict_in_view(model, ctl.modes, j, plan, view, float(world.qoe_scale[j]))
-
-
-__all__ = ["LEVELS", "IntervalModel", "predict", "predict_in_view", "prediction_view"]
+__all__ = ["LEVELS", "IntervalModel"]

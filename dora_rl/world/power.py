@@ -1,0 +1,107 @@
+"""Power modes, sleep and wake of the devices, and their energy over an interval: the rules
+the interval model applies, public so that a live runtime applies exactly the same ones.
+
+A device is in one power mode each interval: ``0`` nominal, ``v`` its ``v``-th slower ``dvfs``
+level, or :data:`~dora_rl.world.devices.SLEEP`. A device some plan uses (or is switching to)
+cannot sleep (the request is refused and it keeps its mode), nor can one that is not dedicated
+or has no sleep state; a sleeping device asked to work wakes: it is unusable for ``wake_s``
+and pays ``wake_j`` once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+
+from dora_rl.world.devices import SLEEP, DeviceEnergy, DeviceFacts, interval_energy
+
+
+@dataclass(frozen=True)
+class PowerStep:
+    """The devices' power state for one interval.
+
+    Attributes:
+        modes: Each device's mode.
+        wake_left_s: Seconds until each device is awake, at the interval's start.
+        woke: Woke at the interval's start (pays one wake).
+        refused: Requests the rules refused.
+    """
+
+    modes: tuple[int, ...]
+    wake_left_s: tuple[float, ...]
+    woke: tuple[bool, ...]
+    refused: int
+
+
+def apply_modes(facts: Sequence[DeviceFacts], before: Sequence[int],
+                wake_left_s: Sequence[float], wanted: Sequence[int] | None,
+                used: Collection[int]) -> PowerStep:
+    """The modes a request leads to (``wanted``, None keeps ``before``) given the devices a
+    plan uses or is switching to.
+
+    Example:
+        A device that may sleep sleeps; asked to sleep while a plan needs it, it is refused
+        and wakes:
+
+        >>> f = DeviceFacts(1.0, 2.0, 2.0, (5.0, 3.0), 0.1, 2.0, 4.0, True, None, 1e8, True, 0)
+        >>> apply_modes([f], [0], [0.0], [SLEEP], used=()).modes
+        (-1,)
+        >>> apply_modes([f], [SLEEP], [0.0], [SLEEP], used=(0,))
+        PowerStep(modes=(0,), wake_left_s=(2.0,), woke=(True,), refused=1)
+    """
+    want = list(wanted) if wanted is not None else list(before)
+    modes, wake, woke, refused = [], list(wake_left_s), [], 0
+    for d, f in enumerate(facts):
+        mode = want[d]
+        if mode == SLEEP and (d in used or not f.can_sleep):
+            refused += 1
+            mode = before[d] if before[d] != SLEEP else 0
+        if not -1 <= mode < f.n_modes:
+            refused += 1
+            mode = 0
+        wakes = before[d] == SLEEP and mode != SLEEP
+        if wakes:
+            wake[d] = f.wake_s
+        modes.append(mode)
+        woke.append(wakes)
+    return PowerStep(tuple(modes), tuple(wake), tuple(woke), refused)
+
+
+def asleep(modes: Sequence[int], wake_left_s: Sequence[float], device: int) -> bool:
+    """Whether ``device`` sleeps through the interval."""
+    return modes[device] == SLEEP and wake_left_s[device] <= 0
+
+
+def devices_energy(facts: Sequence[DeviceFacts], power: PowerStep, present: Sequence[bool],
+                   used: Collection[int], busy_s: Sequence[float], tx_s: Sequence[float],
+                   rx_s: Sequence[float], interval_s: float,
+                   power_off_unused: bool = False) -> tuple[DeviceEnergy, ...]:
+    """Each device's energy over an interval, by cause
+    (:func:`~dora_rl.world.devices.interval_energy`): an asleep device draws its sleep power,
+    one that left draws nothing, and with ``unused_devices: off`` a device no plan uses (and
+    that did not just wake) is off.
+
+    Example:
+        One nominal device, 0.2 s busy at 10 W and 0.1 s sending at 3 W over a second, 1 W
+        idle: 1 J idle + 1.8 J busy + 0.2 J radio.
+
+        >>> f = DeviceFacts(1.0, 3.0, 2.5, (10.0,), None, 0.0, 0.0, False, None, 1e8, True, 0)
+        >>> step = PowerStep((0,), (0.0,), (False,), 0)
+        >>> [e.total_j for e in devices_energy([f], step, [True], {0}, [0.2], [0.1], [0.0],
+        ...                                    1.0)]
+        [3.0]
+    """
+    out = []
+    for d, f in enumerate(facts):
+        sleeping = asleep(power.modes, power.wake_left_s, d)
+        off = not present[d] or (power_off_unused and d not in used and not power.woke[d])
+        on_s = 0.0 if sleeping or off else interval_s
+        e = interval_energy(f, power.modes[d], interval_s, on_s, busy_s[d], tx_s[d], rx_s[d],
+                            power.woke[d])
+        if off and not sleeping:
+            e = replace(e, sleep_j=0.0)
+        out.append(e)
+    return tuple(out)
+
+
+__all__ = ["PowerStep", "apply_modes", "asleep", "devices_energy"]
