@@ -8,10 +8,10 @@ baseline (``oracle``) is handed an explicit read-only :class:`~dora_rl.env.contr
   weights are resident, switching only when the saving beats ``hysteresis``; devices that
   may sleep are slept; the power mode of used devices is lowered one level while every active
   job keeps twice the margin, raised back when one falls below it.
-- ``oracle``: privileged one-interval peek: every joint choice of plans (and power modes of
-  the devices that have several) is run through the interval model on the coming interval,
-  fewest missed requests first, then least energy caused. A per-interval bound, not an
-  episode bound.
+- ``oracle``: privileged one-interval peek: every joint choice of plans is run through the
+  interval model on the coming interval (fewest missed requests first, then least energy the
+  jobs cause), then each device's power mode (sleep included) in turn. A per-interval greedy
+  choice, not an episode bound.
 - ``random``: uniform random actions.
 """
 
@@ -191,20 +191,32 @@ class Oracle(ObservedController):
                          if p != (ctl.jobs[j].target or ctl.jobs[j].plan)
                          and all(usable[d] for d in p.devices)]
             options.append(opts)
-        mode_options = [range(n) if n > 1 else range(1) for n in self.spec.n_modes]
-        best: tuple[tuple[float, float], list[int], list[int]] | None = None
-        combos = itertools.product(itertools.product(*options), itertools.product(*mode_options))
-        for n, (choice, modes) in enumerate(combos):
+        levels = (MID_LEVEL,) * self.n_jobs
+
+        def score(choice: tuple[tuple[int, Any], ...], modes: tuple[int, ...]) -> tuple[float,
+                                                                                      float]:
+            decision = Decision(plans=tuple(p for _, p in choice), levels=levels, modes=modes)
+            _, out = model.transition(ctl, decision, world)
+            return round(out.missed, 9), out.jobs_energy_j
+
+        nominal = (0,) * self.n_devices
+        best_choice, best = None, (float("inf"), float("inf"))
+        for n, choice in enumerate(itertools.product(*options)):
             if n >= self.max_combinations:
                 break
-            decision = Decision(plans=tuple(p for _, p in choice),
-                                levels=(MID_LEVEL,) * self.n_jobs, modes=tuple(modes))
-            _, out = model.transition(ctl, decision, world)
-            key = (round(out.missed, 9), out.jobs_energy_j)
-            if best is None or key < best[0]:
-                best = (key, [pick for pick, _ in choice], list(modes))
-        assert best is not None
-        return self.spec.action(best[1], [MID_LEVEL] * self.n_jobs, best[2])
+            key = score(choice, nominal)
+            if key < best:
+                best_choice, best = choice, key
+        assert best_choice is not None
+        # then each device's mode in turn (sleep included), keeping what scores better
+        modes = list(nominal)
+        for d, n_modes in enumerate(self.spec.n_modes):
+            for mode in [*range(1, n_modes), SLEEP]:
+                trial = tuple(modes[:d] + [mode] + modes[d + 1:])
+                key = score(best_choice, trial)
+                if key < best:
+                    modes, best = list(trial), key
+        return self.spec.action([pick for pick, _ in best_choice], list(levels), modes)
 
 
 CONTROLLERS: dict[str, type[ObservedController]] = {
