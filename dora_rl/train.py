@@ -112,14 +112,15 @@ def compare(run_dir: Path, scenario: Scenario, episode_steps: int, episodes: int
 def table(rows: list[dict[str, Any]], scenario: str) -> Table:
     """The comparison as a rich table."""
     t = Table(title=f"{scenario}: test traces, mean per episode")
-    for col in ("controller", "energy J/interval", "QoE violation", "p95 latency ms", "replans",
-                "episode reward"):
+    for col in ("controller", "missed requests", "jobs' energy J/interval", "energy J/interval",
+                "p95 latency ms", "replans", "episode reward"):
         t.add_column(col, justify="left" if col == "controller" else "right")
     for r in rows:
         p95 = r["latency_ms_p95"]
-        t.add_row(r["controller"], f"{r['energy_j']:.1f}", f"{100 * r['qoe_violation_rate']:.2f} %",
+        t.add_row(r["controller"], f"{100 * r['request_violation_rate']:.3f} %",
+                  f"{r['jobs_energy_j']:.2f}", f"{r['energy_j']:.1f}",
                   f"{p95:.0f}" if math.isfinite(p95) else "-", f"{r['replans']:.1f}",
-                  f"{r['episode_reward']:.2f}")
+                  f"{r['episode_reward']:.3f}")
     return t
 
 
