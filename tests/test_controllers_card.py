@@ -8,9 +8,9 @@ import gymnasium as gym
 import pytest
 
 import dora_rl  # noqa: F401  (registers the ids)
-from dora_rl.controllers import evaluate, make
-from dora_rl.controllers.baselines import Dora
+from dora_rl.controllers import make
 from dora_rl.controllers.card import DoraSettings, load_baseline_settings
+from dora_rl.controllers.observed import Dora
 from dora_rl.errors import ConfigError
 
 
@@ -30,13 +30,22 @@ def test_unknown_keys_and_bad_values_name_the_file_and_field(tmp_path: Path) -> 
         load_baseline_settings(card)
 
 
-def test_hysteresis_from_the_settings_changes_how_often_dora_switches() -> None:
-    replans = {}
-    # on edge_cluster dora trades plans on energy alone (in smart_home its switches are forced
-    # by devices leaving or QoE, where hysteresis does not apply)
+def test_hysteresis_from_the_settings_decides_whether_dora_switches() -> None:
+    """Two candidates meet QoE; the other one needs 5 % less power than the serving one: dora
+    switches without hysteresis and keeps its plan with a large one."""
+    env = gym.make("dora_rl/SmartHome-v1", split="test")
+    obs = env.reset(seed=0)[0]
+    picks = {}
     for hysteresis in (0.0, 100.0):
-        env = gym.make("dora_rl/EdgeCluster-v0", split="test", episode_steps=100)
         dora = Dora(env, DoraSettings(hysteresis=hysteresis))
-        replans[hysteresis] = evaluate(env, dora, [0, 1])["replans"]
-    assert replans[100.0] < replans[0.0]
-    assert make("dora", gym.make("dora_rl/Tiny-v0")).margin == 0.1
+        lay = dora.spec.layout
+        o = obs.copy()
+        jobs = lay.job(o)
+        jobs[0, 0], jobs[0, 5] = 1.0, 0.0  # active, no switch under way
+        cands = lay.candidates(o)
+        cands[0, :, :] = [0.0, -1.0, 1.0, 1.0, 0.0]
+        cands[0, 0] = [1.0, 0.5, 0.20, 0.0, 1.0]  # serving
+        cands[0, 1] = [1.0, 0.5, 0.19, 0.0, 0.0]
+        picks[hysteresis] = int(dora.predict(o)[0][0]) // 4
+    assert picks == {0.0: 2, 100.0: 0}
+    assert make("dora", gym.make("dora_rl/Tiny-v1")).margin == 0.1
