@@ -29,6 +29,9 @@ switches, power modes and sleep as actions, QoE per request."""
 SIM_ENV_ID = "dora_rl/Sim-v0"
 """The same interface driven by the discrete-event simulator (``dora_rl.sim.env.SimEnv``)."""
 
+SIM_CONTROL_ENV_ID = "dora_rl/Sim-v1"
+"""The ``-v1`` interface with every interval simulated (``dora_rl.sim.control_env.SimEnv``)."""
+
 
 def register_envs() -> None:
     """Register every id once (idempotent)."""
@@ -42,3 +45,5 @@ def register_envs() -> None:
                          kwargs=dict(kwargs))
     if SIM_ENV_ID not in gym.registry:
         gym.register(id=SIM_ENV_ID, entry_point="dora_rl.sim.env:SimEnv")
+    if SIM_CONTROL_ENV_ID not in gym.registry:
+        gym.register(id=SIM_CONTROL_ENV_ID, entry_point="dora_rl.sim.control_env:SimEnv")

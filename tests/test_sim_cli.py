@@ -24,7 +24,10 @@ def test_report_and_json_hold_every_job_and_the_run_totals(tmp_path: Path,
     assert code == 0
     assert "assistant" in printed and "doorbell" in printed and "analytic ms" in printed
     data = json.loads(out.read_text())
-    assert {"energy_j", "replans", "migrated_bytes", "jobs"} <= set(data)
+    assert {"energy_j", "jobs_energy_j", "request_violation_rate", "replans",
+            "migrated_bytes", "jobs"} <= set(data)
+    assert 0 < data["jobs_energy_j"] < data["energy_j"]
+    assert 0.0 <= data["request_violation_rate"] <= 1.0
     assert [job["name"] for job in data["jobs"]] == ["assistant", "doorbell"]
     doorbell = data["jobs"][1]
     assert set(doorbell["latency_ms"]) == {"mean", "p50", "p95", "p99"}
@@ -32,6 +35,7 @@ def test_report_and_json_hold_every_job_and_the_run_totals(tmp_path: Path,
     assert lat["p50"] <= lat["p95"] <= lat["p99"]
     assert doorbell["completed"] > 100 and doorbell["lost"] == 0
     assert 0.0 <= doorbell["qoe_attainment"] <= 1.0
+    assert 0.0 <= doorbell["request_violation_rate"] <= 1.0
     assert doorbell["sim_latency_ms_mean"] == lat["mean"]
     assert doorbell["analytic_latency_ms"] > 0
     assert data["energy_j"] > 0 and all(job["lost"] == 0 for job in data["jobs"])

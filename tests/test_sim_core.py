@@ -66,8 +66,10 @@ def test_a_device_runs_one_kernel_at_a_time_and_load_slows_only_what_is_left() -
     env.run()
     # first kernel: 5 ms done, the other 5 ms at half speed; second: 20 ms at half speed
     assert ends == [pytest.approx(0.015), pytest.approx(0.035)]
-    busy_s, busy_j = dev.take()
+    busy_s, attributed_s, busy_j = dev.take()
     assert busy_s[0] == pytest.approx(0.035) and busy_j == pytest.approx(0.035)
+    # 5 ms unloaded, then 30 ms at half the device: 5 + 15 ms of the device's own time
+    assert attributed_s[0] == pytest.approx(0.020)
 
 
 def test_memory_streaming_is_not_slowed_by_background_load() -> None:

@@ -7,12 +7,16 @@ Usage::
         --compare-analytic --json out/sim.json
     python -m dora_rl.sim --scenario tiny --controller static --arrivals arrivals.csv
 
-Prints one row per job (latency mean / p50 / p95 / p99, throughput, QoE attainment, units
-finished, in flight and lost; with ``--compare-analytic`` the cost model's latency for the same
-plans and states next to the simulated mean) and the run's energy, plan switches and migrated
-bytes; ``--json F`` writes the same figures (see :class:`dora_rl.sim.run.SimRun`). The world
-replays the test split of the card's bandwidth traces (``--split`` for another). Bad input
-prints one line ``error: <file or argument>: <problem>`` and exits with status 2.
+Runs ``dora_rl/Sim-v1`` (the interval model's control with every interval simulated; a
+controller trained on a ``-v0`` env runs on ``dora_rl/Sim-v0``). Prints one row per job
+(latency mean / p50 / p95 / p99, throughput, QoE attainment of the finished units, the share
+of scored requests that missed QoE, units finished, in flight and lost; with
+``--compare-analytic`` the interval model's latency for the intervals the units arrived in
+next to the simulated mean) and the run's energy (all, and the part the jobs caused), request
+violation rate, plan switches and migrated bytes; ``--json F`` writes the same figures (see
+:class:`dora_rl.sim.run.SimRun`). The world replays the test split of the card's bandwidth
+traces (``--split`` for another). Bad input prints one line ``error: <file or argument>:
+<problem>`` and exits with status 2.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="world and arrival seed (default 0)")
     p.add_argument("--json", metavar="F", help="also write the figures as JSON to F")
     p.add_argument("--compare-analytic", action="store_true",
-                   help="add the cost model's latency for the same plans and states")
+                   help="add the interval model's latency for the same intervals")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"),
                    help="bandwidth traces to replay (default test)")
     p.add_argument("--bandwidth", choices=("trace", "synthetic", "static"),
@@ -105,21 +109,24 @@ def _fmt(value: float, digits: int = 1) -> str:
 
 def table(run: SimRun, compare: bool) -> str:
     """The per-job table and the run totals as text."""
-    head = ["job", "mean ms", "p50 ms", "p95 ms", "p99 ms", "per s", "QoE met", "done",
-            "in flight", "lost"] + (["analytic ms"] if compare else [])
+    head = ["job", "mean ms", "p50 ms", "p95 ms", "p99 ms", "per s", "QoE met", "missed",
+            "done", "in flight", "lost"] + (["analytic ms"] if compare else [])
     rows = [head]
     for job in run.jobs:
         lat = job.latency_ms
         rows.append([job.name, _fmt(lat["mean"]), _fmt(lat["p50"]), _fmt(lat["p95"]),
                      _fmt(lat["p99"]), _fmt(job.throughput_per_s, 3),
-                     _fmt(job.qoe_attainment * 100) + " %", str(job.completed),
+                     _fmt(job.qoe_attainment * 100) + " %",
+                     _fmt(job.request_violation_rate * 100) + " %", str(job.completed),
                      str(job.in_flight), str(job.lost)]
                     + ([_fmt(job.analytic_latency_ms)] if compare else []))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                        for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
     lines.append(f"{run.scenario} under {run.controller}, {run.duration_s:g} s simulated "
-                 f"(seed {run.seed}): energy {run.energy_j:.1f} J, {run.replans} plan "
+                 f"(seed {run.seed}): energy {run.energy_j:.1f} J (jobs "
+                 f"{_fmt(run.jobs_energy_j)} J), {_fmt(run.request_violation_rate * 100, 2)} % "
+                 f"of requests missed, {run.replans} plan "
                  f"switches, {run.migrated_bytes / 1e6:.1f} MB migrated, "
                  f"{run.requests_completed} units done, {run.requests_lost} lost, "
                  f"{run.wall_s:.2f} s wall")

@@ -18,9 +18,9 @@ Example:
     >>> for own in (0.010, 0.005):
     ...     dev.submit(Kernel(own, 0.0, 0, 0.0, lambda k: ends.append(round(env.now, 6))))
     >>> env.run()
-    >>> busy_s, busy_j = dev.take()
-    >>> ends, round(busy_s[0], 6)
-    ([0.02, 0.03], 0.03)
+    >>> busy_s, attributed_s, busy_j = dev.take()
+    >>> ends, round(busy_s[0], 6), round(attributed_s[0], 6)
+    ([0.02, 0.03], 0.03, 0.015)
 """
 
 from __future__ import annotations
@@ -62,12 +62,16 @@ class ComputeDevice:
 
     Attributes:
         busy_s: Seconds spent computing per job since the last :meth:`take`.
+        attributed_s: Per job, the busy seconds its kernels add to the device's: each second
+            of a kernel counts ``1 - load``, since the background load would have kept the
+            device busy for the rest of it anyway (the busy time the interval model charges a
+            job, :func:`dora_rl.world.slack.own_demand`).
         busy_j: Joules above idle spent computing since the last :meth:`take`.
         load: Fraction of the device taken by other users, in [0, 1).
     """
 
-    __slots__ = ("env", "queue", "running", "load", "busy_s", "busy_j", "_since", "_dur",
-                 "_version")
+    __slots__ = ("env", "queue", "running", "load", "busy_s", "attributed_s", "busy_j",
+                 "_since", "_dur", "_version")
 
     def __init__(self, env: simpy.Environment, n_jobs: int) -> None:
         self.env = env
@@ -75,6 +79,7 @@ class ComputeDevice:
         self.running: Kernel | None = None
         self.load = 0.0
         self.busy_s = [0.0] * n_jobs
+        self.attributed_s = [0.0] * n_jobs
         self.busy_j = 0.0
         self._since = 0.0
         self._dur = 0.0
@@ -108,12 +113,15 @@ class ComputeDevice:
         else:
             self.load = load
 
-    def take(self) -> tuple[list[float], float]:
-        """Busy seconds per job and energy above idle since the last call; restart both."""
+    def take(self) -> tuple[list[float], list[float], float]:
+        """Busy and attributed seconds per job and energy above idle since the last call;
+        restart all three."""
         if self.running is not None:
             self._accrue()
-        out = self.busy_s, self.busy_j
-        self.busy_s = [0.0] * len(out[0])
+        out = self.busy_s, self.attributed_s, self.busy_j
+        n_jobs = len(self.busy_s)
+        self.busy_s = [0.0] * n_jobs
+        self.attributed_s = [0.0] * n_jobs
         self.busy_j = 0.0
         return out
 
@@ -131,6 +139,7 @@ class ComputeDevice:
         self._since = now
         if dt > 0.0:
             self.busy_s[kernel.job] += dt
+            self.attributed_s[kernel.job] += dt * (1.0 - self.load)
             self.busy_j += dt * kernel.extra_w
             if self._dur > 0.0:
                 kernel.left -= dt / self._dur
@@ -163,6 +172,7 @@ class ComputeDevice:
         assert kernel is not None
         dt = self.env.now - self._since
         self.busy_s[kernel.job] += dt
+        self.attributed_s[kernel.job] += dt * (1.0 - self.load)
         self.busy_j += dt * kernel.extra_w
         self.running = None
         if self.queue:

@@ -35,6 +35,11 @@ class JobInterval:
         outstanding: Units arrived and not finished at the interval's end.
         oldest_age_s: Age at the interval's end of the oldest unit still owing its first
             result (unfinished; for an LLM, without its first token), 0 if none.
+        scored: Units scored in the interval: finished ones not scored before, and waiting
+            ones that became certain misses (:meth:`dora_rl.sim.jobs.JobRuntime.settle_late`).
+        missed: Of ``scored``, those that missed a target.
+        attributed_s: The job's busy seconds per device net of the background load
+            (:attr:`dora_rl.sim.device.ComputeDevice.attributed_s`).
     """
 
     arrived: int
@@ -45,6 +50,9 @@ class JobInterval:
     busy_s: tuple[float, ...]
     outstanding: int
     oldest_age_s: float
+    scored: int = 0
+    missed: int = 0
+    attributed_s: tuple[float, ...] = ()
 
     @property
     def finished(self) -> int:
@@ -67,6 +75,7 @@ class IntervalReport:
         busy_s: Compute seconds per device (all jobs).
         busy_j: Energy above idle of that compute per device (at each kernel's DVFS power).
         tx_s, rx_s: Radio seconds per device (transmit, receive).
+        attributed_s: Busy seconds per device net of the background load (all jobs).
     """
 
     start_s: float
@@ -76,6 +85,7 @@ class IntervalReport:
     busy_j: tuple[float, ...]
     tx_s: tuple[float, ...]
     rx_s: tuple[float, ...]
+    attributed_s: tuple[float, ...] = ()
 
 
 def _mean(values: tuple[float, ...]) -> float:

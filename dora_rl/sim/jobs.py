@@ -7,6 +7,11 @@ pipeline, whose stages stall until the weights of the layers their devices gain 
 the network. When a device leaves, every pipeline using it is aborted and its work in flight is
 re-executed from the start on the current plan (the environment re-plans first): nothing in
 flight is lost, which :meth:`JobRuntime.outstanding` lets the caller check.
+
+Requests are scored one by one, as the interval model counts them
+(:mod:`dora_rl.world.requests`): a request is scored when it finishes (met or missed), or
+earlier, as missed, once it has waited longer than its tightest wait target allows
+(:meth:`JobRuntime.settle_late`); it is never scored twice.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dora_rl.costmodel import JobTables, Plan
 from dora_rl.sim.network import Transfer
 from dora_rl.sim.work import CompiledPlan, compile_plan
 from dora_rl.sim.workload import JobSpec, Request
+from dora_rl.world.requests import certain_wait_s
 
 if TYPE_CHECKING:
     from dora_rl.sim.simulator import Simulator
@@ -114,6 +120,10 @@ class JobRuntime(ABC):
         self.analytic_ms = math.nan
         self.restarted = 0
         self._compiled: dict[Plan, CompiledPlan] = {}
+        self._certain_s: dict[float, float] = {}
+        self.unsettled: deque[Request] = deque()
+        """Requests still owing their first result that are not yet certain misses (arrival
+        order; finished ones leave lazily)."""
         self.interval: dict[str, Any] = {}
         self.new_interval()
 
@@ -191,9 +201,43 @@ class JobRuntime(ABC):
         self.finished_units.append(req)
         iv = self.interval
         iv["latency_s"].append(req.done_s - req.arrival_s)
-        iv["met"] += self.spec.met(req)
+        met = self.spec.met(req)
+        iv["met"] += met
+        if not req.settled:
+            iv["scored"] += 1
+            iv["missed"] += not met
         if not pipe.members:
             self.emptied(pipe)
+
+    def arrived(self, req: Request) -> None:
+        """Book the arrival of ``req`` (serving jobs; before it enters the backlog)."""
+        self.interval["arrived"] += 1
+        self.unsettled.append(req)
+
+    def certain_s(self, scale: float) -> float:
+        """The wait after which a request arriving at QoE ``scale`` misses whatever happens
+        (:func:`~dora_rl.world.requests.certain_wait_s`)."""
+        hit = self._certain_s.get(scale)
+        if hit is None:
+            hit = self._certain_s[scale] = certain_wait_s(self.tables.job, scale)
+        return hit
+
+    def settle_late(self, now_s: float) -> None:
+        """Score as missed every request that still owes its first result (an LLM its first
+        token) and has waited past its certain wait."""
+        keep: deque[Request] = deque()
+        llm = self.spec.kind == "llm"
+        iv = self.interval
+        for req in self.unsettled:
+            if req.done_s == req.done_s or (llm and req.tokens > 0):
+                continue  # finished, or scored when it finishes
+            if now_s - req.arrival_s > self.certain_s(req.scale):
+                req.settled = True
+                iv["scored"] += 1
+                iv["missed"] += 1
+            else:
+                keep.append(req)
+        self.unsettled = keep
 
     def outstanding(self) -> int:
         """Units arrived but not finished: in the backlog or in a pipeline."""
@@ -214,5 +258,6 @@ class JobRuntime(ABC):
     def new_interval(self) -> dict[str, Any]:
         """Start a new interval's figures; return the finished interval's."""
         done = self.interval
-        self.interval = {"latency_s": [], "ttft_s": [], "tpot_s": [], "met": 0, "arrived": 0}
+        self.interval = {"latency_s": [], "ttft_s": [], "tpot_s": [], "met": 0, "arrived": 0,
+                         "scored": 0, "missed": 0}
         return done

@@ -6,6 +6,14 @@ done when the last part is: in isolation it takes the slowest of its WiFi airtim
 share of the medium, its wired endpoints' links and the backbone, which is the cost model's
 transfer time. Under contention each part only gets its share of its channel.
 
+How jobs share a WiFi medium: by default (``partitioned=False``, the ``-v0`` environment's
+simulation) every job's flows share one channel per medium, weighted by the job's share, so a
+lone flow takes all the free airtime. With ``partitioned=True`` (the interval model's
+simulation) each job holds its own part of the medium, ``share * free airtime``, as the
+interval model and the live runtime enforce a job's bandwidth level; within it the job's flows
+share by their planned shares, and weights on their way (:meth:`Network.move`) only take what
+the job's own traffic leaves (a weight of :data:`BACKGROUND_WEIGHT`).
+
 Radio time (the energy model's transmit and receive time) is each device's own bytes over its
 own link rate, booked when the transfer finishes.
 """
@@ -20,9 +28,13 @@ import simpy
 
 from dora_rl.costmodel import JobTables
 from dora_rl.sim.channel import FluidChannel, Part
-from dora_rl.sim.work import TX, FlowWork
+from dora_rl.sim.work import RX, TX, FlowWork
 
 INF = math.inf
+MIN_SHARE = 1e-3
+"""Smallest part of a medium a job holds (as in the interval model's job view)."""
+BACKGROUND_WEIGHT = 1e-3
+"""Weight of a weight transfer against the job's traffic in its part of a medium."""
 
 
 class Transfer:
@@ -47,12 +59,15 @@ class Network:
         env: The simpy environment.
         tables: Cost tables of any job of the scenario (device links and domains are shared).
         n_jobs: Number of jobs (airtime shares are per job).
+        partitioned: Give each job its own part of every WiFi medium (see the module
+            docstring).
 
     Attributes:
         tx_s, rx_s: Radio seconds per device (transmit, receive) since the last :meth:`take`.
     """
 
-    def __init__(self, env: simpy.Environment, tables: JobTables, n_jobs: int) -> None:
+    def __init__(self, env: simpy.Environment, tables: JobTables, n_jobs: int,
+                 partitioned: bool = False) -> None:
         lt = tables.lists
         self.env = env
         self.n_devices = tables.n_devices
@@ -61,7 +76,11 @@ class Network:
         self.wifi = list(lt.wifi)
         self.backbone_index = self.n_devices
         self.inv_rate = [1.0 / r for r in self.link] + [1.0 / tables.backbone_bytes_per_s]
-        self.media = [FluidChannel(env, self.inv_rate) if w else None for w in self.wifi]
+        self.partitioned = partitioned
+        parts = n_jobs if partitioned else 1
+        self.media = [[FluidChannel(env, self.inv_rate) for _ in range(parts)] if w else None
+                      for w in self.wifi]
+        """Per domain, its channel (one per job when partitioned), None if wired."""
         self.pipes = [(FluidChannel(env, self.inv_rate), FluidChannel(env, self.inv_rate))
                       if not self.wifi[self.domain[d]] else None for d in range(self.n_devices)]
         self.backbone = FluidChannel(env, self.inv_rate)
@@ -80,10 +99,12 @@ class Network:
             if inv != self.inv_rate[d]:
                 self.inv_rate[d], changed = inv, True
         self.job_share = list(job_share)  # weights of transfers that start from now on
-        for w, medium in enumerate(self.media):
-            if medium is not None:
-                if changed or free[w] != medium.capacity:
-                    medium.refresh(free[w])
+        for w, media in enumerate(self.media):
+            for j, medium in enumerate(media or ()):
+                capacity = free[w] * max(job_share[j], MIN_SHARE) if self.partitioned \
+                    else free[w]
+                if changed or capacity != medium.capacity:
+                    medium.refresh(capacity)
         if changed:
             for pair in self.pipes:
                 if pair is not None:
@@ -102,19 +123,26 @@ class Network:
         xfer = Transfer(on_done, flow.radio, scale)
         route = self._routes.get(id(flow))  # compiled flows live as long as their job
         if route is None:
-            route = self._routes[id(flow)] = self._route(flow)
-        weight = self.job_share[job] * flow_share
+            route = self._routes[id(flow)] = self._route(flow, job)
+        weight = flow_share if self.partitioned else self.job_share[job] * flow_share
         for channel, loads, shared in route:
             self._add(xfer, channel, loads, weight if shared else 1.0, scale)
         return xfer
 
-    def _route(self, flow: FlowWork) -> list[tuple[FluidChannel, tuple[tuple[int, float], ...],
-                                                    bool]]:
-        """The channels ``flow`` crosses, with its bytes on each; ``True`` where its share
-        applies (a WiFi medium)."""
+    def medium(self, domain: int, job: int) -> FluidChannel | None:
+        """The channel job ``job`` uses on ``domain`` (None: a wired domain)."""
+        media = self.media[domain]
+        if media is None:
+            return None
+        return media[job] if self.partitioned else media[0]
+
+    def _route(self, flow: FlowWork, job: int) -> list[tuple[FluidChannel,
+                                                            tuple[tuple[int, float], ...], bool]]:
+        """The channels job ``job``'s ``flow`` crosses, with its bytes on each; ``True`` where
+        its share applies (a WiFi medium)."""
         route: list[tuple[FluidChannel, tuple[tuple[int, float], ...], bool]] = []
         for w, loads in flow.wifi:
-            medium = self.media[w]
+            medium = self.medium(w, job)
             assert medium is not None
             route.append((medium, loads, True))
         for d, direction, nbytes in flow.pipes:
@@ -128,18 +156,52 @@ class Network:
     def receive(self, device: int, nbytes: float, job: int,
                 on_done: Callable[[Transfer], Any]) -> Transfer | None:
         """Bring ``nbytes`` (weights) to ``device`` over its own link (down from the access
-        point on WiFi, into its port on a switch)."""
+        point on WiFi, into its port on a switch); on WiFi as :meth:`move`."""
         if nbytes <= 0.0:
             return None
         xfer = Transfer(on_done, ((device, 0.0, nbytes),), 1.0)
-        medium = self.media[self.domain[device]]
+        medium = self.medium(self.domain[device], job)
         if medium is not None:
-            self._add(xfer, medium, ((device, nbytes),), self.job_share[job])
+            self._add(xfer, medium, ((device, nbytes),), self._weights_weight(job))
         else:
             pair = self.pipes[device]
             assert pair is not None
             self._add(xfer, pair[1], ((device, nbytes),), 1.0)
         return xfer
+
+    def move(self, receiver: int, source: int, nbytes: float, job: int,
+             on_done: Callable[[Transfer], Any]) -> Transfer | None:
+        """Move ``nbytes`` (weights) from device ``source`` to ``receiver``, or from the
+        origin (``source < 0``: down the receiver's own link, :meth:`receive`). Between two
+        devices of one WiFi domain the access point relays the bytes (airtime at both rates);
+        otherwise each end uses its own medium or port, and the backbone joins two domains.
+        On a WiFi medium the transfer is the job's (see the module docstring)."""
+        if source < 0:
+            return self.receive(receiver, nbytes, job, on_done)
+        if nbytes <= 0.0:
+            return None
+        xfer = Transfer(on_done, ((source, nbytes, 0.0), (receiver, 0.0, nbytes)), 1.0)
+        weight = self._weights_weight(job)
+        w_recv, w_send = self.domain[receiver], self.domain[source]
+        if self.wifi[w_recv] and w_recv == w_send:
+            medium = self.medium(w_recv, job)
+            assert medium is not None
+            self._add(xfer, medium, ((source, nbytes), (receiver, nbytes)), weight)
+            return xfer
+        for device, direction in ((receiver, RX), (source, TX)):
+            medium = self.medium(self.domain[device], job)
+            if medium is not None:
+                self._add(xfer, medium, ((device, nbytes),), weight)
+            else:
+                pair = self.pipes[device]
+                assert pair is not None
+                self._add(xfer, pair[direction], ((device, nbytes),), 1.0)
+        if w_recv != w_send:
+            self._add(xfer, self.backbone, ((self.backbone_index, nbytes),), 1.0)
+        return xfer
+
+    def _weights_weight(self, job: int) -> float:
+        return BACKGROUND_WEIGHT if self.partitioned else self.job_share[job]
 
     def take(self) -> tuple[list[float], list[float]]:
         """Radio seconds per device since the last call (transmit, receive); restart both."""

@@ -1,13 +1,18 @@
 """Run a controller in the simulator for a while and summarise what every job experienced.
 
-:func:`simulate` builds a :class:`dora_rl.sim.env.SimEnv` for the card, lets the controller
-(a baseline by name, or a trained one from its run folder) act every control interval on the
-observation the environment builds, and returns a :class:`SimRun`: per job the latency
-percentiles over every finished unit, throughput, QoE attainment (the fraction of finished
-units that met every per-unit target), units finished, still in flight and lost (arrived, but
-neither finished nor in flight: always 0, checked), and, with ``compare_analytic``, the cost
-model's latency for the plan and state each unit arrived in next to the simulated mean; plus
-the run's energy, plan switches and migrated bytes.
+:func:`simulate` builds a :class:`dora_rl.sim.control_env.SimEnv` (``dora_rl/Sim-v1``) for
+the card, lets the controller (a baseline by name, or a trained one from its run folder) act
+every control interval on the observation the environment builds, and returns a
+:class:`SimRun`: per job the latency percentiles over every finished unit, throughput, QoE
+attainment (the fraction of finished units that met every per-unit target), the fraction of
+scored requests that missed QoE, units finished, still in flight and lost (arrived, but neither
+finished nor in flight: always 0, checked), and the interval model's latency for the interval
+each unit arrived in next to the simulated mean; plus the run's energy (all of it and the
+part the jobs caused), request violation rate, plan switches and migrated bytes.
+
+A controller trained on a ``-v0`` environment runs on ``dora_rl/Sim-v0``
+(:class:`dora_rl.sim.env.SimEnv`) until those are retired; there the jobs' energy and the
+request figures are NaN and the analytic latency is only filled with ``compare_analytic``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import numpy as np
 from dora_rl.config import Scenario
 from dora_rl.controllers import CONTROLLERS, make
 from dora_rl.errors import DoraError
-from dora_rl.sim.env import SimEnv
+from dora_rl.sim.control_env import SimEnv
+from dora_rl.sim.env import SimEnv as SimEnvV0
 from dora_rl.sim.simulator import QUEUE_CAPACITY
 
 PERCENTILES = (50, 95, 99)
@@ -47,11 +53,14 @@ class JobSummary:
             ``lost``: arrived and neither (must be 0).
         throughput_per_s: Units finished per simulated second.
         qoe_attainment: Fraction of finished units that met every per-unit target.
+        request_violation_rate: Fraction of the scored requests (training: iterations) that
+            missed QoE, counting requests whose wait made the miss certain before they
+            finished (NaN on ``Sim-v0``).
         restarts: Re-executions after a device left.
         sim_latency_ms_mean: The simulated mean latency (``latency_ms['mean']``).
-        analytic_latency_ms: The cost model's mean latency for the plans and states the
-            finished units arrived in, over those where it is finite (a dead link on the
-            path makes it infinite); NaN unless asked for.
+        analytic_latency_ms: The interval model's mean latency for the intervals the finished
+            units arrived in, over those where it is finite (an outage makes it infinite;
+            on ``Sim-v0`` the cost model's, and NaN unless asked for).
     """
 
     name: str
@@ -63,6 +72,7 @@ class JobSummary:
     lost: int
     throughput_per_s: float
     qoe_attainment: float
+    request_violation_rate: float
     restarts: int
     sim_latency_ms_mean: float
     analytic_latency_ms: float
@@ -78,6 +88,10 @@ class SimRun:
     duration_s: float
     jobs: tuple[JobSummary, ...]
     energy_j: float
+    jobs_energy_j: float
+    """The part of ``energy_j`` the jobs caused (NaN on ``Sim-v0``)."""
+    request_violation_rate: float
+    """Fraction of all scored requests (and iterations) that missed QoE (NaN on ``Sim-v0``)."""
     replans: int
     migrated_bytes: float
     requests_completed: int
@@ -100,8 +114,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _controller(name: str, scenario: Scenario, env_kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    """The controller and its environment (a trained one fixes ``k`` and ``interval_s``)."""
+def _controller(name: str, scenario: Scenario,
+                env_kwargs: dict[str, Any]) -> tuple[Any, SimEnv | SimEnvV0]:
+    """The controller and its environment (a trained one fixes ``k`` and ``interval_s``, and
+    one trained on a ``-v0`` env runs on ``Sim-v0``)."""
     if name in CONTROLLERS:
         env = SimEnv(scenario, **env_kwargs)
         return make(name, env), env
@@ -115,7 +131,8 @@ def _controller(name: str, scenario: Scenario, env_kwargs: dict[str, Any]) -> tu
         raise SimUsageError(f"--controller: {name} was trained on scenario "
                             f"{trained.scenario.name!r}, not {scenario.name!r}")
     fixed = {k: v for k, v in trained.env_kwargs.items() if k in ("k", "interval_s")}
-    return trained, SimEnv(scenario, **{**env_kwargs, **fixed})
+    cls = SimEnvV0 if trained.config.env_id.endswith("-v0") else SimEnv
+    return trained, cls(scenario, **{**env_kwargs, **fixed})
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -126,7 +143,12 @@ def _percentiles(values: list[float]) -> dict[str, float]:
             **{f"p{q}": float(np.percentile(arr, q)) for q in PERCENTILES}}
 
 
-def _summary(env: SimEnv, j: int, arrived: int, duration_s: float) -> JobSummary:
+def _rate(missed: float, scored: float) -> float:
+    return missed / scored if scored > 0 else math.nan
+
+
+def _summary(env: SimEnv | SimEnvV0, j: int, arrived: int, scored: float, missed: float,
+             duration_s: float) -> JobSummary:
     job = env.sim.jobs[j]
     units = job.finished_units
     latency = _percentiles([u.done_s - u.arrival_s for u in units])
@@ -140,7 +162,7 @@ def _summary(env: SimEnv, j: int, arrived: int, duration_s: float) -> JobSummary
         completed=len(units), in_flight=in_flight, lost=arrived - len(units) - in_flight,
         throughput_per_s=len(units) / duration_s,
         qoe_attainment=sum(job.spec.met(u) for u in units) / len(units) if units else math.nan,
-        restarts=job.restarted,
+        request_violation_rate=_rate(missed, scored), restarts=job.restarted,
         sim_latency_ms_mean=latency["mean"],
         analytic_latency_ms=float(np.mean(analytic)) if analytic else math.nan)
 
@@ -166,8 +188,10 @@ def simulate(scenario: Scenario, controller: str, duration_s: float = 600.0, see
     env.episode_steps = steps
     obs, _ = env.reset(seed=seed)
     start = time.perf_counter()
-    energy, replans, moved = 0.0, 0, 0.0
+    energy, jobs_energy, replans, moved = 0.0, 0.0, 0, 0.0
     arrived = [0] * env.n_jobs
+    scored, missed = [0.0] * env.n_jobs, [0.0] * env.n_jobs
+    nan = (math.nan,) * env.n_jobs
     state, first = None, True
     for _ in range(steps):
         action, state = ctl.predict(obs, state, episode_start=np.array([first]),
@@ -175,15 +199,20 @@ def simulate(scenario: Scenario, controller: str, duration_s: float = 600.0, see
         obs, _, _, _, info = env.step(action)
         first = False
         energy += info["energy_j"]
+        jobs_energy += info.get("jobs_energy_j", math.nan)
         replans += info["replans"]
         moved += info["migration_bytes"]
         assert env.last_report is not None
         for j, iv in enumerate(env.last_report.jobs):
             arrived[j] += iv.arrived
+            scored[j] += info.get("requests", nan)[j]
+            missed[j] += info.get("requests_missed", nan)[j]
     wall = time.perf_counter() - start
     simulated = steps * env.interval_s
-    jobs = tuple(_summary(env, j, arrived[j], simulated) for j in range(env.n_jobs))
+    jobs = tuple(_summary(env, j, arrived[j], scored[j], missed[j], simulated)
+                 for j in range(env.n_jobs))
     return SimRun(scenario=scenario.name, controller=controller, seed=seed,
-                  duration_s=simulated, jobs=jobs, energy_j=energy, replans=replans,
+                  duration_s=simulated, jobs=jobs, energy_j=energy, jobs_energy_j=jobs_energy,
+                  request_violation_rate=_rate(sum(missed), sum(scored)), replans=replans,
                   migrated_bytes=moved, requests_completed=sum(s.completed for s in jobs),
                   requests_lost=sum(s.lost for s in jobs), wall_s=wall)

@@ -193,8 +193,9 @@ class ServingJob(JobRuntime):
     def _arrive(self, _event: object) -> None:
         # a Poisson stream thinned to the active intervals is still Poisson; a trace is obeyed
         if self.active or self._trace is not None:
-            self.interval["arrived"] += 1
-            self.backlog.append(Request(self.sim.env.now, self.scale, self.analytic_ms))
+            req = Request(self.sim.env.now, self.scale, self.analytic_ms)
+            self.arrived(req)
+            self.backlog.append(req)
             self.pull()
         self._schedule_next()
 

@@ -3,7 +3,9 @@
 The caller drives it interval by interval, as the environment does: :meth:`Simulator.set_world`
 applies the interval's link rates, cross traffic, background load, job activity, QoE scales and
 airtime shares; :meth:`Simulator.set_plan` switches a job's plan (weights migrate over the
-network first); :meth:`Simulator.lose_devices` re-executes the work of devices that left;
+network first), or :meth:`Simulator.serve` with the weights already in place while
+:meth:`Simulator.move_weights` carries them (the interval model's make-before-break switch);
+:meth:`Simulator.lose_devices` re-executes the work of devices that left;
 :meth:`Simulator.run_until` advances the clock; :meth:`Simulator.take_interval` reports what the
 interval produced.
 
@@ -23,7 +25,8 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import simpy
@@ -34,7 +37,7 @@ from dora_rl.env.transition import weight_bytes
 from dora_rl.sim.device import ComputeDevice
 from dora_rl.sim.figures import IntervalReport, JobInterval
 from dora_rl.sim.jobs import JobRuntime
-from dora_rl.sim.network import Network
+from dora_rl.sim.network import Network, Transfer
 from dora_rl.sim.serving import ServingJob
 from dora_rl.sim.training import TrainingJob
 from dora_rl.sim.workload import JobSpec
@@ -53,12 +56,15 @@ class Simulator:
         queue_capacity: Bound of each stage's queue, in requests.
         rate_scale: Multiplier on every job's request rate.
         arrivals: Arrival times in seconds per job name, replacing its Poisson arrivals.
+        partitioned_media: Each job holds its own part of every WiFi medium, its share of
+            the free airtime (:class:`dora_rl.sim.network.Network`).
     """
 
     def __init__(self, scenario: Scenario, models: Sequence[CostModel] | None = None,
                  seed: int | np.random.SeedSequence = 0,
                  queue_capacity: int = QUEUE_CAPACITY, rate_scale: float = 1.0,
-                 arrivals: dict[str, Sequence[float]] | None = None) -> None:
+                 arrivals: dict[str, Sequence[float]] | None = None,
+                 partitioned_media: bool = False) -> None:
         self.scenario = scenario
         self.models = list(models) if models is not None else [
             CostModel(scenario, j) for j in range(len(scenario.jobs))]
@@ -69,7 +75,7 @@ class Simulator:
         tables = self.models[0].tables
         self.n_devices = tables.n_devices
         self.devices = [ComputeDevice(self.env, n_jobs) for _ in range(self.n_devices)]
-        self.network = Network(self.env, tables, n_jobs)
+        self.network = Network(self.env, tables, n_jobs, partitioned_media)
         self.jobs: list[JobRuntime] = []
         for j, model in enumerate(self.models):
             spec = JobSpec.of(scenario, j, rate_scale)
@@ -93,8 +99,9 @@ class Simulator:
         """Apply an interval's world: rates, cross traffic, load, activity, scales, shares.
 
         Background load is the state's own (other users); the other jobs' demand is simulated.
-        Each WiFi medium offers ``(1 - cross traffic) * medium_share`` of its airtime (the
-        world's medium share is 1; a job's share of it is ``job_share``).
+        Each WiFi medium offers ``1 - cross traffic`` of its airtime (the state's free
+        airtime), of which each job gets ``job_share`` (as a weight, or as its own part with
+        ``partitioned_media``).
         """
         load, _, link, free = state.lists
         for dev, ld in zip(self.devices, load, strict=True):
@@ -116,6 +123,23 @@ class Simulator:
             return
         job.set_plan(plan, weight_bytes(job.tables, old, plan) if plan is not None else None)
 
+    def serve(self, j: int, plan: Plan | None) -> None:
+        """Let job ``j`` serve ``plan`` from now with its weights already in place (a switch
+        the caller has moved the weights for, a power mode change, an outage: None); work in
+        flight finishes on the pipeline that holds it."""
+        job = self.jobs[j]
+        old = job.plan
+        if plan is old or plan == old:
+            return
+        job.set_plan(plan)
+
+    def move_weights(self, j: int, receiver: int, source: int, nbytes: float,
+                     on_done: Callable[[Transfer], Any]) -> Transfer | None:
+        """Send ``nbytes`` of job ``j``'s weights from ``source`` (a device, or the origin when
+        negative) to ``receiver`` over the simulated network, sharing it with the jobs'
+        traffic (:meth:`dora_rl.sim.network.Network.move`)."""
+        return self.network.move(receiver, source, nbytes, j, on_done)
+
     def lose_devices(self, usable: Sequence[bool]) -> set[int]:
         """Devices no longer usable abort the pipelines on them; their work is re-executed on
         each job's current plan. Returns the devices lost now."""
@@ -135,23 +159,28 @@ class Simulator:
     def take_interval(self) -> IntervalReport:
         """What happened since the last call (or the start)."""
         now = self.env.now
-        busy, joules = [], []
+        busy, own, joules = [], [], []
         for dev in self.devices:
-            b, e = dev.take()
+            b, a, e = dev.take()
             busy.append(b)  # [device][job]
+            own.append(a)
             joules.append(e)
         tx, rx = self.network.take()
         jobs = []
         for j, job in enumerate(self.jobs):
+            job.settle_late(now)
             iv = job.new_interval()
             oldest = job.oldest_waiting_s()
             jobs.append(JobInterval(
                 arrived=iv["arrived"], latency_s=tuple(iv["latency_s"]),
                 ttft_s=tuple(iv["ttft_s"]), tpot_s=tuple(iv["tpot_s"]), met=iv["met"],
                 busy_s=tuple([row[j] for row in busy]), outstanding=job.outstanding(),
-                oldest_age_s=now - oldest if oldest < math.inf else 0.0))
+                oldest_age_s=now - oldest if oldest < math.inf else 0.0,
+                scored=iv["scored"], missed=iv["missed"],
+                attributed_s=tuple([row[j] for row in own])))
         report = IntervalReport(start_s=self._mark_s, end_s=now, jobs=tuple(jobs),
                                 busy_s=tuple([sum(row) for row in busy]), busy_j=tuple(joules),
-                                tx_s=tuple(tx), rx_s=tuple(rx))
+                                tx_s=tuple(tx), rx_s=tuple(rx),
+                                attributed_s=tuple([sum(row) for row in own]))
         self._mark_s = now
         return report

@@ -116,10 +116,11 @@ class Request:
         first_token_s, last_token_s: When its first and latest output tokens appeared.
         done_s: When it finished (NaN until then).
         restarts: How often it was re-executed after a device it was on left.
+        settled: Scored as missed before it finished (its wait made the miss certain).
     """
 
     __slots__ = ("arrival_s", "scale", "analytic_ms", "tokens", "prefilled", "first_token_s",
-                 "last_token_s", "done_s", "restarts")
+                 "last_token_s", "done_s", "restarts", "settled")
 
     def __init__(self, arrival_s: float, scale: float, analytic_ms: float) -> None:
         self.arrival_s = arrival_s
@@ -131,6 +132,7 @@ class Request:
         self.last_token_s = math.nan
         self.done_s = math.nan
         self.restarts = 0
+        self.settled = False
 
     @property
     def ttft_s(self) -> float:
