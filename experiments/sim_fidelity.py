@@ -1,7 +1,8 @@
-"""The simulator against the cost model: alone, under load, and with controllers in the loop.
+"""The simulator against the cost model and the interval model: alone, under load, over whole
+episodes, and with controllers in the loop.
 
-Run ``python experiments/sim_fidelity.py`` (``--part isolated|load|controllers`` for one part,
-``--quick`` for a smoke run, ``--cards`` to choose cards). Writes under
+Run ``python experiments/sim_fidelity.py`` (``--part isolated|load|interval|controllers`` for
+one part, ``--quick`` for a smoke run, ``--cards`` to choose cards, ``--seeds N``). Writes under
 ``experiments/results/``:
 
 - ``sim_fidelity.{md,csv}`` (isolated): every candidate plan of every card, one unit of work
@@ -11,9 +12,14 @@ Run ``python experiments/sim_fidelity.py`` (``--part isolated|load|controllers``
   Poisson arrivals at bottleneck utilisation 0.2 to 0.9: the cost model's latency (which does
   not depend on load) against the simulated mean and tail, and an M/D/1 correction at the
   bottleneck.
-- ``sim_to_sim_<card>.{md,csv}`` (controllers): the baselines and trained controllers found under
-  ``checkpoints/<card>/`` on the same held-out test-trace episodes in the analytic env and in
-  ``dora_rl/Sim-v0``: figures and rankings in both worlds.
+- ``sim_fidelity_v1.{md,csv}`` (interval): every shipped card under its own dynamics and load,
+  the ``static`` controller on the same seeds and episodes in ``ControlEnv`` (the interval
+  model) and ``dora_rl/Sim-v1`` (:func:`dora_rl.sim.compare.compare`): mean latency per job
+  (target: within 10 %) and energy per interval (target: within 5 %), with diagnostics that
+  locate each gap; cards whose links follow traces are also run with static links.
+- ``sim_to_sim_<card>.{md,csv}`` (controllers, ``-v0`` stack until it is retired): the baselines
+  and trained controllers found under ``checkpoints/<card>/`` on the same held-out test-trace
+  episodes in the analytic env and in ``dora_rl/Sim-v0``: figures and rankings in both worlds.
 """
 
 from __future__ import annotations
@@ -27,14 +33,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from dora_rl.controllers import load as load_trained
 from dora_rl.controllers import make
 from dora_rl.costmodel import CostModel, Plan
+from dora_rl.env.control_env import ControlEnv
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.env.metrics import summarise
 from dora_rl.scenarios import load
 from dora_rl.sim import Simulator
+from dora_rl.sim.compare import CardFigures, compare
 from dora_rl.sim.env import SimEnv
 from dora_rl.sim.fidelity import isolated_unit
 
@@ -43,6 +53,8 @@ RESULTS = ROOT / "experiments" / "results"
 CARDS = ("tiny", "smart_home", "traffic_analytics", "edge_cluster")
 LOADS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BASELINES = ("static", "throughput", "dora", "oracle")
+LATENCY_TARGET = 0.10
+ENERGY_TARGET = 0.05
 
 
 def _write(name: str, title: str, rows: list[dict[str, Any]], notes: list[str]) -> None:
@@ -71,7 +83,7 @@ def _stages(plan: Plan) -> str:
         (0, *plan.stage_end[:-1]), plan.stage_end, plan.stage_devices, strict=True))
 
 
-def _candidates(env: EdgeEnv) -> list[tuple[int, Plan]]:
+def _candidates(env: ControlEnv) -> list[tuple[int, Plan]]:
     mask = np.ones(env.n_devices, dtype=bool)
     return [(j, p) for j, c in enumerate(env.cache.get(mask)) for p in c.plans]
 
@@ -79,9 +91,9 @@ def _candidates(env: EdgeEnv) -> list[tuple[int, Plan]]:
 def isolated(cards: list[str]) -> None:
     rows = []
     for card in cards:
-        env = EdgeEnv(card)
+        env = ControlEnv(card)
         for j, plan in _candidates(env):
-            model = env.models[j]
+            model = env.model.models[j]
             training = model.tables.job.training is not None
             variants = [dataclasses.replace(plan, micro_batches=1), plan] if training else [plan]
             for p in variants:
@@ -148,6 +160,129 @@ def load_sweep(quick: bool) -> None:
         "`analytic_ms` is the cost model's latency, which has no queueing term; `md1_ms` adds "
         "an M/D/1 wait at the bottleneck, rho x period / (2 (1 - rho))",
         "reproduce: `python experiments/sim_fidelity.py --part load`"])
+
+
+def _num(x: float) -> str:
+    if x != x:
+        return "-"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{100 * x:+.1f} %"
+
+
+def _ok(error: float, target: float) -> str:
+    return "-" if error != error else ("yes" if abs(error) <= target else "no")
+
+
+def _interval_rows(fig: CardFigures) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    jobs = [{"card": fig.card, "links": fig.bandwidth, "job": j.name, "kind": j.kind,
+             "model_latency_ms": j.model_latency_ms, "sim_latency_ms": j.sim_latency_ms,
+             "latency_error": j.latency_error, "sim_p50_ms": j.sim_latency_p50_ms,
+             "within_10pct": _ok(j.latency_error, LATENCY_TARGET),
+             "stamped_latency_ms": j.stamped_latency_ms,
+             "progress_latency_ms": j.progress_latency_ms,
+             "sim_latency_all_ms": j.sim_latency_all_ms, "units": j.units,
+             "model_missed": j.model_violation_rate, "sim_missed": j.sim_violation_rate}
+            for j in fig.jobs]
+    card = {"card": fig.card, "links": fig.bandwidth, "model_energy_j": fig.model_energy_j,
+            "sim_energy_j": fig.sim_energy_j, "energy_error": fig.energy_error,
+            "within_5pct": _ok(fig.energy_error, ENERGY_TARGET),
+            "model_jobs_energy_j": fig.model_jobs_energy_j,
+            "sim_jobs_energy_j": fig.sim_jobs_energy_j, "jobs_energy_error":
+            fig.jobs_energy_error, "wall_s": fig.wall_s}
+    return jobs, card
+
+
+def _print_interval(jobs: list[dict[str, Any]], cards: list[dict[str, Any]]) -> None:
+    table = Table("card", "links", "job", "interval model ms", "simulated ms", "error",
+                  "≤10 %", "sim p50 ms", "stamped ms", "progress ms", "units", "missed model",
+                  "missed sim",
+                  title="Mean latency per job: interval model vs simulator (static controller)")
+    for r in jobs:
+        table.add_row(r["card"], r["links"], r["job"], _num(r["model_latency_ms"]),
+                      _num(r["sim_latency_ms"]), _pct(r["latency_error"]), r["within_10pct"],
+                      _num(r["sim_p50_ms"]), _num(r["stamped_latency_ms"]),
+                      _num(r["progress_latency_ms"]),
+                      str(r["units"]), f"{100 * r['model_missed']:.2f} %",
+                      f"{100 * r['sim_missed']:.2f} %")
+    energy = Table("card", "links", "interval model J", "simulated J", "error", "≤5 %",
+                   "jobs' J model", "jobs' J sim", "jobs' error",
+                   title="Energy per interval: interval model vs simulator")
+    for r in cards:
+        energy.add_row(r["card"], r["links"], _num(r["model_energy_j"]),
+                       _num(r["sim_energy_j"]), _pct(r["energy_error"]), r["within_5pct"],
+                       _num(r["model_jobs_energy_j"]), _num(r["sim_jobs_energy_j"]),
+                       _pct(r["jobs_energy_error"]))
+    console = Console(width=200)
+    console.print(table)
+    console.print(energy)
+
+
+def _md_table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join(_pct(r[c]) if c.endswith("error") else
+                                     f"{100 * r[c]:.2f} %" if c.endswith("missed") else
+                                     _num(r[c]) if isinstance(r[c], float) else str(r[c])
+                                     for c in cols) + " |")
+    return out
+
+
+def interval_part(cards: list[str], seeds: int, steps: int, command: str) -> None:
+    """The simulator against the interval model over whole episodes (see the module
+    docstring); writes ``sim_fidelity_v1.{md,csv}``."""
+    jobs: list[dict[str, Any]] = []
+    totals: list[dict[str, Any]] = []
+    for card in cards:
+        scenario = load(card)
+        links = [None] if scenario.dynamics.bandwidth == "static" else [None, "static"]
+        for bandwidth in links:
+            fig = compare(scenario, "static", range(seeds), steps, bandwidth=bandwidth)
+            j, c = _interval_rows(fig)
+            jobs += j
+            totals.append(c)
+    _print_interval(jobs, totals)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / "sim_fidelity_v1.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(jobs[0]))
+        writer.writeheader()
+        writer.writerows(jobs)
+    own = [r for r in jobs if r["links"] == load(r["card"]).dynamics.bandwidth]
+    met = sum(r["within_10pct"] == "yes" for r in own)
+    e_met = sum(r["within_5pct"] == "yes" for r in totals
+                if r["links"] == load(r["card"]).dynamics.bandwidth)
+    n_cards = len(cards)
+    lines = [
+        "# Simulator vs interval model over whole episodes (`dora_rl/Sim-v1` vs `ControlEnv`)",
+        "",
+        f"- every shipped card under its own dynamics and load (`links` = the card's bandwidth "
+        f"model; cards with trace links also with static links), the `static` controller, "
+        f"seeds 0-{seeds - 1}, {steps} intervals each, the test split of the traces",
+        "- latency: the interval model's mean `latency_ms` over the intervals a job served, "
+        "against the simulated mean latency (arrival to last result: LLM requests to their "
+        "last token, training iterations start to end) of the units that arrived in those "
+        "intervals (`sim_p50_ms`: their median); `stamped`: the interval model's figure of "
+        "the interval each of those units arrived in, averaged over the same units; "
+        "`progress`: each unit run through the interval model's figures of every interval "
+        "it spans (`dora_rl.sim.compare.progress_latency_s`); `missed`: scored requests "
+        "that missed QoE",
+        f"- targets: mean latency within {LATENCY_TARGET:.0%} per job, energy within "
+        f"{ENERGY_TARGET:.0%} per card; under the cards' own dynamics {met} of {len(own)} jobs "
+        f"and {e_met} of {n_cards} cards meet them",
+        "- why each gap: `docs/simulator.md` (fidelity section)",
+        f"- reproduce: `{command}`",
+        "", "## Latency per job", "",
+        *_md_table(jobs, ["card", "links", "job", "kind", "model_latency_ms",
+                          "sim_latency_ms", "latency_error", "within_10pct", "sim_p50_ms",
+                          "stamped_latency_ms", "progress_latency_ms", "units",
+                          "model_missed", "sim_missed"]),
+        "", "## Energy per interval (J)", "",
+        *_md_table(totals, ["card", "links", "model_energy_j", "sim_energy_j", "energy_error",
+                            "within_5pct", "model_jobs_energy_j", "sim_jobs_energy_j",
+                            "jobs_energy_error", "wall_s"])]
+    (RESULTS / "sim_fidelity_v1.md").write_text("\n".join(lines) + "\n")
 
 
 def _trained_runs(card: str) -> list[Path]:
@@ -228,9 +363,11 @@ def controllers(card: str, quick: bool) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("isolated", "load", "controllers", "all"),
+    parser.add_argument("--part", choices=("isolated", "load", "interval", "controllers", "all"),
                         default="all")
     parser.add_argument("--cards", default=",".join(CARDS))
+    parser.add_argument("--seeds", type=int, default=20,
+                        help="episodes per card in the interval part (seeds 0..N-1)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     cards = [c for c in args.cards.split(",") if c]
@@ -238,6 +375,12 @@ def main() -> int:
         isolated(cards)
     if args.part in ("load", "all"):
         load_sweep(args.quick)
+    if args.part in ("interval", "all"):
+        command = "python experiments/sim_fidelity.py --part interval" + (
+            " --quick" if args.quick else f" --seeds {args.seeds}") + (
+            f" --cards {args.cards}" if args.cards != ",".join(CARDS) else "")
+        interval_part(cards, 2 if args.quick else args.seeds, 60 if args.quick else 300,
+                      command)
     if args.part in ("controllers", "all"):
         for card in cards:
             if card != "tiny":
