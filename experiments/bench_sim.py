@@ -4,11 +4,12 @@ Run ``python experiments/bench_sim.py`` (``--quick`` for a smoke run). Writes
 ``experiments/results/sim_speed.{md,csv}``. For each card, the ``static`` controller runs one
 simulated hour (``--duration``) on the test traces:
 
-- *end to end*: ``dora_rl.sim.run.simulate``, what ``python -m dora_rl.sim`` does: the Gym
-  environment's step (dynamics, safety layer, observation, reward) and the controller every
-  interval, around the simulated interval;
-- *simulator*: the same hour replayed on :class:`dora_rl.sim.Simulator` alone, with the worlds
-  and plans the first run recorded (the simulator's own cost).
+- *end to end*: ``dora_rl.sim.run.simulate``, what ``python -m dora_rl.sim`` does: the
+  ``dora_rl/Sim-v1`` step (dynamics, safety layer, the interval model's bookkeeping,
+  observation with its candidate predictions, reward) and the controller every interval,
+  around the simulated interval;
+- *simulator*: the same hour replayed on :class:`dora_rl.sim.Simulator` alone, with the worlds,
+  shares and serving plans the first run recorded (the simulator's own cost).
 
 Units are requests (inference and LLM) or iterations finished; three rounds, the median and
 the best are reported (other jobs share this 2-core machine). Target: at least 20,000 requests
@@ -26,8 +27,7 @@ from typing import Any
 
 from dora_rl.controllers import make
 from dora_rl.scenarios import load
-from dora_rl.sim import Simulator
-from dora_rl.sim.env import SimEnv
+from dora_rl.sim import SimEnv, Simulator
 from dora_rl.sim.run import simulate
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,24 +43,22 @@ def record(card: str, steps: int) -> tuple[SimEnv, list[tuple[Any, ...]]]:
     for _ in range(steps):
         obs, *_ = env.step(controller.predict(obs)[0])
         world = env.world
-        active = world.job_active
-        n_active = max(int(active.sum()), 1)
-        shares = [s if on else 1.0 / n_active
-                  for s, on in zip(env._shares(active), active.tolist(), strict=True)]
-        tape.append((world.state, active.tolist(), world.qoe_scale.tolist(), shares,
-                     list(env.plans)))
+        active = world.job_active.tolist()
+        shares = env.model.shares([jc.level for jc in env.ctl.jobs], active)
+        tape.append((world.state, active, world.qoe_scale.tolist(), shares,
+                     [job.plan for job in env.sim.jobs]))
     return env, tape
 
 
 def replay(env: SimEnv, tape: list[tuple[Any, ...]]) -> tuple[int, float]:
     """Units finished and wall seconds of the simulator alone over the recorded intervals."""
-    sim = Simulator(env.scenario, env.models, seed=1)
+    sim = Simulator(env.scenario, env.model.models, seed=1, partitioned_media=True)
     sim.start(tape[0][4])
     start = time.perf_counter()
     for t, (state, active, scale, shares, plans) in enumerate(tape):
         sim.set_world(state, active, scale, shares)
         for j, plan in enumerate(plans):
-            sim.set_plan(j, plan)
+            sim.serve(j, plan)
         sim.lose_devices(state.usable.tolist())
         sim.run_until((t + 1) * env.interval_s)
         sim.take_interval()
@@ -117,8 +115,9 @@ def main() -> int:
     lines = ["# Simulator speed", "",
              "- static controller, test traces, seed 0; units = requests or iterations "
              f"finished; {rounds} round(s), median and best",
-             "- end to end: `python -m dora_rl.sim` (environment step and controller every "
-             "interval); simulator: the same intervals replayed on `Simulator` alone",
+             "- end to end: `python -m dora_rl.sim` (`dora_rl/Sim-v1`: environment step and "
+             "controller every interval); simulator: the same intervals replayed on "
+             "`Simulator` alone",
              f"- target: {TARGET_PER_S:,} requests/s on smart_home with a static plan",
              "- reproduce: `python experiments/bench_sim.py`",
              f"- machine yardstick: a fixed pure-Python loop took {yardstick:.1f} ms "
