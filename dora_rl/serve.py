@@ -161,7 +161,7 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     _output("--tb", ns.tb, directory=True)
     devices = [d.name for d in scenario.devices]
     kills = tuple(parse_kill(k, devices) for k in ns.kill)
-    from dora_rl.controllers.observed import CONTROLLERS
+    from dora_rl.controllers.baselines import CONTROLLERS
 
     if ns.controller not in CONTROLLERS and not Path(ns.controller).is_dir():
         raise UsageError(f"--controller {ns.controller}: neither a controller name "

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from dora_rl.config import Scenario
 from dora_rl.controllers import load, make, run_episode_infos
-from dora_rl.env.control_env import ControlEnv
+from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.env.metrics import summarise
 from dora_rl.errors import run_cli
 from dora_rl.scenarios import load as load_scenario
@@ -95,7 +95,7 @@ def compare(run_dir: Path, scenario: Scenario, episode_steps: int, episodes: int
     learned = load(run_dir)
     rows = []
     for name in ("ppo", *BASELINES):
-        env = ControlEnv(scenario=scenario, bandwidth="trace", split="test",
+        env = EdgeEnv(scenario=scenario, bandwidth="trace", split="test",
                          **{**learned.env_kwargs, "episode_steps": episode_steps, "k": k})
         controller = learned if name == "ppo" else make(name, env)
         rewards, infos = [], []

@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 import dora_rl  # noqa: F401  (registers the ids)
-from dora_rl.registration import CONTROL_ENV_IDS
+from dora_rl.registration import ENV_IDS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_US = 100.0
@@ -60,7 +60,7 @@ def main() -> int:
     args = parser.parse_args()
     steps, rounds = (300, 1) if args.quick else (3000, 3)
     envs = {}
-    for env_id in CONTROL_ENV_IDS:
+    for env_id in ENV_IDS:
         kwargs = {"scenario": "tiny"} if env_id == "dora_rl/Edge-v1" else {}
         envs[env_id] = gym.make(env_id, split="test", **kwargs)
     samples: dict[tuple[str, str], list[float]] = {}

@@ -13,7 +13,7 @@ one part, ``--quick`` for a smoke run, ``--cards`` to choose cards, ``--seeds N`
   not depend on load) against the simulated mean and tail, and an M/D/1 correction at the
   bottleneck.
 - ``sim_fidelity_v1.{md,csv}`` (interval): every shipped card under its own dynamics and load,
-  the ``static`` controller on the same seeds and episodes in ``ControlEnv`` (the interval
+  the ``static`` controller on the same seeds and episodes in ``EdgeEnv`` (the interval
   model) and ``dora_rl/Sim-v1`` (:func:`dora_rl.sim.compare.compare`): mean latency per job
   (target: within 10 %) and energy per interval (target: within 5 %), with diagnostics that
   locate each gap; cards whose links follow traces are also run with static links.
@@ -39,7 +39,6 @@ from rich.table import Table
 from dora_rl.controllers import load as load_trained
 from dora_rl.controllers import make
 from dora_rl.costmodel import CostModel, Plan
-from dora_rl.env.control_env import ControlEnv
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.env.metrics import summarise
 from dora_rl.scenarios import load
@@ -83,7 +82,7 @@ def _stages(plan: Plan) -> str:
         (0, *plan.stage_end[:-1]), plan.stage_end, plan.stage_devices, strict=True))
 
 
-def _candidates(env: ControlEnv) -> list[tuple[int, Plan]]:
+def _candidates(env: EdgeEnv) -> list[tuple[int, Plan]]:
     mask = np.ones(env.n_devices, dtype=bool)
     return [(j, p) for j, c in enumerate(env.cache.get(mask)) for p in c.plans]
 
@@ -91,7 +90,7 @@ def _candidates(env: ControlEnv) -> list[tuple[int, Plan]]:
 def isolated(cards: list[str]) -> None:
     rows = []
     for card in cards:
-        env = ControlEnv(card)
+        env = EdgeEnv(card)
         for j, plan in _candidates(env):
             model = env.model.models[j]
             training = model.tables.job.training is not None
@@ -255,7 +254,7 @@ def interval_part(cards: list[str], seeds: int, steps: int, command: str) -> Non
                 if r["links"] == load(r["card"]).dynamics.bandwidth)
     n_cards = len(cards)
     lines = [
-        "# Simulator vs interval model over whole episodes (`dora_rl/Sim-v1` vs `ControlEnv`)",
+        "# Simulator vs interval model over whole episodes (`dora_rl/Sim-v1` vs `EdgeEnv`)",
         "",
         f"- every shipped card under its own dynamics and load (`links` = the card's bandwidth "
         f"model; cards with trace links also with static links), the `static` controller, "

@@ -9,7 +9,7 @@ import pytest
 from dora_rl.config import Scenario
 from dora_rl.costmodel import Plan, State
 from dora_rl.dynamics import WorldState
-from dora_rl.env.control_env import ControlEnv
+from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.runtime.control import ControlDecider, make_decider
 from dora_rl.runtime.live import LiveControl
 from dora_rl.runtime.observe import Measurement, observe
@@ -55,7 +55,7 @@ def _measured(tiny, links: float, slack: float) -> Measurement:  # type: ignore[
     ("traffic_analytics", 5, 10, {"asleep", "switching", "resident"})])
 def test_a_never_reset_env_bound_to_a_measurement_observes_what_the_env_does(
         card: str, seed: int, steps: int, states: set[str]) -> None:
-    env, fresh = ControlEnv(card, bandwidth="synthetic"), ControlEnv(card, bandwidth="synthetic")
+    env, fresh = EdgeEnv(card, bandwidth="synthetic"), EdgeEnv(card, bandwidth="synthetic")
     obs, _ = env.reset(seed=seed)
     env.action_space.seed(seed)
     seen = set()
@@ -99,7 +99,7 @@ class _Asks:
 
 def test_an_infeasible_choice_goes_through_the_envs_safety_layer_and_the_power_rules(
         tiny: Scenario) -> None:
-    env = ControlEnv(tiny, bandwidth="static")
+    env = EdgeEnv(tiny, bandwidth="static")
     # candidate 4 of a job with one candidate, the whole medium; fast asked to sleep (value 2)
     decider = ControlDecider(_Asks([4 * 4 + 3, 0, 0, 2]), env, 0)
     m = _measured(tiny, 1.0, 0.5)

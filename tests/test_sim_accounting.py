@@ -11,10 +11,10 @@ import pytest
 from dora_rl.config import Scenario
 from dora_rl.costmodel import Plan
 from dora_rl.dynamics import RuntimeDynamics, WorldState
-from dora_rl.env.control_env import ControlEnv
+from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.scenarios import load
 from dora_rl.sim.accounting import simulated_energy
-from dora_rl.sim.control_env import SimEnv
+from dora_rl.sim.env import SimEnv
 from dora_rl.world import SLEEP, ControlState, Decision, IntervalModel
 from dora_rl.world.slack import own_demand
 
@@ -82,9 +82,9 @@ def test_simulated_energy_tracks_the_interval_model_on_a_steady_world() -> None:
     """Tiny at 10 requests a second on one device (utilisation 0.08): the simulated busy time
     is Poisson around the interval model's expectation; energy within 0.5 %, the jobs' part
     within 5 %, over the same 300 intervals (the interval model's figures ride along in
-    ``info``) and against a separate ControlEnv episode of the same seed."""
+    ``info``) and against a separate EdgeEnv episode of the same seed."""
     env = SimEnv("tiny", episode_steps=300)
-    plain = ControlEnv("tiny", episode_steps=300)
+    plain = EdgeEnv("tiny", episode_steps=300)
     keep = np.array([2, 0, 0, 0])
     totals = np.zeros(5)
     for e in (env, plain):

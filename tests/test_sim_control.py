@@ -13,9 +13,9 @@ from gymnasium.utils.env_checker import check_env
 
 from dora_rl.costmodel import Plan
 from dora_rl.dynamics import RuntimeDynamics
-from dora_rl.env.control_env import ControlEnv
+from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.scenarios import load
-from dora_rl.sim.control_env import ENV_ID, SimEnv
+from dora_rl.sim.env import ENV_ID, SimEnv
 from dora_rl.sim.interval import SimulatedModel, SimulationOrderError
 from dora_rl.world import LEVELS, Decision, IntervalModel
 
@@ -23,7 +23,7 @@ FAST = Plan.single(2, 8)
 SPLIT = Plan(stage_end=(4, 8), stage_devices=((1,), (2,)))  # mid then fast, over WiFi
 
 
-def _keep(env: ControlEnv) -> np.ndarray:
+def _keep(env: EdgeEnv) -> np.ndarray:
     """Keep every plan at the middle bandwidth level, every device at its nominal mode."""
     return np.array([LEVELS // 2] * env.n_jobs + [0] * env.n_devices)
 
@@ -40,7 +40,7 @@ def test_sim_v1_passes_the_gymnasium_checker_and_is_registered() -> None:
     assert env.observation_space.contains(obs)
     _, reward, _, _, info = env.step(env.action_space.sample())
     assert math.isfinite(reward)
-    plain = ControlEnv("tiny", episode_steps=5)
+    plain = EdgeEnv("tiny", episode_steps=5)
     plain.reset(seed=0)
     assert set(plain.step(_keep(plain))[4]) < set(info)
     assert {"sim_finished", "model_latency_ms", "model_energy_j"} <= set(info)
@@ -48,7 +48,7 @@ def test_sim_v1_passes_the_gymnasium_checker_and_is_registered() -> None:
 
 def test_same_seed_same_simulation_and_the_world_of_control_env() -> None:
     runs, worlds = [], []
-    for cls in (SimEnv, SimEnv, ControlEnv):
+    for cls in (SimEnv, SimEnv, EdgeEnv):
         env = cls("smart_home", split="test", episode_steps=80)
         env.reset(seed=7)
         trace, rows = [], []

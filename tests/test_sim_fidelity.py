@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dora_rl.costmodel import CostModel, Plan, PlanError, check_plan
-from dora_rl.env.control_env import ControlEnv
+from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.scenarios import load
 from dora_rl.sim.fidelity import isolated_unit
 
@@ -20,7 +20,7 @@ flowing back to the stage before it; the cost model times the two apart."""
 FAST_CARDS = ("tiny", "smart_home", "traffic_analytics")
 
 
-def _candidates(env: ControlEnv) -> list[tuple[int, Plan]]:
+def _candidates(env: EdgeEnv) -> list[tuple[int, Plan]]:
     """Every job's candidate plans with all devices present and with each leaving device
     away (the plans the environment offers its controllers)."""
     n = env.n_devices
@@ -48,7 +48,7 @@ def _check(model: CostModel, plan: Plan, tolerance: float = TOLERANCE) -> None:
 
 @pytest.mark.parametrize("card", FAST_CARDS)
 def test_every_candidate_plan_alone_matches_the_cost_model(card: str) -> None:
-    env = ControlEnv(card)
+    env = EdgeEnv(card)
     plans = _candidates(env)
     assert plans
     for j, plan in plans:
@@ -56,13 +56,13 @@ def test_every_candidate_plan_alone_matches_the_cost_model(card: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def edge_cluster() -> ControlEnv:
+def edge_cluster() -> EdgeEnv:
     """One EdgeCluster env for the module: planning GPT-2 fine-tuning takes a minute or two."""
-    return ControlEnv("edge_cluster")
+    return EdgeEnv("edge_cluster")
 
 
 def test_every_edge_cluster_candidate_alone_matches_the_cost_model(
-        edge_cluster: ControlEnv) -> None:
+        edge_cluster: EdgeEnv) -> None:
     """Training runs one micro-batch at a time here (one unit of work in flight through the
     pipeline); the pipelined schedule is the next test. A plan whose stages are data-parallel
     groups may be slower by its all-reduce sharing links with the gradient flow (since the
@@ -79,7 +79,7 @@ def test_every_edge_cluster_candidate_alone_matches_the_cost_model(
         _check(edge_cluster.model.models[j], plan, tolerance)
 
 
-def test_pipelined_1f1b_iterations_follow_the_round_trip_bound(edge_cluster: ControlEnv) -> None:
+def test_pipelined_1f1b_iterations_follow_the_round_trip_bound(edge_cluster: EdgeEnv) -> None:
     """GPT-2 over an Orin, a 4090 and two Xaviers: with 10 ms transfers against 15-25 ms stage
     cycles, the K - k micro-batches 1F1B lets stage k hold do not cover one micro-batch's
     round trip, so the steady-state period is the round trip / (K - k), above the slowest

@@ -16,7 +16,7 @@ from dora_rl.config.loader import resolve, validate
 from dora_rl.config.schema import ScenarioSpec
 from dora_rl.costmodel import Plan
 from dora_rl.dynamics import WorldState
-from dora_rl.env.control_env import lexicographic_reward
+from dora_rl.env.edge_env import lexicographic_reward
 from dora_rl.world import SLEEP, ControlState, Decision, IntervalModel, Outcome
 from dora_rl.world.requests import arrivals
 

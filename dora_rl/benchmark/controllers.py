@@ -31,7 +31,7 @@ from dora_rl.controllers.evaluate import Predictor
 from dora_rl.errors import ConfigError, DoraError
 
 ENV_ID = "dora_rl/Edge-v1"
-BACKEND_ENV_IDS = {"analytic": ENV_ID, "sim": "dora_rl/Sim-v0"}
+BACKEND_ENV_IDS = {"analytic": ENV_ID, "sim": "dora_rl/Sim-v1"}
 """The env id of each backend: the cost model, or the discrete-event simulator."""
 _LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")
 

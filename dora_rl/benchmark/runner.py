@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dora_rl.benchmark.controllers import Contender
-from dora_rl.env.control_env import ControlEnv
+from dora_rl.env.edge_env import EdgeEnv
 
 EPISODES_PER_SEED_MAX = 1000
 """Most episodes per seed (keeps :func:`episode_seed` values distinct across seeds)."""
@@ -54,7 +54,7 @@ class EpisodeTrace:
     violated: list[tuple[bool, ...]] = field(default_factory=list)
     qoe_scale: list[tuple[float, ...]] = field(default_factory=list)
 
-    def record(self, info: dict[str, Any], env: ControlEnv) -> None:
+    def record(self, info: dict[str, Any], env: EdgeEnv) -> None:
         """Append one step (call right after ``env.step``: ``env.world`` is that interval)."""
         world = env.world
         present = np.asarray(world.state.available, dtype=bool)
@@ -114,7 +114,7 @@ def run_episode(contender: Contender, reset_seed: int,
     env = contender.env
     controller = contender.fresh()
     obs, _ = env.reset(seed=reset_seed)
-    inner: ControlEnv = env.unwrapped  # type: ignore[assignment]
+    inner: EdgeEnv = env.unwrapped  # type: ignore[assignment]
     infos: list[dict[str, Any]] = []
     total, state, start, done = 0.0, None, True, False
     while not done:

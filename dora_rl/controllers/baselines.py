@@ -1,21 +1,23 @@
-"""Controllers that are not learned; each answers SB3's ``predict`` so one loop runs them all.
+"""Controllers that are not learned. They see the observation only; the one privileged
+baseline (``oracle``) is handed an explicit read-only :class:`~dora_rl.env.edge_env.WorldHandle`.
 
-- ``static``: the offline optimum from the start, never changed (the user's initial partition).
-- ``throughput``: the throughput-first baseline plan, never changed (how existing planners run).
-- ``dora``: the rule-based runtime adapter: from the previous interval's measured state it
-  predicts every candidate with the cost model and picks the least-energy one predicted to
-  meet QoE with a margin, with hysteresis; when no candidate meets QoE it takes the one with
-  the smallest shortfall.
-- ``oracle``: privileged: sees the true state of the coming interval (through a callable) and
-  picks the least-energy candidate that meets QoE in it. A bound, not deployable.
+- ``static``: keep every plan, every device at its nominal mode (never adapts).
+- ``throughput``: the throughput-first plan of every job, kept.
+- ``dora``: the rule-based adapter on the observation's candidate scores: per job the
+  least-power candidate predicted to keep ``qoe_margin`` of slack, preferring plans whose
+  weights are resident, switching only when the saving beats ``hysteresis``; devices that
+  may sleep are slept; the power mode of used devices is lowered one level while every active
+  job keeps twice the margin, raised back when one falls below it.
+- ``oracle``: privileged one-interval peek: every joint choice of plans is run through the
+  interval model on the coming interval (fewest missed requests first, then least energy the
+  jobs cause), then each device's power mode (sleep included) in turn. A per-interval greedy
+  choice, not an episode bound.
 - ``random``: uniform random actions.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,50 +26,78 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.controllers.card import DoraSettings, load_baseline_settings
-from dora_rl.costmodel import State
-from dora_rl.dynamics import WorldState
-from dora_rl.env.edge_env import BANDWIDTH_LEVELS, EdgeEnv, encode_action
-from dora_rl.errors import InfeasibleError
+from dora_rl.env.edge_env import EdgeEnv, WorldHandle
+from dora_rl.env.observation import DecisionLayout
 from dora_rl.planner.baselines import throughput as throughput_plan
-from dora_rl.planner.compose import time_mix
+from dora_rl.world import LEVELS, SLEEP, Decision
 
 Action = NDArray[np.int64]
-
-
-class Controller:
-    """Base: SB3's ``predict(obs, state, episode_start, deterministic) -> (action, state)``."""
-
-    def __init__(self, env: gym.Env[Any, Any]) -> None:
-        self.env: EdgeEnv = env.unwrapped  # type: ignore[assignment]
-        self.n_jobs = self.env.n_jobs
-
-    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[Action, Any]:
-        """The action for ``observation`` (a single env; batched observations are not used)."""
-        return self.act(), state
-
-    def act(self) -> Action:
-        """Keep every plan at the middle bandwidth level."""
-        return encode_action([0] * self.n_jobs, [BANDWIDTH_LEVELS // 2] * self.n_jobs)
+MID_LEVEL = LEVELS // 2
 
 
 @dataclass(frozen=True)
-class _Figure:
-    time_s: float
-    energy_j: float
-    index: int
+class ControlSpec:
+    """What a controller may know of an env besides observations: the layout and each
+    device's number of power modes (card facts, fixed for the env's life)."""
+
+    layout: DecisionLayout
+    n_modes: tuple[int, ...]
+    sleep_value: int
+
+    @classmethod
+    def of(cls, env: gym.Env[Any, Any]) -> ControlSpec:
+        """The spec of a ``-v1`` env (wrapped or not)."""
+        base = env.unwrapped
+        if not isinstance(base, EdgeEnv):
+            from dora_rl.errors import DoraError
+
+            raise DoraError(f"{type(base).__name__} is not a dora_rl environment")
+        return cls(base.layout, tuple(f.n_modes for f in base.model.devices), base.n_modes)
+
+    def action(self, picks: list[int], levels: list[int], modes: list[int]) -> Action:
+        """The env action: per job ``pick * LEVELS + level``, then per device its mode value
+        (:data:`~dora_rl.world.SLEEP` becomes the sleep value).
+
+        Example:
+            >>> from dora_rl.env.observation import DecisionLayout
+            >>> spec = ControlSpec(DecisionLayout(2, 1, 1, 4), (2, 1), 2)
+            >>> spec.action([3], [1], [1, SLEEP]).tolist()
+            [13, 1, 2]
+        """
+        values = [p * LEVELS + lv for p, lv in zip(picks, levels, strict=True)]
+        values += [self.sleep_value if m == SLEEP else m for m in modes]
+        return np.array(values, dtype=np.int64)
+
+
+class Controller:
+    """Base: SB3's ``predict`` over a single observation."""
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        self.spec = ControlSpec.of(env)
+        self.n_jobs, self.n_devices = self.spec.layout.n_jobs, self.spec.layout.n_devices
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[Action, Any]:
+        """The action for ``observation``."""
+        return self.act(np.asarray(observation, dtype=np.float32)), state
+
+    def act(self, obs: NDArray[np.float32]) -> Action:
+        """Keep every plan at the middle level, every device at its nominal mode."""
+        return self.spec.action([0] * self.n_jobs, [MID_LEVEL] * self.n_jobs,
+                                [0] * self.n_devices)
 
 
 class Static(Controller):
-    """The offline optimum, never changed."""
+    """Never adapts."""
 
 
 class Throughput(Controller):
-    """The throughput-first baseline plan of every job, never changed."""
+    """The throughput-first plan of every job, kept (set as the env's starting plans)."""
 
     def __init__(self, env: gym.Env[Any, Any]) -> None:
         super().__init__(env)
-        self.env.initial_plans = [throughput_plan(m) for m in self.env.models]
+        base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
+        base.initial_plans = [throughput_plan(m) for m in base.model.models]
 
 
 class RandomController(Controller):
@@ -78,168 +108,115 @@ class RandomController(Controller):
         self.space = env.action_space
         self.space.seed(load_baseline_settings().random.seed if seed is None else seed)
 
-    def act(self) -> Action:
+    def act(self, obs: NDArray[np.float32]) -> Action:
         return np.asarray(self.space.sample(), dtype=np.int64)
 
 
-class _Chooser(Controller):
-    """Pick per job the least-energy candidate that meets QoE in a given state."""
-
-    margin = 0.0
-    hysteresis = 0.0
-    mix = False
-
-    def __init__(self, env: gym.Env[Any, Any]) -> None:
-        super().__init__(env)
-        self.credit: dict[tuple[int, int], float] = {}
-
-    def _mixed(self, j: int, cand: Any, scored: list[tuple[Any, ...]], state: State,
-               world: WorldState) -> int | None:
-        """For a training job with a time-to-finish deadline, only the *average* iteration time
-        matters: alternate the two plans of the least-energy mix meeting it (an LP), when that
-        mix saves energy over the best single plan. Per-request targets never mix."""
-        job = self.env.models[j].tables.job
-        if job.training is None or job.qoe.deadline_s is None or not job.training.iterations:
-            return None
-        target_s = job.qoe.deadline_s / job.training.iterations * float(world.qoe_scale[j])
-        entries = []
-        for _, _, energy, i in scored:
-            m = self.env.models[j].evaluate(cand.plans[i], state, check=False)
-            if m["memory_ok"] and np.isfinite(m["iteration_s"]):
-                entries.append(_Figure(float(m["iteration_s"]), float(energy), i))
-        if len(entries) < 2:
-            return None
-        try:
-            mix = time_mix(entries, target_s)
-        except InfeasibleError:
-            return None
-        single = min((e.energy_j for e in entries if e.time_s <= target_s), default=np.inf)
-        if mix.energy_j >= single * (1 - 1e-9):
-            return None
-        # serve the plan furthest behind its share (a deterministic round robin)
-        for e, f in zip(entries, mix.fractions, strict=True):
-            self.credit[(j, e.index)] = self.credit.get((j, e.index), 0.0) + f
-        chosen = max(entries, key=lambda e: self.credit[(j, e.index)])
-        self.credit[(j, chosen.index)] -= 1.0
-        return 0 if self.env.plans[j] == cand.plans[chosen.index] else chosen.index + 1
-
-
-    def choose(self, world: WorldState, state: State) -> Action:
-        env = self.env
-        picks = []
-        # jobs decide in turn, each seeing the demand the earlier ones will place (deciding all
-        # at once on the current plans' demand makes jobs that share devices swap back and
-        # forth every interval)
-        active = world.job_active
-        util = [row[:] for row in env.demands(env.plans, active)]
-        for j, cand in enumerate(env.cache.get(state.usable)):
-            scored = []
-            view = env.job_view(j, state, world.job_active, util)
-            figures: dict[int, dict[str, Any]] = {}
-            for i, plan in enumerate(cand.plans):
-                if not all(state.usable[d] for d in plan.devices):
-                    continue
-                m = figures[i] = env.models[j].evaluate(plan, view, check=False)
-                slack = env.job_slacks(j, m, env.stall_ahead(j, plan, state),
-                                       float(world.qoe_scale[j]))
-                short = sum(-s for s in slack if s < 0)
-                ok = m["memory_ok"] and all(s >= self.margin for s in slack)
-                scored.append((not ok, short if not ok else 0.0, m["energy_j"], i))
-            if not scored:
-                picks.append(0)
-                continue
-            best = min(scored)
-            current = next((s for s in scored if env.plans[j] == cand.plans[s[3]]), None)
-            mixed = self._mixed(j, cand, scored, view, world) if self.mix else None
-            if mixed is not None:  # a time-to-finish target: alternate two plans
-                picks.append(mixed)
-                chosen = mixed - 1 if mixed else (current[3] if current else None)
-            else:
-                keep = current is not None and not current[0] and (
-                    current[2] <= best[2] * (1.0 + self.hysteresis))
-                picks.append(0 if keep else best[3] + 1)
-                chosen = current[3] if keep and current else best[3]
-            if chosen is not None and active[j]:
-                util[j] = env.plan_demand(j, cand.plans[chosen])
-        return encode_action(picks, [BANDWIDTH_LEVELS // 2] * self.n_jobs)
-
-
-class Dora(_Chooser):
-    """Rule-based adapter on the last interval's measurements (by default 10 % QoE margin, 5 %
-    hysteresis, and the two-plan time mix for a time-to-finish target; ``agents/baselines.yaml``
-    or ``settings`` changes them)."""
+class Dora(Controller):
+    """The rule-based adapter on the observation (see the module docstring)."""
 
     def __init__(self, env: gym.Env[Any, Any], settings: DoraSettings | None = None) -> None:
         super().__init__(env)
         settings = settings or load_baseline_settings().dora
         self.margin, self.hysteresis = settings.qoe_margin, settings.hysteresis
-        self.mix = settings.time_mix
 
-    def act(self) -> Action:
-        world = self.env.world
-        return self.choose(world, world.state)
+    def act(self, obs: NDArray[np.float32]) -> Action:
+        lay = self.spec.layout
+        jobs, cands, devices = lay.job(obs), lay.candidates(obs), lay.device(obs)
+        picks = [self._pick(jobs[j], cands[j]) for j in range(self.n_jobs)]
+        active = jobs[:, 0] > 0.5
+        slack = float(jobs[active, 2].min()) if active.any() else 1.0
+        modes = []
+        for d in range(self.n_devices):
+            present, mode_frac, used, may_sleep = devices[d, 0], devices[d, 3], devices[d, 6], \
+                devices[d, 7]
+            n = self.spec.n_modes[d]
+            mode = int(round(float(mode_frac) * max(n - 1, 1))) if n > 1 else 0
+            if may_sleep > 0.5 and present > 0.5:
+                modes.append(SLEEP)
+                continue
+            if used > 0.5 and n > 1:
+                if slack > 2 * self.margin and mode < n - 1:
+                    mode += 1
+                elif slack < self.margin and mode > 0:
+                    mode -= 1
+            else:
+                mode = 0
+            modes.append(mode)
+        return self.spec.action(picks, [MID_LEVEL] * self.n_jobs, modes)
+
+    def _pick(self, job: NDArray[np.float32], cand: NDArray[np.float32]) -> int:
+        if job[0] < 0.5 or job[5] > 0.5:  # inactive, or a switch under way: keep
+            return 0
+        present, slack, power, moving, serving = (cand[:, i] for i in range(5))
+        ok = (present > 0.5) & (slack >= self.margin)
+        current = int(np.argmax(serving)) if serving.max() > 0.5 else -1
+        if not ok.any():
+            viable = np.flatnonzero(present > 0.5)
+            if not len(viable):
+                return 0
+            best = int(viable[np.argmax(slack[viable])])
+            return 0 if best == current else best + 1
+        # least power; among near-equal ones the plan with fewer weights to move
+        score = np.where(ok, power + 1e-3 * moving, np.inf)
+        best = int(np.argmin(score))
+        if current >= 0 and ok[current] and power[current] <= power[best] * (1 + self.hysteresis):
+            return 0
+        return best + 1
 
 
-class Oracle(_Chooser):
-    """Privileged: decides on the true coming interval, for all jobs together.
-
-    Every combination of the jobs' feasible choices (keep, or one of the candidates) is scored
-    exactly as the env will score the interval (each job seeing the others' demand), and the
-    combination with the fewest QoE misses, then the smallest shortfall,
-    then the least power wins; a switch's stall counts in the switching job's QoE as the env
-    counts it (its energy and reward term do not). A bound, not a deployable controller.
-    Beyond ``max_combinations`` it decides jobs in turn.
+class Oracle(Controller):
+    """Privileged one-interval peek through the interval model (see the module docstring).
 
     Args:
-        env: The environment.
-        peek: Returns the world of the coming interval; by default the env's ``next_world``.
+        env: The env.
+        handle: The read-only world handle (default: the env's own).
     """
 
-    def __init__(self, env: gym.Env[Any, Any],
-                 peek: Callable[[], WorldState] | None = None) -> None:
+    def __init__(self, env: gym.Env[Any, Any], handle: WorldHandle | None = None) -> None:
         super().__init__(env)
-        self.peek = peek or (lambda: self.env.next_world)
+        base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
+        self.handle = handle or base.handle
         self.max_combinations = load_baseline_settings().oracle.max_combinations
 
-    def act(self) -> Action:
-        world = self.peek()
-        env, state, active = self.env, world.state, world.job_active
-        usable = state.usable
+    def act(self, obs: NDArray[np.float32]) -> Action:
+        h = self.handle
+        model, ctl, world = h.model, h.control(), h.peek()
+        usable = world.state.lists[1]
         options: list[list[tuple[int, Any]]] = []
-        for j, cand in enumerate(env.cache.get(usable)):
-            current = env.plans[j]
-            opts = [(0, current)] if current is not None and all(
-                usable[d] for d in current.devices) else []
-            if active[j]:
+        for j, cand in enumerate(h.candidates()):
+            opts: list[tuple[int, Any]] = [(0, None)]
+            if world.job_active[j]:
                 opts += [(i + 1, p) for i, p in enumerate(cand.plans)
-                         if p != current and all(usable[d] for d in p.devices)]
-            options.append(opts or [(0, current)])
-        if math.prod(len(o) for o in options) > self.max_combinations:
-            return self.choose(world, state)
-        best: tuple[tuple[float, float, float], tuple[int, ...]] | None = None
-        for combo in itertools.product(*options):
-            plans = [plan for _, plan in combo]
-            util = env.demands(plans, active)
-            score = [0.0, 0.0, 0.0]
-            for j, plan in enumerate(plans):
-                if not active[j] or plan is None:
-                    continue
-                view = env.job_view(j, state, active, util)
-                m = env.models[j].evaluate(plan, view, check=False)
-                slack = env.job_slacks(j, m, env.stall_ahead(j, plan, state),
-                                       float(world.qoe_scale[j]))
-                short = sum(min(-s, 5.0) for s in slack if s < 0)
-                score[0] += float(short > 0 or not (m["memory_ok"] and m["usable_ok"]))
-                score[1] += short
-                score[2] += m["power_w"] if math.isfinite(m["power_w"]) else 1e12
-                if best is not None and tuple(score[:2]) > best[0][:2]:
-                    break  # already worse than the best complete choice
-            else:
-                key = (score[0], score[1], score[2])
-                if best is None or key < best[0]:
-                    best = (key, tuple(pick for pick, _ in combo))
-        assert best is not None
-        return encode_action(list(best[1]), [BANDWIDTH_LEVELS // 2] * self.n_jobs)
+                         if p != (ctl.jobs[j].target or ctl.jobs[j].plan)
+                         and all(usable[d] for d in p.devices)]
+            options.append(opts)
+        levels = (MID_LEVEL,) * self.n_jobs
+
+        def score(choice: tuple[tuple[int, Any], ...], modes: tuple[int, ...]) -> tuple[float,
+                                                                                      float]:
+            decision = Decision(plans=tuple(p for _, p in choice), levels=levels, modes=modes)
+            _, out = model.transition(ctl, decision, world)
+            return round(out.missed, 9), out.jobs_energy_j
+
+        nominal = (0,) * self.n_devices
+        best_choice, best = None, (float("inf"), float("inf"))
+        for n, choice in enumerate(itertools.product(*options)):
+            if n >= self.max_combinations:
+                break
+            key = score(choice, nominal)
+            if key < best:
+                best_choice, best = choice, key
+        assert best_choice is not None
+        # then each device's mode in turn (sleep included), keeping what scores better
+        modes = list(nominal)
+        for d, n_modes in enumerate(self.spec.n_modes):
+            for mode in [*range(1, n_modes), SLEEP]:
+                trial = tuple(modes[:d] + [mode] + modes[d + 1:])
+                key = score(best_choice, trial)
+                if key < best:
+                    modes, best = list(trial), key
+        return self.spec.action([pick for pick, _ in best_choice], list(levels), modes)
 
 
 CONTROLLERS: dict[str, type[Controller]] = {
@@ -247,22 +224,14 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "random": RandomController,
 }
 
-
-def make(name: str, env: gym.Env[Any, Any]) -> Any:
-    """Build the controller ``name`` for ``env`` (the ``-v1`` controllers of
-    :mod:`dora_rl.controllers.observed` for a ``-v1`` env)."""
-    from dora_rl.env.control_env import ControlEnv
-
-    if isinstance(env.unwrapped, ControlEnv):
-        from dora_rl.controllers.observed import CONTROLLERS as OBSERVED
-
-        if name not in OBSERVED:
-            from dora_rl.errors import DoraError
-
-            raise DoraError(f"unknown controller {name!r} (known: {', '.join(OBSERVED)})")
-        return OBSERVED[name](env)
+def make(name: str, env: gym.Env[Any, Any]) -> Controller:
+    """Build the controller ``name`` for ``env``."""
     if name not in CONTROLLERS:
         from dora_rl.errors import DoraError
 
         raise DoraError(f"unknown controller {name!r} (known: {', '.join(CONTROLLERS)})")
     return CONTROLLERS[name](env)
+
+
+__all__ = ["CONTROLLERS", "ControlSpec", "Controller", "Dora", "Oracle", "RandomController",
+           "Static", "Throughput", "make"]

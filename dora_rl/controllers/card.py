@@ -2,7 +2,7 @@
 
 ::
 
-    dora:   {qoe_margin: 0.1, hysteresis: 0.05, time_mix: true}
+    dora:   {qoe_margin: 0.1, hysteresis: 0.05}
     oracle: {max_combinations: 4096}
     random: {seed: 0}
 
@@ -33,8 +33,6 @@ class DoraSettings(_Frozen):
     """Relative slack a candidate must keep on every target to count as meeting QoE."""
     hysteresis: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.05
     """Keep the current plan unless another compliant one saves more than this fraction."""
-    time_mix: bool = True
-    """Alternate two plans for a time-to-finish (training deadline) target."""
 
 
 class OracleSettings(_Frozen):

@@ -1,6 +1,6 @@
-"""The Gymnasium environment and its observation encoding."""
+"""The Gymnasium environment (a thin shell over :mod:`dora_rl.world`) and its observation."""
 
-from dora_rl.env.edge_env import EdgeEnv
-from dora_rl.env.observation import ObservationLayout, encode_observation
+from dora_rl.env.edge_env import EdgeEnv, WorldHandle
+from dora_rl.env.observation import DecisionLayout, encode
 
-__all__ = ["EdgeEnv", "ObservationLayout", "encode_observation"]
+__all__ = ["DecisionLayout", "EdgeEnv", "WorldHandle", "encode"]

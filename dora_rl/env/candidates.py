@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from dora_rl.costmodel import CostModel, Plan, State
-from dora_rl.env.transition import demand
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner.partition import solve
 from dora_rl.planner.planset import plan_set
+from dora_rl.world.slack import own_demand
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class CandidateCache:
                     if p != best.plan][: self.k - 1]
             out.append(JobCandidates(plans=(best.plan, *(p for p, _ in rest)),
                                      energy_j=(best.energy_j, *(e for _, e in rest))))
-            load = load + np.array(demand(model.evaluate(best.plan, state), state))
+            load = load + np.array(own_demand(model.evaluate(best.plan, state), state))
             taken[list(best.plan.devices)] = True
         return out
 

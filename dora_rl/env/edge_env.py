@@ -1,12 +1,16 @@
-"""The Gymnasium environment: re-plan and share bandwidth under real runtime dynamics."""
+"""The ``-v1`` environments: a thin Gymnasium shell over the interval model.
+
+Physics live in :mod:`dora_rl.world`; this module only encodes actions and observations,
+computes the reward and keeps episode bookkeeping.
+"""
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -14,132 +18,122 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from dora_rl.config import Scenario
-from dora_rl.costmodel import CostModel, Plan, State
+from dora_rl.costmodel import Plan, State
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.env.candidates import JobCandidates, shared_cache
-from dora_rl.env.observation import ObservationLayout, encode_observation, scaled_links
-from dora_rl.env.transition import (
-    MAX_STALL_S,
-    demand,
-    receive,
-    stall_wait_s,
-    stalled,
-    violation,
-    wait_targets_s,
-    weight_bytes,
+from dora_rl.env.observation import (
+    FINISH_SCALE_S,
+    OUTAGE_SCALE_S,
+    QOE_SCALE_MAX,
+    DecisionLayout,
+    encode,
 )
 from dora_rl.scenarios import load
-
-BANDWIDTH_LEVELS = 4
-MEMO_ENTRIES = 4096  # per memo of the env's interval figures; a full memo is emptied
-
-
-class JobOutcome(NamedTuple):
-    """One job's figures for one interval (:meth:`EdgeEnv._outcome`); shared: read only."""
-
-    latency_ms: float
-    shortfall: float
-    violated: int
-    slack: float
-    extra_w: float | None
-    """Power above the idle baseline, net of time waiting behind other jobs (None: the cost
-    model's power is not finite, and the job adds nothing)."""
-    util: tuple[float, ...]
-    """Compute demand per device (:func:`~dora_rl.env.transition.demand`); a tuple, so the
-    garbage collector stops tracking memoised outcomes."""
+from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
+from dora_rl.world.predict import predict_in_view
+from dora_rl.world.requests import arrivals
+from dora_rl.world.weights import held_mask, mask_bytes, plan_masks
 
 
-def encode_action(picks: list[int], levels: list[int]) -> NDArray[np.int64]:
-    """The env action for per-job plan picks (0 keeps, ``i`` takes candidate ``i - 1``) and
-    bandwidth levels: one value per job, ``pick * BANDWIDTH_LEVELS + level``.
+def lexicographic_reward(missed_requests: float, jobs_energy_j: float, price_j: float,
+                         requests_per_interval: float, penalty_j: float = 0.0) -> float:
+    """The reward of one interval: missed requests priced at ``price_j`` joules each, plus the
+    energy the jobs caused and any penalty (in joules), scaled so that an interval whose
+    requests all miss scores about -1.
 
     Example:
-        >>> encode_action([0, 3], [2, 1]).tolist()
-        [2, 13]
+        >>> lexicographic_reward(0.0, 50.0, 1e6, 5.0)
+        -1e-05
+        >>> lexicographic_reward(5.0, 0.0, 1e6, 5.0)
+        -1.0
     """
-    return np.array([p * BANDWIDTH_LEVELS + lv for p, lv in zip(picks, levels, strict=True)],
-                    dtype=np.int64)
-
-
-def decode_action(action: NDArray[np.int64] | list[int]) -> tuple[list[int], list[int]]:
-    """Per-job plan picks and bandwidth levels of an env action (inverse of
-    :func:`encode_action`).
-
-    Example:
-        >>> decode_action([2, 13])
-        ([0, 3], [2, 1])
-    """
-    arr = np.asarray(action)
-    values = arr.ravel().tolist()
-    if arr.dtype.kind not in "iu":  # integer arrays already give Python ints
-        values = [int(a) for a in values]
-    return [v // BANDWIDTH_LEVELS for v in values], [v % BANDWIDTH_LEVELS for v in values]
+    return -(price_j * missed_requests + jobs_energy_j + penalty_j) / (
+        price_j * requests_per_interval)
 
 
 class StepInfo(dict[str, Any]):
     """A step's ``info``: plain numbers and tuples of numbers, so a shallow copy is a deep one.
 
     SB3's vectorised envs deep-copy every ``info`` on every step; for this dict that is a
-    shallow copy (what wrappers add, Monitor's episode summary and the terminal observation,
-    is never mutated afterwards), which keeps the copy off the training loop's profile.
+    shallow copy (what wrappers add is never mutated afterwards), which keeps the copy off the
+    training loop's profile.
     """
 
     def __deepcopy__(self, memo: dict[int, Any]) -> StepInfo:
         return StepInfo(self)
 
 
+PREDICT_STEP = 0.02
+"""Resolution of the link rates, loads and free airtime candidates are predicted under."""
+PREDICT_MEMO = 8192
+
+
+@dataclass(frozen=True)
+class WorldHandle:
+    """A read-only window on the env's world for privileged baselines (never for a policy):
+    the interval model, the control state and the world of the coming interval."""
+
+    env: EdgeEnv
+
+    @property
+    def model(self) -> IntervalModel:
+        """The interval model the env steps."""
+        return self.env.model
+
+    def control(self) -> ControlState:
+        """The control state the next action will act on (frozen)."""
+        return self.env.ctl
+
+    def peek(self) -> WorldState:
+        """The world of the coming interval (what the next action will run in)."""
+        return self.env.next_world
+
+    def candidates(self) -> list[JobCandidates]:
+        """The candidates the next action's picks refer to."""
+        return self.env.cands
+
+
 class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
-    """Keep every job's QoE at least energy while links fade and devices come and go.
+    """Meet every request's QoE at the least energy the jobs cause.
 
     ## Description
-    One step is one control interval (``interval_s`` of the modelled world). The world moves on
-    by the scenario's dynamics (real WiFi traces or a synthetic generator, devices leaving and
-    rejoining, background load, battery drain, jobs starting and stopping, QoE targets
-    changing), the controller's action is applied, the analytic cost model evaluates the
-    interval, and the reward follows.
+    One step is one control interval of :class:`~dora_rl.world.IntervalModel`: switches are
+    make-before-break with weights kept resident, power modes and sleep are actions, QoE is
+    counted per request (per iteration for training).
 
     ## Observation Space
-    ``Box(-1, 1, (n,), float32)``, built by :func:`dora_rl.env.observation.encode_observation`
-    (see its table): per device a short history of link-rate multipliers, availability,
-    background load and battery; per domain cross traffic; per job activity, QoE scale,
-    smallest QoE slack, current candidate, bandwidth level and time since its last switch.
+    ``Box(-1, 1, (n,), float32)`` laid out by :class:`~dora_rl.env.observation.DecisionLayout`
+    (the world, the control state, and each candidate's predicted slack, power and weights to
+    move under the last interval's measurements, at nominal power modes with an equal share of
+    the media).
 
     ## Action Space
-    ``MultiDiscrete([(K + 1) * 4] * J)``: one value per job, ``pick * 4 + l``
-    (:func:`encode_action`). ``pick`` 0 keeps the current plan and ``i`` switches to candidate
-    ``i - 1`` (the job's plan set for the devices present); ``l`` is the job's bandwidth level:
-    it asks for ``(l + 1) / 4`` of each medium, scaled down so the active jobs' requests sum to
-    at most 1. Plan and level share one categorical per job, so a policy has one head per job.
-    A choice that is infeasible (an empty slot, a plan on a device that left, memory) is
-    replaced by the safety layer with the least-energy feasible candidate, and penalised.
-    :meth:`action_masks` gives the feasible choices (every level of a feasible pick).
+    ``MultiDiscrete([(K + 1) * 4] * J + [M + 1] * D)``: per job ``pick * 4 + level`` (pick 0
+    keeps the plan or the switch under way, ``i`` takes candidate ``i - 1``), then per device
+    its power mode (``0`` nominal, ``v`` its ``v``-th slower level, ``M`` sleep, M the largest
+    number of modes of any device). :meth:`action_masks` gives the feasible values; an
+    infeasible plan pick becomes the least-energy feasible candidate and an infeasible mode
+    the nominal one, each counted in ``invalid_choices``.
 
     ## Rewards
-    ``r = -w_e * E / E_max - w_q * sum_j weight_j * shortfall_j - w_s * stall_s / interval_s
-    - w_i * invalid``: ``E`` is the energy of all devices over the interval (each job's power
-    above idle plus every device's idle power), ``E_max`` every device at full busy power;
-    ``shortfall_j`` is how far the job's targets were missed, ``sum(max(0, -slack))`` over its
-    targets with relative slack (capped at 5 per target); ``stall_s`` the time spent moving
-    weights to devices that gain layers after a switch; ``invalid`` the number of choices the
-    safety layer replaced. Weights come from the card's ``reward`` section.
-
-    A switching job also serves nothing until its weights arrive (carried into later
-    intervals when longer than one): its requests wait (latency and TTFT add the mean wait,
-    :func:`~dora_rl.env.transition.stall_wait_s`) and its rates thin out (throughput and
-    iteration targets stretch by ``I / (I - stall)``), so the stall counts in its QoE and
-    shortfall, not only in the ``w_s`` term (:func:`~dora_rl.env.transition.stalled`).
+    ``r = -(price * sum_j weight_j * missed_j + E_jobs + invalid * E_max) / (price * q)``:
+    ``missed_j`` the job's requests that missed QoE this interval, ``E_jobs`` the energy the jobs
+    caused (J), ``E_max`` every device at full busy power for one interval, ``q`` the requests
+    of one interval. ``price = E_max * episode_steps / q_min`` (``q_min``: the rarest job's
+    requests per interval) makes the order lexicographic: one interval of the rarest job's
+    requests outweighs all the energy of an episode, so fewer missed requests always win
+    and energy decides among equals. A fully missed interval scores about ``-1``.
 
     ## Starting State
-    Every job starts on its first candidate (the optimum of the card's mode) with the middle
-    bandwidth level; the dynamics draw traces, offsets and device states from the seed.
+    Each job on its first candidate at the middle bandwidth level, devices awake at nominal.
 
     ## Episode End
     Never terminates; truncated after ``episode_steps`` intervals.
 
     ## Arguments
-    ``scenario`` (card name or path, or a Scenario), ``bandwidth`` (trace, synthetic, static;
-    default the card's), ``traces_dir`` (your own traces), ``split`` (train, validation, test),
-    ``episode_steps`` (300), ``k`` (candidate plans per job, 4), ``interval_s`` (1.0).
+    ``scenario``, ``bandwidth``, ``traces_dir`` (every trace of a user's folder is used),
+    ``split`` (for the project's own traces), ``episode_steps`` (300), ``k`` (4),
+    ``interval_s`` (1.0).
     """
 
     metadata = {"render_modes": []}
@@ -148,37 +142,31 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                  traces_dir: str | Path | None = None, split: str = "train",
                  episode_steps: int = 300, k: int = 4, interval_s: float = 1.0) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load(scenario)
-        self.models = [CostModel(self.scenario, j) for j in range(len(self.scenario.jobs))]
-        self.n_jobs, self.k, self.interval_s = len(self.models), k, interval_s
-        self.episode_steps = episode_steps
+        self.model = IntervalModel(self.scenario, interval_s)
+        self.n_jobs, self.n_devices = self.model.n_jobs, self.model.n_devices
+        self.k, self.interval_s, self.episode_steps = k, interval_s, episode_steps
         self.dynamics = RuntimeDynamics(self.scenario, bandwidth=bandwidth,  # type: ignore[arg-type]
                                         traces_dir=traces_dir, split=split, interval_s=interval_s)
-        self.cache = shared_cache(self.scenario, self.models, k)
-        n_dev, n_dom = len(self.scenario.devices), len(self.scenario.network.domains)
-        self.layout = ObservationLayout(n_dev, n_dom, self.n_jobs)
+        self.cache = shared_cache(self.scenario, self.model.models, k)
+        self.layout = DecisionLayout(self.n_devices, self.model.n_domains, self.n_jobs, k)
+        self.n_modes = max(f.n_modes for f in self.model.devices)
         self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.size,), np.float32)
-        self.action_space = spaces.MultiDiscrete([(k + 1) * BANDWIDTH_LEVELS] * self.n_jobs)
-        self.capacity_wh = np.array([d.battery_wh if d.battery_wh else np.nan
-                                     for d in self.scenario.devices])
-        t = self.models[0].tables
-        self.max_energy_j = float(np.nanmax(t.dvfs_busy_w, axis=1).sum()) * interval_s
-        self.idle_w = t.idle_w
-        self.busy_above_idle = t.dvfs_busy_w[:, 0] - t.idle_w
-        self.busy_list: list[float] = self.busy_above_idle.tolist()
-        self.idle_total_w = float(t.idle_w.sum())
-        self.idle_list: list[float] = t.idle_w.tolist()
-        self.power_off = bool(t.unused_power_off)
+        self.action_space = spaces.MultiDiscrete(
+            [(k + 1) * LEVELS] * self.n_jobs + [self.n_modes + 1] * self.n_devices)
+        facts = self.model.devices
+        self.max_energy_j = sum(max(f.busy_w) for f in facts) * interval_s
+        per_interval = [arrivals(job, interval_s, 1.0) for job in self.scenario.jobs]
+        self.requests_per_interval = sum(per_interval)
+        self.violation_price_j = self.max_energy_j * episode_steps / min(per_interval)
+        """Joules one missed request is worth in the reward (see Rewards)."""
         self.job_weights = [job.weight for job in self.scenario.jobs]
-        self.n_devices = n_dev
-        self._demand: dict[tuple[int, Plan], list[float]] = {}
-        self.wait_targets = [wait_targets_s(m) for m in self.models]
-        self.capacity_list: list[float] = self.capacity_wh.tolist()
-        self._zero = (0.0,) * n_dev
-        self._planned_memo: dict[tuple[Any, ...], tuple[list[list[float]], list[float]]] = {}
-        self._outcomes: list[dict[tuple[Any, ...], JobOutcome]] = [{} for _ in self.models]
-        self._fading = frozenset() if self.dynamics.bandwidth == "static" else \
-            frozenset(np.flatnonzero(self.dynamics.wifi).tolist())
-        """Devices whose link rate follows a trace or the generator (new every interval)."""
+        self.total_weight_bytes = [sum(b) for b in self.model.layer_bytes]
+        self.capacity_wh = [d.battery_wh for d in self.scenario.devices]
+        self.handle = WorldHandle(self)
+        self._predictions: dict[tuple[Any, ...], tuple[float, float]] = {}
+        self._mask_bytes: dict[tuple[int, int], float] = {}
+        self._nominal_modes = (0,) * self.n_devices
+        self._weights_memo: dict[Any, tuple[list[list[float]], list[list[float]]]] = {}
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
 
@@ -186,338 +174,281 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[NDArray[np.float32], dict[str, Any]]:
         super().reset(seed=seed)
-        self.world: WorldState = self.dynamics.reset(self.np_random)
+        self.world = self.dynamics.reset(self.np_random)
+        self.next_world = self.dynamics.step(self.np_random, [0.0] * self.n_devices)
         self.t = 0
-        self.energy_dev: list[float] = [0.0] * len(self.scenario.devices)
-        """Each device's energy over the last interval (drains the batteries)."""
-        # the interval the next action will run in, drawn now so a privileged oracle can see it
-        self.next_world: WorldState = self.dynamics.step(self.np_random, self.energy_dev)
-        # per-step state in plain lists: a handful of numbers, NumPy calls would dominate
-        self.history: deque[list[float]] = deque(
-            [scaled_links(self.world.state.lists[2])] * self.layout.history,
-            maxlen=self.layout.history)
-        """Link-rate multipliers of the last intervals, newest last, as the observation
-        encodes them (:func:`~dora_rl.env.observation.scaled_links`; rows shared: read only)."""
-        cands = self._candidates()
-        self.choice = [1 if c.plans else 0 for c in cands]
-        self.plans: list[Plan | None] = [c.plans[0] if c.plans else None for c in cands]
-        if self.initial_plans is not None:  # a fixed-plan controller starts from its own plans
-            self.plans = list(self.initial_plans)
-            self.choice = [0] * self.n_jobs
-        self.level = [BANDWIDTH_LEVELS // 2] * self.n_jobs
-        self.since = [0] * self.n_jobs
-        self.slack = [0.0] * self.n_jobs
-        self.pending: list[dict[int, float]] = [{} for _ in range(self.n_jobs)]
-        """Per job, weight bytes each device still has to receive after a switch."""
-        self.down_s = [0.0] * self.n_jobs
-        self.utilisation: Sequence[Sequence[float]] = [[0.0] * self.n_devices
-                                                       for _ in range(self.n_jobs)]
-        """Per job, the compute demand per device it served in the last interval."""
-        return self._obs(), {"plan_ids": list(self.choice)}
+        self.cands = self.cache.get(self.world.state.lists[1])
+        self.choice = [1 if c.plans else 0 for c in self.cands]
+        start = self.initial_plans if self.initial_plans is not None else \
+            [c.plans[0] if c.plans else None for c in self.cands]
+        self.ctl = self.model.initial(start)
+        self._sync_choice()
+        self.history: deque[list[float]] = deque([self.world.state.lists[2]] * 4, maxlen=4)
+        self.last: Outcome | None = None
+        return self._obs(), {"plan_ids": tuple(self.choice)}
 
     def step(self, action: NDArray[np.int64]) -> tuple[NDArray[np.float32], float, bool, bool,
                                                        dict[str, Any]]:
-        picks, levels = decode_action(action)
-        world = self.world = self.next_world
-        state = world.state
-        self.history.append(scaled_links(state.lists[2]))
-        cands = self._candidates()
-        invalid, replans, moved_bytes, stall_s = 0, 0, 0.0, 0.0
-        plans, since, models = self.plans, self.since, self.models
-        for j in range(self.n_jobs):
-            plan, bad = self._apply_choice(j, picks[j], cands[j])
-            invalid += bad
-            old = plans[j]
-            if plan is not old and plan != old:  # identity first: Plan.__eq__ builds tuples
-                # the new plan waits for its weights (the reward's stall term charges the
-                # whole transfer at today's links; the QoE charge follows them as they arrive)
-                pending = weight_bytes(models[j].tables, old, plan) if plan is not None else {}
-                moved_bytes += sum(pending.values())
-                stall_s += receive(pending, models[j], state, MAX_STALL_S)[0]
-                self.pending[j] = pending
-                replans += 1
-                since[j] = 0
-            else:
-                since[j] += 1
-            plans[j] = plan
-        top = BANDWIDTH_LEVELS - 1  # clip without builtin min/max: ~0.3 us a call on 3.11
-        self.level = [0 if lv < 0 else top if lv > top else lv for lv in levels]
-        # weights arrive at each interval's link rates; a long transfer stalls later ones too
-        for j, pending in enumerate(self.pending):
-            if pending:
-                self.down_s[j], self.pending[j] = receive(pending, models[j], state,
-                                                          self.interval_s)
-            else:  # what receive() returns for nothing to receive
-                self.down_s[j] = 0.0
-        energy_j, latency_ms, viol, short = self._evaluate(stall_s)
-        w = self.scenario.reward
-        stall_frac = min(stall_s / self.interval_s, 10.0)
-        shortfall = sum([wt * sh for wt, sh in zip(self.job_weights, short, strict=True)])
-        reward = -(w.energy_weight * energy_j / self.max_energy_j + w.qoe_weight * shortfall
-                   + w.switch_weight * stall_frac + w.invalid_weight * invalid)
+        decision, invalid = self.decode(action)
+        world = self.next_world
+        self.ctl, out = self.model.transition(self.ctl, decision, world)
+        invalid += out.refused
+        self.world, self.last = world, out
         self.t += 1
-        self.next_world = self.dynamics.step(self.np_random, self.energy_dev)
-        flags = tuple(viol)
-        info = StepInfo(energy_j=energy_j, latency_ms=tuple(latency_ms), qoe_violation=flags,
-                        qoe_violation_any=int(any(flags)), qoe_slack=tuple(self.slack),
-                        replans=replans, migration_bytes=moved_bytes, invalid_choices=invalid,
-                        plan_ids=tuple(self.choice), available=tuple(state.available.tolist()),
-                        job_active=tuple(world.job_active.tolist()))
+        self.history.append(world.state.lists[2])
+        self.next_world = self.dynamics.step(self.np_random, [d.total_j for d in out.devices])
+        self.cands = self.cache.get(world.state.lists[1])
+        self._sync_choice()
+        missed = sum(w * j.missed for w, j in zip(self.job_weights, out.jobs, strict=True))
+        jobs_j = out.jobs_energy_j
+        reward = lexicographic_reward(
+            missed, jobs_j, self.violation_price_j, self.requests_per_interval,
+            invalid * self.max_energy_j * self.scenario.reward.invalid_weight)
+        info = StepInfo(
+            energy_j=out.energy_j, jobs_energy_j=jobs_j,
+            latency_ms=tuple(j.latency_ms for j in out.jobs),
+            requests=tuple(j.scored for j in out.jobs),
+            requests_missed=tuple(j.missed for j in out.jobs),
+            qoe_violation=tuple(int(j.missed > 1e-12) for j in out.jobs),
+            qoe_violation_any=int(out.missed > 1e-12),
+            replans=sum(j.switched for j in out.jobs),
+            cut_overs=sum(j.cut_over for j in out.jobs),
+            migration_bytes=sum(j.moved_bytes for j in out.jobs), invalid_choices=invalid,
+            plan_ids=tuple(self.choice), modes=self.ctl.modes,
+            available=tuple(world.state.available.tolist()),
+            job_active=tuple(world.job_active.tolist()))
         return self._obs(), float(reward), False, self.t >= self.episode_steps, info
 
     def action_masks(self) -> NDArray[np.bool_]:
-        """Feasible choices per action dimension, concatenated (MaskablePPO's format)."""
-        usable = self.world.state.usable
+        """Feasible values per action dimension, concatenated (MaskablePPO's format)."""
+        usable = self.world.state.lists[1]
         masks = []
-        for j, cand in enumerate(self._candidates()):
+        for j, cand in enumerate(self.cands):
             m = np.zeros(self.k + 1, dtype=bool)
-            current = self.plans[j]
+            current = self.ctl.jobs[j].target or self.ctl.jobs[j].plan
             m[0] = current is not None and all(usable[d] for d in current.devices)
             for i, plan in enumerate(cand.plans):
                 m[i + 1] = all(usable[d] for d in plan.devices)
             if not m.any():
                 m[0] = True
-            masks.append(np.repeat(m, BANDWIDTH_LEVELS))  # every level of a feasible pick
+            masks.append(np.repeat(m, LEVELS))
+        busy = self._used_devices()
+        for d, f in enumerate(self.model.devices):
+            m = np.zeros(self.n_modes + 1, dtype=bool)
+            m[: f.n_modes] = True
+            m[self.n_modes] = f.can_sleep and d not in busy
+            masks.append(m)
         return np.concatenate(masks)
 
-    # ------------------------------------------------------------------ internals
-    def _candidates(self) -> list[JobCandidates]:
-        return self.cache.get(self.world.state.lists[1])
+    # ------------------------------------------------------------------ measured worlds
+    def bind(self, world: WorldState, ctl: ControlState, last: Outcome | None,
+             link_history: Sequence[Sequence[float]]) -> None:
+        """Point the env at a world it did not step (a live runtime's measurements): the
+        interval that just closed (also shown to a privileged controller as the coming one,
+        which a runtime cannot know), the control state, that interval's outcome and the
+        last link-rate rows, oldest first. :meth:`observe`, :meth:`decode` and
+        :meth:`action_masks` then read only these."""
+        self.world = self.next_world = world
+        self.ctl, self.last = ctl, last
+        self.history = deque([list(r) for r in link_history], maxlen=self.layout.history)
+        self.cands = self.cache.get(world.state.lists[1])
+        self.choice = [0] * self.n_jobs
+        self._sync_choice()
 
-    def _apply_choice(self, j: int, pick: int, cand: JobCandidates) -> tuple[Plan | None, int]:
-        """The safety layer: an infeasible choice becomes the least-energy feasible candidate."""
+    def observe(self) -> NDArray[np.float32]:
+        """The observation of the env's current world and control state."""
+        return self._obs()
+
+    # ------------------------------------------------------------------ encoding
+    def decode(self, action: NDArray[np.int64] | list[int]) -> tuple[Decision, int]:
+        """The decision an action asks for, through the safety layer, and how many of its
+        choices were infeasible."""
+        values = [int(a) for a in np.asarray(action).ravel().tolist()]
+        if len(values) != self.n_jobs + self.n_devices:
+            raise ValueError(f"action: expected {self.n_jobs + self.n_devices} values (one per "
+                             f"job, then one per device), got {len(values)}")
         usable = self.world.state.lists[1]
-        wanted = self.plans[j] if pick == 0 else (
-            cand.plans[pick - 1] if 0 < pick <= len(cand.plans) else None)
-        if wanted is not None and all(usable[d] for d in wanted.devices):
-            if pick > 0:
-                self.choice[j] = pick
-            return wanted, 0
-        options = [i for i, p in enumerate(cand.plans) if all(usable[d] for d in p.devices)]
-        if not options:
-            self.choice[j] = 0
-            return None, 1
-        best = min(options, key=lambda i: cand.energy_j[i])
-        self.choice[j] = best + 1
-        return cand.plans[best], 1
-
-    def _shares(self, active: NDArray[np.bool_] | list[bool]) -> list[float]:
-        """Each job's fraction of every medium from its bandwidth level (0 when inactive)."""
-        on_off = active if isinstance(active, list) else active.tolist()
-        share = [(lv + 1.0) / BANDWIDTH_LEVELS if on else 0.0
-                 for lv, on in zip(self.level, on_off, strict=True)]
-        total = sum(share)
-        scale = 1.0 / (total if total > 1.0 else 1.0)  # max(1.0, total), without a call
-        return [s * scale for s in share]
-
-    def plan_demand(self, j: int, plan: Plan) -> list[float]:
-        """Compute demand per device (fraction of time) of job ``j`` running ``plan``, in the
-        card's nominal state (cached): what it adds to other jobs' background load."""
-        key = (j, plan)
-        if key not in self._demand:
-            model = self.models[j]
-            self._demand[key] = demand(model.evaluate(plan, model.nominal, check=False),
-                                       model.nominal)
-        return self._demand[key]
-
-    def demands(self, plans: list[Plan | None],
-                job_active: NDArray[np.bool_]) -> list[list[float]]:
-        """Per job the demand of its plan (zeros when inactive or without a plan)."""
-        zero = [0.0] * self.n_devices
-        return [self.plan_demand(j, p) if on and p is not None else zero
-                for j, (p, on) in enumerate(zip(plans, job_active.tolist(), strict=True))]
-
-    def job_view(self, j: int, state: State | None = None,
-                 job_active: NDArray[np.bool_] | None = None,
-                 utilisation: list[list[float]] | None = None) -> State:
-        """Job ``j``'s view of ``state`` (default: the current interval's): the other jobs'
-        compute demand (default: of the current plans) added to each device's background load,
-        and the job's share of every medium. The env evaluates each job in this view, and so
-        do the controllers that predict with the cost model."""
-        state = state if state is not None else self.world.state
-        active = job_active if job_active is not None else self.world.job_active
-        util = utilisation if utilisation is not None else self.demands(self.plans, active)
-        total = [sum(col) for col in zip(*util, strict=True)]
-        return self._view(j, state, self._shares(active), active.tolist(), total, util[j])
-
-    def job_slacks(self, j: int, metrics: dict[str, Any], down_s: float,
-                   qoe_scale: float) -> list[float]:
-        """Job ``j``'s QoE slacks for the interval: the cost model's figures, stalled for
-        ``down_s`` seconds (:func:`~dora_rl.env.transition.stalled`), targets scaled."""
-        if down_s > 0:
-            metrics = {"qoe_slack": stalled(metrics["qoe_slack"], down_s, self.interval_s,
-                                            self.wait_targets[j])}
-        return violation(metrics, qoe_scale)
-
-    def stall_ahead(self, j: int, plan: Plan | None, state: State) -> float:
-        """Seconds of the coming interval job ``j`` would serve nothing running ``plan``: the
-        weights still in transit if it keeps its plan, else those ``plan`` needs, received
-        over ``state``'s links (what the env will charge)."""
-        if plan is None:
-            return 0.0
-        pending = self.pending[j] if plan == self.plans[j] else \
-            weight_bytes(self.models[j].tables, self.plans[j], plan)
-        return receive(pending, self.models[j], state, self.interval_s)[0] if pending else 0.0
-
-    @staticmethod
-    def _view(j: int, state: State, shares: list[float], active: list[bool],
-              total: list[float], mine: list[float]) -> State:
-        """:meth:`job_view` from the step's shares and summed demand (computed once)."""
-        share = shares[j] if active[j] else 1.0 / max(sum(active), 1)
-        load, usable, link, free = state.lists
-        view = object.__new__(State)  # the state's arrays and cached views, unchecked (hot)
-        view.__dict__.update(state.__dict__)
-        share = 1e-3 if share < 1e-3 else share  # max(share, 1e-3), min below, without calls
-        view.__dict__["lists"] = (
-            [0.95 if (x := ld + tot - me) > 0.95 else x
-             for ld, tot, me in zip(load, total, mine, strict=True)],
-            usable, link, [f * share for f in free])
-        return view
-
-    def _evaluate(self, stall_s: float) -> tuple[float, list[float], list[int], list[float]]:
-        """Energy of the interval, per-job latency, violation flags and shortfalls.
-
-        Energy: every device that is on draws its idle power (with ``unused_devices: off``
-        only the devices some active job uses are on), plus each job's power above the idle
-        power of the devices it counts; migration stalls keep the devices on for longer.
-        (Plain Python over a handful of devices and jobs: NumPy's per-call cost would dominate.)
-        """
-        world = self.world
-        state = world.state
-        active = world.job_active.tolist()
-        n_dev, n_jobs = self.n_devices, self.n_jobs
-        latency = [0.0] * n_jobs
-        viol = [0] * n_jobs
-        short = [0.0] * n_jobs
-        slack = self.slack
-        active_w = 0.0
-        # every job sees the others' current plans' demand (symmetric, no lag); ``util``
-        # collects the demand actually served, for the devices' energy and battery
-        planned, total = self._planned(active)
-        shares = self._shares(active)
-        util = [self._zero] * n_jobs
-        used = [False] * n_dev
-        scales = world.qoe_scale.tolist()
-        for j in range(n_jobs):
-            if not active[j]:
+        plans: list[Plan | None] = []
+        levels, invalid = [], 0
+        for j, cand in enumerate(self.cands):
+            pick, level = divmod(values[j], LEVELS)
+            levels.append(level)
+            wanted = cand.plans[pick - 1] if 0 < pick <= len(cand.plans) else None
+            if pick == 0 or (wanted is not None and all(usable[d] for d in wanted.devices)):
+                plans.append(wanted)
                 continue
-            plan = self.plans[j]
-            if plan is None:
-                viol[j], short[j], slack[j] = 1, 5.0, -1.0
-                latency[j] = math.inf
-                continue
-            out = self._outcome(j, plan, state, shares, active, total, planned[j], scales[j])
-            latency[j], short[j], viol[j], slack[j] = out[:4]
-            for d in plan.devices:
-                used[d] = True
-            if out.extra_w is not None:
-                active_w += out.extra_w
-            util[j] = out.util
-        self.utilisation = util
-        available = state.available.tolist()
-        on = [a and u for a, u in zip(available, used, strict=True)] if self.power_off \
-            else available
-        idle_w = [w if o else 0.0 for w, o in zip(self.idle_list, on, strict=True)]
-        idle_sum = sum(idle_w)
-        energy = (idle_sum + max(active_w, 0.0)) * self.interval_s + stall_s * idle_sum
-        busy = [sum(col) for col in zip(*util, strict=True)]
-        self.energy_dev = [(w + b * x) * self.interval_s
-                           for w, b, x in zip(idle_w, busy, self.busy_list, strict=True)]
-        return energy, latency, viol, short
+            invalid += 1
+            options = [i for i, p in enumerate(cand.plans) if all(usable[d] for d in p.devices)]
+            plans.append(cand.plans[min(options, key=lambda i: cand.energy_j[i])]
+                         if options else None)
+        modes = []
+        for d, f in enumerate(self.model.devices):
+            v = values[self.n_jobs + d]
+            if v == self.n_modes:
+                modes.append(SLEEP)
+            elif v < f.n_modes:
+                modes.append(v)
+            else:
+                invalid += 1
+                modes.append(0)
+        return Decision(plans=tuple(plans), levels=tuple(levels), modes=tuple(modes)), invalid
 
-    def _planned(self, active: list[bool]) -> tuple[list[list[float]], list[float]]:
-        """Per job the demand of its current plan (:meth:`demands`) and their sum per device,
-        memoised on the plans and job activity."""
-        key = (*self.plans, *active)
-        hit = self._planned_memo.get(key)
-        if hit is None:
-            planned = self.demands(self.plans, np.array(active))
-            if len(self._planned_memo) >= MEMO_ENTRIES:
-                self._planned_memo.clear()
-            hit = self._planned_memo[key] = (planned,
-                                             [sum(col) for col in zip(*planned, strict=True)])
-        return hit
+    def _sync_choice(self) -> None:
+        """Each job's serving plan as a candidate index + 1 (0: not among the candidates)."""
+        for j, jc in enumerate(self.ctl.jobs):
+            plans = self.cands[j].plans
+            self.choice[j] = plans.index(jc.plan) + 1 if jc.plan in plans else 0
 
-    def _outcome(self, j: int, plan: Plan, state: State, shares: list[float],
-                 active: list[bool], total: list[float], mine: list[float],
-                 qoe_scale: float) -> JobOutcome:
-        """Job ``j``'s figures for the interval in its view (:meth:`job_view`), memoised on
-        exactly what they depend on: the plan, the stall, the QoE scale and, on the plan's
-        devices, the load outside the jobs and in the view, usability and (when the plan
-        crosses the network) link rates and the job's free airtime. Loads elsewhere do not
-        matter: the job is never busy there. A plan over a WiFi link that follows a trace or
-        the generator is computed afresh every time (its link rate is new each interval)."""
-        load, usable = state.lists[0], state.lists[1]
-        down = self.down_s[j]
-        devices = plan.devices
-        # flat keys (the plan fixes their layout): one tuple to allocate, hash and keep
-        key: tuple[Any, ...] | None = None
-        if len(devices) == 1:  # the common case
-            d = devices[0]
-            x = load[d] + total[d] - mine[d]
-            key = (plan, down, qoe_scale, load[d], 0.95 if x > 0.95 else x, usable[d])
-        elif self._fading.isdisjoint(devices):
-            link, free = state.lists[2], state.lists[3]
-            share = shares[j]  # the job is active: its share is its level's
-            share = 1e-3 if share < 1e-3 else share
-            key = (plan, down, qoe_scale, *[load[d] for d in devices],
-                   *[0.95 if (x := load[d] + total[d] - mine[d]) > 0.95 else x  # as in _view
-                     for d in devices],
-                   *[usable[d] for d in devices], *[link[d] for d in devices],
-                   *[f * share for f in free])
-        # else a plan with a WiFi link that follows a trace or the generator: its rate is new
-        # almost every interval (not one hit in 20,000 random SmartHome-v0 steps), so entries
-        # would only cost their keys and keep the garbage collector busy
-        if key is not None:
-            hit = self._outcomes[j].get(key)
-            if hit is not None:
-                return hit
-        view = self._view(j, state, shares, active, total, mine)
-        # not memoised in the cost model too: this memo sits in front of it
-        m = self.models[j].evaluate(plan, view, check=False, memo=False)
-        slacks = self.job_slacks(j, m, down, qoe_scale)
-        shortfall: float = 0  # sum(min(-s, 5.0) for missed targets), an int while none is
-        for s in slacks:
-            if s < 0:
-                shortfall += 5.0 if -s > 5.0 else -s
-        extra_w = None
-        power = m["power_w"]
-        if math.isfinite(power):  # the job's power counts unused devices idle or off
-            base = sum([self.idle_list[d] for d in devices]) if self.power_off \
-                else self.idle_total_w
-            extra_w = power - base - self._waiting_w(m, view, state, devices)
-        out = JobOutcome(
-            latency_ms=(m["latency_s"] + stall_wait_s(down, self.interval_s)) * 1e3,
-            shortfall=shortfall,
-            violated=int(shortfall > 0 or not (m["memory_ok"] and m["usable_ok"])),
-            slack=min(slacks) if slacks else 1.0, extra_w=extra_w, util=tuple(demand(m, view)))
-        if key is not None:
-            memo = self._outcomes[j]
-            if len(memo) >= MEMO_ENTRIES:
-                memo.clear()
-            memo[key] = out
-        return out
-
-    def _waiting_w(self, m: dict[str, Any], view: State, state: State,
-                   devices: tuple[int, ...]) -> float:
-        """Busy power the cost model charged for time a job's kernels wait behind the other
-        jobs on a shared device (the view adds their demand as load, which stretches busy
-        time): that time is spent on the other jobs' kernels, already charged to them.
-        ``devices`` are the plan's (sorted): the job is busy nowhere else."""
-        interval = m["interval_s"]
-        if not (math.isfinite(interval) and interval > 0):
-            return 0.0
-        out = 0.0
-        busy_s, l_views, l_exts, extra_w = m["busy_s"], view.lists[0], state.lists[0], \
-            self.busy_list
-        for d in devices:
-            busy, l_view, l_ext = busy_s[d], l_views[d], l_exts[d]
-            if busy > 0 and l_view > l_ext:
-                out += busy * (1.0 - (1.0 - l_view) / (1.0 - l_ext)) * extra_w[d]
-        return out / interval
+    def _used_devices(self) -> set[int]:
+        used: set[int] = set()
+        for jc in self.ctl.jobs:
+            for p in (jc.plan, jc.target):
+                if p is not None:
+                    used.update(p.devices)
+        return used
 
     def _obs(self) -> NDArray[np.float32]:
-        return encode_observation(self.layout, self.history, self.world.state, self.capacity_list,
-                                  self.world.job_active, self.world.qoe_scale, self.slack,
-                                  self.choice, self.k, self.level, BANDWIDTH_LEVELS, self.since,
-                                  self.episode_steps, links_scaled=True)
+        world, ctl, model = self.world, self.ctl, self.model
+        state = world.state
+        load, usable, _, _ = state.lists
+        present = state.available.tolist()
+        battery = state.battery_wh.tolist()
+        used = self._used_devices()
+        devices = []
+        for d, f in enumerate(model.devices):
+            cap = self.capacity_wh[d]
+            mode = ctl.modes[d]
+            devices.append([float(present[d]), load[d],
+                            1.0 if cap is None else battery[d] / cap,
+                            (mode if mode >= 0 else 0) / max(f.n_modes - 1, 1),
+                            float(mode == SLEEP and ctl.wake_left_s[d] <= 0),
+                            float(ctl.wake_left_s[d] > 0), float(d in used),
+                            float(f.can_sleep and d not in used)])
+        residency, moving = self._weights_block()
+        last = self.last
+        active = world.job_active.tolist()
+        # candidates are scored at nominal modes with an equal share of the media: what a
+        # plan would do in the measured world, apart from the levers the action sets anew
+        share = 1.0 / max(sum(active), 1)
+        serving = [model.demand(i, jc.plan) if active[i] and jc.plan is not None else None
+                   for i, jc in enumerate(ctl.jobs)]
+        everyone = [sum(x[d] for x in serving if x is not None) for d in range(self.n_devices)]
+        jobs, cands = [], []
+        for j, jc in enumerate(ctl.jobs):
+            out = last.jobs[j] if last is not None else None
+            finish = self._finish_s(j) if jc.target is not None else 0.0
+            total = self.total_weight_bytes[j] or 1.0
+            jobs.append([
+                float(active[j]), float(world.qoe_scale[j]) / QOE_SCALE_MAX,
+                out.slack if out is not None else 0.0,
+                out.missed / out.scored if out is not None and out.scored > 0 else 0.0,
+                self.choice[j] / self.k, float(jc.target is not None),
+                jc.pending_bytes / total, finish / FINISH_SCALE_S,
+                jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)])
+            mine = serving[j]
+            others = everyone if mine is None else \
+                [e - m for e, m in zip(everyone, mine, strict=True)]
+            rows = []
+            plans = self.cands[j].plans
+            for i in range(self.k):
+                if i >= len(plans):
+                    rows.append([0.0, -1.0, 1.0, 1.0, 0.0])
+                    continue
+                plan = plans[i]
+                ok = all([usable[d] for d in plan.devices])
+                slack, power = self._predicted(j, plan, share, others) if ok \
+                    else (-1.0, 0.0)
+                rows.append([float(ok), slack, power * self.interval_s / self.max_energy_j,
+                             moving[j][i] / total, float(plan == jc.plan)])
+            cands.append(rows)
+        cross = state.cross_traffic.tolist()
+        return encode(self.layout, self.history, devices, residency, cross, jobs, cands)
+
+    def _weights_block(self) -> tuple[list[list[float]], list[list[float]]]:
+        """The residency rows and, per job and candidate, the bytes a switch would move
+        (memoised on the plans, switches and kept weights: they change only on switches)."""
+        ctl = self.ctl
+        key = (tuple((jc.plan, jc.target, jc.pending) for jc in ctl.jobs), ctl.resident,
+               tuple(c.plans for c in self.cands))
+        hit = self._weights_memo.get(key)
+        if hit is not None:
+            return hit
+        residency = []
+        for d in range(self.n_devices):
+            row = []
+            for j, jc in enumerate(ctl.jobs):
+                mask = plan_masks(jc.plan).get(d, 0) | held_mask(ctl.resident, d, j)
+                total = self.total_weight_bytes[j]
+                row.append(self._bytes(j, mask) / total if total else 0.0)
+            residency.append(row)
+        moving = [[self._to_move(j, p) for p in c.plans] for j, c in enumerate(self.cands)]
+        if len(self._weights_memo) >= PREDICT_MEMO:
+            self._weights_memo.clear()
+        self._weights_memo[key] = (residency, moving)
+        return residency, moving
+
+    def _predicted(self, j: int, plan: Plan, share: float,
+                   others: list[float]) -> tuple[float, float]:
+        """Job ``j``'s predicted slack and power running ``plan`` at nominal power modes with
+        ``share`` of each medium, the other jobs' demand per device being ``others``
+        (:func:`~dora_rl.world.interval.predict_in_view`), in the measured world with loads,
+        link rates and free airtime rounded to :data:`PREDICT_STEP` (the observation needs no
+        finer figure; the rounded view is what is evaluated), memoised on exactly what that
+        evaluation reads."""
+        world, model = self.world, self.model
+        mine = model.demand(j, plan)
+        view = model.view(j, world.state, share,
+                          [o + m for o, m in zip(others, mine, strict=True)], mine,
+                          world.state.lists[1])
+        q = 1.0 / PREDICT_STEP
+        load, usable, link, free = view.lists
+        devices = plan.devices
+        loads = tuple([round(load[d] * q) for d in devices])
+        links = tuple([round(link[d] * q) for d in devices]) if len(devices) > 1 else None
+        frees = tuple([round(f * q) for f in free]) if len(devices) > 1 else None
+        qoe_scale = float(world.qoe_scale[j])
+        key = (j, plan, tuple([usable[d] for d in devices]), loads, links, frees, qoe_scale)
+        hit = self._predictions.get(key)
+        if hit is None:
+            rounded = object.__new__(State)
+            rounded.__dict__.update(view.__dict__)
+            rounded.__dict__["lists"] = (
+                [round(x * q) / q for x in load], usable,
+                [round(x * q) / q for x in link], [max(round(f * q) / q, 1e-3) for f in free])
+            if len(self._predictions) >= PREDICT_MEMO:
+                self._predictions.clear()
+            hit = self._predictions[key] = predict_in_view(model, self._nominal_modes, j, plan,
+                                                           rounded, qoe_scale)
+        return hit
+
+    def _to_move(self, j: int, plan: Plan) -> float:
+        """Weight bytes a switch of job ``j`` to ``plan`` would move now."""
+        jc = self.ctl.jobs[j]
+        if plan == jc.plan:
+            return 0.0
+        if plan == jc.target:
+            return jc.pending_bytes
+        now = plan_masks(jc.plan)
+        out = 0.0
+        for d, mask in plan_masks(plan).items():
+            missing = mask & ~(now.get(d, 0) | held_mask(self.ctl.resident, d, j))
+            out += self._bytes(j, missing)
+        return out
+
+    def _bytes(self, j: int, mask: int) -> float:
+        """Weight bytes of job ``j``'s layers in ``mask`` (memoised)."""
+        key = (j, mask)
+        hit = self._mask_bytes.get(key)
+        if hit is None:
+            hit = self._mask_bytes[key] = mask_bytes(self.model.layer_bytes[j], mask)
+        return hit
+
+    def _finish_s(self, j: int) -> float:
+        """Rough seconds left of job ``j``'s switch at the last interval's pace."""
+        last = self.last
+        moved = last.jobs[j].moved_bytes if last is not None else 0.0
+        left = self.ctl.jobs[j].pending_bytes
+        return left / moved * self.interval_s if moved > 0 else (FINISH_SCALE_S if left else 0.0)
+
+
+__all__ = ["EdgeEnv", "WorldHandle", "lexicographic_reward"]

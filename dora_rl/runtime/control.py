@@ -6,7 +6,7 @@ power mode; ``None`` keeps), or ``None`` to keep everything. :class:`ControlDeci
 controller of a ``-v1`` env (``static``, ``dora``, ``oracle``, a trained run folder): it
 points its env at the measurement (:func:`~dora_rl.runtime.observe.bind`), takes the env's
 own observation of it, asks the controller's ``predict`` and decodes the action with the env's
-own :meth:`~dora_rl.env.control_env.ControlEnv.decode` (safety layer included). The env is
+own :meth:`~dora_rl.env.edge_env.EdgeEnv.decode` (safety layer included). The env is
 the decider's alone and is never reset or stepped: its world, control state and last outcome
 are the measurement's and nothing else.
 """
@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from dora_rl.config import Scenario
 from dora_rl.costmodel import Plan
-from dora_rl.env.control_env import ControlEnv
+from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.errors import DoraError
 from dora_rl.runtime.observe import Measurement, observe
 from dora_rl.world import Decision
@@ -50,7 +50,7 @@ class ControlDecider:
         job: Index of the job the runtime serves.
     """
 
-    def __init__(self, controller: Any, env: ControlEnv, job: int) -> None:
+    def __init__(self, controller: Any, env: EdgeEnv, job: int) -> None:
         self.controller, self.env, self.job = controller, env, job
         self.history: deque[list[float]] = deque(maxlen=env.layout.history)
         self.last_step = -1
@@ -142,12 +142,12 @@ def make_decider(spec: str, scenario: Scenario, job: int) -> ControlDecider:
         env: Any = learned.make_env(bandwidth="static")
         controller: Any = learned
     else:
-        env = ControlEnv(scenario, bandwidth="static")
+        env = EdgeEnv(scenario, bandwidth="static")
         controller = make(spec, env)
     base = env.unwrapped
-    if not isinstance(base, ControlEnv):
-        raise DoraError(f"--controller {spec}: trained on {type(base).__name__}, a -v0 env; "
-                        "the runtime decides on -v1 (retrain on a -v1 env id)")
+    if not isinstance(base, EdgeEnv):
+        raise DoraError(f"--controller {spec}: its environment is {type(base).__name__}, "
+                        "not a dora_rl EdgeEnv")
     if base.scenario.name != scenario.name:
         raise DoraError(f"--controller {spec}: trained on {base.scenario.name!r}, "
                         f"not {scenario.name!r}")

@@ -1,7 +1,7 @@
 """The controller's observation in the live runtime, from what the runtime measured.
 
 The ``-v1`` environments observe their world with one function (the env's observation:
-:func:`dora_rl.env.decision_obs.encode` over the world, the control state, the last interval's
+:func:`dora_rl.env.observation.encode` over the world, the control state, the last interval's
 outcome and the link history, every candidate plan scored by the interval model's
 prediction). The runtime does not build a second one: :func:`bind` points the controller's
 env at a :class:`Measurement` (the world of the control interval that just closed as the
@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.dynamics import WorldState
-from dora_rl.env.control_env import ControlEnv
+from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.world import ControlState, Outcome
 
 
@@ -46,16 +46,16 @@ class Measurement:
     last: Outcome | None
 
 
-def bind(env: ControlEnv, m: Measurement, link_history: Sequence[Sequence[float]]) -> None:
+def bind(env: EdgeEnv, m: Measurement, link_history: Sequence[Sequence[float]]) -> None:
     """Point ``env`` at ``m``: its world and coming world (in the runtime the coming interval
     is not known: a privileged controller sees the measurement), control state, last outcome,
     link history, and the candidates and current choices for the devices available. These
-    are what :meth:`ControlEnv.decode`, :meth:`ControlEnv.action_masks`, the env's
-    observation and the oracle's :class:`~dora_rl.env.control_env.WorldHandle` read."""
+    are what :meth:`EdgeEnv.decode`, :meth:`EdgeEnv.action_masks`, the env's
+    observation and the oracle's :class:`~dora_rl.env.edge_env.WorldHandle` read."""
     env.bind(m.world, m.ctl, m.last, link_history)
 
 
-def observe(env: ControlEnv, m: Measurement,
+def observe(env: EdgeEnv, m: Measurement,
             link_history: Sequence[Sequence[float]]) -> NDArray[np.float32]:
     """The observation ``env``'s controllers decide on, of the measurement ``m``
     (``link_history``: the last link-rate rows measured, oldest first)."""

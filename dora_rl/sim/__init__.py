@@ -4,8 +4,7 @@
 - :class:`SimulatedModel`: the interval model (:mod:`dora_rl.world`) with each interval's
   timing measured by the simulator, its control-state bookkeeping kept;
 - :class:`SimEnv` (``dora_rl/Sim-v1``): the ``-v1`` environment on a :class:`SimulatedModel`,
-  so every ``-v1`` controller runs on it; :class:`dora_rl.sim.env.SimEnv` (``dora_rl/Sim-v0``)
-  is the same for the ``-v0`` environment, kept until that is retired;
+  so every controller runs on it;
 - :func:`dora_rl.sim.run.simulate` and ``python -m dora_rl.sim``: run a controller and report
   per-job latency percentiles, attainment, request violations, energy and plan switches;
 - :func:`dora_rl.sim.fidelity.isolated_unit`: one unit of work alone, for fidelity checks.
@@ -13,7 +12,7 @@
 See ``docs/simulator.md``.
 """
 
-from dora_rl.sim.control_env import ENV_ID, SimEnv, register_sim_env
+from dora_rl.sim.env import ENV_ID, SimEnv, register_sim_env
 from dora_rl.sim.interval import SimulatedModel
 from dora_rl.sim.simulator import QUEUE_CAPACITY, Simulator
 

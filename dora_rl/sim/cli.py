@@ -7,12 +7,11 @@ Usage::
         --compare-analytic --json out/sim.json
     python -m dora_rl.sim --scenario tiny --controller static --arrivals arrivals.csv
 
-Runs ``dora_rl/Sim-v1`` (the interval model's control with every interval simulated; a
-controller trained on a ``-v0`` env runs on ``dora_rl/Sim-v0``). Prints one row per job
-(latency mean / p50 / p95 / p99, throughput, QoE attainment of the finished units, the share
-of scored requests that missed QoE, units finished, in flight and lost; with
-``--compare-analytic`` the interval model's latency for the intervals the units arrived in
-next to the simulated mean) and the run's energy (all, and the part the jobs caused), request
+Runs ``dora_rl/Sim-v1`` (the interval model's control with every interval simulated). Prints
+one row per job (latency mean / p50 / p95 / p99, throughput, QoE attainment of the finished
+units, the share of scored requests that missed QoE, units finished, in flight and lost; with
+``--compare-analytic`` the interval model's latency for the intervals the units arrived in next
+to the simulated mean) and the run's energy (all, and the part the jobs caused), request
 violation rate, plan switches and migrated bytes; ``--json F`` writes the same figures (see
 :class:`dora_rl.sim.run.SimRun`). The world replays the test split of the card's bandwidth
 traces (``--split`` for another). Bad input prints one line ``error: <file or argument>:

@@ -1,8 +1,8 @@
 """The simulator against the interval model over whole episodes.
 
 :func:`compare` runs one controller on the same seeds and episodes of a card in
-:class:`~dora_rl.env.control_env.ControlEnv` (the interval model) and in
-:class:`~dora_rl.sim.control_env.SimEnv` (the same control, each interval simulated), and
+:class:`~dora_rl.env.edge_env.EdgeEnv` (the interval model) and in
+:class:`~dora_rl.sim.env.SimEnv` (the same control, each interval simulated), and
 summarises per job and per card what both report: mean latency, requests that missed QoE,
 energy (all, and the jobs' part). ``experiments/sim_fidelity.py --part interval`` prints and
 writes the figures (``docs/simulator.md``).
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from dora_rl.config import Scenario
-from dora_rl.env.control_env import ControlEnv
-from dora_rl.sim.control_env import SimEnv
+from dora_rl.env.edge_env import EdgeEnv
+from dora_rl.sim.env import SimEnv
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class _Tally:
                                           progress_latency_s(u.arrival_s, figures, interval)))
 
 
-def _episodes(env: ControlEnv, controller: str, seeds: Iterable[int], steps: int) -> _Tally:
+def _episodes(env: EdgeEnv, controller: str, seeds: Iterable[int], steps: int) -> _Tally:
     from dora_rl.controllers import make
 
     tally = _Tally(env.n_jobs)
@@ -200,7 +200,7 @@ def compare(scenario: Scenario, controller: str = "static", seeds: Sequence[int]
     module docstring)."""
     start = time.perf_counter()
     kwargs: dict[str, Any] = {"split": split, "bandwidth": bandwidth, "episode_steps": steps}
-    plain = ControlEnv(scenario, **kwargs)
+    plain = EdgeEnv(scenario, **kwargs)
     model = _episodes(plain, controller, seeds, steps)
     sim = _episodes(SimEnv(scenario, **kwargs), controller, seeds, steps)
     jobs = []

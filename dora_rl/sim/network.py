@@ -6,8 +6,8 @@ done when the last part is: in isolation it takes the slowest of its WiFi airtim
 share of the medium, its wired endpoints' links and the backbone, which is the cost model's
 transfer time. Under contention each part only gets its share of its channel.
 
-How jobs share a WiFi medium: by default (``partitioned=False``, the ``-v0`` environment's
-simulation) every job's flows share one channel per medium, weighted by the job's share, so a
+How jobs share a WiFi medium: by default (``partitioned=False``, the simulator used on its
+own) every job's flows share one channel per medium, weighted by the job's share, so a
 lone flow takes all the free airtime. With ``partitioned=True`` (the interval model's
 simulation) each job holds its own part of the medium, ``share * free airtime``, as the
 interval model and the live runtime enforce a job's bandwidth level; within it the job's flows

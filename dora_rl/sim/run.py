@@ -1,6 +1,6 @@
 """Run a controller in the simulator for a while and summarise what every job experienced.
 
-:func:`simulate` builds a :class:`dora_rl.sim.control_env.SimEnv` (``dora_rl/Sim-v1``) for
+:func:`simulate` builds a :class:`dora_rl.sim.env.SimEnv` (``dora_rl/Sim-v1``) for
 the card, lets the controller (a baseline by name, or a trained one from its run folder) act
 every control interval on the observation the environment builds, and returns a
 :class:`SimRun`: per job the latency percentiles over every finished unit, throughput, QoE
@@ -9,10 +9,6 @@ scored requests that missed QoE, units finished, still in flight and lost (arriv
 finished nor in flight: always 0, checked), and the interval model's latency for the interval
 each unit arrived in next to the simulated mean; plus the run's energy (all of it and the
 part the jobs caused), request violation rate, plan switches and migrated bytes.
-
-A controller trained on a ``-v0`` environment runs on ``dora_rl/Sim-v0``
-(:class:`dora_rl.sim.env.SimEnv`) until those are retired; there the jobs' energy and the
-request figures are NaN and the analytic latency is only filled with ``compare_analytic``.
 """
 
 from __future__ import annotations
@@ -29,8 +25,7 @@ import numpy as np
 from dora_rl.config import Scenario
 from dora_rl.controllers import CONTROLLERS, make
 from dora_rl.errors import DoraError
-from dora_rl.sim.control_env import SimEnv
-from dora_rl.sim.env import SimEnv as SimEnvV0
+from dora_rl.sim.env import SimEnv
 from dora_rl.sim.simulator import QUEUE_CAPACITY
 
 PERCENTILES = (50, 95, 99)
@@ -55,12 +50,11 @@ class JobSummary:
         qoe_attainment: Fraction of finished units that met every per-unit target.
         request_violation_rate: Fraction of the scored requests (training: iterations) that
             missed QoE, counting requests whose wait made the miss certain before they
-            finished (NaN on ``Sim-v0``).
+            finished.
         restarts: Re-executions after a device left.
         sim_latency_ms_mean: The simulated mean latency (``latency_ms['mean']``).
         analytic_latency_ms: The interval model's mean latency for the intervals the finished
-            units arrived in, over those where it is finite (an outage makes it infinite;
-            on ``Sim-v0`` the cost model's, and NaN unless asked for).
+            units arrived in, over those where it is finite (an outage makes it infinite).
     """
 
     name: str
@@ -89,9 +83,9 @@ class SimRun:
     jobs: tuple[JobSummary, ...]
     energy_j: float
     jobs_energy_j: float
-    """The part of ``energy_j`` the jobs caused (NaN on ``Sim-v0``)."""
+    """The part of ``energy_j`` the jobs caused."""
     request_violation_rate: float
-    """Fraction of all scored requests (and iterations) that missed QoE (NaN on ``Sim-v0``)."""
+    """Fraction of all scored requests (and iterations) that missed QoE."""
     replans: int
     migrated_bytes: float
     requests_completed: int
@@ -115,9 +109,8 @@ def _clean(value: Any) -> Any:
 
 
 def _controller(name: str, scenario: Scenario,
-                env_kwargs: dict[str, Any]) -> tuple[Any, SimEnv | SimEnvV0]:
-    """The controller and its environment (a trained one fixes ``k`` and ``interval_s``, and
-    one trained on a ``-v0`` env runs on ``Sim-v0``)."""
+                env_kwargs: dict[str, Any]) -> tuple[Any, SimEnv]:
+    """The controller and its environment (a trained one fixes ``k`` and ``interval_s``)."""
     if name in CONTROLLERS:
         env = SimEnv(scenario, **env_kwargs)
         return make(name, env), env
@@ -131,8 +124,7 @@ def _controller(name: str, scenario: Scenario,
         raise SimUsageError(f"--controller: {name} was trained on scenario "
                             f"{trained.scenario.name!r}, not {scenario.name!r}")
     fixed = {k: v for k, v in trained.env_kwargs.items() if k in ("k", "interval_s")}
-    cls = SimEnvV0 if trained.config.env_id.endswith("-v0") else SimEnv
-    return trained, cls(scenario, **{**env_kwargs, **fixed})
+    return trained, SimEnv(scenario, **{**env_kwargs, **fixed})
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -147,7 +139,7 @@ def _rate(missed: float, scored: float) -> float:
     return missed / scored if scored > 0 else math.nan
 
 
-def _summary(env: SimEnv | SimEnvV0, j: int, arrived: int, scored: float, missed: float,
+def _summary(env: SimEnv, j: int, arrived: int, scored: float, missed: float,
              duration_s: float) -> JobSummary:
     job = env.sim.jobs[j]
     units = job.finished_units

@@ -33,7 +33,6 @@ import simpy
 
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan, State
-from dora_rl.env.transition import weight_bytes
 from dora_rl.sim.device import ComputeDevice
 from dora_rl.sim.figures import IntervalReport, JobInterval
 from dora_rl.sim.jobs import JobRuntime
@@ -41,6 +40,7 @@ from dora_rl.sim.network import Network, Transfer
 from dora_rl.sim.serving import ServingJob
 from dora_rl.sim.training import TrainingJob
 from dora_rl.sim.workload import JobSpec
+from dora_rl.world.weights import weight_bytes
 
 QUEUE_CAPACITY = 8
 """Default bound of each stage's input queue (and output buffer), in requests."""
@@ -121,7 +121,8 @@ class Simulator:
         old = job.plan
         if plan is old or plan == old:  # identity first: Plan.__eq__ builds tuples
             return
-        job.set_plan(plan, weight_bytes(job.tables, old, plan) if plan is not None else None)
+        job.set_plan(plan, weight_bytes(np.diff(job.tables.lists.params).tolist(), old, plan)
+                     if plan is not None else None)
 
     def serve(self, j: int, plan: Plan | None) -> None:
         """Let job ``j`` serve ``plan`` from now with its weights already in place (a switch

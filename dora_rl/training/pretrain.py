@@ -22,7 +22,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from dora_rl.config import Scenario
 from dora_rl.controllers import make
-from dora_rl.env.control_env import ControlEnv
+from dora_rl.env.edge_env import EdgeEnv
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,11 @@ def collect(scenario: Scenario, teacher: str, episodes: int, seed: int, gamma: f
     act_rows: list[NDArray[np.int64]] = []
     returns: list[float] = []
     totals = []
-    envs: dict[str, ControlEnv] = {}
+    envs: dict[str, EdgeEnv] = {}
     for e in range(episodes):
         band = bandwidth[e % len(bandwidth)]
         if band not in envs:
-            envs[band] = ControlEnv(scenario=scenario, bandwidth=band, split="train",
+            envs[band] = EdgeEnv(scenario=scenario, bandwidth=band, split="train",
                                     **env_kwargs)
         env = envs[band]
         controller = make(teacher, env)

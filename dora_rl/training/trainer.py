@@ -22,9 +22,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from dora_rl.config import Scenario
 from dora_rl.controllers.learned import policy_kwargs as learned_policy_kwargs
-from dora_rl.env.control_env import ControlEnv
+from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.env.metrics import finite_or_none
-from dora_rl.registration import CONTROL_ENV_IDS
+from dora_rl.registration import ENV_IDS
 from dora_rl.training.callbacks import DoraMetricsCallback, ValidationCallback
 from dora_rl.training.card import AgentSettings, settings_dict
 from dora_rl.training.pretrain import clone, collect
@@ -41,7 +41,7 @@ PRETRAIN_SEED = 30_000  # teacher demonstrations use training traces from seeds 
 
 def env_id_for(scenario: Scenario) -> str:
     """The registered id of a shipped card (``dora_rl/SmartHome-v1``), else ``dora_rl/Edge-v1``."""
-    for env_id, kwargs in CONTROL_ENV_IDS.items():
+    for env_id, kwargs in ENV_IDS.items():
         if kwargs.get("scenario") == scenario.name:
             return env_id
     return "dora_rl/Edge-v1"
@@ -66,7 +66,7 @@ def policy_kwargs(settings: AgentSettings) -> dict[str, Any]:
 
 def _make_env(scenario: Scenario, bandwidth: str, split: str, kwargs: dict[str, Any],
               traces_dir: Path | None = None) -> gym.Env[Any, Any]:
-    return Monitor(ControlEnv(scenario=scenario, bandwidth=bandwidth, split=split,
+    return Monitor(EdgeEnv(scenario=scenario, bandwidth=bandwidth, split=split,
                               traces_dir=traces_dir, **kwargs))
 
 

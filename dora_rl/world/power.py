@@ -11,7 +11,7 @@ and pays ``wake_j`` once.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from dora_rl.world.devices import SLEEP, DeviceEnergy, DeviceFacts, interval_energy
 
@@ -93,14 +93,13 @@ def devices_energy(facts: Sequence[DeviceFacts], power: PowerStep, present: Sequ
     """
     out = []
     for d, f in enumerate(facts):
-        sleeping = asleep(power.modes, power.wake_left_s, d)
         off = not present[d] or (power_off_unused and d not in used and not power.woke[d])
-        on_s = 0.0 if sleeping or off else interval_s
-        e = interval_energy(f, power.modes[d], interval_s, on_s, busy_s[d], tx_s[d], rx_s[d],
-                            power.woke[d])
-        if off and not sleeping:
-            e = replace(e, sleep_j=0.0)
-        out.append(e)
+        if off:  # gone, or powered off: draws nothing, asleep or not
+            out.append(DeviceEnergy(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f.dedicated))
+            continue
+        on_s = 0.0 if asleep(power.modes, power.wake_left_s, d) else interval_s
+        out.append(interval_energy(f, power.modes[d], interval_s, on_s, busy_s[d], tx_s[d],
+                                   rx_s[d], power.woke[d]))
     return tuple(out)
 
 

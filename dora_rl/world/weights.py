@@ -72,6 +72,24 @@ def mask_bytes(layer_bytes: Sequence[float], mask: int) -> float:
     return total
 
 
+def weight_bytes(layer_bytes: Sequence[float], old: Plan | None, new: Plan) -> dict[int, float]:
+    """Bytes of weights each device of ``new`` lacks when switching from ``old`` (nothing
+    kept besides ``old``'s layers): the simulator sends these over its network.
+
+    Example:
+        >>> weight_bytes([3.0, 4.0], Plan.single(0, 2),
+        ...              Plan(stage_end=(1, 2), stage_devices=((0,), (1,))))
+        {1: 4.0}
+    """
+    now = plan_masks(old)
+    out = {}
+    for d, mask in sorted(plan_masks(new).items()):
+        nbytes = mask_bytes(layer_bytes, mask & ~now.get(d, 0))
+        if nbytes > 0:
+            out[d] = nbytes
+    return out
+
+
 def held_mask(resident: Resident, device: int, job: int) -> int:
     """Layers of ``job`` kept on ``device`` (not counting the plan it serves now)."""
     mask = 0
@@ -249,4 +267,4 @@ def keep(resident: Resident, job: int, old: Plan | None, new: Plan | None, step:
 
 
 __all__ = ["ORIGIN", "STORAGE", "Progress", "Resident", "Transfer", "advance", "gained",
-           "held_mask", "keep", "mask_bytes", "plan_masks"]
+           "held_mask", "keep", "mask_bytes", "plan_masks", "weight_bytes"]
