@@ -170,7 +170,7 @@ class IntervalModel:
                                  jc.since + 1)
             new_jobs.append(nxt)
             out_jobs.append(self._job_interval(active[j], metrics, scored, decided[j][1], cut,
-                                               moved))
+                                               moved, float(world.qoe_scale[j])))
         energy = devices_energy(self.devices, power, state.available.tolist(),
                                 self.used_devices(new_jobs), busy, tx, rx, interval,
                                 self.power_off_unused)
@@ -333,9 +333,9 @@ class IntervalModel:
     @staticmethod
     def _job_interval(active: bool, metrics: dict[str, Any] | None,
                       scored: tuple[float, float, float], started: bool, cut: bool,
-                      moved: float) -> JobInterval:
+                      moved: float, qoe_scale: float) -> JobInterval:
         if metrics is not None:
-            slacks = scaled_slacks(metrics, 1.0)
+            slacks = scaled_slacks(metrics, qoe_scale)  # against the targets in force
             latency, slack = metrics["latency_s"] * 1e3, min(slacks) if slacks else 1.0
         else:
             latency, slack = (math.inf, -1.0) if active else (math.nan, 0.0)

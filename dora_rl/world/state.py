@@ -84,7 +84,8 @@ class JobInterval:
         scored: Requests scored (arrivals served now and waiting ones settled).
         missed: Scored requests that missed a target.
         latency_ms: The serving plan's latency figure (inf in an outage, nan inactive).
-        slack: Smallest relative QoE slack of the serving plan (-1 in an outage).
+        slack: Smallest relative QoE slack of the serving plan against the targets in force
+            (scaled by the QoE multiplier; -1 in an outage).
         switched: A switch started this interval.
         cut_over: A switch completed this interval (the new plan serves from the next).
         moved_bytes: Weight bytes that arrived this interval.

@@ -181,9 +181,8 @@ def advance(pending: Sequence[Transfer], devices: Sequence[DeviceFacts],
             send = devices[t.source] if t.source >= 0 else None
             r_send = send.link_bytes_per_s * link_scale[t.source] if send is not None else None
             moved = _network_bytes(t, recv, send, r_recv, r_send, budget, interval_s)
-            if moved > 0:
-                if recv.wifi or send is None or not send.wifi:
-                    rx[t.receiver] = rx.get(t.receiver, 0.0) + moved / r_recv
+            if moved > 0:  # both ends' radios or NICs are busy for their own link's time
+                rx[t.receiver] = rx.get(t.receiver, 0.0) + moved / r_recv
                 if send is not None and r_send:
                     tx[t.source] = tx.get(t.source, 0.0) + moved / r_send
         rest = t.bytes_left - moved
