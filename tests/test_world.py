@@ -18,7 +18,7 @@ from dora_rl.costmodel import Plan
 from dora_rl.dynamics import WorldState
 from dora_rl.env.edge_env import lexicographic_reward
 from dora_rl.world import SLEEP, ControlState, Decision, IntervalModel, Outcome
-from dora_rl.world.requests import arrivals
+from dora_rl.world.requests import arrivals, queued
 
 ENVS = Path(__file__).resolve().parent.parent / "envs"
 A = Plan.single(2, 8)  # all on "fast"
@@ -69,7 +69,8 @@ def test_old_plan_serves_while_weights_move_and_cuts_over_when_they_arrive() -> 
     ctl = model.initial([A])
     ctl, out = model.transition(ctl, Decision(plans=(B,)), world)
     assert out.jobs[0].switched and ctl.jobs[0].target == B
-    first = model.models[0].evaluate(A)["latency_s"] * 1e3
+    job = model.scenario.jobs[0]
+    first = queued(job, model.models[0].evaluate(A))["latency_s"] * 1e3
     steps = [out]
     while ctl.jobs[0].target is not None:
         assert steps[-1].jobs[0].serving and steps[-1].jobs[0].latency_ms == pytest.approx(first)
@@ -84,7 +85,7 @@ def test_old_plan_serves_while_weights_move_and_cuts_over_when_they_arrive() -> 
     ctl, out = model.transition(ctl, KEEP, world)
     share = model.shares([ctl.jobs[0].level], [True])[0]  # the job's share of the medium
     view = model.models[0].nominal.replace(medium_share=[share])
-    second = model.models[0].evaluate(B, view)["latency_s"] * 1e3
+    second = queued(job, model.models[0].evaluate(B, view))["latency_s"] * 1e3
     assert out.jobs[0].latency_ms == pytest.approx(second) and second != pytest.approx(first)
 
 
@@ -117,7 +118,12 @@ def test_a_slower_power_mode_lowers_busy_power_and_lengthens_compute_as_the_cata
                                world)
     fast = model.scenario.devices[2]
     half = fast.dvfs[0]
-    assert slow.jobs[0].latency_ms == pytest.approx(nominal.jobs[0].latency_ms / half.speed)
+    job, model0 = model.scenario.jobs[0], model.models[0]
+    slow_plan = model.moded(A, (0, 0, 1))
+    assert model0.evaluate(slow_plan)["latency_s"] == pytest.approx(
+        model0.evaluate(A)["latency_s"] / half.speed)
+    assert slow.jobs[0].latency_ms == pytest.approx(
+        queued(job, model0.evaluate(slow_plan))["latency_s"] * 1e3)
     busy_s = nominal.devices[2].busy_j / (fast.power.busy_w - fast.power.idle_w)
     assert slow.devices[2].busy_j == pytest.approx(
         busy_s / half.speed * (half.busy_w - fast.power.idle_w))

@@ -213,6 +213,25 @@ def device_energy_j(
     return np.where(np.isfinite(interval_s), out, np.inf)
 
 
+def md1_wait_s(arrival_rate_per_s: float, service_s: float) -> float:
+    """Mean wait in an M/D/1 queue: Poisson arrivals served one at a time in a fixed time
+    (a pipeline's bottleneck period, or a whole LLM request served alone): ``rho * S /
+    (2 (1 - rho))`` with ``rho = rate * S``; infinite once ``rho >= 1`` (the queue grows).
+
+    Example:
+        5 requests a second on a 0.1 s bottleneck: rho = 0.5, wait 0.05 * 0.1 / 0.1 = 50 ms.
+
+        >>> md1_wait_s(5.0, 0.1)
+        0.05
+        >>> md1_wait_s(10.0, 0.1)
+        inf
+    """
+    rho = arrival_rate_per_s * service_s
+    if not rho < 1.0:
+        return math.inf
+    return rho * service_s / (2.0 * (1.0 - rho))
+
+
 def relative_slack(target: F, value: F) -> F:
     """QoE slack as a fraction of the target for an upper-bound target: positive means met.
 

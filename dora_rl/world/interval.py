@@ -11,7 +11,8 @@ plan keeps serving while the new plan's weights move; break-before-make when the
 in memory together); each job's serving plan is evaluated by the cost model in its view (the
 other jobs' compute as background load, its share of the media, its devices' power modes);
 weights move in the airtime the job's own traffic leaves in its share; requests are scored
-(:mod:`dora_rl.world.requests`); each device's energy is charged by cause
+(:mod:`dora_rl.world.requests`, with the mean M/D/1 wait of requests queueing for the plan
+added to latency and TTFT); each device's energy is charged by cause
 (:func:`~dora_rl.world.devices.interval_energy`); a switch whose weights have all arrived cuts
 over for the next interval, and the layers given up stay resident while memory allows.
 """
@@ -31,6 +32,7 @@ from dora_rl.world.power import apply_modes, devices_energy
 from dora_rl.world.requests import (
     arrivals,
     certain_wait_s,
+    queued,
     score_outage,
     score_serving,
     wait_headroom_s,
@@ -136,7 +138,9 @@ class IntervalModel:
             metrics = None
             if plan is not None:
                 view = self.view(j, state, shares[j], total, demand[j], usable)
-                metrics = self.models[j].evaluate(self.moded(plan, modes), view, check=False)
+                metrics = queued(self.models[j].tables.job,
+                                 self.models[j].evaluate(self.moded(plan, modes), view,
+                                                         check=False))
                 mine = own_demand(metrics, view)
                 util.append(tuple(mine))
                 scale = interval / metrics["interval_s"] if metrics["interval_s"] > 0 else 0.0

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dora_rl.costmodel import Plan, State
 from dora_rl.dynamics import WorldState
 from dora_rl.world.interval import IntervalModel
+from dora_rl.world.requests import queued
 from dora_rl.world.slack import own_demand, scaled_slacks
 from dora_rl.world.state import ControlState
 
@@ -32,7 +33,8 @@ def prediction_view(model: IntervalModel, ctl: ControlState, world: WorldState, 
 def predict_in_view(model: IntervalModel, modes: Sequence[int], j: int, plan: Plan,
                     view: State, qoe_scale: float) -> tuple[float, float]:
     """:func:`predict` in a given view (the devices in ``modes``)."""
-    metrics = model.models[j].evaluate(model.moded(plan, modes), view, check=False)
+    metrics = queued(model.models[j].tables.job,
+                     model.models[j].evaluate(model.moded(plan, modes), view, check=False))
     slacks = scaled_slacks(metrics, qoe_scale)
     ok = metrics["memory_ok"] and metrics["usable_ok"]
     slack = (min(slacks) if slacks else 1.0) if ok else -1.0
@@ -68,8 +70,8 @@ def predict(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
         >>> plan = Plan.single(2, 8)
         >>> world = WorldState(model.models[0].nominal, np.ones(1, bool), np.ones(1), 0)
         >>> slack, power_w = predict(model, model.initial([plan]), world, 0, plan)
-        >>> round(slack, 3), round(power_w, 3)  # 8 ms of a 50 ms target; 10 x 8 ms at 10 W
-        (0.84, 0.8)
+        >>> round(slack, 3), round(power_w, 3)  # 8.35 ms (0.35 queueing) of 50; 10 x 8 ms at 10 W
+        (0.833, 0.8)
     """
     view = prediction_view(model, ctl, world, j, plan)
     return predict_in_view(model, ctl.modes, j, plan, view, float(world.qoe_scale[j]))
