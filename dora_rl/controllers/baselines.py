@@ -7,7 +7,8 @@ baseline (``oracle``) is handed an explicit read-only :class:`~dora_rl.env.edge_
   least-power candidate predicted to keep ``qoe_margin`` of slack, preferring plans whose
   weights are resident, switching only when the saving beats ``hysteresis``; devices that
   may sleep are slept; the power mode of used devices is lowered one level while every active
-  job keeps twice the margin, raised back when one falls below it.
+  job keeps twice the margin and misses at most ``miss_tolerance`` of its requests, raised
+  back when one falls below the margin or misses more.
 - ``oracle``: privileged one-interval peek: every joint choice of plans is run through the
   interval model on the coming interval (fewest missed requests first, then least energy the
   jobs cause), then each device's power mode (sleep included) in turn. A per-interval greedy
@@ -119,6 +120,7 @@ class Dora(Controller):
         super().__init__(env)
         settings = settings or load_baseline_settings().dora
         self.margin, self.hysteresis = settings.qoe_margin, settings.hysteresis
+        self.tolerance = settings.miss_tolerance
 
     def act(self, obs: NDArray[np.float32]) -> Action:
         lay = self.spec.layout
@@ -126,6 +128,7 @@ class Dora(Controller):
         picks = [self._pick(jobs[j], cands[j]) for j in range(self.n_jobs)]
         active = jobs[:, 0] > 0.5
         slack = float(jobs[active, 2].min()) if active.any() else 1.0
+        missed = float(jobs[active, 3].max()) if active.any() else 0.0
         modes = []
         for d in range(self.n_devices):
             present, mode_frac, used, may_sleep = devices[d, 0], devices[d, 3], devices[d, 6], \
@@ -136,10 +139,10 @@ class Dora(Controller):
                 modes.append(SLEEP)
                 continue
             if used > 0.5 and n > 1:
-                if slack > 2 * self.margin and mode < n - 1:
+                if slack < self.margin or missed > self.tolerance:
+                    mode = mode - 1 if mode > 0 else 0
+                elif slack > 2 * self.margin and mode < n - 1:
                     mode += 1
-                elif slack < self.margin and mode > 0:
-                    mode -= 1
             else:
                 mode = 0
             modes.append(mode)

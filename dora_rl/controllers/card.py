@@ -2,7 +2,7 @@
 
 ::
 
-    dora:   {qoe_margin: 0.1, hysteresis: 0.05}
+    dora:   {qoe_margin: 0.1, hysteresis: 0.05, miss_tolerance: 0.0}
     oracle: {max_combinations: 4096}
     random: {seed: 0}
 
@@ -33,6 +33,9 @@ class DoraSettings(_Frozen):
     """Relative slack a candidate must keep on every target to count as meeting QoE."""
     hysteresis: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.05
     """Keep the current plan unless another compliant one saves more than this fraction."""
+    miss_tolerance: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    """Share of a job's requests it may miss while dora lowers power modes (0: lower a mode
+    only while no request is missed, as the lexicographic objective asks)."""
 
 
 class OracleSettings(_Frozen):

@@ -32,6 +32,7 @@ from dora_rl.world.power import apply_modes, devices_energy
 from dora_rl.world.requests import (
     arrivals,
     certain_wait_s,
+    met_fraction,
     queued,
     score_outage,
     score_serving,
@@ -135,12 +136,11 @@ class IntervalModel:
         resident = ctl.resident
         for j, jc in enumerate(jobs):
             plan = serving[j]
-            metrics = None
+            metrics = raw = None
             if plan is not None:
                 view = self.view(j, state, shares[j], total, demand[j], usable)
-                metrics = queued(self.models[j].tables.job,
-                                 self.models[j].evaluate(self.moded(plan, modes), view,
-                                                         check=False))
+                raw = self.models[j].evaluate(self.moded(plan, modes), view, check=False)
+                metrics = queued(self.models[j].tables.job, raw)
                 mine = own_demand(metrics, view)
                 util.append(tuple(mine))
                 scale = interval / metrics["interval_s"] if metrics["interval_s"] > 0 else 0.0
@@ -160,7 +160,7 @@ class IntervalModel:
                     rx[d] += s
                 left = progress.left
                 moved = jc.pending_bytes - sum(t.bytes_left for t in left)
-            scored = self._score(j, jc, active[j], metrics, world)
+            scored = self._score(j, jc, active[j], metrics, raw, world)
             outage = 0.0 if plan is not None or not active[j] else jc.outage_s + interval
             target = jc.target
             if target is not None and not left and all(usable[d] for d in target.devices):
@@ -313,8 +313,9 @@ class IntervalModel:
         return out
 
     def _score(self, j: int, jc: JobControl, active: bool, metrics: dict[str, Any] | None,
-               world: WorldState) -> tuple[float, float, float]:
-        """(arrived, scored, missed) of job ``j`` this interval."""
+               raw: dict[str, Any] | None, world: WorldState) -> tuple[float, float, float]:
+        """(arrived, scored, missed) of job ``j`` this interval (``metrics`` with the mean
+        queueing wait, ``raw`` without)."""
         if not active:
             return 0.0, 0.0, 0.0
         job, interval = self.models[j].tables.job, self.interval_s
@@ -324,13 +325,13 @@ class IntervalModel:
             if metrics is None or not metrics["iteration_s"] > 0:
                 return arrived, arrived, arrived
             done = interval / metrics["iteration_s"]
-            return arrived, done, done if not _met(metrics, qoe_scale) else 0.0
+            return arrived, done, done * (1.0 - met_fraction(job, metrics, qoe_scale))
         rate = arrived / interval
         certain = certain_wait_s(job, qoe_scale)
-        if metrics is None:
+        if metrics is None or raw is None:
             s = score_outage(arrived, jc.outage_s, interval, rate, certain)
         else:
-            s = score_serving(arrived, _met(metrics, qoe_scale), jc.outage_s, rate,
+            s = score_serving(arrived, met_fraction(job, raw, qoe_scale), jc.outage_s, rate,
                               wait_headroom_s(job, metrics, qoe_scale), certain)
         return s.arrived, s.scored, s.missed
 
@@ -347,14 +348,6 @@ class IntervalModel:
                            scored=scored[1], missed=scored[2], latency_ms=latency,
                            slack=slack, switched=started,
                            cut_over=cut, moved_bytes=moved)
-
-
-def _met(metrics: dict[str, Any], qoe_scale: float) -> bool:
-    """Every target held (targets scaled) and the plan fits and runs."""
-    if not (metrics["memory_ok"] and metrics["usable_ok"]):
-        return False
-    return all(s >= 0 for s in scaled_slacks(metrics, qoe_scale))
-
 
 
 __all__ = ["LEVELS", "IntervalModel"]

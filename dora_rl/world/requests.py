@@ -21,6 +21,7 @@ from typing import Any
 
 from dora_rl.config import Job
 from dora_rl.costmodel.formulas import md1_wait_s
+from dora_rl.world.slack import scaled_slacks
 
 MAX_WAIT_S = 60.0
 """Requests that waited this long are counted missed even for jobs without a latency target."""
@@ -136,31 +137,76 @@ def certain_wait_s(job: Job, qoe_scale: float) -> float:
     return out
 
 
-def score_serving(arrived: float, met: bool, outage_s: float, rate_per_s: float,
+def score_serving(arrived: float, met: float, outage_s: float, rate_per_s: float,
                   headroom_s: float, certain_s: float) -> Scored:
     """Score an interval the job serves, after ``outage_s`` of outage (0: it served before).
 
-    The interval's own arrivals meet when the plan meets every target (``met``). Requests
-    that waited through the outage, spread evenly over its last ``min(outage, certain)``
-    seconds (older ones were already counted missed), meet when their wait fits within
-    ``headroom_s``.
+    A fraction ``met`` of the interval's own arrivals meets QoE (:func:`met_fraction`).
+    Requests that waited through the outage, spread evenly over its last ``min(outage,
+    certain)`` seconds (older ones were already counted missed), meet when their wait fits
+    within ``headroom_s`` (and nothing else fails: ``met > 0``).
 
     Example:
         5 requests a second, back after a 1 s outage with 0.4 s of headroom: of the 5 waiting
         requests, the 2 that waited at most 0.4 s meet, 3 miss; the interval's own 5 meet.
 
-        >>> s = score_serving(5.0, True, 1.0, 5.0, 0.4, 1.5)
+        >>> s = score_serving(5.0, 1.0, 1.0, 5.0, 0.4, 1.5)
         >>> s.scored, round(s.missed, 6)
         (10.0, 3.0)
     """
     waiting_s = outage_s if outage_s < certain_s else certain_s
     backlog = rate_per_s * waiting_s
-    if not met or headroom_s <= 0:
+    if not met > 0 or headroom_s <= 0:
         ok = 0.0
     else:
         ok = rate_per_s * (headroom_s if headroom_s < waiting_s else waiting_s)
-    missed = (backlog - ok) + (0.0 if met else arrived)
+    missed = (backlog - ok) + arrived * (1.0 - met)
     return Scored(arrived=arrived, scored=arrived + backlog, missed=missed)
+
+
+def queue_met_fraction(rate_per_s: float, service_s: float, headroom_s: float) -> float:
+    """Share of Poisson arrivals whose queueing wait fits within ``headroom_s``, in a queue
+    served one at a time in ``service_s``: the wait's tail taken as exponential with the right
+    atom and mean, ``P(W > t) = rho * exp(-rho t / W)`` (``rho`` the utilisation, ``W`` the
+    M/D/1 mean wait), a standard approximation for M/G/1 waits.
+
+    Example:
+        Half loaded on a 0.1 s service (mean wait 50 ms): with 0.1 s of headroom,
+        1 - 0.5 * exp(-1) = 81.6 % meet; none at or over full load.
+
+        >>> round(queue_met_fraction(5.0, 0.1, 0.1), 3), queue_met_fraction(10.0, 0.1, 1.0)
+        (0.816, 0.0)
+    """
+    if headroom_s < 0:
+        return 0.0
+    rho = rate_per_s * service_s
+    if rho <= 0:
+        return 1.0
+    wait = md1_wait_s(rate_per_s, service_s)
+    if not math.isfinite(wait):
+        return 0.0
+    return 1.0 - rho * math.exp(-rho * headroom_s / wait)
+
+
+def met_fraction(job: Job, metrics: dict[str, Any], qoe_scale: float,
+                 slacks: list[float] | None = None) -> float:
+    """Share of a served interval's arrivals that meet every target, from the plan's figures
+    before queueing (``metrics``): nothing when the plan does not fit or run, or misses a
+    target a wait does not add to (per-token time, throughput, energy); else the share whose
+    queueing wait (:func:`queue_met_fraction`) fits in what latency and TTFT leave. Training
+    jobs: 1 or 0 on the iteration targets. ``slacks``: the scaled slacks, when known."""
+    if not (metrics["memory_ok"] and metrics["usable_ok"]):
+        return 0.0
+    names = list(metrics["qoe_slack"])
+    values = slacks if slacks is not None else scaled_slacks(metrics, qoe_scale)
+    if any(v < 0 for n, v in zip(names, values, strict=True) if n not in WAIT_TARGETS):
+        return 0.0
+    if job.training is not None:
+        return 1.0 if all(v >= 0 for v in values) else 0.0
+    rate = job.inference.request_rate_per_s if job.inference is not None else \
+        job.llm.request_rate_per_s if job.llm is not None else 0.0
+    return queue_met_fraction(rate, metrics["period_s"], wait_headroom_s(job, metrics,
+                                                                       qoe_scale))
 
 
 def score_outage(arrived: float, outage_s: float, interval_s: float, rate_per_s: float,
@@ -184,4 +230,5 @@ def score_outage(arrived: float, outage_s: float, interval_s: float, rate_per_s:
 
 
 __all__ = ["MAX_WAIT_S", "WAIT_TARGETS", "Scored", "arrivals", "certain_wait_s",
-           "iteration_target_s", "queued", "score_outage", "score_serving", "wait_headroom_s"]
+           "iteration_target_s", "met_fraction", "queue_met_fraction", "queued", "score_outage",
+           "score_serving", "wait_headroom_s"]
