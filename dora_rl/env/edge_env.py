@@ -32,7 +32,7 @@ from dora_rl.scenarios import load
 from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
 from dora_rl.world.predict import predict_in_view
 from dora_rl.world.requests import arrivals
-from dora_rl.world.weights import held_mask, mask_bytes, plan_masks
+from dora_rl.world.weights import gained, held_mask, mask_bytes, plan_masks
 
 
 def lexicographic_reward(missed_requests: float, jobs_energy_j: float, price_j: float,
@@ -232,7 +232,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             if not m.any():
                 m[0] = True
             masks.append(np.repeat(m, LEVELS))
-        busy = self._used_devices()
+        busy = self.model.used_devices(self.ctl.jobs)
         for d, f in enumerate(self.model.devices):
             m = np.zeros(self.n_modes + 1, dtype=bool)
             m[: f.n_modes] = True
@@ -299,21 +299,13 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             plans = self.cands[j].plans
             self.choice[j] = plans.index(jc.plan) + 1 if jc.plan in plans else 0
 
-    def _used_devices(self) -> set[int]:
-        used: set[int] = set()
-        for jc in self.ctl.jobs:
-            for p in (jc.plan, jc.target):
-                if p is not None:
-                    used.update(p.devices)
-        return used
-
     def _obs(self) -> NDArray[np.float32]:
         world, ctl, model = self.world, self.ctl, self.model
         state = world.state
         load, usable, _, _ = state.lists
         present = state.available.tolist()
         battery = state.battery_wh.tolist()
-        used = self._used_devices()
+        used = self.model.used_devices(self.ctl.jobs)
         devices = []
         for d, f in enumerate(model.devices):
             cap = self.capacity_wh[d]
@@ -428,12 +420,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             return 0.0
         if plan == jc.target:
             return jc.pending_bytes
-        now = plan_masks(jc.plan)
-        out = 0.0
-        for d, mask in plan_masks(plan).items():
-            missing = mask & ~(now.get(d, 0) | held_mask(self.ctl.resident, d, j))
-            out += self._bytes(j, missing)
-        return out
+        moves = gained(self.model.layer_bytes[j], j, jc.plan, plan, self.ctl.resident,
+                       self.model.devices)
+        return sum(t.bytes_left for t in moves)
 
     def _bytes(self, j: int, mask: int) -> float:
         """Weight bytes of job ``j``'s layers in ``mask`` (memoised)."""

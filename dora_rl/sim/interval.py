@@ -191,10 +191,7 @@ class SimulatedModel(IntervalModel):
             simulated_energy(f, nxt.modes[d], interval, charged.devices[d],
                              report.attributed_s[d], report.tx_s[d], report.rx_s[d])
             for d, f in enumerate(self.devices))
-        util = tuple(tuple(a / interval if a < interval else 1.0 for a in iv.attributed_s)
-                     for iv in report.jobs)
-        return Outcome(jobs=tuple(jobs), devices=devices, refused=charged.refused,
-                       utilisation=util)
+        return Outcome(jobs=tuple(jobs), devices=devices, refused=charged.refused)
 
     def _slack(self, j: int, charged: JobInterval, iv: Measured) -> float:
         """Smallest relative slack measured (each target's last measurement carried while

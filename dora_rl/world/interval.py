@@ -132,7 +132,7 @@ class IntervalModel:
         busy = [0.0] * self.n_devices
         tx = [0.0] * self.n_devices
         rx = [0.0] * self.n_devices
-        out_jobs, new_jobs, util = [], [], []
+        out_jobs, new_jobs = [], []
         resident = ctl.resident
         for j, jc in enumerate(jobs):
             plan = serving[j]
@@ -142,14 +142,11 @@ class IntervalModel:
                 raw = self.models[j].evaluate(self.moded(plan, modes), view, check=False)
                 metrics = queued(self.models[j].tables.job, raw)
                 mine = own_demand(metrics, view)
-                util.append(tuple(mine))
                 scale = interval / metrics["interval_s"] if metrics["interval_s"] > 0 else 0.0
                 for d in plan.devices:
                     busy[d] += mine[d] * interval
                     tx[d] += metrics["tx_s"][d] * scale
                     rx[d] += metrics["rx_s"][d] * scale
-            else:
-                util.append((0.0,) * self.n_devices)
             left, moved = jc.pending, 0.0
             if left:
                 air = self._airtime_left(plan is not None, metrics, shares[j], state)
@@ -181,8 +178,7 @@ class IntervalModel:
         nxt_ctl = ControlState(jobs=tuple(new_jobs), modes=tuple(modes),
                                wake_left_s=tuple(max(w - interval, 0.0) for w in wake_left),
                                resident=resident, step=ctl.step + 1)
-        return nxt_ctl, Outcome(jobs=tuple(out_jobs), devices=energy, refused=power.refused,
-                                utilisation=tuple(util))
+        return nxt_ctl, Outcome(jobs=tuple(out_jobs), devices=energy, refused=power.refused)
 
     # ------------------------------------------------------------------ parts
     def _decide(self, j: int, jc: JobControl, wanted: Plan | None, ctl: ControlState,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dora_rl.costmodel import Plan
 from dora_rl.world.devices import DeviceEnergy
@@ -116,8 +116,6 @@ class Outcome:
     jobs: tuple[JobInterval, ...]
     devices: tuple[DeviceEnergy, ...]
     refused: int = 0
-    utilisation: tuple[tuple[float, ...], ...] = field(default=())
-    """Per job, its own compute demand per device (fraction of the interval)."""
 
     @property
     def energy_j(self) -> float:
