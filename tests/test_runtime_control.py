@@ -155,8 +155,7 @@ def test_runtime_energy_equals_the_interval_models_for_the_same_busy_and_radio_t
     _, out = model.transition(ctl, Decision(plans=(None,), modes=modes), world)
     # what the runtime would have measured: the job's own busy time and its plan's radio time
     share = model.shares([ctl.jobs[0].level], [True])[0]
-    mine = model.demand(0, plan)
-    view = model.view(0, state, share, mine, mine, state.lists[1])
+    view = model.view(state, share, state.lists[1])
     metrics = model.models[0].evaluate(model.moded(plan, modes), view, check=False)
     per_s = 1.0 / metrics["interval_s"]
     busy = own_demand(metrics, view)  # the job's own busy share, as the model charges it

@@ -37,8 +37,7 @@ def _activity(model: IntervalModel, ctl: ControlState, nxt: ControlState,
     assert plan is not None
     state = world.state
     share = model.shares([jc.level for jc in nxt.jobs], world.job_active.tolist())[0]
-    mine = model.demand(0, plan)
-    view = model.view(0, state, share, mine, mine, state.lists[1])
+    view = model.view(state, share, state.lists[1])
     metrics = model.models[0].evaluate(model.moded(plan, nxt.modes), view, check=False)
     scale = interval / metrics["interval_s"]
     busy = [x * interval for x in own_demand(metrics, view)]

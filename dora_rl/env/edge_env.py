@@ -31,6 +31,7 @@ from dora_rl.env.observation import (
 from dora_rl.scenarios import load
 from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
 from dora_rl.world.predict import predict_in_view
+from dora_rl.world.queues import DeviceQueues, at_load, combine
 from dora_rl.world.requests import arrivals
 from dora_rl.world.weights import gained, held_mask, mask_bytes, plan_masks
 
@@ -322,9 +323,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         # candidates are scored at nominal modes with an equal share of the media: what a
         # plan would do in the measured world, apart from the levers the action sets anew
         share = 1.0 / max(sum(active), 1)
-        serving = [model.demand(i, jc.plan) if active[i] and jc.plan is not None else None
-                   for i, jc in enumerate(ctl.jobs)]
-        everyone = [sum(x[d] for x in serving if x is not None) for d in range(self.n_devices)]
+        serving = [model.kernel_load(i, jc.plan) if active[i] and jc.plan is not None
+                   else None for i, jc in enumerate(ctl.jobs)]
         jobs, cands = [], []
         for j, jc in enumerate(ctl.jobs):
             out = last.jobs[j] if last is not None else None
@@ -337,9 +337,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 self.choice[j] / self.k, float(jc.target is not None),
                 jc.pending_bytes / total, finish / FINISH_SCALE_S,
                 jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)])
-            mine = serving[j]
-            others = everyone if mine is None else \
-                [e - m for e, m in zip(everyone, mine, strict=True)]
+            others = combine(serving, self.n_devices, skip=j)
             rows = []
             plans = self.cands[j].plans
             for i in range(self.k):
@@ -380,37 +378,38 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return residency, moving
 
     def _predicted(self, j: int, plan: Plan, share: float,
-                   others: list[float]) -> tuple[float, float]:
+                   others: DeviceQueues) -> tuple[float, float]:
         """Job ``j``'s predicted slack and power running ``plan`` at nominal power modes with
-        ``share`` of each medium, the other jobs' demand per device being ``others``
-        (:func:`~dora_rl.world.interval.predict_in_view`), in the measured world with loads,
-        link rates and free airtime rounded to :data:`PREDICT_STEP` (the observation needs no
-        finer figure; the rounded view is what is evaluated), memoised on exactly what that
-        evaluation reads."""
+        ``share`` of each medium, the other jobs' kernels putting ``others`` (at nominal
+        load) on the devices (:func:`~dora_rl.world.predict.predict_in_view`), in the
+        measured world with loads, link rates and free airtime rounded to
+        :data:`PREDICT_STEP` (the observation needs no finer figure; the rounded view is what
+        is evaluated), memoised on exactly what that evaluation reads."""
         world, model = self.world, self.model
-        mine = model.demand(j, plan)
-        view = model.view(j, world.state, share,
-                          [o + m for o, m in zip(others, mine, strict=True)], mine,
-                          world.state.lists[1])
+        view = model.view(world.state, share, world.state.lists[1])
         q = 1.0 / PREDICT_STEP
         load, usable, link, free = view.lists
         devices = plan.devices
         loads = tuple([round(load[d] * q) for d in devices])
         links = tuple([round(link[d] * q) for d in devices]) if len(devices) > 1 else None
         frees = tuple([round(f * q) for f in free]) if len(devices) > 1 else None
+        queue = tuple([(others.utilisation[d], others.residual_s[d]) for d in devices])
         qoe_scale = float(world.qoe_scale[j])
-        key = (j, plan, tuple([usable[d] for d in devices]), loads, links, frees, qoe_scale)
+        key = (j, plan, tuple([usable[d] for d in devices]), loads, links, frees, queue,
+               qoe_scale)
         hit = self._predictions.get(key)
         if hit is None:
             rounded = object.__new__(State)
             rounded.__dict__.update(view.__dict__)
+            rounded_load = [round(x * q) / q for x in load]
             rounded.__dict__["lists"] = (
-                [round(x * q) / q for x in load], usable,
+                rounded_load, usable,
                 [round(x * q) / q for x in link], [max(round(f * q) / q, 1e-3) for f in free])
             if len(self._predictions) >= PREDICT_MEMO:
                 self._predictions.clear()
-            hit = self._predictions[key] = predict_in_view(model, self._nominal_modes, j, plan,
-                                                           rounded, qoe_scale)
+            hit = self._predictions[key] = predict_in_view(
+                model, self._nominal_modes, j, plan, rounded, qoe_scale,
+                at_load(others, rounded_load))
         return hit
 
     def _to_move(self, j: int, plan: Plan) -> float:

@@ -8,11 +8,12 @@ accounting and the live runtime call these functions with their own world.
 
 Per interval, in order: power modes and wakes apply; switches start (make-before-break: the old
 plan keeps serving while the new plan's weights move; break-before-make when the two do not fit
-in memory together); each job's serving plan is evaluated by the cost model in its view (the
-other jobs' compute as background load, its share of the media, its devices' power modes);
-weights move in the airtime the job's own traffic leaves in its share; requests are scored
-(:mod:`dora_rl.world.requests`, with the mean M/D/1 wait of requests queueing for the plan
-added to latency and TTFT); each device's energy is charged by cause
+in memory together); each job's serving plan is evaluated by the cost model in its view (its
+share of the media, its devices' power modes), its kernels queuing first come, first served
+with the other jobs' kernels on the devices they share (:mod:`dora_rl.world.queues`); weights
+move in the airtime the job's own traffic leaves in its share; requests are scored
+(:mod:`dora_rl.world.requests`, with the mean waits added by
+:func:`~dora_rl.world.requests.queued`); each device's energy is charged by cause
 (:func:`~dora_rl.world.devices.interval_energy`); a switch whose weights have all arrived cuts
 over for the next interval, and the layers given up stay resident while memory allows.
 """
@@ -29,6 +30,7 @@ from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.dynamics import WorldState
 from dora_rl.world.devices import SLEEP, DeviceFacts, device_facts
 from dora_rl.world.power import apply_modes, devices_energy
+from dora_rl.world.queues import combine, kernel_load
 from dora_rl.world.requests import (
     arrivals,
     certain_wait_s,
@@ -75,7 +77,7 @@ class IntervalModel:
         self.power_off_unused = scenario.objective.unused_devices == "off"
         self._moded: dict[tuple[Plan, tuple[int, ...]], Plan] = {}
         self._nominal: dict[tuple[int, Plan], dict[str, Any]] = {}
-        self._demand: dict[tuple[int, Plan], list[float]] = {}
+        self._kernel_load: dict[tuple[int, Plan], tuple[list[float], list[float]]] = {}
 
     # ------------------------------------------------------------------ state
     def initial(self, plans: Sequence[Plan | None], level: int = LEVELS // 2) -> ControlState:
@@ -127,26 +129,34 @@ class IntervalModel:
         serving = [self._serving(jc, usable, link) if active[j] else None
                    for j, jc in enumerate(jobs)]
         shares = self.shares(levels, active)
-        demand = [self.demand(j, p) if p is not None else None for j, p in enumerate(serving)]
-        total = [sum(d[i] for d in demand if d is not None) for i in range(self.n_devices)]
+        raws: list[dict[str, Any] | None] = []
+        loads: list[tuple[list[float], list[float]] | None] = []
+        views = [self.view(state, share, usable) for share in shares]
+        for j, plan in enumerate(serving):
+            if plan is None:
+                raws.append(None)
+                loads.append(None)
+                continue
+            figures = self.models[j].evaluate(self.moded(plan, modes), views[j], check=False)
+            raws.append(figures)
+            loads.append(kernel_load(self.models[j].tables.job, figures, plan.micro_batches))
         busy = [0.0] * self.n_devices
         tx = [0.0] * self.n_devices
         rx = [0.0] * self.n_devices
         out_jobs, new_jobs = [], []
         resident = ctl.resident
         for j, jc in enumerate(jobs):
-            plan = serving[j]
-            metrics = raw = None
-            if plan is not None:
-                view = self.view(j, state, shares[j], total, demand[j], usable)
-                raw = self.models[j].evaluate(self.moded(plan, modes), view, check=False)
-                metrics = queued(self.models[j].tables.job, raw)
-                mine = own_demand(metrics, view)
-                scale = interval / metrics["interval_s"] if metrics["interval_s"] > 0 else 0.0
+            plan, raw = serving[j], raws[j]
+            metrics = None
+            if plan is not None and raw is not None:
+                metrics = queued(self.models[j].tables.job, raw, plan,
+                                 combine(loads, self.n_devices, skip=j))
+                mine = own_demand(raw, views[j])
+                scale = interval / raw["interval_s"] if raw["interval_s"] > 0 else 0.0
                 for d in plan.devices:
                     busy[d] += mine[d] * interval
-                    tx[d] += metrics["tx_s"][d] * scale
-                    rx[d] += metrics["rx_s"][d] * scale
+                    tx[d] += raw["tx_s"][d] * scale
+                    rx[d] += raw["rx_s"][d] * scale
             left, moved = jc.pending, 0.0
             if left:
                 air = self._airtime_left(plan is not None, metrics, shares[j], state)
@@ -157,7 +167,7 @@ class IntervalModel:
                     rx[d] += s
                 left = progress.left
                 moved = jc.pending_bytes - sum(t.bytes_left for t in left)
-            scored = self._score(j, jc, active[j], metrics, raw, world)
+            scored = self._score(j, jc, active[j], metrics, world)
             outage = 0.0 if plan is not None or not active[j] else jc.outage_s + interval
             target = jc.target
             if target is not None and not left and all(usable[d] for d in target.devices):
@@ -269,27 +279,28 @@ class IntervalModel:
         scale = 1.0 / total if total > 1.0 else 1.0
         return [a * scale for a in asked]
 
-    def demand(self, j: int, plan: Plan) -> list[float]:
-        """Job ``j``'s compute demand per device running ``plan`` in the nominal state
-        (memoised; shared: read only)."""
+    def kernel_load(self, j: int, plan: Plan) -> tuple[list[float], list[float]]:
+        """Job ``j``'s kernel load per device running ``plan`` in the nominal state
+        (:func:`~dora_rl.world.queues.kernel_load`; memoised; shared: read only)."""
         key = (j, plan)
-        hit = self._demand.get(key)
+        hit = self._kernel_load.get(key)
         if hit is None:
-            hit = self._demand[key] = own_demand(self.nominal(j, plan), self.models[j].nominal)
+            hit = self._kernel_load[key] = kernel_load(self.models[j].tables.job,
+                                                       self.nominal(j, plan),
+                                                       plan.micro_batches)
         return hit
 
-    def view(self, j: int, state: State, share: float, total: Sequence[float],
-             mine: Sequence[float] | None, usable: Sequence[bool]) -> State:
-        """Job ``j``'s view of ``state``: the other jobs' demand added to each device's load,
-        the job's share of the free airtime, and ``usable`` (presence, battery and sleep)."""
+    @staticmethod
+    def view(state: State, share: float, usable: Sequence[bool]) -> State:
+        """A job's view of ``state``: its share of the free airtime and ``usable`` (presence,
+        battery and sleep). Other jobs do not slow its kernels: they queue with them
+        (:mod:`dora_rl.world.queues`)."""
         load, _, link, free = state.lists
-        mine = mine if mine is not None else [0.0] * self.n_devices
         view = object.__new__(State)  # arrays and cached views of ``state``, unchecked (hot)
         view.__dict__.update(state.__dict__)
         share = share if share > 1e-3 else 1e-3
         view.__dict__["lists"] = (
-            [MAX_VIEW_LOAD if (x := ld + tot - me) > MAX_VIEW_LOAD else x
-             for ld, tot, me in zip(load, total, mine, strict=True)],
+            [MAX_VIEW_LOAD if x > MAX_VIEW_LOAD else x for x in load],
             list(usable), link, [f * share for f in free])
         return view
 
@@ -309,9 +320,9 @@ class IntervalModel:
         return out
 
     def _score(self, j: int, jc: JobControl, active: bool, metrics: dict[str, Any] | None,
-               raw: dict[str, Any] | None, world: WorldState) -> tuple[float, float, float]:
-        """(arrived, scored, missed) of job ``j`` this interval (``metrics`` with the mean
-        queueing wait, ``raw`` without)."""
+               world: WorldState) -> tuple[float, float, float]:
+        """(arrived, scored, missed) of job ``j`` this interval (``metrics`` with its
+        waits, :func:`~dora_rl.world.requests.queued`)."""
         if not active:
             return 0.0, 0.0, 0.0
         job, interval = self.models[j].tables.job, self.interval_s
@@ -324,10 +335,10 @@ class IntervalModel:
             return arrived, done, done * (1.0 - met_fraction(job, metrics, qoe_scale))
         rate = arrived / interval
         certain = certain_wait_s(job, qoe_scale)
-        if metrics is None or raw is None:
+        if metrics is None:
             s = score_outage(arrived, jc.outage_s, interval, rate, certain)
         else:
-            s = score_serving(arrived, met_fraction(job, raw, qoe_scale), jc.outage_s, rate,
+            s = score_serving(arrived, met_fraction(job, metrics, qoe_scale), jc.outage_s, rate,
                               wait_headroom_s(job, metrics, qoe_scale), certain)
         return s.arrived, s.scored, s.missed
 

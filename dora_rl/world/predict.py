@@ -9,32 +9,40 @@ from collections.abc import Sequence
 from dora_rl.costmodel import Plan, State
 from dora_rl.dynamics import WorldState
 from dora_rl.world.interval import IntervalModel
+from dora_rl.world.queues import DeviceQueues, at_load, combine
 from dora_rl.world.requests import queued
 from dora_rl.world.slack import own_demand, scaled_slacks
 from dora_rl.world.state import ControlState
 
 
-def prediction_view(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
-                    plan: Plan) -> State:
-    """Job ``j``'s view of ``world`` if it ran ``plan`` while the other active jobs serve
-    their plans (:meth:`IntervalModel.view`): what :func:`predict` evaluates in."""
-    state = world.state
+def others_queues(model: IntervalModel, ctl: ControlState, world: WorldState,
+                  j: int) -> DeviceQueues:
+    """The kernel load the other active jobs' serving plans put on each device, at their
+    nominal modes under the world's background load: what job ``j``'s kernels would queue
+    behind (:mod:`dora_rl.world.queues`)."""
     active = world.job_active.tolist()
-    shares = model.shares([jc.level for jc in ctl.jobs], active)
-    mine = model.demand(j, plan)
-    total = list(mine)
-    for i, jc in enumerate(ctl.jobs):
-        if i != j and active[i] and jc.plan is not None:
-            for d, x in enumerate(model.demand(i, jc.plan)):
-                total[d] += x
-    return model.view(j, state, shares[j], total, mine, state.lists[1])
+    loads = [model.kernel_load(i, jc.plan) if i != j and active[i] and jc.plan is not None
+             else None for i, jc in enumerate(ctl.jobs)]
+    return at_load(combine(loads, model.n_devices), world.state.lists[0])
+
+
+def prediction_view(model: IntervalModel, ctl: ControlState, world: WorldState,
+                    j: int) -> State:
+    """Job ``j``'s view of ``world`` with its bandwidth level's share of the media
+    (:meth:`IntervalModel.view`): what :func:`predict` evaluates in."""
+    state = world.state
+    shares = model.shares([jc.level for jc in ctl.jobs], world.job_active.tolist())
+    return model.view(state, shares[j], state.lists[1])
 
 
 def predict_in_view(model: IntervalModel, modes: Sequence[int], j: int, plan: Plan,
-                    view: State, qoe_scale: float) -> tuple[float, float]:
-    """:func:`predict` in a given view (the devices in ``modes``)."""
-    metrics = queued(model.models[j].tables.job,
-                     model.models[j].evaluate(model.moded(plan, modes), view, check=False))
+                    view: State, qoe_scale: float,
+                    others: DeviceQueues | None = None) -> tuple[float, float]:
+    """:func:`predict` in a given view (the devices in ``modes``), the other jobs' kernels
+    putting ``others`` on the devices (none when omitted)."""
+    raw = model.models[j].evaluate(model.moded(plan, modes), view, check=False)
+    metrics = queued(model.models[j].tables.job, raw, plan,
+                     others if others is not None else DeviceQueues.empty(model.n_devices))
     slacks = scaled_slacks(metrics, qoe_scale)
     ok = metrics["memory_ok"] and metrics["usable_ok"]
     slack = (min(slacks) if slacks else 1.0) if ok else -1.0
@@ -73,8 +81,9 @@ def predict(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
         >>> round(slack, 3), round(power_w, 3)  # 8.35 ms (0.35 queueing) of 50; 10 x 8 ms at 10 W
         (0.833, 0.8)
     """
-    view = prediction_view(model, ctl, world, j, plan)
-    return predict_in_view(model, ctl.modes, j, plan, view, float(world.qoe_scale[j]))
+    view = prediction_view(model, ctl, world, j)
+    return predict_in_view(model, ctl.modes, j, plan, view, float(world.qoe_scale[j]),
+                           others_queues(model, ctl, world, j))
 
 
-__all__ = ["predict", "predict_in_view", "prediction_view"]
+__all__ = ["others_queues", "predict", "predict_in_view", "prediction_view"]

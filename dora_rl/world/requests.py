@@ -20,13 +20,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from dora_rl.config import Job
+from dora_rl.costmodel import Plan
 from dora_rl.costmodel.formulas import md1_wait_s
+from dora_rl.world.queues import DeviceQueues, fcfs_wait_s, kernel_load
 from dora_rl.world.slack import scaled_slacks
 
 MAX_WAIT_S = 60.0
 """Requests that waited this long are counted missed even for jobs without a latency target."""
 WAIT_TARGETS = ("latency_ms", "ttft_ms")
-"""Targets a request's wait adds to (per-token time and rates are not lengthened by it)."""
+"""Targets a request's random queueing wait adds to (the ones requests meet or miss by)."""
+LENGTHENED = {"latency_ms": "latency_s", "ttft_ms": "ttft_s", "tpot_ms": "tpot_s",
+              "iteration_ms": "iteration_s", "deadline_s": "iteration_s"}
+"""Targets mean waits lengthen, and the figure each is set on."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,27 @@ def iteration_target_s(job: Job, qoe_scale: float) -> float:
     return min(options) * qoe_scale if options else math.inf
 
 
-def queued(job: Job, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The plan's figures with the mean wait of requests queueing for it added to latency and
-    time to first token (:func:`~dora_rl.costmodel.formulas.md1_wait_s` at the job's request
-    rate on its bottleneck period, or on a whole LLM request's service time); slack of those
-    targets follows. Training jobs do not queue. ``metrics`` is not changed (shared).
+def queued(job: Job, metrics: dict[str, Any], plan: Plan | None = None,
+           others: DeviceQueues | None = None) -> dict[str, Any]:
+    """The plan's figures with the mean waits of its kernels and requests added; slack of the
+    targets they lengthen follows. ``metrics`` is not changed (shared).
+
+    - Inference: a request waits behind the job's own earlier requests (the M/D/1 wait,
+      :func:`~dora_rl.costmodel.formulas.md1_wait_s`, at the job's request rate on its
+      bottleneck period) or, with ``plan`` and ``others`` (the other jobs' kernel load on
+      each device, :mod:`dora_rl.world.queues`), behind every job's kernels on a device of its
+      plan, first come first served: the longer of the two.
+    - LLM: a server interleaves the passes of the requests in flight, so each request shares
+      the plan with the others (processor sharing, :func:`in_flight` of them met on arrival),
+      and each pass waits behind the other jobs' kernels on each device it crosses. Time per
+      token, time to first token and latency all lengthen.
+    - Training: a micro-batch's forward and backward pass each wait behind the other jobs'
+      kernels on the plan's worst device.
+
+    What decides which requests meet their targets is kept for :func:`met_fraction`: the
+    random wait and the utilisation of its queue (``wait_s``, ``wait_util``), or for an LLM
+    job its utilisation and per target the figure alone and what each request in flight
+    adds (``sharing``).
 
     Example:
         5 requests a second on a 0.1 s period: 50 ms of queueing on top of 150 ms.
@@ -89,21 +110,87 @@ def queued(job: Job, metrics: dict[str, Any]) -> dict[str, Any]:
     rate = job.inference.request_rate_per_s if job.inference is not None else \
         job.llm.request_rate_per_s if job.llm is not None else 0.0
     period = metrics["period_s"]
-    if rate <= 0 or not period > 0:
-        return metrics
-    wait = md1_wait_s(rate, period)
-    if wait <= 0:
+    full, cross = _device_waits(job, metrics, plan, others)
+    wait, util = 0.0, rate * period
+    sharing: tuple[float, dict[str, tuple[float, float]]] | None = None
+    extra = {"latency_s": 0.0, "ttft_s": 0.0, "tpot_s": 0.0, "iteration_s": 0.0}
+    if job.training is not None:
+        util = 0.0
+        extra["iteration_s"] = extra["latency_s"] = \
+            2.0 * (plan.micro_batches if plan is not None else 1) * max(cross, default=0.0)
+    elif job.llm is not None:
+        sharing = _shared(job, metrics, util, sum(cross), extra)
+    else:
+        wait = md1_wait_s(rate, period) if rate > 0 and period > 0 else 0.0
+        for w, u in full:
+            if w > wait:
+                wait, util = w, u
+        extra["latency_s"] = extra["ttft_s"] = wait
+    if not any(extra.values()):
         return metrics
     out = dict(metrics)
-    out["latency_s"] = metrics["latency_s"] + wait
-    out["ttft_s"] = metrics["ttft_s"] + wait
     slack = dict(metrics["qoe_slack"])
-    for name in WAIT_TARGETS:
+    for key, add in extra.items():
+        if add:
+            out[key] = metrics[key] + add
+    for name, key in LENGTHENED.items():
         target = getattr(job.qoe, name)
-        if target is not None and name in slack:
-            slack[name] = slack[name] - wait / (target / 1e3)
+        if target is not None and name in slack and extra[key]:
+            scale = 1e3 if name.endswith("_ms") else _units(job)
+            slack[name] = slack[name] - extra[key] * scale / target
     out["qoe_slack"] = slack
+    out["wait_s"], out["wait_util"] = wait, util
+    if sharing is not None:
+        out["sharing"] = sharing
     return out
+
+
+def _device_waits(job: Job, metrics: dict[str, Any], plan: Plan | None,
+                  others: DeviceQueues | None) -> tuple[list[tuple[float, float]], list[float]]:
+    """Per device of ``plan``: (a kernel's wait behind every job's kernels, the device's
+    utilisation), and the wait behind the other jobs' kernels alone. Empty without both."""
+    full: list[tuple[float, float]] = []
+    cross: list[float] = []
+    if plan is not None and others is not None:
+        own_util, own_residual = kernel_load(job, metrics, plan.micro_batches)
+        for d in plan.devices:
+            u = own_util[d] + others.utilisation[d]
+            full.append((fcfs_wait_s(u, own_residual[d] + others.residual_s[d]), u))
+            cross.append(fcfs_wait_s(u, others.residual_s[d]))
+    return full, cross
+
+
+def _shared(job: Job, metrics: dict[str, Any], utilisation: float, per_pass_s: float,
+            extra: dict[str, float]) -> tuple[float, dict[str, tuple[float, float]]]:
+    """An LLM job's lengthened figures (into ``extra``) and its ``sharing`` entry: each of
+    the requests in flight ahead holds one pass of every pass a request makes."""
+    assert job.llm is not None
+    tokens = job.llm.output_tokens
+    service, tpot = metrics["period_s"], metrics["tpot_s"]
+    ahead = in_flight(utilisation)
+    extra["latency_s"] = ahead * service + tokens * per_pass_s
+    extra["ttft_s"] = ahead * tpot + per_pass_s
+    extra["tpot_s"] = ahead * tpot + per_pass_s
+    return utilisation, {"latency_ms": (service + tokens * per_pass_s, service),
+                         "ttft_ms": (metrics["ttft_s"] + per_pass_s, tpot),
+                         "tpot_ms": (tpot + per_pass_s, tpot)}
+
+
+def in_flight(utilisation: float) -> float:
+    """Mean number of other requests in flight met by an arrival at a server shared by
+    every request in flight (M/G/1 processor sharing): ``rho / (1 - rho)``.
+
+    Example:
+        >>> in_flight(0.5), in_flight(1.0)
+        (1.0, inf)
+    """
+    return utilisation / (1.0 - utilisation) if utilisation < 1.0 else math.inf
+
+
+def _units(job: Job) -> float:
+    """Units of work a deadline counts (a training job's iterations)."""
+    work = job.training
+    return float(work.iterations) if work is not None and work.iterations else 1.0
 
 
 def wait_headroom_s(job: Job, metrics: dict[str, float], qoe_scale: float) -> float:
@@ -164,49 +251,85 @@ def score_serving(arrived: float, met: float, outage_s: float, rate_per_s: float
     return Scored(arrived=arrived, scored=arrived + backlog, missed=missed)
 
 
-def queue_met_fraction(rate_per_s: float, service_s: float, headroom_s: float) -> float:
-    """Share of Poisson arrivals whose queueing wait fits within ``headroom_s``, in a queue
-    served one at a time in ``service_s``: the wait's tail taken as exponential with the right
-    atom and mean, ``P(W > t) = rho * exp(-rho t / W)`` (``rho`` the utilisation, ``W`` the
-    M/D/1 mean wait), a standard approximation for M/G/1 waits.
+def wait_met_fraction(utilisation: float, wait_s: float, headroom_s: float) -> float:
+    """Share of Poisson arrivals whose queueing wait fits within ``headroom_s``, the wait
+    having mean ``wait_s`` in a queue that is busy ``utilisation`` of the time: its tail taken
+    as exponential with the right atom and mean, ``P(W > t) = rho * exp(-rho t / W)``, a
+    standard approximation for M/G/1 waits.
 
     Example:
         Half loaded on a 0.1 s service (mean wait 50 ms): with 0.1 s of headroom,
-        1 - 0.5 * exp(-1) = 81.6 % meet; none at or over full load.
+        1 - 0.5 * exp(-1) = 81.6 % meet; none with an unbounded wait.
 
-        >>> round(queue_met_fraction(5.0, 0.1, 0.1), 3), queue_met_fraction(10.0, 0.1, 1.0)
+        >>> round(wait_met_fraction(0.5, 0.05, 0.1), 3), wait_met_fraction(1.0, math.inf, 1.0)
         (0.816, 0.0)
     """
     if headroom_s < 0:
         return 0.0
-    rho = rate_per_s * service_s
-    if rho <= 0:
+    if utilisation <= 0 or wait_s <= 0:
         return 1.0
-    wait = md1_wait_s(rate_per_s, service_s)
-    if not math.isfinite(wait):
+    if not math.isfinite(wait_s):
         return 0.0
-    return 1.0 - rho * math.exp(-rho * headroom_s / wait)
+    return 1.0 - utilisation * math.exp(-utilisation * headroom_s / wait_s)
 
 
-def met_fraction(job: Job, metrics: dict[str, Any], qoe_scale: float,
-                 slacks: list[float] | None = None) -> float:
+def met_fraction(job: Job, metrics: dict[str, Any], qoe_scale: float) -> float:
     """Share of a served interval's arrivals that meet every target, from the plan's figures
-    before queueing (``metrics``): nothing when the plan does not fit or run, or misses a
-    target a wait does not add to (per-token time, throughput, energy); else the share whose
-    queueing wait (:func:`queue_met_fraction`) fits in what latency and TTFT leave. Training
-    jobs: 1 or 0 on the iteration targets. ``slacks``: the scaled slacks, when known."""
+    with their waits (:func:`queued`). Nothing when the plan does not fit or run, or misses a
+    target no queue decides (throughput, energy). Training jobs: 1 or 0 on the iteration
+    targets. An LLM job's requests meet when few enough others are in flight
+    (:func:`shared_met_fraction`); other requests when their wait
+    (:func:`wait_met_fraction`) fits in what latency and TTFT leave without it."""
     if not (metrics["memory_ok"] and metrics["usable_ok"]):
         return 0.0
     names = list(metrics["qoe_slack"])
-    values = slacks if slacks is not None else scaled_slacks(metrics, qoe_scale)
-    if any(v < 0 for n, v in zip(names, values, strict=True) if n not in WAIT_TARGETS):
+    values = scaled_slacks(metrics, qoe_scale)
+    sharing = metrics.get("sharing")
+    decided = WAIT_TARGETS if sharing is None else sharing[1]
+    if any(v < 0 for n, v in zip(names, values, strict=True) if n not in decided):
         return 0.0
     if job.training is not None:
         return 1.0 if all(v >= 0 for v in values) else 0.0
-    rate = job.inference.request_rate_per_s if job.inference is not None else \
-        job.llm.request_rate_per_s if job.llm is not None else 0.0
-    return queue_met_fraction(rate, metrics["period_s"], wait_headroom_s(job, metrics,
-                                                                       qoe_scale))
+    if sharing is not None:
+        return shared_met_fraction(job, sharing[0], sharing[1], qoe_scale)
+    wait = metrics.get("wait_s", 0.0)
+    return wait_met_fraction(metrics.get("wait_util", 0.0), wait,
+                             wait_headroom_s(job, metrics, qoe_scale) + wait)
+
+
+def shared_met_fraction(job: Job, utilisation: float,
+                        figures: dict[str, tuple[float, float]], qoe_scale: float) -> float:
+    """Share of requests meeting their targets on a server their passes share (LLM servers
+    interleave the passes of the requests in flight): a request meets a target when the
+    requests in flight it meets, ``n``, leave room, ``base + n * per_request <= target``
+    (``figures``: per target, the figure alone and what each request in flight adds, in
+    seconds). Under processor sharing ``P(n >= x) = rho ** x`` (geometric), taken
+    continuous in ``x``.
+
+    Example:
+        A 50 ms per-token target, 6.25 ms alone, each request in flight adding 6.25 ms: up to
+        7 others leave room, so at 91 % utilisation 1 - 0.91 ** 8 = 53 % meet.
+
+        >>> from dora_rl.scenarios import load
+        >>> chat = load("edge_cluster").jobs[1]
+        >>> round(shared_met_fraction(chat, 0.91, {"tpot_ms": (0.00625, 0.00625)}, 1.0), 3)
+        0.53
+    """
+    room = math.inf
+    for name, (base, per_request) in figures.items():
+        target = getattr(job.qoe, name)
+        if target is None:
+            continue
+        left = (target / 1e3 * qoe_scale - base) / per_request if per_request > 0 else \
+            (math.inf if base <= target / 1e3 * qoe_scale else -math.inf)
+        room = min(room, left)
+    if not room >= 0:
+        return 0.0
+    if utilisation <= 0 or room == math.inf:
+        return 1.0
+    if not utilisation < 1.0:
+        return 0.0
+    return 1.0 - utilisation ** (room + 1.0)
 
 
 def score_outage(arrived: float, outage_s: float, interval_s: float, rate_per_s: float,
@@ -230,5 +353,6 @@ def score_outage(arrived: float, outage_s: float, interval_s: float, rate_per_s:
 
 
 __all__ = ["MAX_WAIT_S", "WAIT_TARGETS", "Scored", "arrivals", "certain_wait_s",
-           "iteration_target_s", "met_fraction", "queue_met_fraction", "queued", "score_outage",
-           "score_serving", "wait_headroom_s"]
+           "iteration_target_s", "met_fraction", "queued", "score_outage",
+           "score_serving", "shared_met_fraction", "wait_headroom_s", "wait_met_fraction",
+           "in_flight"]
