@@ -17,7 +17,7 @@ from dora_rl.errors import ConfigError
 def test_shipped_card_loads_with_the_documented_defaults() -> None:
     settings = load_baseline_settings()
     assert settings.dora == DoraSettings()
-    assert settings.oracle.max_combinations == 4096
+    assert settings.greedy.max_combinations == 4096
 
 
 def test_unknown_keys_and_bad_values_name_the_file_and_field(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Controllers that are not learned. They see the observation only; the one privileged
-baseline (``oracle``) is handed an explicit read-only :class:`~dora_rl.env.edge_env.WorldHandle`.
+"""Controllers that are not learned. They see the observation only; the privileged ones
+(``greedy``, ``oracle``) are handed an explicit read-only
+:class:`~dora_rl.env.edge_env.WorldHandle`.
 
 - ``static``: keep every plan, every device at its nominal mode (never adapts).
 - ``throughput``: the throughput-first plan of every job, kept.
@@ -9,10 +10,13 @@ baseline (``oracle``) is handed an explicit read-only :class:`~dora_rl.env.edge_
   may sleep are slept; the power mode of used devices is lowered one level while every active
   job keeps twice the margin and misses at most ``miss_tolerance`` of its requests, raised
   back when one falls below the margin or misses more.
-- ``oracle``: privileged one-interval peek: every joint choice of plans is run through the
+- ``greedy``: privileged one-interval peek: every joint choice of plans is run through the
   interval model on the coming interval (fewest missed requests first, then least energy the
   jobs cause), then each device's power mode (sleep included) in turn. A per-interval greedy
   choice, not an episode bound.
+- ``oracle``: privileged hindsight: the episode's best schedule, searched before its first
+  step (:mod:`dora_rl.controllers.hindsight`: a search over the interval model's states, or
+  the best plan held from the start when that scores better), then played.
 - ``random``: uniform random actions.
 """
 
@@ -27,6 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.controllers.card import DoraSettings, load_baseline_settings
+from dora_rl.controllers.hindsight import Schedule, best_static, lookahead, search
+from dora_rl.controllers.hindsight import action as schedule_action
 from dora_rl.env.edge_env import EdgeEnv, WorldHandle
 from dora_rl.env.observation import DecisionLayout
 from dora_rl.planner.baselines import throughput as throughput_plan
@@ -168,7 +174,7 @@ class Dora(Controller):
         return best + 1
 
 
-class Oracle(Controller):
+class Greedy(Controller):
     """Privileged one-interval peek through the interval model (see the module docstring).
 
     Args:
@@ -180,7 +186,7 @@ class Oracle(Controller):
         super().__init__(env)
         base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
         self.handle = handle or base.handle
-        self.max_combinations = load_baseline_settings().oracle.max_combinations
+        self.max_combinations = load_baseline_settings().greedy.max_combinations
 
     def act(self, obs: NDArray[np.float32]) -> Action:
         h = self.handle
@@ -222,9 +228,47 @@ class Oracle(Controller):
         return self.spec.action([pick for pick, _ in best_choice], list(levels), modes)
 
 
+class Oracle(Controller):
+    """Privileged hindsight: at an episode's first step the best schedule of the whole
+    episode is searched (:func:`~dora_rl.controllers.hindsight.search` over
+    :func:`~dora_rl.controllers.hindsight.lookahead`), then played step by step.
+
+    Args:
+        env: The env (a live runtime's cannot look ahead: refused).
+        handle: The read-only world handle (default: the env's own).
+        beam: States kept alive per interval (default: the baselines card's).
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], handle: WorldHandle | None = None,
+                 beam: int | None = None) -> None:
+        super().__init__(env)
+        base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
+        self.handle = handle or base.handle
+        self.beam = beam if beam is not None else load_baseline_settings().oracle.beam
+        self.schedule: Schedule | None = None
+        self._first = 0
+
+    def act(self, obs: NDArray[np.float32]) -> Action:
+        env = self.handle.env
+        step = env.t - self._first
+        if self.schedule is None or env.t == 0 or not 0 <= step < len(self.schedule.steps):
+            if env.live:
+                from dora_rl.errors import DoraError
+
+                raise DoraError("controller 'oracle' needs the whole episode in advance, which "
+                                "a live runtime cannot know; use 'greedy' or 'dora'")
+            episode = lookahead(env, env.episode_steps - env.t)
+            found = search(self.handle.model, episode, self.beam)
+            held = best_static(env, episode)  # an incumbent the search may have pruned
+            self.schedule = held if (held.missed, held.energy_j) < (found.missed,
+                                                                    found.energy_j) else found
+            self._first, step = env.t, 0
+        return schedule_action(env, self.schedule.steps[step])
+
+
 CONTROLLERS: dict[str, type[Controller]] = {
-    "static": Static, "throughput": Throughput, "dora": Dora, "oracle": Oracle,
-    "random": RandomController,
+    "static": Static, "throughput": Throughput, "dora": Dora, "greedy": Greedy,
+    "oracle": Oracle, "random": RandomController,
 }
 
 def make(name: str, env: gym.Env[Any, Any]) -> Controller:
@@ -236,5 +280,5 @@ def make(name: str, env: gym.Env[Any, Any]) -> Controller:
     return CONTROLLERS[name](env)
 
 
-__all__ = ["CONTROLLERS", "ControlSpec", "Controller", "Dora", "Oracle", "RandomController",
-           "Static", "Throughput", "make"]
+__all__ = ["CONTROLLERS", "ControlSpec", "Controller", "Dora", "Greedy", "Oracle",
+           "RandomController", "Static", "Throughput", "make"]

@@ -3,7 +3,8 @@
 ::
 
     dora:   {qoe_margin: 0.1, hysteresis: 0.05, miss_tolerance: 0.0}
-    oracle: {max_combinations: 4096}
+    greedy: {max_combinations: 4096}
+    oracle: {beam: 64}
     random: {seed: 0}
 
 Every field is optional (the defaults are the values above); unknown keys and bad values are
@@ -38,11 +39,18 @@ class DoraSettings(_Frozen):
     only while no request is missed, as the lexicographic objective asks)."""
 
 
-class OracleSettings(_Frozen):
-    """The privileged per-interval bound."""
+class GreedySettings(_Frozen):
+    """The privileged one-interval peek."""
 
     max_combinations: Annotated[int, Field(gt=0)] = 4096
-    """Above this many joint choices it decides the jobs in turn."""
+    """Joint choices of plans scored per interval at most."""
+
+
+class OracleSettings(_Frozen):
+    """The privileged hindsight search."""
+
+    beam: Annotated[int, Field(gt=0, le=100_000)] = 64
+    """Distinct control states kept alive per interval (more: slower, closer to exact)."""
 
 
 class RandomSettings(_Frozen):
@@ -55,6 +63,7 @@ class BaselineSettings(_Frozen):
     """Settings of every baseline controller."""
 
     dora: DoraSettings = DoraSettings()
+    greedy: GreedySettings = GreedySettings()
     oracle: OracleSettings = OracleSettings()
     random: RandomSettings = RandomSettings()
 

@@ -170,6 +170,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._weights_memo: dict[Any, tuple[list[list[float]], list[list[float]]]] = {}
         self.initial_plans: list[Plan | None] | None = None
         """Plans to start every episode from instead of the first candidates."""
+        self.live = False
+        """Bound to a live runtime's measurements (:meth:`bind`): no future to look ahead to."""
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None,
@@ -251,6 +253,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         :meth:`action_masks` then read only these."""
         self.world = self.next_world = world
         self.ctl, self.last = ctl, last
+        self.live = True
         self.history = deque([list(r) for r in link_history], maxlen=self.layout.history)
         self.cands = self.cache.get(world.state.lists[1])
         self.choice = [0] * self.n_jobs

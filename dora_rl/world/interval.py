@@ -328,11 +328,10 @@ class IntervalModel:
         job, interval = self.models[j].tables.job, self.interval_s
         qoe_scale = float(world.qoe_scale[j])
         arrived = arrivals(job, interval, qoe_scale)
-        if job.training is not None:
+        if job.training is not None:  # the iterations the target pace asks for, met or not
             if metrics is None or not metrics["iteration_s"] > 0:
                 return arrived, arrived, arrived
-            done = interval / metrics["iteration_s"]
-            return arrived, done, done * (1.0 - met_fraction(job, metrics, qoe_scale))
+            return arrived, arrived, arrived * (1.0 - met_fraction(job, metrics, qoe_scale))
         rate = arrived / interval
         certain = certain_wait_s(job, qoe_scale)
         if metrics is None:
