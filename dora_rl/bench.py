@@ -3,7 +3,7 @@
 Usage::
 
     python -m dora_rl.bench --scenario smart_home \
-        --controllers ppo=RUN_DIR,static,throughput,dora,oracle
+        --controllers ppo=RUN_DIR,static,throughput,dora,greedy,oracle
     python -m dora_rl.bench --scenario tiny --controllers static,dora --episodes 2 --seeds 0,1
 
 Every controller runs in its own environment on the test split of the bandwidth traces
@@ -44,7 +44,7 @@ from dora_rl.config import Scenario
 from dora_rl.errors import ConfigError, run_cli
 from dora_rl.scenarios import load
 
-DEFAULT_CONTROLLERS = "static,throughput,dora,oracle"
+DEFAULT_CONTROLLERS = "static,throughput,dora,greedy,oracle"
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def parse(argv: Sequence[str] | None) -> Args:
                 description="Compare controllers on the same held-out episodes.")
     p.add_argument("--scenario", required=True, help="card name (smart_home) or path")
     p.add_argument("--controllers", default=DEFAULT_CONTROLLERS,
-                   help="comma-separated: static, throughput, dora, oracle, random, "
+                   help="comma-separated: static, throughput, dora, greedy, oracle, random, "
                         f"label=RUN_DIR of a trained controller (default {DEFAULT_CONTROLLERS})")
     p.add_argument("--traces", metavar="DIR", help="bandwidth traces (default: the card's)")
     p.add_argument("--episodes", type=int, default=3, help="episodes per seed (default 3)")

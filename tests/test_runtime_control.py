@@ -171,10 +171,18 @@ def test_runtime_energy_equals_the_interval_models_for_the_same_busy_and_radio_t
     assert energy[2].busy_j == pytest.approx((8.0 - 5.0) * busy[2])  # the mode's busy power
 
 
-@pytest.mark.parametrize("name", ["static", "throughput", "dora", "oracle", "random"])
+@pytest.mark.parametrize("name", ["static", "throughput", "dora", "greedy", "random"])
 def test_every_v1_controller_decides_on_a_measurement(tiny: Scenario, name: str) -> None:
     decider = make_decider(name, tiny, 0)
     start = decider.env.initial_plans  # the throughput baseline starts the env on its plan
     assert decider.initial(ALL) == (start[0] if start else decider.candidates(ALL)[0])
     decision = decider.decide(_measured(tiny, 0.5, 0.2))
     assert len(decision.plans) == 1 and decision.modes is not None and len(decision.modes) == 3
+
+
+def test_the_hindsight_oracle_is_refused_by_a_live_runtime(tiny: Scenario) -> None:
+    from dora_rl.errors import DoraError
+
+    decider = make_decider("oracle", tiny, 0)
+    with pytest.raises(DoraError, match="live runtime cannot know"):
+        decider.decide(_measured(tiny, 0.5, 0.2))

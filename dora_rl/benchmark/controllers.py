@@ -2,16 +2,16 @@
 
 ``--controllers`` is a comma-separated list. Each entry is
 
-- a baseline name (``static``, ``throughput``, ``dora``, ``oracle``, ``random``), built with
-  :func:`dora_rl.controllers.make`;
+- a baseline name (``static``, ``throughput``, ``dora``, ``greedy``, ``oracle``, ``random``),
+  built with :func:`dora_rl.controllers.make`;
 - ``label=RUN_DIR``: a trained controller, loaded with ``dora_rl.controllers.load(RUN_DIR)``
   and shown as ``label``;
 - ``label=NAME``: a baseline under another label;
 - a bare path to an existing directory: a trained controller labelled by the directory name.
 
-Every controller gets its own environment (``throughput`` sets the env's starting plans and
-``oracle`` reads its coming interval), built with the same scenario, split, traces and episode
-length so all of them replay the same episodes.
+Every controller gets its own environment (``throughput`` sets the env's starting plans,
+``greedy`` reads its coming interval, ``oracle`` the whole episode), built with the same
+scenario, split, traces and episode length so all of them replay the same episodes.
 """
 
 from __future__ import annotations

@@ -250,16 +250,16 @@ class Oracle(Controller):
 
     def act(self, obs: NDArray[np.float32]) -> Action:
         env = self.handle.env
+        if env.live:
+            from dora_rl.errors import DoraError
+
+            raise DoraError("controller 'oracle' needs the whole episode in advance, which a "
+                            "live runtime cannot know; use 'greedy' or 'dora'")
         step = env.t - self._first
         if self.schedule is None or env.t == 0 or not 0 <= step < len(self.schedule.steps):
-            if env.live:
-                from dora_rl.errors import DoraError
-
-                raise DoraError("controller 'oracle' needs the whole episode in advance, which "
-                                "a live runtime cannot know; use 'greedy' or 'dora'")
             episode = lookahead(env, env.episode_steps - env.t)
             found = search(self.handle.model, episode, self.beam)
-            held = best_static(env, episode)  # an incumbent the search may have pruned
+            held = best_static(self.handle.model, episode)  # an incumbent the search may drop
             self.schedule = held if (held.missed, held.energy_j) < (found.missed,
                                                                     found.energy_j) else found
             self._first, step = env.t, 0

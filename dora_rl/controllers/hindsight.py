@@ -234,7 +234,7 @@ def plans_seen(episode: Episode) -> list[list[Plan]]:
     return out
 
 
-def static_schedules(env: EdgeEnv, episode: Episode) -> list[Schedule]:
+def static_schedules(model: IntervalModel, episode: Episode) -> list[Schedule]:
     """Every schedule that picks one joint choice of the first interval's candidates at once
     and holds it (devices no chosen plan uses asleep where they may): unscored."""
     options = [range(len(c.plans) + 1) for c in episode.candidates[0]]
@@ -246,9 +246,9 @@ def static_schedules(env: EdgeEnv, episode: Episode) -> list[Schedule]:
                                      strict=True)]
         used = {d for p in plans if p is not None for d in p.devices}
         modes = tuple(SLEEP if f.can_sleep and d not in used else 0
-                      for d, f in enumerate(env.model.devices))
+                      for d, f in enumerate(model.devices))
         first = Step(tuple(combo), modes)
-        rest = Step((0,) * env.n_jobs, modes)
+        rest = Step((0,) * model.n_jobs, modes)
         out.append(Schedule((first,) + (rest,) * (n - 1), 0.0, 0.0, True, 0))
     return out
 
@@ -269,11 +269,11 @@ def score(model: IntervalModel, episode: Episode, schedule: Schedule) -> Schedul
                     schedule.peak_states)
 
 
-def best_static(env: EdgeEnv, episode: Episode) -> Schedule:
+def best_static(model: IntervalModel, episode: Episode) -> Schedule:
     """The best schedule of :func:`static_schedules` (switching at the first interval from
     the episode's start, as every controller must): the best single joint plan held for the
     whole episode, chosen in hindsight."""
-    scored = [score(env.model, episode, s) for s in static_schedules(env, episode)]
+    scored = [score(model, episode, s) for s in static_schedules(model, episode)]
     return min(scored, key=lambda s: (s.missed, s.energy_j))
 
 

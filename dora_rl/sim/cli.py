@@ -75,7 +75,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                 description="Simulate a scenario under a controller, event by event.")
     p.add_argument("--scenario", required=True, help="card path or name (smart_home)")
     p.add_argument("--controller", required=True,
-                   help="static | throughput | dora | oracle | random | RUN_DIR of a trained one")
+                   help="static | throughput | dora | greedy | oracle | random | RUN_DIR of a "
+                        "trained one")
     p.add_argument("--duration", type=float, default=600.0, metavar="S",
                    help="simulated seconds (default 600)")
     p.add_argument("--seed", type=int, default=0, help="world and arrival seed (default 0)")

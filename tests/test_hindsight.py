@@ -1,0 +1,77 @@
+"""The hindsight oracle's schedule is real, and the free-switch bound is never beaten."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+import dora_rl  # noqa: F401  (registers the ids)
+from dora_rl.controllers import make, run_episode_infos
+from dora_rl.controllers.bound import free_switch_bound
+from dora_rl.controllers.hindsight import (
+    TIE_DIGITS,
+    best_static,
+    lookahead,
+    replay,
+    score,
+    search,
+)
+from dora_rl.env.edge_env import EdgeEnv
+
+TOLERANCE = 10.0 ** -(TIE_DIGITS - 1)
+"""Missed requests closer than this are equal (float noise in expected tails)."""
+
+
+def _env(env_id: str, steps: int) -> EdgeEnv:
+    env: EdgeEnv = gym.make(env_id, split="test", episode_steps=steps).unwrapped  # type: ignore[assignment]
+    return env
+
+
+def _lex_le(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """``a`` no worse than ``b``: fewer missed requests, or as many and no more energy."""
+    if a[0] < b[0] - TOLERANCE:
+        return True
+    return abs(a[0] - b[0]) <= TOLERANCE and a[1] <= b[1] + 1e-6
+
+
+def test_replaying_the_searched_schedule_through_the_env_scores_what_the_search_said() -> None:
+    env = _env("dora_rl/SmartHome-v1", 40)
+    env.reset(seed=3)
+    episode = lookahead(env, 40)
+    schedule = search(env.model, episode, beam=8)
+    assert len(schedule.steps) == 40
+    assert score(env.model, episode, schedule).missed == schedule.missed
+    env.reset(seed=3)
+    missed, energy = replay(env, schedule)
+    assert missed == schedule.missed
+    assert energy == pytest.approx(schedule.energy_j, rel=1e-12)
+
+
+def test_the_oracle_does_at_least_as_well_as_holding_the_best_plan() -> None:
+    env = _env("dora_rl/SmartHome-v1", 60)
+    env.reset(seed=1)
+    held = best_static(env.model, lookahead(env, 60))
+    _, infos = run_episode_infos(env, make("oracle", env), seed=1)
+    weights = env.job_weights
+    got = (sum(sum(w * m for w, m in zip(weights, i["requests_missed"], strict=True))
+               for i in infos), sum(i["jobs_energy_j"] for i in infos))
+    assert _lex_le(got, (held.missed, held.energy_j))
+
+
+@pytest.mark.parametrize(("env_id", "seed"), [("dora_rl/Tiny-v1", 0), ("dora_rl/Tiny-v1", 5),
+                                              ("dora_rl/SmartHome-v1", 0),
+                                              ("dora_rl/SmartHome-v1", 7)])
+def test_the_bound_is_never_beaten(env_id: str, seed: int) -> None:
+    """No controller (the oracle included) has fewer weighted missed requests than the
+    free-switch bound, or as many and less energy, on the same episode."""
+    steps = 40
+    env = _env(env_id, steps)
+    env.reset(seed=seed)
+    bound = free_switch_bound(env.model, lookahead(env, steps))
+    for name in ("static", "throughput", "dora", "greedy", "random", "oracle"):
+        run = gym.make(env_id, split="test", episode_steps=steps)
+        _, infos = run_episode_infos(run, make(name, run), seed=seed)
+        weights = run.unwrapped.job_weights  # type: ignore[attr-defined]
+        got = (sum(sum(w * m for w, m in zip(weights, i["requests_missed"], strict=True))
+                   for i in infos), sum(i["jobs_energy_j"] for i in infos))
+        assert _lex_le((bound.missed, bound.energy_j), got), (name, bound, got)
