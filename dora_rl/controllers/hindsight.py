@@ -125,38 +125,53 @@ def _options(ctl: ControlState, cands: Sequence[JobCandidates], world: WorldStat
 
 
 class _Interval:
-    """The search's decision for one interval, given picks: modes chosen for the interval."""
+    """The search's decision for one interval, given picks: devices no plan uses asleep where
+    they may, the used devices' power modes searched one device at a time (slower modes kept
+    while they score better), remembered per interval and plans (states that differ only in
+    transfers under way or kept weights share them)."""
 
     def __init__(self, model: IntervalModel, weights: Sequence[float]) -> None:
         self.model, self.weights = model, weights
         self.slower = [d for d, f in enumerate(model.devices) if f.n_modes > 1]
+        self.levels = (MID_LEVEL,) * model.n_jobs
+        self._modes: dict[tuple[Any, ...], tuple[int, ...]] = {}
 
     def run(self, ctl: ControlState, picks: tuple[int, ...], cands: Sequence[JobCandidates],
             world: WorldState) -> tuple[ControlState, tuple[float, float], tuple[int, ...]]:
         model = self.model
         plans = tuple(cands[j].plans[p - 1] if p else None for j, p in enumerate(picks))
-        after = [(p or jc.target or jc.plan, jc.plan) for p, jc in zip(plans, ctl.jobs,
-                                                                        strict=True)]
+        after = tuple((p or jc.target or jc.plan, jc.plan) for p, jc in zip(plans, ctl.jobs,
+                                                                             strict=True))
+        key = (ctl.step, after)
+        modes = self._modes.get(key)
+        if modes is None:
+            modes = self._modes[key] = self._search_modes(ctl, plans, after, world)
+        nxt, out = model.transition(ctl, Decision(plans, self.levels, modes), world)
+        return nxt, _score(out, self.weights), modes
+
+    def _search_modes(self, ctl: ControlState, plans: tuple[Plan | None, ...],
+                      after: tuple[tuple[Plan | None, Plan | None], ...],
+                      world: WorldState) -> tuple[int, ...]:
+        model = self.model
         used = {d for pair in after for p in pair if p is not None for d in p.devices}
         modes = [SLEEP if f.can_sleep and d not in used else 0
                  for d, f in enumerate(model.devices)]
-        levels = (MID_LEVEL,) * model.n_jobs
 
-        def attempt(trial: Sequence[int]) -> tuple[ControlState, tuple[float, float]]:
-            nxt, out = model.transition(ctl, Decision(plans, levels, tuple(trial)), world)
-            return nxt, _score(out, self.weights)
+        def attempt(trial: Sequence[int]) -> tuple[float, float]:
+            _, out = model.transition(ctl, Decision(plans, self.levels, tuple(trial)), world)
+            missed, energy = _score(out, self.weights)
+            return round(missed, TIE_DIGITS), energy
 
-        nxt, best = attempt(modes)
+        best = attempt(modes)
         for d in self.slower:
             if d not in used:
                 continue
             for mode in range(1, model.devices[d].n_modes):
                 trial = modes[:d] + [mode] + modes[d + 1:]
-                got, score = attempt(trial)
-                if (round(score[0], TIE_DIGITS), score[1]) < (round(best[0], TIE_DIGITS),
-                                                               best[1]):
-                    nxt, best, modes = got, score, trial
-        return nxt, best, tuple(modes)
+                got = attempt(trial)
+                if got < best:
+                    best, modes = got, trial
+        return tuple(modes)
 
 
 @dataclass
