@@ -1,0 +1,225 @@
+"""How much adapting can win on each card: every baseline against the best plan held in
+hindsight, the hindsight oracle and the free-switch bound.
+
+Run ``python experiments/bench_headroom.py`` (``--cards smart_home`` for one card, ``--seeds``,
+``--steps``, ``--beam`` for the oracle's search, ``--out`` for the results folder). On the test
+traces, per card and seed, it runs ``static``, ``throughput``, ``greedy``, ``dora`` and
+``oracle`` through the env, plays ``best-static`` (the best joint plan switched to at the start
+and held, chosen in hindsight) and scores the ``bound`` (the free-switch relaxation, which no
+controller can beat). Per controller: the request-weighted violation rate (missed over scored
+requests), the weighted missed requests the reward counts, and the energy the jobs cause per
+interval, as means over seeds with 95 % confidence intervals (Student's t).
+
+Headroom = (E_best-static - E_oracle) / E_best-static, counted when the oracle misses no more
+(weighted) requests than best-static; ``at most`` uses the bound instead of the oracle.
+
+Writes ``headroom.{md,csv,json}`` under ``--out`` (default ``experiments/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+import dora_rl  # noqa: F401  (registers the ids)
+from dora_rl.controllers import make, run_episode_infos
+from dora_rl.controllers.bound import free_switch_bound
+from dora_rl.controllers.hindsight import action, best_static, lookahead
+from dora_rl.env.edge_env import EdgeEnv
+from dora_rl.registration import ENV_IDS
+
+ROOT = Path(__file__).resolve().parent.parent
+CARDS = ("smart_home", "traffic_analytics", "edge_cluster")
+CONTROLLERS = ("static", "throughput", "greedy", "dora", "oracle")
+T_95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
+        10: 2.23, 15: 2.13, 20: 2.09, 30: 2.04}
+"""Student's t, two-sided 95 %, by degrees of freedom."""
+
+
+def t95(df: int) -> float:
+    """Student's t for a two-sided 95 % interval (the nearest tabulated df at or below)."""
+    return T_95[max(k for k in T_95 if k <= df)] if df >= 1 else math.nan
+
+
+def figures(infos: list[dict[str, Any]], weights: list[float]) -> dict[str, float]:
+    """An episode's figures from the env's step infos."""
+    steps = len(infos)
+    missed = sum(sum(i["requests_missed"]) for i in infos)
+    scored = sum(sum(i["requests"]) for i in infos)
+    weighted = sum(sum(w * m for w, m in zip(weights, i["requests_missed"], strict=True))
+                   for i in infos)
+    return {"request_violation_rate": missed / scored if scored else 0.0,
+            "weighted_missed": weighted,
+            "jobs_energy_j": sum(i["jobs_energy_j"] for i in infos) / steps,
+            "energy_j": sum(i["energy_j"] for i in infos) / steps}
+
+
+def env_id(card: str) -> str:
+    """The -v1 id of a shipped card."""
+    for ident, kwargs in ENV_IDS.items():
+        if kwargs.get("scenario") == card:
+            return ident
+    raise SystemExit(f"error: --cards: no registered env for {card!r}")
+
+
+def episode_rows(card: str, seed: int, steps: int, beam: int | None) -> list[dict[str, Any]]:
+    """Every controller and reference on one episode."""
+    ident = env_id(card)
+    rows = []
+    for name in CONTROLLERS:
+        env = gym.make(ident, split="test", episode_steps=steps)
+        controller = make(name, env)
+        if name == "oracle" and beam is not None:
+            controller.beam = beam  # type: ignore[attr-defined]
+        start = time.perf_counter()
+        _, infos = run_episode_infos(env, controller, seed=seed)
+        base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
+        rows.append({"card": card, "seed": seed, "controller": name,
+                     **figures(infos, base.job_weights),
+                     "wall_s": time.perf_counter() - start})
+    base = gym.make(ident, split="test", episode_steps=steps).unwrapped  # type: ignore[assignment]
+    base.reset(seed=seed)
+    episode = lookahead(base, steps)
+    start = time.perf_counter()
+    held = best_static(base.model, episode)
+    infos = []
+    base.reset(seed=seed)
+    for step in held.steps:
+        infos.append(dict(base.step(action(base, step))[4]))
+    rows.append({"card": card, "seed": seed, "controller": "best-static",
+                 **figures(infos, base.job_weights), "wall_s": time.perf_counter() - start})
+    start = time.perf_counter()
+    bound = free_switch_bound(base.model, episode)
+    rows.append({"card": card, "seed": seed, "controller": "bound",
+                 "request_violation_rate": bound.missed_requests / bound.arrived
+                 if bound.arrived else 0.0,
+                 "weighted_missed": bound.missed, "jobs_energy_j": bound.energy_j / steps,
+                 "energy_j": math.nan, "wall_s": time.perf_counter() - start})
+    return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per card and controller: means over seeds with 95 % half-widths."""
+    out = []
+    for card in dict.fromkeys(r["card"] for r in rows):
+        for name in dict.fromkeys(r["controller"] for r in rows if r["card"] == card):
+            mine = [r for r in rows if r["card"] == card and r["controller"] == name]
+            row: dict[str, Any] = {"card": card, "controller": name, "seeds": len(mine)}
+            for key in ("request_violation_rate", "weighted_missed", "jobs_energy_j"):
+                values = [float(r[key]) for r in mine]
+                row[key] = statistics.fmean(values)
+                row[key + "_ci"] = t95(len(values) - 1) * statistics.stdev(values) \
+                    / math.sqrt(len(values)) if len(values) > 1 else math.nan
+            out.append(row)
+    return out
+
+
+def headroom(means: list[dict[str, Any]], card: str) -> dict[str, Any]:
+    """The card's headroom (achievable, against the oracle; at most, against the bound)."""
+    by = {r["controller"]: r for r in means if r["card"] == card}
+    held, oracle, bound = by["best-static"], by["oracle"], by["bound"]
+    e = held["jobs_energy_j"]
+    ok = oracle["weighted_missed"] <= held["weighted_missed"] + 1e-5
+    return {"card": card, "best_static_j": e, "oracle_j": oracle["jobs_energy_j"],
+            "bound_j": bound["jobs_energy_j"],
+            "headroom": (e - oracle["jobs_energy_j"]) / e if ok and e > 0 else math.nan,
+            "headroom_at_most": (e - bound["jobs_energy_j"]) / e if e > 0 else math.nan}
+
+
+def write(out: Path, rows: list[dict[str, Any]], means: list[dict[str, Any]],
+          rooms: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """The md, csv and json results."""
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Headroom: what adapting can win on each card", "",
+             f"Test traces, seeds 0-{args.seeds - 1}, {args.steps} intervals of 1 s per episode; "
+             "means over seeds with 95 % confidence half-widths (Student's t). "
+             f"Reproduce: `python experiments/bench_headroom.py --seeds {args.seeds} "
+             f"--steps {args.steps}`.", "",
+             "- `request_violation_rate`: missed over scored requests (training: iterations)",
+             "- `weighted_missed`: missed requests weighted by job, per episode (the reward's "
+             "violation term)",
+             "- `jobs_energy_j`: energy the jobs cause, per interval",
+             "- `best-static`: the best joint plan switched to at the start and held, chosen "
+             "in hindsight; `oracle`: the hindsight search's schedule (or best-static when "
+             "that scores better); `bound`: the free-switch relaxation, which no controller "
+             "can beat (`dora_rl/controllers/bound.py`)", "",
+             "| card | controller | violation rate | weighted missed | jobs' energy J/interval |",
+             "|---|---|---|---|---|"]
+    for r in means:
+        lines.append(f"| {r['card']} | {r['controller']} | "
+                     f"{100 * r['request_violation_rate']:.3f} % "
+                     f"± {100 * r['request_violation_rate_ci']:.3f} | "
+                     f"{r['weighted_missed']:.3f} ± {r['weighted_missed_ci']:.3f} | "
+                     f"{r['jobs_energy_j']:.2f} ± {r['jobs_energy_j_ci']:.2f} |")
+    lines += ["", "## Headroom", "",
+              "Headroom = (E_best-static - E_oracle) / E_best-static when the oracle misses "
+              "no more weighted requests; `at most` puts the bound in place of the oracle.", "",
+              "| card | best-static J | oracle J | bound J | headroom | at most |",
+              "|---|---|---|---|---|---|"]
+    for h in rooms:
+        lines.append(f"| {h['card']} | {h['best_static_j']:.2f} | {h['oracle_j']:.2f} | "
+                     f"{h['bound_j']:.2f} | {100 * h['headroom']:.1f} % | "
+                     f"{100 * h['headroom_at_most']:.1f} % |")
+    (out / "headroom.md").write_text("\n".join(lines) + "\n")
+    with (out / "headroom.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "headroom.json").write_text(json.dumps(
+        {"episodes": rows, "means": means, "headroom": rooms}, indent=1, default=float) + "\n")
+
+
+def main() -> int:
+    """Run every card and write the headroom tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cards", default=",".join(CARDS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--beam", type=int, default=None,
+                        help="states the oracle's search keeps (default: the baselines card's)")
+    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+    args = parser.parse_args()
+    if args.seeds < 1 or args.steps < 1:
+        raise SystemExit("error: --seeds and --steps must be at least 1")
+    cards = args.cards.split(",")
+    rows: list[dict[str, Any]] = []
+    with Progress(console=Console(stderr=True)) as progress:
+        task = progress.add_task("episodes", total=len(cards) * args.seeds)
+        for card in cards:
+            for seed in range(args.seeds):
+                progress.update(task, description=f"{card} seed {seed}")
+                rows += episode_rows(card, seed, args.steps, args.beam)
+                progress.advance(task)
+    means = summary(rows)
+    rooms = [headroom(means, card) for card in cards]
+    table = Table(title="Headroom (means over seeds, 95 % CI)")
+    for col in ("card", "controller", "violation rate", "weighted missed", "jobs' J/interval"):
+        table.add_column(col)
+    for r in means:
+        table.add_row(r["card"], r["controller"],
+                      f"{100 * r['request_violation_rate']:.3f} % ± "
+                      f"{100 * r['request_violation_rate_ci']:.3f}",
+                      f"{r['weighted_missed']:.3f} ± {r['weighted_missed_ci']:.3f}",
+                      f"{r['jobs_energy_j']:.2f} ± {r['jobs_energy_j_ci']:.2f}")
+    console = Console()
+    console.print(table)
+    for h in rooms:
+        console.print(f"{h['card']}: headroom {100 * h['headroom']:.1f} % "
+                      f"(at most {100 * h['headroom_at_most']:.1f} %)")
+    write(args.out, rows, means, rooms, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
