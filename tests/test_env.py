@@ -104,7 +104,8 @@ def test_dora_reacts_to_what_it_observes() -> None:
     assert dora.predict(low)[0].tolist() != dora.predict(high)[0].tolist()
 
 
-@pytest.mark.parametrize("name", ["static", "throughput", "dora", "greedy", "oracle", "random"])
+@pytest.mark.parametrize("name", ["static", "static-robust", "throughput", "dora", "greedy",
+                                  "oracle", "random"])
 def test_every_controller_runs_an_episode_on_smart_home(name: str) -> None:
     env = _make("dora_rl/SmartHome-v1", split="test", episode_steps=40)
     controller = make(name, env)

@@ -75,3 +75,14 @@ def test_the_bound_is_never_beaten(env_id: str, seed: int) -> None:
         got = (sum(sum(w * m for w, m in zip(weights, i["requests_missed"], strict=True))
                    for i in infos), sum(i["jobs_energy_j"] for i in infos))
         assert _lex_le((bound.missed, bound.energy_j), got), (name, bound, got)
+
+
+def test_static_robust_holds_a_plan_that_meets_qoe_on_weak_links() -> None:
+    """On the traffic cabinet it keeps every job on a plan whose figures meet the targets
+    with the pole WiFi at its 10th percentile, and never switches."""
+    env = gym.make("dora_rl/TrafficAnalytics-v1", split="test", episode_steps=20)
+    controller = make("static-robust", env)
+    _, infos = run_episode_infos(env, controller, seed=0)
+    assert all(i["replans"] == 0 for i in infos)
+    base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
+    assert [jc.plan for jc in base.ctl.jobs] == controller.plans  # type: ignore[attr-defined]

@@ -3,6 +3,8 @@
 :class:`~dora_rl.env.edge_env.WorldHandle`.
 
 - ``static``: keep every plan, every device at its nominal mode (never adapts).
+- ``static-robust``: the least-energy joint plan meeting QoE with every WiFi link at the 10th
+  percentile of its rate over the training traces, kept.
 - ``throughput``: the throughput-first plan of every job, kept.
 - ``dora``: the rule-based adapter on the observation's candidate scores: per job the
   least-power candidate predicted to keep ``qoe_margin`` of slack, preferring plans whose
@@ -33,6 +35,9 @@ from numpy.typing import NDArray
 from dora_rl.controllers.card import DoraSettings, load_baseline_settings
 from dora_rl.controllers.hindsight import Schedule, best_static, lookahead, search
 from dora_rl.controllers.hindsight import action as schedule_action
+from dora_rl.costmodel import Plan
+from dora_rl.dynamics import RuntimeDynamics, WorldState
+from dora_rl.dynamics.traces import trace_scale
 from dora_rl.env.edge_env import EdgeEnv, WorldHandle
 from dora_rl.env.observation import DecisionLayout
 from dora_rl.planner.baselines import throughput as throughput_plan
@@ -105,6 +110,52 @@ class Throughput(Controller):
         super().__init__(env)
         base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
         base.initial_plans = [throughput_plan(m) for m in base.model.models]
+
+
+class StaticRobust(Controller):
+    """The joint plan of least energy whose figures meet every target with every WiFi link at
+    the 10th percentile of its rate over the training traces (when none does, the one missing
+    fewest requests there), set as the env's starting plans and kept; devices no plan uses
+    sleep where they may.
+
+    A planning-time choice from what is known offline (the card and the project's training
+    traces), not from the episode.
+    """
+
+    PERCENTILE = 10.0
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
+        model, scenario = base.model, base.scenario
+        scale = 1.0
+        if base.dynamics.bandwidth == "trace" and base.dynamics.wifi.any():
+            offline = RuntimeDynamics(scenario, bandwidth="trace", split="train")
+            pooled = np.concatenate([trace_scale(t.mbps) for t in offline.traces])
+            scale = float(np.percentile(pooled, self.PERCENTILE))
+        state = model.models[0].nominal
+        links = np.where(base.dynamics.wifi, scale, 1.0)
+        world = WorldState(state.replace(link_scale=links), np.ones(model.n_jobs, bool),
+                           np.ones(model.n_jobs), 0)
+        cands = base.cache.get(state.lists[1])
+        options: list[list[Plan | None]] = [list(c.plans) or [None] for c in cands]
+        best: tuple[float, float, float] = (1.0, float("inf"), float("inf"))
+        self.plans: list[Plan | None] = [o[0] for o in options]
+        for combo in itertools.product(*options):
+            _, out = model.transition(model.initial(list(combo)),
+                                      Decision(plans=(None,) * model.n_jobs), world)
+            meets = all(j.slack >= 0 for j in out.jobs)
+            score = (0.0 if meets else 1.0, 0.0 if meets else round(out.missed, 6),
+                     out.jobs_energy_j)
+            if score < best:
+                best, self.plans = score, list(combo)
+        base.initial_plans = self.plans
+        used = {d for p in self.plans if p is not None for d in p.devices}
+        self.modes = [SLEEP if f.can_sleep and d not in used else 0
+                      for d, f in enumerate(model.devices)]
+
+    def act(self, obs: NDArray[np.float32]) -> Action:
+        return self.spec.action([0] * self.n_jobs, [MID_LEVEL] * self.n_jobs, self.modes)
 
 
 class RandomController(Controller):
@@ -267,7 +318,8 @@ class Oracle(Controller):
 
 
 CONTROLLERS: dict[str, type[Controller]] = {
-    "static": Static, "throughput": Throughput, "dora": Dora, "greedy": Greedy,
+    "static": Static, "static-robust": StaticRobust, "throughput": Throughput, "dora": Dora,
+    "greedy": Greedy,
     "oracle": Oracle, "random": RandomController,
 }
 
@@ -281,4 +333,4 @@ def make(name: str, env: gym.Env[Any, Any]) -> Controller:
 
 
 __all__ = ["CONTROLLERS", "ControlSpec", "Controller", "Dora", "Greedy", "Oracle",
-           "RandomController", "Static", "Throughput", "make"]
+           "RandomController", "Static", "StaticRobust", "Throughput", "make"]
