@@ -4,11 +4,12 @@ hindsight, the hindsight oracle and the free-switch bound.
 Run ``python experiments/bench_headroom.py`` (``--cards smart_home`` for one card, ``--seeds``,
 ``--steps``, ``--beam`` for the oracle's search, ``--out`` for the results folder). On the test
 traces, per card and seed, it runs ``static``, ``static-robust``, ``throughput``, ``greedy``,
-``dora`` and ``oracle`` through the env, plays ``best-static`` (the best joint plan switched to at the start
-and held, chosen in hindsight) and scores the ``bound`` (the free-switch relaxation, which no
-controller can beat). Per controller: the request-weighted violation rate (missed over scored
-requests), the weighted missed requests the reward counts, and the energy the jobs cause per
-interval, as means over seeds with 95 % confidence intervals (Student's t).
+``dora``, ``mpc`` and ``oracle`` through the env, plays ``best-static`` (the best joint plan
+switched to at the start and held, chosen in hindsight) and scores the ``bound`` (the
+free-switch relaxation, which no controller can beat). Per controller: the request-weighted
+violation rate (missed over scored requests), the weighted missed requests the reward counts,
+and the energy the jobs cause per interval, as means over seeds with 95 % confidence
+intervals (Student's t).
 
 Headroom = (E_best-static - E_oracle) / E_best-static, counted when the oracle misses no more
 (weighted) requests than best-static; ``at most`` uses the bound instead of the oracle.
@@ -41,7 +42,7 @@ from dora_rl.registration import ENV_IDS
 
 ROOT = Path(__file__).resolve().parent.parent
 CARDS = ("smart_home", "traffic_analytics", "edge_cluster")
-CONTROLLERS = ("static", "static-robust", "throughput", "greedy", "dora", "oracle")
+CONTROLLERS = ("static", "static-robust", "throughput", "greedy", "dora", "mpc", "oracle")
 T_95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
         10: 2.23, 15: 2.13, 20: 2.09, 30: 2.04}
 """Student's t, two-sided 95 %, by degrees of freedom."""

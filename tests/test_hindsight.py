@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 import dora_rl  # noqa: F401  (registers the ids)
@@ -68,7 +69,8 @@ def test_the_bound_is_never_beaten(env_id: str, seed: int) -> None:
     env = _env(env_id, steps)
     env.reset(seed=seed)
     bound = free_switch_bound(env.model, lookahead(env, steps))
-    for name in ("static", "throughput", "dora", "greedy", "random", "oracle"):
+    for name in ("static", "static-robust", "throughput", "dora", "greedy", "mpc", "random",
+                 "oracle"):
         run = gym.make(env_id, split="test", episode_steps=steps)
         _, infos = run_episode_infos(run, make(name, run), seed=seed)
         weights = run.unwrapped.job_weights  # type: ignore[attr-defined]
@@ -86,3 +88,22 @@ def test_static_robust_holds_a_plan_that_meets_qoe_on_weak_links() -> None:
     assert all(i["replans"] == 0 for i in infos)
     base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
     assert [jc.plan for jc in base.ctl.jobs] == controller.plans  # type: ignore[attr-defined]
+
+
+def test_mpc_forecasts_links_by_their_harmonic_mean_and_discounts_its_errors() -> None:
+    """A fade in the history pulls the forecast down; a forecast that was wrong makes the
+    next one more cautious."""
+    from dora_rl.controllers.mpc import Mpc, harmonic_forecast
+
+    steady = harmonic_forecast(np.array([[1.0, 1.0, 1.0, 1.0]], np.float32))
+    faded = harmonic_forecast(np.array([[1.0, 1.0, 0.1, 1.0]], np.float32))
+    assert steady[0] == pytest.approx(1.0) and faded[0] < 0.4
+    env = gym.make("dora_rl/SmartHome-v1", split="test", episode_steps=5)
+    mpc = make("mpc", env)
+    assert isinstance(mpc, Mpc)
+    obs, _ = env.reset(seed=0)
+    action, _ = mpc.predict(obs)
+    assert not mpc.errors  # nothing forecast yet
+    obs, *_ = env.step(action)
+    mpc.predict(obs)
+    assert len(mpc.errors) == 1 and mpc.errors[0] >= 0

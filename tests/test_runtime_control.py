@@ -171,7 +171,7 @@ def test_runtime_energy_equals_the_interval_models_for_the_same_busy_and_radio_t
     assert energy[2].busy_j == pytest.approx((8.0 - 5.0) * busy[2])  # the mode's busy power
 
 
-@pytest.mark.parametrize("name", ["static", "throughput", "dora", "greedy", "random"])
+@pytest.mark.parametrize("name", ["static", "throughput", "dora", "greedy", "mpc", "random"])
 def test_every_v1_controller_decides_on_a_measurement(tiny: Scenario, name: str) -> None:
     decider = make_decider(name, tiny, 0)
     start = decider.env.initial_plans  # the throughput baseline starts the env on its plan

@@ -16,6 +16,7 @@
   interval model on the coming interval (fewest missed requests first, then least energy the
   jobs cause), then each device's power mode (sleep included) in turn. A per-interval greedy
   choice, not an episode bound.
+- ``mpc``: robust model-predictive control on the observation (:mod:`dora_rl.controllers.mpc`).
 - ``oracle``: privileged hindsight: the episode's best schedule, searched before its first
   step (:mod:`dora_rl.controllers.hindsight`: a search over the interval model's states, or
   the best plan held from the start when that scores better), then played.
@@ -25,78 +26,23 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from dora_rl.controllers.base import MID_LEVEL, Action, Controller, ControlSpec
 from dora_rl.controllers.card import DoraSettings, load_baseline_settings
 from dora_rl.controllers.hindsight import Schedule, best_static, lookahead, search
 from dora_rl.controllers.hindsight import action as schedule_action
+from dora_rl.controllers.mpc import Mpc
 from dora_rl.costmodel import Plan
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.dynamics.traces import trace_scale
 from dora_rl.env.edge_env import EdgeEnv, WorldHandle
-from dora_rl.env.observation import DecisionLayout
 from dora_rl.planner.baselines import throughput as throughput_plan
-from dora_rl.world import LEVELS, SLEEP, Decision
-
-Action = NDArray[np.int64]
-MID_LEVEL = LEVELS // 2
-
-
-@dataclass(frozen=True)
-class ControlSpec:
-    """What a controller may know of an env besides observations: the layout and each
-    device's number of power modes (card facts, fixed for the env's life)."""
-
-    layout: DecisionLayout
-    n_modes: tuple[int, ...]
-    sleep_value: int
-
-    @classmethod
-    def of(cls, env: gym.Env[Any, Any]) -> ControlSpec:
-        """The spec of a ``-v1`` env (wrapped or not)."""
-        base = env.unwrapped
-        if not isinstance(base, EdgeEnv):
-            from dora_rl.errors import DoraError
-
-            raise DoraError(f"{type(base).__name__} is not a dora_rl environment")
-        return cls(base.layout, tuple(f.n_modes for f in base.model.devices), base.n_modes)
-
-    def action(self, picks: list[int], levels: list[int], modes: list[int]) -> Action:
-        """The env action: per job ``pick * LEVELS + level``, then per device its mode value
-        (:data:`~dora_rl.world.SLEEP` becomes the sleep value).
-
-        Example:
-            >>> from dora_rl.env.observation import DecisionLayout
-            >>> spec = ControlSpec(DecisionLayout(2, 1, 1, 4), (2, 1), 2)
-            >>> spec.action([3], [1], [1, SLEEP]).tolist()
-            [13, 1, 2]
-        """
-        values = [p * LEVELS + lv for p, lv in zip(picks, levels, strict=True)]
-        values += [self.sleep_value if m == SLEEP else m for m in modes]
-        return np.array(values, dtype=np.int64)
-
-
-class Controller:
-    """Base: SB3's ``predict`` over a single observation."""
-
-    def __init__(self, env: gym.Env[Any, Any]) -> None:
-        self.spec = ControlSpec.of(env)
-        self.n_jobs, self.n_devices = self.spec.layout.n_jobs, self.spec.layout.n_devices
-
-    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[Action, Any]:
-        """The action for ``observation``."""
-        return self.act(np.asarray(observation, dtype=np.float32)), state
-
-    def act(self, obs: NDArray[np.float32]) -> Action:
-        """Keep every plan at the middle level, every device at its nominal mode."""
-        return self.spec.action([0] * self.n_jobs, [MID_LEVEL] * self.n_jobs,
-                                [0] * self.n_devices)
+from dora_rl.world import SLEEP, Decision
 
 
 class Static(Controller):
@@ -319,7 +265,7 @@ class Oracle(Controller):
 
 CONTROLLERS: dict[str, type[Controller]] = {
     "static": Static, "static-robust": StaticRobust, "throughput": Throughput, "dora": Dora,
-    "greedy": Greedy,
+    "greedy": Greedy, "mpc": Mpc,
     "oracle": Oracle, "random": RandomController,
 }
 

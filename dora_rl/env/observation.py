@@ -70,6 +70,15 @@ class DecisionLayout:
         """Length of the observation vector."""
         return self.candidate_start + self.n_jobs * self.k * CANDIDATE_FIELDS
 
+    def links(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
+        """[D, H] link-rate multipliers of ``obs`` per device, oldest first."""
+        return obs[: self.device_start].reshape(self.n_devices, self.history) * LINK_MAX
+
+    def cross_traffic(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
+        """[W] cross traffic per domain."""
+        a = self.job_start - self.n_domains
+        return obs[a: self.job_start]
+
     def device(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
         """[D, 8] device block of ``obs``."""
         a = self.device_start
