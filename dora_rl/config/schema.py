@@ -283,6 +283,10 @@ class Qoe(Frozen):
     deadline_s: PositiveFloat | None = None
     energy_j: PositiveFloat | None = None
     """Cap on energy per unit of work (request or iteration)."""
+    attainment: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.99
+    """Share of requests (training: iterations) that must meet every target: the job's QoE
+    holds while no more than ``1 - attainment`` of its arrivals miss (a p99 SLO by default;
+    1 allows no miss)."""
 
 
 class Job(Frozen):

@@ -15,12 +15,14 @@ with:
   (training: every iteration due; requests: the ones that have waited past their tightest
   wait target by the interval's end, ``rate x max(0, interval - target)``).
 
-Why it is a bound, in the env's order (fewest weighted missed requests, then least energy the
-jobs cause): in the interval model, a smaller share of the medium, a switch under way, a wake
+Why it is a bound, in the env's order (fewest weighted misses beyond the jobs' attainment
+allowances, which follow the arrivals and so no controller changes, then least energy the jobs
+cause): in the interval model, a smaller share of the medium, a switch under way, a wake
 or a backlog from an outage can only lengthen a plan's figures or add misses and energy (waits
 and their tails grow with utilisation and wait; transfers, wakes and backlogs add energy or
 misses), and any plan and mode vector a schedule serves is among the choices, so each
-interval of any schedule scores at least the relaxation's best choice, missed requests first.
+interval of any schedule misses at least as many requests as one of the relaxation's choices
+(so at least as many beyond the allowance) with at least its energy.
 The property test ``test_the_bound_is_never_beaten`` checks it against every baseline on
 random episodes.
 
@@ -40,7 +42,13 @@ from dora_rl.costmodel import Plan
 from dora_rl.dynamics import WorldState
 from dora_rl.world import IntervalModel
 from dora_rl.world.queues import DeviceQueues, combine, kernel_load
-from dora_rl.world.requests import arrivals, certain_wait_s, met_fraction, queued
+from dora_rl.world.requests import (
+    arrivals,
+    certain_wait_s,
+    excess_missed,
+    met_fraction,
+    queued,
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ class Bound:
     """The relaxation's score over an episode."""
 
     missed: float
-    """Weighted missed requests (at most any controller's)."""
+    """Weighted misses beyond the jobs' attainment allowances (at most any controller's)."""
     energy_j: float
     """Energy the jobs cause, among choices with that many missed requests."""
     missed_requests: float
@@ -166,8 +174,10 @@ def _lighter(a: _Choice, b: _Choice) -> bool:
 
 
 def _interval(model: IntervalModel, world: WorldState, plans: list[list[Plan]],
-              weights: Sequence[float]) -> tuple[float, float, float]:
-    """(weighted missed, energy, missed) of the relaxation's best choice this interval."""
+              weights: Sequence[float], attainment: Sequence[float]
+              ) -> tuple[float, float, float]:
+    """(weighted excess misses, energy, missed) of the relaxation's best choice this
+    interval."""
     usable = world.state.lists[1]
     present = world.state.available.tolist()
     nothing = _Choice(None, None, None, 0.0, frozenset(), 0.0)
@@ -184,15 +194,21 @@ def _interval(model: IntervalModel, world: WorldState, plans: list[list[Plan]],
                     opts.append(got)
         options.append(_pareto(opts))
     active = [bool(a) for a in world.job_active.tolist()]
+    arrived = [arrivals(model.models[j].tables.job, model.interval_s, float(world.qoe_scale[j]))
+               if active[j] else 0.0 for j in range(model.n_jobs)]
+
+    def excess(missed: Sequence[float]) -> float:
+        return sum(w * excess_missed(m, n, a)
+                   for w, m, n, a in zip(weights, missed, arrived, attainment, strict=True))
+
     best = (math.inf, math.inf, math.inf, math.inf)
     for combo in itertools.product(*options):
-        if round(sum(w * o.alone for w, o in zip(weights, combo, strict=True)),
-                 TIE_DIGITS) > best[0]:
+        if round(excess([o.alone for o in combo]), TIE_DIGITS) > best[0]:
             continue  # interference only adds misses
         loads = [o.load for o in combo]
         missed = [_missed(model, j, o, combine(loads, model.n_devices, skip=j), world)
                   if active[j] else 0.0 for j, o in enumerate(combo)]
-        raw = sum(w * m for w, m in zip(weights, missed, strict=True))
+        raw = excess(missed)
         if round(raw, TIE_DIGITS) > best[0]:
             continue
         used = frozenset().union(*(o.devices for o in combo))
@@ -211,7 +227,7 @@ def free_switch_bound(model: IntervalModel, episode: Episode) -> Bound:
             if world.job_active[j]:
                 arrived += arrivals(model.models[j].tables.job, model.interval_s,
                                     float(world.qoe_scale[j]))
-        m, e, p = _interval(model, world, plans, episode.weights)
+        m, e, p = _interval(model, world, plans, episode.weights, episode.attainment)
         missed, energy, plain = missed + m, energy + e, plain + p
     return Bound(round(missed, TIE_DIGITS), energy, plain, arrived)
 

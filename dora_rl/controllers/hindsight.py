@@ -8,7 +8,8 @@ episode known in advance the best schedule is a search over the interval model's
 - :func:`search` is a dynamic program over :class:`~dora_rl.world.state.ControlState`\\ s
   (every job's plan, switch under way with its pending transfers, kept weights, power modes
   and wakes), scored by :meth:`~dora_rl.world.interval.IntervalModel.transition` itself under
-  the env's objective (fewest weighted missed requests, then least energy the jobs cause).
+  the env's objective (fewest weighted misses beyond the jobs' attainment allowances, then
+  least energy the jobs cause).
   Identical states merge, keeping the better past. Its decisions per interval: every job keeps
   its plan or one job starts a switch to one of its candidates (any candidate of the env's
   list), bandwidth levels stay in the middle, devices no plan uses sleep where they may, and
@@ -38,10 +39,11 @@ from dora_rl.dynamics import WorldState
 from dora_rl.env.candidates import JobCandidates
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
+from dora_rl.world.requests import excess_missed
 
 MID_LEVEL = LEVELS // 2
 TIE_DIGITS = 6
-"""Missed requests are compared rounded to this many decimals (float noise is not a miss)."""
+"""Excess misses are compared rounded to this many decimals (float noise is not a miss)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Episode:
     candidates: tuple[tuple[JobCandidates, ...], ...]
     start: ControlState
     weights: tuple[float, ...]
+    attainment: tuple[float, ...]
 
 
 def lookahead(env: EdgeEnv, steps: int) -> Episode:
@@ -67,7 +70,8 @@ def lookahead(env: EdgeEnv, steps: int) -> Episode:
         world = dynamics.step(rng, None)
         worlds.append(world)
         candidates.append(cands)
-    return Episode(tuple(worlds), tuple(candidates), env.ctl, tuple(env.job_weights))
+    return Episode(tuple(worlds), tuple(candidates), env.ctl, tuple(env.job_weights),
+                   tuple(env.attainment))
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class Schedule:
 
     steps: tuple[Step, ...]
     missed: float
-    """Weighted missed requests over the episode (the reward's violation term)."""
+    """Weighted excess misses over the episode (the reward's violation term)."""
     energy_j: float
     """Energy the jobs caused over the episode."""
     exact: bool
@@ -100,9 +104,11 @@ def _key(ctl: ControlState) -> tuple[Any, ...]:
                   for jc in ctl.jobs), ctl.modes, ctl.wake_left_s, ctl.resident)
 
 
-def _score(out: Outcome, weights: Sequence[float]) -> tuple[float, float]:
-    """(weighted missed requests, jobs' energy) of one interval."""
-    return sum(w * j.missed for w, j in zip(weights, out.jobs, strict=True)), \
+def _score(out: Outcome, weights: Sequence[float],
+           attainment: Sequence[float]) -> tuple[float, float]:
+    """(weighted excess misses, jobs' energy) of one interval: what the env's reward counts."""
+    return sum(w * excess_missed(j.missed, j.arrived, a)
+               for w, j, a in zip(weights, out.jobs, attainment, strict=True)), \
         out.jobs_energy_j
 
 
@@ -130,8 +136,9 @@ class _Interval:
     while they score better), remembered per interval and plans (states that differ only in
     transfers under way or kept weights share them)."""
 
-    def __init__(self, model: IntervalModel, weights: Sequence[float]) -> None:
-        self.model, self.weights = model, weights
+    def __init__(self, model: IntervalModel, weights: Sequence[float],
+                 attainment: Sequence[float]) -> None:
+        self.model, self.weights, self.attainment = model, weights, attainment
         self.slower = [d for d, f in enumerate(model.devices) if f.n_modes > 1]
         self.levels = (MID_LEVEL,) * model.n_jobs
         self._modes: dict[tuple[Any, ...], tuple[int, ...]] = {}
@@ -147,7 +154,7 @@ class _Interval:
         if modes is None:
             modes = self._modes[key] = self._search_modes(ctl, plans, after, world)
         nxt, out = model.transition(ctl, Decision(plans, self.levels, modes), world)
-        return nxt, _score(out, self.weights), modes
+        return nxt, _score(out, self.weights, self.attainment), modes
 
     def _search_modes(self, ctl: ControlState, plans: tuple[Plan | None, ...],
                       after: tuple[tuple[Plan | None, Plan | None], ...],
@@ -159,7 +166,7 @@ class _Interval:
 
         def attempt(trial: Sequence[int]) -> tuple[float, float]:
             _, out = model.transition(ctl, Decision(plans, self.levels, tuple(trial)), world)
-            missed, energy = _score(out, self.weights)
+            missed, energy = _score(out, self.weights, self.attainment)
             return round(missed, TIE_DIGITS), energy
 
         best = attempt(modes)
@@ -187,7 +194,7 @@ class _Node:
 def search(model: IntervalModel, episode: Episode, beam: int = 16) -> Schedule:
     """The best schedule of the episode over the decisions described in the module docstring
     (exact while no more than ``beam`` distinct states are alive)."""
-    interval = _Interval(model, episode.weights)
+    interval = _Interval(model, episode.weights, episode.attainment)
     alive = [_Node((0.0, 0.0), 0.0, episode.start, None, None)]
     exact, peak = True, 1
     for world, cands in zip(episode.worlds, episode.candidates, strict=True):
@@ -228,7 +235,7 @@ def replay(env: EdgeEnv, schedule: Schedule) -> tuple[float, float]:
     missed = energy = 0.0
     for step in schedule.steps:
         _, _, _, _, info = env.step(action(env, step))
-        missed += sum([w * m for w, m in zip(env.job_weights, info["requests_missed"],
+        missed += sum([w * m for w, m in zip(env.job_weights, info["requests_excess"],
                                              strict=True)])
         energy += info["jobs_energy_j"]
     return round(missed, TIE_DIGITS), energy
@@ -277,7 +284,7 @@ def score(model: IntervalModel, episode: Episode, schedule: Schedule) -> Schedul
                                   strict=True):
         plans = tuple(cands[j].plans[p - 1] if p else None for j, p in enumerate(step.picks))
         ctl, out = model.transition(ctl, Decision(plans, levels, step.modes), world)
-        missed, used = _score(out, episode.weights)
+        missed, used = _score(out, episode.weights, episode.attainment)
         raw += missed
         energy += used
     return Schedule(schedule.steps, round(raw, TIE_DIGITS), energy, schedule.exact,

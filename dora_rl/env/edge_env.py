@@ -32,7 +32,7 @@ from dora_rl.scenarios import load
 from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
 from dora_rl.world.predict import predict_in_view
 from dora_rl.world.queues import DeviceQueues, at_load, combine
-from dora_rl.world.requests import arrivals
+from dora_rl.world.requests import arrivals, excess_missed
 from dora_rl.world.weights import gained, held_mask, mask_bytes, plan_masks
 
 
@@ -117,13 +117,16 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     the nominal one, each counted in ``invalid_choices``.
 
     ## Rewards
-    ``r = -(price * sum_j weight_j * missed_j + E_jobs + invalid * E_max) / (price * q)``:
-    ``missed_j`` the job's requests that missed QoE this interval, ``E_jobs`` the energy the jobs
-    caused (J), ``E_max`` every device at full busy power for one interval, ``q`` the requests
-    of one interval. ``price = E_max * episode_steps / q_min`` (``q_min``: the rarest job's
-    requests per interval) makes the order lexicographic: one interval of the rarest job's
-    requests outweighs all the energy of an episode, so fewer missed requests always win
-    and energy decides among equals. A fully missed interval scores about ``-1``.
+    ``r = -(price * sum_j weight_j * excess_j + E_jobs + invalid * E_max) / (price * q)``:
+    ``excess_j`` the job's requests that missed QoE this interval beyond what its attainment
+    target allows (``(1 - attainment) x`` its arrivals; info ``requests_excess``, the misses
+    themselves in ``requests_missed``), ``E_jobs`` the energy the jobs caused (J), ``E_max``
+    every device at full busy power for one interval, ``q`` the requests of one interval.
+    ``price = E_max * episode_steps / q_min`` (``q_min``: the rarest job's requests per
+    interval) makes the order lexicographic: one interval of the rarest job's requests
+    outweighs all the energy of an episode, so fewer excess misses always win and energy
+    decides among equals (QoE the constraint, energy the objective). A fully missed interval
+    scores about ``-1``.
 
     ## Starting State
     Each job on its first candidate at the middle bandwidth level, devices awake at nominal.
@@ -161,6 +164,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.violation_price_j = self.max_energy_j * episode_steps / min(per_interval)
         """Joules one missed request is worth in the reward (see Rewards)."""
         self.job_weights = [job.weight for job in self.scenario.jobs]
+        self.attainment = [job.qoe.attainment for job in self.scenario.jobs]
         self.total_weight_bytes = [sum(b) for b in self.model.layer_bytes]
         self.capacity_wh = [d.battery_wh for d in self.scenario.devices]
         self.handle = WorldHandle(self)
@@ -202,7 +206,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.next_world = self.dynamics.step(self.np_random, [d.total_j for d in out.devices])
         self.cands = self.cache.get(world.state.lists[1])
         self._sync_choice()
-        missed = sum(w * j.missed for w, j in zip(self.job_weights, out.jobs, strict=True))
+        excess = self.excess(out)
+        missed = sum(w * x for w, x in zip(self.job_weights, excess, strict=True))
         jobs_j = out.jobs_energy_j
         reward = lexicographic_reward(
             missed, jobs_j, self.violation_price_j, self.requests_per_interval,
@@ -212,6 +217,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             latency_ms=tuple(j.latency_ms for j in out.jobs),
             requests=tuple(j.scored for j in out.jobs),
             requests_missed=tuple(j.missed for j in out.jobs),
+            requests_excess=tuple(excess),
             qoe_violation=tuple(int(j.missed > 1e-12) for j in out.jobs),
             qoe_violation_any=int(out.missed > 1e-12),
             replans=sum(j.switched for j in out.jobs),
@@ -221,6 +227,12 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             available=tuple(world.state.available.tolist()),
             job_active=tuple(world.job_active.tolist()))
         return self._obs(), float(reward), False, self.t >= self.episode_steps, info
+
+    def excess(self, out: Outcome) -> list[float]:
+        """Per job, the missed requests of ``out`` beyond its attainment target's allowance
+        (:func:`~dora_rl.world.requests.excess_missed`): what the reward counts."""
+        return [excess_missed(j.missed, j.arrived, a)
+                for j, a in zip(out.jobs, self.attainment, strict=True)]
 
     def action_masks(self) -> NDArray[np.bool_]:
         """Feasible values per action dimension, concatenated (MaskablePPO's format)."""

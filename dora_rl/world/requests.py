@@ -332,6 +332,21 @@ def shared_met_fraction(job: Job, utilisation: float,
     return 1.0 - utilisation ** (room + 1.0)
 
 
+def excess_missed(missed: float, arrived: float, attainment: float) -> float:
+    """Missed requests beyond what a job's attainment target allows in an interval: ``max(0,
+    missed - (1 - attainment) x arrived)``. The allowance follows the arrivals, which no
+    controller changes, so fewer misses never mean more excess.
+
+    Example:
+        A p99 target, 200 arrivals: 2 misses are allowed, the third is excess.
+
+        >>> round(excess_missed(3.0, 200.0, 0.99), 9), excess_missed(1.5, 200.0, 0.99)
+        (1.0, 0.0)
+    """
+    over = missed - (1.0 - attainment) * arrived
+    return over if over > 1e-12 else 0.0
+
+
 def score_outage(arrived: float, outage_s: float, interval_s: float, rate_per_s: float,
                  certain_s: float) -> Scored:
     """Score an interval of outage that began ``outage_s`` before it: nothing is served;
@@ -352,7 +367,7 @@ def score_outage(arrived: float, outage_s: float, interval_s: float, rate_per_s:
     return Scored(arrived=arrived, scored=lost, missed=lost)
 
 
-__all__ = ["MAX_WAIT_S", "WAIT_TARGETS", "Scored", "arrivals", "certain_wait_s",
+__all__ = ["MAX_WAIT_S", "WAIT_TARGETS", "Scored", "arrivals", "certain_wait_s", "excess_missed",
            "iteration_target_s", "met_fraction", "queued", "score_outage",
            "score_serving", "shared_met_fraction", "wait_headroom_s", "wait_met_fraction",
            "in_flight"]
