@@ -20,12 +20,15 @@ MID_LEVEL = LEVELS // 2
 
 @dataclass(frozen=True)
 class ControlSpec:
-    """What a controller may know of an env besides observations: the layout and each
-    device's number of power modes (card facts, fixed for the env's life)."""
+    """What a controller may know of an env besides observations: the layout, each
+    device's number of power modes and each job's allowed share of missed requests (card
+    facts, fixed for the env's life)."""
 
     layout: DecisionLayout
     n_modes: tuple[int, ...]
     sleep_value: int
+    allowance: tuple[float, ...] = ()
+    """Per job, ``1 - attainment``: the share of its requests it may miss."""
 
     @classmethod
     def of(cls, env: gym.Env[Any, Any]) -> ControlSpec:
@@ -35,7 +38,8 @@ class ControlSpec:
             from dora_rl.errors import DoraError
 
             raise DoraError(f"{type(base).__name__} is not a dora_rl environment")
-        return cls(base.layout, tuple(f.n_modes for f in base.model.devices), base.n_modes)
+        return cls(base.layout, tuple(f.n_modes for f in base.model.devices), base.n_modes,
+                   tuple(1.0 - a for a in base.attainment))
 
     def action(self, picks: list[int], levels: list[int], modes: list[int]) -> Action:
         """The env action: per job ``pick * LEVELS + level``, then per device its mode value

@@ -10,8 +10,9 @@
   least-power candidate predicted to keep ``qoe_margin`` of slack, preferring plans whose
   weights are resident, switching only when the saving beats ``hysteresis``; devices that
   may sleep are slept; the power mode of used devices is lowered one level while every active
-  job keeps twice the margin and misses at most ``miss_tolerance`` of its requests, raised
-  back when one falls below the margin or misses more.
+  job keeps twice the margin and misses no more of its requests than its attainment target
+  allows (plus ``miss_tolerance``), raised back when one falls below the margin or misses
+  more.
 - ``greedy``: privileged one-interval peek: every joint choice of plans is run through the
   interval model on the coming interval (fewest missed requests first, then least energy the
   jobs cause), then each device's power mode (sleep included) in turn. A per-interval greedy
@@ -131,7 +132,9 @@ class Dora(Controller):
         picks = [self._pick(jobs[j], cands[j]) for j in range(self.n_jobs)]
         active = jobs[:, 0] > 0.5
         slack = float(jobs[active, 2].min()) if active.any() else 1.0
-        missed = float(jobs[active, 3].max()) if active.any() else 0.0
+        allowance = self.spec.allowance or (0.0,) * self.n_jobs
+        over = any(float(jobs[j, 3]) > allowance[j] + self.tolerance
+                   for j in range(self.n_jobs) if active[j])
         modes = []
         for d in range(self.n_devices):
             present, mode_frac, used, may_sleep = devices[d, 0], devices[d, 3], devices[d, 6], \
@@ -142,7 +145,7 @@ class Dora(Controller):
                 modes.append(SLEEP)
                 continue
             if used > 0.5 and n > 1:
-                if slack < self.margin or missed > self.tolerance:
+                if slack < self.margin or over:
                     mode = mode - 1 if mode > 0 else 0
                 elif slack > 2 * self.margin and mode < n - 1:
                     mode += 1

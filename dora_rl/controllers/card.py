@@ -35,8 +35,8 @@ class DoraSettings(_Frozen):
     hysteresis: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.05
     """Keep the current plan unless another compliant one saves more than this fraction."""
     miss_tolerance: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
-    """Share of a job's requests it may miss while dora lowers power modes (0: lower a mode
-    only while no request is missed, as the lexicographic objective asks)."""
+    """Share of a job's requests it may miss, beyond what its attainment target allows, while
+    dora lowers power modes (0: lower a mode only while every job keeps within its SLO)."""
 
 
 class GreedySettings(_Frozen):
