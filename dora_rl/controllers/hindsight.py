@@ -9,26 +9,27 @@ episode known in advance the best schedule is a search over the interval model's
   (every job's plan, switch under way with its pending transfers, kept weights, power modes
   and wakes), scored by :meth:`~dora_rl.world.interval.IntervalModel.transition` itself under
   the env's objective (fewest weighted misses beyond the jobs' attainment allowances, then
-  least energy the jobs cause).
-  Identical states merge, keeping the better past. Its decisions per interval: every job keeps
-  its plan or one job starts a switch to one of its candidates (any candidate of the env's
-  list), bandwidth levels stay in the middle, devices no plan uses sleep where they may, and
-  the used devices' power modes are searched one device at a time for that interval (a mode
-  has no effect beyond its interval, apart from sleep). When more than ``beam`` states are
-  alive the worst are dropped: the schedule is then the best found, not proven best, and is
+  least energy the jobs cause). Identical states merge, keeping the better past. Its
+  decisions per interval: every job keeps its plan or one job starts a switch to one of its
+  candidates (any candidate of the env's list), bandwidth levels stay in the middle, devices
+  no plan uses sleep where they may, and the used devices' power modes are searched one
+  device at a time for that interval (a mode has no effect beyond its interval, apart from
+  sleep). When more than ``beam`` states are alive the worst are dropped, after keeping the
+  best state of each configuration of plans (so a costly plan that pays off later is not lost
+  to cheap ones before it does): the schedule is then the best found, not proven best, and is
   reported as such (``Schedule.exact``). Its schedule is a real one: replayed through
   ``env.step`` it scores exactly what the search says (a test).
-- :func:`free_switch_bound` is a relaxation that provably bounds every controller from below
-  in the env's lexicographic order (see its docstring): switches are free and instant, every
-  job has the whole medium and no other job's kernels in its way, power modes cost their
-  cheapest busy power at nominal speed, and sleep needs no wake.
+- :func:`~dora_rl.controllers.bound.free_switch_bound` is a relaxation that bounds every
+  controller from below in the env's lexicographic order (see its module): switches are free
+  and instant, every job has the whole medium and picks its own plan and modes, and sleep
+  needs no wake.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,6 +192,22 @@ class _Node:
     step: Step | None
 
 
+def _keep(nodes: Iterable[_Node], beam: int) -> list[_Node]:
+    """The ``beam`` states to keep alive: first the best of each configuration (the plans
+    serving and being switched to), so a costly configuration that pays off later survives
+    the cheap ones, then the best of the rest."""
+    ranked = sorted(nodes, key=lambda n: n.cost)
+    if len(ranked) <= beam:
+        return ranked
+    leaders: dict[tuple[Any, ...], _Node] = {}
+    for node in ranked:
+        leaders.setdefault(tuple((jc.plan, jc.target) for jc in node.ctl.jobs), node)
+    first = list(leaders.values())[:beam]
+    chosen = {id(n) for n in first}
+    rest = [n for n in ranked if id(n) not in chosen][: beam - len(first)]
+    return sorted(first + rest, key=lambda n: n.cost)
+
+
 def search(model: IntervalModel, episode: Episode, beam: int = 16) -> Schedule:
     """The best schedule of the episode over the decisions described in the module docstring
     (exact while no more than ``beam`` distinct states are alive)."""
@@ -209,10 +226,9 @@ def search(model: IntervalModel, episode: Episode, beam: int = 16) -> Schedule:
                 if held is None or cost < held.cost:
                     nodes[key] = _Node(cost, raw, nxt, node, Step(picks, modes))
         peak = max(peak, len(nodes))
-        ranked = sorted(nodes.values(), key=lambda n: n.cost)
-        if len(ranked) > beam:
+        if len(nodes) > beam:
             exact = False
-        alive = ranked[:beam]
+        alive = _keep(nodes.values(), beam)
     best = alive[0]
     steps: list[Step] = []
     back: _Node | None = best
