@@ -223,3 +223,28 @@ def test_the_reward_order_is_fewest_missed_requests_then_least_energy() -> None:
     best = max(results, key=lambda r: r[0])
     assert (best[1], best[2]) == min((r[1], r[2]) for r in results)
     assert len({r[1] for r in results}) > 1 and len({round(r[2], 6) for r in results}) > 1
+
+
+def test_a_device_powered_off_while_unused_boots_like_a_wake_before_a_switch_cuts_over() -> None:
+    """``unused_devices: off``: the devices no plan uses draw nothing; switching to a plan on
+    one of them waits its wake time (the old plan serving) and pays its wake energy."""
+    def off(data: dict[str, Any]) -> None:
+        data["objective"]["unused_devices"] = "off"
+
+    model = IntervalModel(_tiny(off))
+    world = _world(model)
+    ctl = model.initial([A])
+    ctl, out = model.transition(ctl, KEEP, world)
+    assert ctl.modes[0] == SLEEP and ctl.modes[1] == SLEEP  # off: recorded as asleep
+    assert out.devices[0].total_j == 0 and out.devices[1].total_j == 0
+    slow = Plan.single(1, 8)
+    wake_s = model.devices[1].wake_s
+    ctl, out = model.transition(ctl, Decision(plans=(slow,)), world)
+    assert ctl.wake_left_s[1] == pytest.approx(wake_s - 1.0) and out.jobs[0].serving
+    assert out.devices[1].wake_j == pytest.approx(model.devices[1].wake_j)
+    steps = 0
+    while ctl.jobs[0].target is not None:
+        ctl, out = model.transition(ctl, KEEP, world)
+        steps += 1
+        assert out.jobs[0].serving  # the old plan serves while the device boots
+    assert steps >= wake_s - 1.0 and ctl.jobs[0].plan == slow

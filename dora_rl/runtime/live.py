@@ -47,7 +47,7 @@ class LiveControl:
 
     def __init__(self, model: IntervalModel, job: int) -> None:
         self.model, self.job = model, job
-        self.power = PowerRecord(model.devices)
+        self.power = PowerRecord(model.devices, model.power_off_unused)
         self.level = LEVELS - 1
         """The served job's bandwidth level (it starts with the whole medium)."""
         self.target: Plan | None = None

@@ -55,8 +55,10 @@ class PowerRecord:
         facts: The devices' facts (:attr:`dora_rl.world.IntervalModel.devices`).
     """
 
-    def __init__(self, facts: Sequence[DeviceFacts]) -> None:
+    def __init__(self, facts: Sequence[DeviceFacts], power_off_unused: bool = False) -> None:
         self.facts = tuple(facts)
+        self.power_off_unused = power_off_unused
+        """The card powers unused devices off (they boot like a wake when used again)."""
         n = len(self.facts)
         self.modes = [0] * n
         self.wake_left_s = [0.0] * n
@@ -90,7 +92,8 @@ class PowerRecord:
             >>> rec.tick(1.0); rec.awake(0)
             True
         """
-        step = apply_modes(self.facts, self.modes, self.wake_left_s, wanted, used)
+        step = apply_modes(self.facts, self.modes, self.wake_left_s, wanted, used,
+                           self.power_off_unused)
         self.modes, self.wake_left_s = list(step.modes), list(step.wake_left_s)
         self.woke = [a or b for a, b in zip(self.woke, step.woke, strict=True)]
         self.refused += step.refused

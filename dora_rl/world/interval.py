@@ -121,7 +121,8 @@ class IntervalModel:
                    for j, jc in enumerate(ctl.jobs)]
         jobs = [jc for jc, _ in decided]
         used = self.used_devices(jobs)
-        power = apply_modes(self.devices, ctl.modes, ctl.wake_left_s, decision.modes, used)
+        power = apply_modes(self.devices, ctl.modes, ctl.wake_left_s, decision.modes, used,
+                            self.power_off_unused)
         modes, wake_left = power.modes, power.wake_left_s
         awake = [modes[d] != SLEEP and wake_left[d] <= 0 for d in range(self.n_devices)]
         usable = [u and a for u, a in zip(state.usable.tolist(), awake, strict=True)]

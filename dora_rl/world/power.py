@@ -35,9 +35,11 @@ class PowerStep:
 
 def apply_modes(facts: Sequence[DeviceFacts], before: Sequence[int],
                 wake_left_s: Sequence[float], wanted: Sequence[int] | None,
-                used: Collection[int]) -> PowerStep:
+                used: Collection[int], power_off_unused: bool = False) -> PowerStep:
     """The modes a request leads to (``wanted``, None keeps ``before``) given the devices a
-    plan uses or is switching to.
+    plan uses or is switching to. With ``power_off_unused`` (a card's ``unused_devices: off``)
+    every device no plan uses is powered off, which the modes record as asleep: powering it
+    back takes its wake time and energy like a wake.
 
     Example:
         A device that may sleep sleeps; asked to sleep while a plan needs it, it is refused
@@ -53,7 +55,9 @@ def apply_modes(facts: Sequence[DeviceFacts], before: Sequence[int],
     modes, wake, woke, refused = [], list(wake_left_s), [], 0
     for d, f in enumerate(facts):
         mode = want[d]
-        if mode == SLEEP and (d in used or not f.can_sleep):
+        if power_off_unused and d not in used:
+            mode = SLEEP
+        elif mode == SLEEP and (d in used or not f.can_sleep):
             refused += 1
             mode = before[d] if before[d] != SLEEP else 0
         if not -1 <= mode < f.n_modes:
