@@ -10,9 +10,9 @@
   least-power candidate predicted to keep ``qoe_margin`` of slack, preferring plans whose
   weights are resident, switching only when the saving beats ``hysteresis``; devices that
   may sleep are slept; the power mode of used devices is lowered one level while every active
-  job keeps twice the margin and misses no more of its requests than its attainment target
-  allows (plus ``miss_tolerance``), raised back when one falls below the margin or misses
-  more.
+  job keeps twice the margin and misses at most half of what its attainment target allows
+  (plus ``miss_tolerance``), raised back when one falls below the margin or misses more than
+  its allowance.
 - ``greedy``: privileged one-interval peek: every joint choice of plans is run through the
   interval model on the coming interval (fewest missed requests first, then least energy the
   jobs cause), then each device's power mode (sleep included) in turn. A per-interval greedy
@@ -133,7 +133,10 @@ class Dora(Controller):
         active = jobs[:, 0] > 0.5
         slack = float(jobs[active, 2].min()) if active.any() else 1.0
         allowance = self.spec.allowance or (0.0,) * self.n_jobs
-        over = any(float(jobs[j, 3]) > allowance[j] + self.tolerance
+        missed = [float(jobs[j, 3]) for j in range(self.n_jobs)]
+        over = any(missed[j] > allowance[j] + self.tolerance
+                   for j in range(self.n_jobs) if active[j])
+        calm = all(missed[j] <= 0.5 * allowance[j] + self.tolerance
                    for j in range(self.n_jobs) if active[j])
         modes = []
         for d in range(self.n_devices):
@@ -147,7 +150,7 @@ class Dora(Controller):
             if used > 0.5 and n > 1:
                 if slack < self.margin or over:
                     mode = mode - 1 if mode > 0 else 0
-                elif slack > 2 * self.margin and mode < n - 1:
+                elif slack > 2 * self.margin and calm and mode < n - 1:
                     mode += 1
             else:
                 mode = 0
