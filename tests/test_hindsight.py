@@ -107,3 +107,32 @@ def test_mpc_forecasts_links_by_their_harmonic_mean_and_discounts_its_errors() -
     obs, *_ = env.step(action)
     mpc.predict(obs)
     assert len(mpc.errors) == 1 and mpc.errors[0] >= 0
+
+
+def test_the_search_is_exact_when_no_state_is_dropped() -> None:
+    """With a beam wide enough to keep every state, the search's score equals the best of
+    every sequence of its decisions, tried one by one."""
+    from dora_rl.controllers.hindsight import _Interval, _options
+
+    steps = 3
+    env = _env("dora_rl/SmartHome-v1", steps)
+    env.reset(seed=4)
+    episode = lookahead(env, steps)
+    found = search(env.model, episode, beam=100_000)
+    assert found.exact
+    interval = _Interval(env.model, episode.weights, episode.attainment)
+
+    def best(ctl: object, t: int) -> tuple[float, float]:
+        if t == steps:
+            return 0.0, 0.0
+        world, cands = episode.worlds[t], episode.candidates[t]
+        out = []
+        for picks in _options(ctl, cands, world):  # type: ignore[arg-type]
+            nxt, (missed, energy), _ = interval.run(ctl, picks, cands, world)  # type: ignore[arg-type]
+            rest = best(nxt, t + 1)
+            out.append((round(missed + rest[0], TIE_DIGITS), energy + rest[1]))
+        return min(out)
+
+    brute = best(episode.start, 0)
+    assert found.missed == pytest.approx(brute[0], abs=TOLERANCE)
+    assert found.energy_j == pytest.approx(brute[1], rel=1e-9)
