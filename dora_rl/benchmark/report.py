@@ -48,7 +48,7 @@ def seed_row(scenario: str, label: str, unit: SeedRun, job_names: Sequence[str],
     row: dict[str, Any] = {"scenario": scenario, "controller": label, "seed": unit.seed,
                            "episodes": len(unit.infos), "episode_steps": len(unit.infos[0]),
                            "traces_used": list(traces_used)}
-    row.update({k: float(summary[k]) for k in (*SUMMARY_KEYS, *REQUEST_KEYS)})
+    row.update({k: float(summary.get(k, math.nan)) for k in (*SUMMARY_KEYS, *REQUEST_KEYS)})
     row["episode_reward"] = float(np.mean(unit.rewards))
     row["jobs"] = {name: {k: float(summary[f"{name}/{k}"]) for k in JOB_FIGURES}
                    for name in job_names}

@@ -11,6 +11,8 @@ key                        meaning
 ``jobs_energy_j``          mean energy the jobs caused per interval (J; ``-v1`` envs)
 ``request_violation_rate`` missed requests over scored requests, all jobs (``-v1`` envs:
                            the request-weighted figure; training jobs count iterations)
+``excess_missed``          misses beyond the jobs' attainment allowances per interval,
+                           unweighted (``-v1`` envs; what QoE as a constraint counts)
 ``qoe_violation_rate``     fraction of active job-intervals with any QoE target missed
 ``latency_ms_p95``         the worst job's 95th-percentile latency over its active intervals
 ``replans``                plan switches per episode (per ``episode_steps`` intervals)
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 SUMMARY_KEYS = ("energy_j", "qoe_violation_rate", "latency_ms_p95", "replans", "migration_mb")
-REQUEST_KEYS = ("jobs_energy_j", "request_violation_rate")
+REQUEST_KEYS = ("jobs_energy_j", "request_violation_rate", "excess_missed")
 """Keys added when the infos count requests (the ``-v1`` envs)."""
 
 
@@ -93,6 +95,8 @@ def request_figures(infos: Sequence[Mapping[str, Any]],
         (0.0099, 1.0)
     """
     out = {"jobs_energy_j": sum(float(i["jobs_energy_j"]) for i in infos) / len(infos)}
+    if all("requests_excess" in i for i in infos):
+        out["excess_missed"] = sum(sum(i["requests_excess"]) for i in infos) / len(infos)
     scored_all = missed_all = 0.0
     for j, name in enumerate(job_names):
         scored = sum(float(i["requests"][j]) for i in infos)
