@@ -161,11 +161,15 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     _output("--tb", ns.tb, directory=True)
     devices = [d.name for d in scenario.devices]
     kills = tuple(parse_kill(k, devices) for k in ns.kill)
-    from dora_rl.controllers.baselines import CONTROLLERS
+    from dora_rl.controllers.baselines import CONTROLLERS, HINDSIGHT
 
+    live = [name for name in CONTROLLERS if name not in HINDSIGHT]
+    if ns.controller in HINDSIGHT:
+        raise UsageError(f"--controller {ns.controller}: needs the whole episode in advance, "
+                         f"which a live run cannot know (live: {', '.join(live)})")
     if ns.controller not in CONTROLLERS and not Path(ns.controller).is_dir():
         raise UsageError(f"--controller {ns.controller}: neither a controller name "
-                         f"({', '.join(CONTROLLERS)}) nor a run folder")
+                         f"({', '.join(live)}) nor a run folder")
     plan = None
     if ns.plan is not None:
         from dora_rl.runtime.control import parse_plan

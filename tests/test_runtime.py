@@ -93,6 +93,7 @@ def test_fallback_candidates_avoid_a_missing_device(tiny) -> None:  # type: igno
     (["--scenario", "tiny", "--rate", "-1"], "--rate -1"),
     (["--scenario", "tiny", "--job", "nope"], "--job nope"),
     (["--scenario", "tiny", "--controller", "no_such_dir"], "--controller no_such_dir"),
+    (["--scenario", "tiny", "--controller", "oracle"], "--controller oracle: needs the whole"),
     (["--scenario", "tiny", "--plan", "4:slow,7:fast"], "--plan 4:slow,7:fast"),
     (["--scenario", "tiny", "--plan", "4:slow,8:slow"], "--plan 4:slow,8:slow"),
     (["--scenario", "tiny", "--plan", "8:phone"], "--plan 8:phone"),

@@ -275,6 +275,10 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "oracle": Oracle, "random": RandomController,
 }
 
+HINDSIGHT = frozenset({"oracle"})
+"""Controllers that need the whole episode in advance (never a live run's)."""
+
+
 def make(name: str, env: gym.Env[Any, Any]) -> Controller:
     """Build the controller ``name`` for ``env``."""
     if name not in CONTROLLERS:
@@ -284,5 +288,5 @@ def make(name: str, env: gym.Env[Any, Any]) -> Controller:
     return CONTROLLERS[name](env)
 
 
-__all__ = ["CONTROLLERS", "ControlSpec", "Controller", "Dora", "Greedy", "Oracle",
+__all__ = ["CONTROLLERS", "HINDSIGHT", "ControlSpec", "Controller", "Dora", "Greedy", "Oracle",
            "RandomController", "Static", "StaticRobust", "Throughput", "make"]
