@@ -168,19 +168,14 @@ class _Tally:
 
 
 def _episodes(env: EdgeEnv, controller: str, seeds: Iterable[int], steps: int) -> _Tally:
-    from dora_rl.controllers import make
+    from dora_rl.controllers import make, run_episode_infos
 
     tally = _Tally(env.n_jobs)
+    env.episode_steps = steps
     for seed in seeds:
-        obs, _ = env.reset(seed=seed)
-        ctl = make(controller, env)
+        _, infos = run_episode_infos(env, make(controller, env), seed)
         figures: list[list[float]] = [[] for _ in range(env.n_jobs)]
-        state, first = None, True
-        for _ in range(steps):
-            action, state = ctl.predict(obs, state, episode_start=np.array([first]),
-                                        deterministic=True)
-            obs, _, _, _, info = env.step(action)
-            first = False
+        for info in infos:
             tally.add(info)
             for j, f in enumerate(info.get("model_latency_ms", ())):
                 figures[j].append(f)
