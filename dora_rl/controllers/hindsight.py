@@ -152,34 +152,40 @@ class _Interval:
                                                                              strict=True))
         key = (ctl.step, after)
         modes = self._modes.get(key)
-        if modes is None:
-            modes = self._modes[key] = self._search_modes(ctl, plans, after, world)
+        if modes is None:  # the search's own best trial is this state's outcome
+            modes, nxt, score = self._search_modes(ctl, plans, after, world)
+            self._modes[key] = modes
+            return nxt, score, modes
         nxt, out = model.transition(ctl, Decision(plans, self.levels, modes), world)
         return nxt, _score(out, self.weights, self.attainment), modes
 
     def _search_modes(self, ctl: ControlState, plans: tuple[Plan | None, ...],
-                      after: tuple[tuple[Plan | None, Plan | None], ...],
-                      world: WorldState) -> tuple[int, ...]:
+                      after: tuple[tuple[Plan | None, Plan | None], ...], world: WorldState
+                      ) -> tuple[tuple[int, ...], ControlState, tuple[float, float]]:
+        """The modes chosen for ``ctl`` and these plans, with the state and score they
+        give."""
         model = self.model
         used = {d for pair in after for p in pair if p is not None for d in p.devices}
         modes = [SLEEP if f.can_sleep and d not in used else 0
                  for d, f in enumerate(model.devices)]
 
-        def attempt(trial: Sequence[int]) -> tuple[float, float]:
-            _, out = model.transition(ctl, Decision(plans, self.levels, tuple(trial)), world)
-            missed, energy = _score(out, self.weights, self.attainment)
-            return round(missed, TIE_DIGITS), energy
+        def attempt(trial: Sequence[int]) -> tuple[ControlState, tuple[float, float]]:
+            nxt, out = model.transition(ctl, Decision(plans, self.levels, tuple(trial)), world)
+            return nxt, _score(out, self.weights, self.attainment)
 
-        best = attempt(modes)
+        def rank(score: tuple[float, float]) -> tuple[float, float]:
+            return round(score[0], TIE_DIGITS), score[1]
+
+        nxt, best = attempt(modes)
         for d in self.slower:
             if d not in used:
                 continue
             for mode in range(1, model.devices[d].n_modes):
                 trial = modes[:d] + [mode] + modes[d + 1:]
-                got = attempt(trial)
-                if got < best:
-                    best, modes = got, trial
-        return tuple(modes)
+                got, score = attempt(trial)
+                if rank(score) < rank(best):
+                    nxt, best, modes = got, score, trial
+        return tuple(modes), nxt, best
 
 
 @dataclass

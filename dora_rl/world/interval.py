@@ -151,7 +151,7 @@ class IntervalModel:
             metrics = None
             if plan is not None and raw is not None:
                 metrics = queued(self.models[j].tables.job, raw, plan,
-                                 combine(loads, self.n_devices, skip=j))
+                                 combine(loads, self.n_devices, skip=j), loads[j])
                 mine = own_demand(raw, views[j])
                 scale = interval / raw["interval_s"] if raw["interval_s"] > 0 else 0.0
                 for d in plan.devices:

@@ -75,7 +75,8 @@ def iteration_target_s(job: Job, qoe_scale: float) -> float:
 
 
 def queued(job: Job, metrics: dict[str, Any], plan: Plan | None = None,
-           others: DeviceQueues | None = None) -> dict[str, Any]:
+           others: DeviceQueues | None = None,
+           own: tuple[list[float], list[float]] | None = None) -> dict[str, Any]:
     """The plan's figures with the mean waits of its kernels and requests added; slack of the
     targets they lengthen follows. ``metrics`` is not changed (shared).
 
@@ -90,6 +91,9 @@ def queued(job: Job, metrics: dict[str, Any], plan: Plan | None = None,
       token, time to first token and latency all lengthen.
     - Training: a micro-batch's forward and backward pass each wait behind the other jobs'
       kernels on the plan's worst device.
+
+    ``own``: the job's kernel load from these figures, when the caller has it already
+    (:func:`~dora_rl.world.queues.kernel_load`).
 
     What decides which requests meet their targets is kept for :func:`met_fraction`: the
     random wait and the utilisation of its queue (``wait_s``, ``wait_util``), or for an LLM
@@ -110,7 +114,7 @@ def queued(job: Job, metrics: dict[str, Any], plan: Plan | None = None,
     rate = job.inference.request_rate_per_s if job.inference is not None else \
         job.llm.request_rate_per_s if job.llm is not None else 0.0
     period = metrics["period_s"]
-    full, cross = _device_waits(job, metrics, plan, others)
+    full, cross = _device_waits(job, metrics, plan, others, own)
     wait, util = 0.0, rate * period
     sharing: tuple[float, dict[str, tuple[float, float]]] | None = None
     extra = {"latency_s": 0.0, "ttft_s": 0.0, "tpot_s": 0.0, "iteration_s": 0.0}
@@ -146,13 +150,16 @@ def queued(job: Job, metrics: dict[str, Any], plan: Plan | None = None,
 
 
 def _device_waits(job: Job, metrics: dict[str, Any], plan: Plan | None,
-                  others: DeviceQueues | None) -> tuple[list[tuple[float, float]], list[float]]:
+                  others: DeviceQueues | None,
+                  own: tuple[list[float], list[float]] | None = None
+                  ) -> tuple[list[tuple[float, float]], list[float]]:
     """Per device of ``plan``: (a kernel's wait behind every job's kernels, the device's
     utilisation), and the wait behind the other jobs' kernels alone. Empty without both."""
     full: list[tuple[float, float]] = []
     cross: list[float] = []
     if plan is not None and others is not None:
-        own_util, own_residual = kernel_load(job, metrics, plan.micro_batches)
+        own_util, own_residual = own if own is not None else \
+            kernel_load(job, metrics, plan.micro_batches)
         for d in plan.devices:
             u = own_util[d] + others.utilisation[d]
             full.append((fcfs_wait_s(u, own_residual[d] + others.residual_s[d]), u))
