@@ -136,3 +136,17 @@ def test_the_search_is_exact_when_no_state_is_dropped() -> None:
     brute = best(episode.start, 0)
     assert found.missed == pytest.approx(brute[0], abs=TOLERANCE)
     assert found.energy_j == pytest.approx(brute[1], rel=1e-9)
+
+
+def test_evaluate_reports_the_reward_and_the_request_figures_of_its_episodes() -> None:
+    """The README's loop: its reward is the episode's, and it says how many requests missed
+    and how many of those went beyond the jobs' allowances."""
+    from dora_rl.controllers import evaluate
+
+    env = gym.make("dora_rl/Tiny-v1", bandwidth="synthetic", episode_steps=30)
+    got = evaluate(env, make("dora", env), seeds=[0])
+    reward, infos = run_episode_infos(env, make("dora", env), seed=0)
+    assert got["reward"] == pytest.approx(reward) and got["steps"] == 30
+    assert 0 <= got["request_violation_rate"] < 0.01
+    assert got["excess_missed"] == pytest.approx(sum(sum(i["requests_excess"]) for i in infos))
+    assert got["jobs_energy_j"] < got["energy_j"]
