@@ -24,6 +24,7 @@ import csv
 import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,8 @@ def env_id(card: str) -> str:
     for ident, kwargs in ENV_IDS.items():
         if kwargs.get("scenario") == card:
             return ident
-    raise SystemExit(f"error: --cards: no registered env for {card!r}")
+    raise ValueError(f"--cards {card}: no registered -v1 env for this card (known: "
+                     f"{', '.join(k['scenario'] for k in ENV_IDS.values() if 'scenario' in k)})")
 
 
 def episode_rows(card: str, seed: int, steps: int, beam: int | None) -> list[dict[str, Any]]:
@@ -192,9 +194,19 @@ def main() -> int:
                         help="states the oracle's search keeps (default: the baselines card's)")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     args = parser.parse_args()
-    if args.seeds < 1 or args.steps < 1:
-        raise SystemExit("error: --seeds and --steps must be at least 1")
     cards = args.cards.split(",")
+    try:
+        if args.seeds < 1 or args.steps < 1:
+            raise ValueError(f"--seeds {args.seeds} / --steps {args.steps}: both must be >= 1")
+        if args.beam is not None and args.beam < 1:
+            raise ValueError(f"--beam {args.beam}: must be >= 1")
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out}: exists and is not a folder")
+        for card in cards:
+            env_id(card)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     rows: list[dict[str, Any]] = []
     with Progress(console=Console(stderr=True)) as progress:
         task = progress.add_task("episodes", total=len(cards) * args.seeds)
