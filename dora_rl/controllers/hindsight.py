@@ -291,9 +291,7 @@ def static_schedules(model: IntervalModel, episode: Episode) -> list[Schedule]:
         used = {d for p in plans if p is not None for d in p.devices}
         modes = tuple(SLEEP if f.can_sleep and d not in used else 0
                       for d, f in enumerate(model.devices))
-        first = Step(tuple(combo), modes)
-        rest = Step((0,) * model.n_jobs, modes)
-        out.append(Schedule((first,) + (rest,) * (n - 1), 0.0, 0.0, True, 0))
+        out.append(_held(tuple(combo), modes, n))
     return out
 
 
@@ -315,10 +313,33 @@ def score(model: IntervalModel, episode: Episode, schedule: Schedule) -> Schedul
 
 def best_static(model: IntervalModel, episode: Episode) -> Schedule:
     """The best schedule of :func:`static_schedules` (switching at the first interval from
-    the episode's start, as every controller must): the best single joint plan held for the
-    whole episode, chosen in hindsight."""
-    scored = [score(model, episode, s) for s in static_schedules(model, episode)]
-    return min(scored, key=lambda s: (s.missed, s.energy_j))
+    the episode's start, as every controller must), each with the power modes of its plans'
+    devices held too, chosen one device at a time (a slower mode kept while it scores better
+    over the episode): the best single joint plan and modes held for the whole episode,
+    chosen in hindsight."""
+    best: Schedule | None = None
+    for held in static_schedules(model, episode):
+        held = score(model, episode, held)
+        first = held.steps[0]
+        modes = list(first.modes)
+        for d, f in enumerate(model.devices):
+            if modes[d] == SLEEP:
+                continue
+            for mode in range(1, f.n_modes):
+                trial = tuple(modes[:d] + [mode] + modes[d + 1:])
+                got = score(model, episode, _held(first.picks, trial, len(held.steps)))
+                if (got.missed, got.energy_j) < (held.missed, held.energy_j):
+                    held, modes = got, list(trial)
+        if best is None or (held.missed, held.energy_j) < (best.missed, best.energy_j):
+            best = held
+    assert best is not None
+    return best
+
+
+def _held(picks: tuple[int, ...], modes: tuple[int, ...], steps: int) -> Schedule:
+    """Pick ``picks`` in the first interval, then keep; ``modes`` throughout (unscored)."""
+    keep = Step((0,) * len(picks), modes)
+    return Schedule((Step(picks, modes),) + (keep,) * (steps - 1), 0.0, 0.0, True, 0)
 
 
 __all__ = ["Episode", "Schedule", "Step", "action", "best_static", "lookahead", "plans_seen",
