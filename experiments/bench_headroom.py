@@ -5,11 +5,11 @@ Run ``python experiments/bench_headroom.py`` (``--cards smart_home`` for one car
 ``--steps``, ``--beam`` for the oracle's search, ``--out`` for the results folder). On the test
 traces, per card and seed, it runs ``static``, ``static-robust``, ``throughput``, ``greedy``,
 ``dora``, ``mpc`` and ``oracle`` through the env, plays ``best-static`` (the best joint plan
-and power modes switched to at the start and held, chosen in hindsight) and scores the ``bound`` (the
-free-switch relaxation, which no controller can beat). Per controller: the request-weighted
-violation rate (missed over scored requests), the weighted excess misses the reward counts,
-and the energy the jobs cause per interval, as means over seeds with 95 % confidence
-intervals (Student's t).
+and power modes switched to at the start and held, chosen in hindsight) and scores the
+``bound`` (the free-switch relaxation, which no controller can beat). Per controller: the
+request-weighted violation rate (missed over scored requests), the weighted excess misses the
+reward counts, and the energy the jobs cause per interval, as means over seeds with 95 %
+confidence intervals (Student's t).
 
 Headroom = (E_best-static - E_oracle) / E_best-static, counted when the oracle misses no more
 (weighted) requests than best-static; ``at most`` uses the bound instead of the oracle.
@@ -155,9 +155,9 @@ def write(out: Path, rows: list[dict[str, Any]], means: list[dict[str, Any]],
              "term)",
              "- `jobs_energy_j`: energy the jobs cause, per interval",
              "- `best-static`: the best joint plan and power modes switched to at the start "
-             "and held, chosen in hindsight; `oracle`: the hindsight search's schedule (or best-static when "
-             "that scores better); `bound`: the free-switch relaxation, which no controller "
-             "can beat (`dora_rl/controllers/bound.py`)", "",
+             "and held, chosen in hindsight; `oracle`: the hindsight search's schedule (or "
+             "best-static when that scores better); `bound`: the free-switch relaxation, "
+             "which no controller can beat (`dora_rl/controllers/bound.py`)", "",
              "| card | controller | violation rate | weighted missed | jobs' energy J/interval |",
              "|---|---|---|---|---|"]
     for r in means:
