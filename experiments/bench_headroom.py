@@ -2,7 +2,7 @@
 hindsight, the hindsight oracle and the free-switch bound.
 
 Run ``python experiments/bench_headroom.py`` (``--cards smart_home`` for one card, ``--seeds``,
-``--steps``, ``--beam`` for the oracle's search, ``--out`` for the results folder). On the test
+``--steps`` (default: the card's episode), ``--beam`` for the oracle's search, ``--out`` for the results folder). On the test
 traces, per card and seed, it runs ``static``, ``static-robust``, ``throughput``, ``greedy``,
 ``dora``, ``mpc`` and ``oracle`` through the env, plays ``best-static`` (the best joint plan
 and power modes switched to at the start and held, chosen in hindsight) and scores the
@@ -76,10 +76,15 @@ def env_id(card: str) -> str:
                      f"{', '.join(k['scenario'] for k in ENV_IDS.values() if 'scenario' in k)})")
 
 
-def episode_rows(card: str, seed: int, steps: int, beam: int | None) -> list[dict[str, Any]]:
-    """Every controller and reference on one episode."""
+def episode_rows(card: str, seed: int, steps: int | None,
+                 beam: int | None) -> list[dict[str, Any]]:
+    """Every controller and reference on one episode (``steps`` None: the card's)."""
     ident = env_id(card)
     rows = []
+    first: EdgeEnv = gym.make(ident, split="test",  # type: ignore[assignment]
+                              episode_steps=steps).unwrapped
+    steps = first.episode_steps
+    shape = {"interval_s": first.interval_s, "steps": steps}
     for name in CONTROLLERS:
         env = gym.make(ident, split="test", episode_steps=steps)
         controller = make(name, env)
@@ -88,7 +93,7 @@ def episode_rows(card: str, seed: int, steps: int, beam: int | None) -> list[dic
         start = time.perf_counter()
         _, infos = run_episode_infos(env, controller, seed=seed)
         base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
-        rows.append({"card": card, "seed": seed, "controller": name,
+        rows.append({"card": card, "seed": seed, "controller": name, **shape,
                      **figures(infos, base.job_weights),
                      "wall_s": time.perf_counter() - start})
     base = gym.make(ident, split="test", episode_steps=steps).unwrapped  # type: ignore[assignment]
@@ -100,11 +105,11 @@ def episode_rows(card: str, seed: int, steps: int, beam: int | None) -> list[dic
     base.reset(seed=seed)
     for step in held.steps:
         infos.append(dict(base.step(action(base, step))[4]))
-    rows.append({"card": card, "seed": seed, "controller": "best-static",
+    rows.append({"card": card, "seed": seed, "controller": "best-static", **shape,
                  **figures(infos, base.job_weights), "wall_s": time.perf_counter() - start})
     start = time.perf_counter()
     bound = free_switch_bound(base.model, episode)
-    rows.append({"card": card, "seed": seed, "controller": "bound",
+    rows.append({"card": card, "seed": seed, "controller": "bound", **shape,
                  "request_violation_rate": bound.missed_requests / bound.arrived
                  if bound.arrived else 0.0,
                  "weighted_missed": bound.missed, "jobs_energy_j": bound.energy_j / steps,
@@ -118,7 +123,9 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for card in dict.fromkeys(r["card"] for r in rows):
         for name in dict.fromkeys(r["controller"] for r in rows if r["card"] == card):
             mine = [r for r in rows if r["card"] == card and r["controller"] == name]
-            row: dict[str, Any] = {"card": card, "controller": name, "seeds": len(mine)}
+            row: dict[str, Any] = {"card": card, "controller": name, "seeds": len(mine),
+                                   "interval_s": mine[0]["interval_s"],
+                                   "steps": mine[0]["steps"]}
             for key in ("request_violation_rate", "weighted_missed", "jobs_energy_j"):
                 values = [float(r[key]) for r in mine]
                 row[key] = statistics.fmean(values)
@@ -145,10 +152,13 @@ def write(out: Path, rows: list[dict[str, Any]], means: list[dict[str, Any]],
     """The md, csv and json results."""
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# Headroom: what adapting can win on each card", "",
-             f"Test traces, seeds 0-{args.seeds - 1}, {args.steps} intervals of 1 s per episode; "
+             f"Test traces (and test days of load profiles), seeds 0-{args.seeds - 1}, "
+             "episodes of " + "; ".join(
+                 f"{r['card']} {r['steps']} intervals of {r['interval_s']:g} s"
+                 for r in means if r["controller"] == "bound") + "; "
              "means over seeds with 95 % confidence half-widths (Student's t). "
-             f"Reproduce: `python experiments/bench_headroom.py --seeds {args.seeds} "
-             f"--steps {args.steps}`.", "",
+             f"Reproduce: `python experiments/bench_headroom.py --seeds {args.seeds}"
+             + (f" --steps {args.steps}`." if args.steps is not None else "`."), "",
              "- `request_violation_rate`: missed over scored requests (training: iterations)",
              "- `weighted_missed`: misses beyond each job's attainment allowance (p99 unless "
              "the card says otherwise), weighted by job, per episode (the reward's violation "
@@ -189,14 +199,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cards", default=",".join(CARDS))
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="intervals per episode (default: the card's episode)")
     parser.add_argument("--beam", type=int, default=None,
                         help="states the oracle's search keeps (default: the baselines card's)")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     args = parser.parse_args()
     cards = args.cards.split(",")
     try:
-        if args.seeds < 1 or args.steps < 1:
+        if args.seeds < 1 or (args.steps is not None and args.steps < 1):
             raise ValueError(f"--seeds {args.seeds} / --steps {args.steps}: both must be >= 1")
         if args.beam is not None and args.beam < 1:
             raise ValueError(f"--beam {args.beam}: must be >= 1")

@@ -142,6 +142,7 @@ def resolve(spec: ScenarioSpec, label: str, base_dir: Path) -> Scenario:
     names = {d.name for d in devices}
     for j, job in enumerate(spec.jobs):
         _check_job(job, j, label, names, models)
+    _check_profiles(spec, label)
     measured, measured_format = _resolve_measured(devices, models, label, base_dir)
     return Scenario(
         name=spec.name, description=spec.description, source=label, devices=devices,
@@ -248,6 +249,25 @@ def _build_model(label: str, where: str, **fields: Any) -> Model:
         path = format_loc(tuple(err["loc"]))
         raise ConfigError(label, f"{where}.{path}" if path else where, problem_text(dict(err))) \
             from None
+
+
+def _check_profiles(spec: ScenarioSpec, label: str) -> None:
+    """Profile columns need a profile file (the columns are checked when it is read)."""
+    dyn = spec.dynamics
+    for j, job in enumerate(spec.jobs):
+        if job.rate_profile is not None and job.training is not None:
+            raise ConfigError(label, f"jobs[{j}].rate_profile",
+                              "a training job has no request rate to follow")
+    if dyn.load_profiles is not None:
+        return
+    for j, job in enumerate(spec.jobs):
+        if job.rate_profile is not None:
+            raise ConfigError(label, f"jobs[{j}].rate_profile",
+                              "needs dynamics.load_profiles (the file of hourly load)")
+    for w, dom in enumerate(spec.network.domains):
+        if dom.cross_traffic_profile is not None:
+            raise ConfigError(label, f"network.domains[{w}].cross_traffic_profile",
+                              "needs dynamics.load_profiles (the file of hourly load)")
 
 
 def _check_job(job: Job, j: int, label: str, names: set[str], models: dict[str, Model]) -> None:

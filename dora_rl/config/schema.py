@@ -235,7 +235,10 @@ class Domain(Frozen):
     name: Name
     kind: Literal["wifi", "switch"]
     cross_traffic: Fraction = 0.0
-    """Long-run fraction of airtime other household traffic takes on a WiFi medium."""
+    """Long-run fraction of airtime other household traffic takes on a WiFi medium (with
+    ``cross_traffic_profile``: in the busiest hour)."""
+    cross_traffic_profile: Name | None = None
+    """Column of ``dynamics.load_profiles`` the cross traffic follows over the day."""
 
 
 class Network(Frozen):
@@ -303,6 +306,9 @@ class Job(Frozen):
     qoe: Qoe
     weight: PositiveFloat = 1.0
     """Importance of the job's QoE violations relative to other jobs."""
+    rate_profile: Name | None = None
+    """Column of ``dynamics.load_profiles`` the request rate follows over the day (the
+    card's rate is the busiest hour's); None: the rate never changes."""
 
 
 class Objective(Frozen):
@@ -326,6 +332,28 @@ class Dynamics(Frozen):
     """Largest fraction of a device's compute that other users may take."""
     battery_floor: Fraction = 0.1
     """State of charge below which a battery device stops serving."""
+    load_profiles: str | None = None
+    """CSV of hourly load per day (``day,hour,<column>,...``, relative to the card) that jobs'
+    ``rate_profile`` and domains' ``cross_traffic_profile`` name (:mod:`dora_rl.dynamics.daily`)."""
+    start_hour: Annotated[float, Field(ge=0, lt=24, allow_inf_nan=False)] | None = None
+    """Hour of the day episodes start at; None: a random hour per episode."""
+    interval_s: PositiveFloat = 1.0
+    """Length of a control interval the environment uses by default."""
+    episode_s: PositiveFloat = 300.0
+    """Length of an episode the environment uses by default (a whole number of intervals)."""
+
+    @model_validator(mode="after")
+    def _whole_intervals(self) -> Dynamics:
+        steps = self.episode_s / self.interval_s
+        if abs(steps - round(steps)) > 1e-9 * steps or round(steps) < 1:
+            raise ValueError(f"episode_s {self.episode_s:g} is not a whole number of "
+                             f"intervals of {self.interval_s:g} s")
+        return self
+
+    @property
+    def episode_steps(self) -> int:
+        """Intervals in an episode."""
+        return round(self.episode_s / self.interval_s)
 
 
 class Reward(Frozen):

@@ -87,10 +87,10 @@ def _serving(model: IntervalModel, j: int, plan: Plan, modes: tuple[int, ...],
     if not all(usable[d] for d in plan.devices):
         return None
     state = world.state
-    job = model.models[j].tables.job
+    cost = model.model_in(world, j)
+    job = cost.tables.job
     interval = model.interval_s
-    raw = model.models[j].evaluate(model.moded(plan, modes), model.view(state, 1.0, usable),
-                                   check=False)
+    raw = cost.evaluate(model.moded(plan, modes), model.view(state, 1.0, usable), check=False)
     per_unit = raw["interval_s"]
     scale = interval / per_unit if math.isfinite(per_unit) and per_unit > 0 else 0.0
     load = state.lists[0]
@@ -110,7 +110,7 @@ def _serving(model: IntervalModel, j: int, plan: Plan, modes: tuple[int, ...],
 def _missed(model: IntervalModel, j: int, choice: _Choice, others: DeviceQueues,
             world: WorldState) -> float:
     """Requests job ``j`` misses on ``choice`` with ``others`` on the devices."""
-    job = model.models[j].tables.job
+    job = model.model_in(world, j).tables.job
     qoe_scale = float(world.qoe_scale[j])
     arrived = arrivals(job, model.interval_s, qoe_scale)
     if choice.plan is None or choice.figures is None:
@@ -132,7 +132,7 @@ def _mode_choices(model: IntervalModel, plan: Plan) -> list[tuple[int, ...]]:
 
 
 def _outage_missed(model: IntervalModel, j: int, world: WorldState) -> float:
-    job = model.models[j].tables.job
+    job = model.model_in(world, j).tables.job
     qoe_scale = float(world.qoe_scale[j])
     arrived = arrivals(job, model.interval_s, qoe_scale)
     if job.training is not None:
@@ -194,8 +194,9 @@ def _interval(model: IntervalModel, world: WorldState, plans: list[list[Plan]],
                     opts.append(got)
         options.append(_pareto(opts))
     active = [bool(a) for a in world.job_active.tolist()]
-    arrived = [arrivals(model.models[j].tables.job, model.interval_s, float(world.qoe_scale[j]))
-               if active[j] else 0.0 for j in range(model.n_jobs)]
+    arrived = [arrivals(model.model_in(world, j).tables.job, model.interval_s,
+                        float(world.qoe_scale[j])) if active[j] else 0.0
+               for j in range(model.n_jobs)]
 
     def excess(missed: Sequence[float]) -> float:
         return sum(w * excess_missed(m, n, a)
@@ -225,7 +226,7 @@ def free_switch_bound(model: IntervalModel, episode: Episode) -> Bound:
     for world in episode.worlds:
         for j in range(model.n_jobs):
             if world.job_active[j]:
-                arrived += arrivals(model.models[j].tables.job, model.interval_s,
+                arrived += arrivals(model.model_in(world, j).tables.job, model.interval_s,
                                     float(world.qoe_scale[j]))
         m, e, p = _interval(model, world, plans, episode.weights, episode.attainment)
         missed, energy, plain = missed + m, energy + e, plain + p

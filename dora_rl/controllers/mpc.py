@@ -91,7 +91,8 @@ class Mpc(Controller):
         share = 1.0 / max(int(active.sum()), 1)
         view = model.view(state, share, usable)
         current = [self._current(j, cands[j]) for j in range(self.n_jobs)]
-        loads = [model.kernel_load(j, p) if p is not None and active[j] else None
+        rates = [float(r) for r in jobs[:, 10]]  # this interval's request rates, held
+        loads = [model.kernel_load(j, p, rates[j]) if p is not None and active[j] else None
                  for j, p in enumerate(current)]
         picks = []
         for j in range(self.n_jobs):
@@ -100,7 +101,7 @@ class Mpc(Controller):
                 continue
             others = at_load(combine(loads, model.n_devices, skip=j), state.lists[0])
             picks.append(self._pick(j, current[j], cands[j], view,
-                                    float(jobs[j, 1]) * QOE_SCALE_MAX, others))
+                                    float(jobs[j, 1]) * QOE_SCALE_MAX, others, rates[j]))
         chosen = [env.cands[j].plans[p - 1] if p else current[j] for j, p in enumerate(picks)]
         used = {d for p in chosen if p is not None for d in p.devices}
         modes = [SLEEP if devices[d, 7] > 0.5 and d not in used and present[d] else 0
@@ -114,7 +115,7 @@ class Mpc(Controller):
         return plans[int(serving[0])] if len(serving) and serving[0] < len(plans) else None
 
     def _pick(self, j: int, current: Plan | None, cand: NDArray[np.float32], view: Any,
-              qoe_scale: float, others: Any) -> int:
+              qoe_scale: float, others: Any, rate: float = 1.0) -> int:
         """0 keeps; ``i + 1`` switches to candidate ``i``."""
         model, interval = self.env.model, self.env.interval_s
         plans = self.env.cands[j].plans
@@ -122,7 +123,7 @@ class Mpc(Controller):
         modes = (0,) * self.n_devices
 
         def figures(plan: Plan) -> tuple[float, float]:
-            return predict_in_view(model, modes, j, plan, view, qoe_scale, others)
+            return predict_in_view(model, modes, j, plan, view, qoe_scale, others, rate)
 
         now = figures(current) if current is not None else (-1.0, math.inf)
         keep = (self.horizon * float(now[0] < 0), self.horizon * now[1] * interval)

@@ -12,10 +12,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from dora_rl.config import Scenario
+from dora_rl.config import Job, Scenario
 from dora_rl.costmodel.evaluate import evaluate_batch
 from dora_rl.costmodel.evaluate_one import evaluate_one
 from dora_rl.costmodel.metrics import Metrics
@@ -37,6 +38,19 @@ class CostModel:
         self.scenario = scenario
         self.tables: JobTables = build_tables(scenario, index)
         self.nominal = State.nominal(scenario)
+
+    @property
+    def job_index(self) -> int:
+        """The job's index in card order."""
+        return self.tables.job_index
+
+    def with_job(self, job: Job) -> CostModel:
+        """This job's cost model with ``job``'s figures in its place (the same model and
+        devices), e.g. the job at another request rate; its memo starts empty."""
+        twin = object.__new__(CostModel)
+        twin.scenario, twin.nominal = self.scenario, self.nominal
+        twin.tables = dataclasses.replace(self.tables, job=job)
+        return twin
 
     def batch(self, plans: Sequence[Plan], check: bool = True) -> PlanBatch:
         """Pack plans into arrays, checking each first unless ``check`` is False."""

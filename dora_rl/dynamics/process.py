@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from dora_rl.config import Scenario
 from dora_rl.costmodel.state import State
+from dora_rl.dynamics.daily import DailyProfiles, at_times, hourly_series, load_profiles, rate_steps
 from dora_rl.dynamics.synthetic import (
     CROSS_TRAFFIC_CAP,
     contention_bursts,
@@ -66,12 +67,17 @@ class WorldState:
         job_active: Whether each job (card order) has work this interval.
         qoe_scale: Multiplier on each job's time targets (1 = the card's targets, < 1 tighter).
         step: Interval index since ``reset`` (0 at reset).
+        rate_scale: Multiplier on each job's request rate (1 = the card's rate; None: 1 for
+            every job), a multiple of :data:`~dora_rl.dynamics.daily.RATE_STEP`.
+        hour: Hour of the day the interval starts at, in [0, 24).
     """
 
     state: State
     job_active: NDArray[np.bool_]
     qoe_scale: NDArray[np.float64]
     step: int
+    rate_scale: NDArray[np.float64] | None = None
+    hour: float = 0.0
 
 
 def _fast_state(link_scale: NDArray[np.float64], available: NDArray[np.bool_],
@@ -125,6 +131,12 @@ class RuntimeDynamics:
       :attr:`State.usable` drops it (the charge keeps its true value internally).
     - The first job is always active; the others alternate active and inactive.
     - A job's ``qoe_scale`` jumps to one of :data:`QOE_LEVELS` and returns to 1.0 later.
+    - With ``load_profiles``, an episode starts on a random day of the split at a random hour
+      (or ``start_hour``); a job with ``rate_profile`` runs at that column's multiplier
+      (:mod:`dora_rl.dynamics.daily`) and a domain with ``cross_traffic_profile`` has its
+      cross traffic scaled by its column, bursts included.
+    - Intervals longer than a second see averages: a trace's mean over the interval's
+      seconds, and dips and bursts shorter than the interval spread over it.
     """
 
     def __init__(self, scenario: Scenario, bandwidth: Bandwidth | None = None,
@@ -172,7 +184,31 @@ class RuntimeDynamics:
                                   f"({len(every)} traces in all; at least 3 are needed)")
             self._scaled = [trace_scale(t.mbps) for t in self.traces]
         self._share = _frozen(np.ones(len(scenario.network.domains)))
+        self.profiles: DailyProfiles | None = None
+        self._rate_cols: list[tuple[int, int]] = []  # (job, column) pairs
+        self._cross_cols: list[tuple[int, int]] = []  # (domain, column) pairs
+        if dyn.load_profiles is not None:
+            self._read_profiles(scenario, Path(scenario.base_dir) / dyn.load_profiles)
+        self._ones = _frozen(np.ones(self.n_jobs))
+        self._day, self._hour0 = 0, 0.0
         self._world: WorldState | None = None
+
+    def _read_profiles(self, scenario: Scenario, path: Path) -> None:
+        profiles = self.profiles = load_profiles(path)
+        self._days = profiles.split(self.split)
+        wanted = [(j, f"jobs[{j}].rate_profile", job.rate_profile)
+                  for j, job in enumerate(scenario.jobs)] + \
+                 [(w, f"network.domains[{w}].cross_traffic_profile", d.cross_traffic_profile)
+                  for w, d in enumerate(scenario.network.domains)]
+        for i, where, name in wanted:
+            if name is None:
+                continue
+            if name not in profiles.columns:
+                raise ConfigError(scenario.source, where,
+                                  f"no column {name!r} in {path.name} (columns: "
+                                  f"{', '.join(profiles.columns)})")
+            pairs = self._rate_cols if where.startswith("jobs") else self._cross_cols
+            pairs.append((i, profiles.column(name)))
 
     def _steps(self, seconds: float) -> float:
         return seconds / self.interval_s
@@ -207,6 +243,10 @@ class RuntimeDynamics:
         self._charge = self.capacity_wh.tolist()
         self._battery = _frozen(self.capacity_wh.copy())
         self._battery_list = self.capacity_wh.tolist()
+        if self.profiles is not None:
+            start = self.scenario.dynamics.start_hour
+            self._day = int(rng.integers(self._days.size))
+            self._hour0 = float(rng.uniform(0.0, 24.0)) if start is None else float(start)
         self._fill(rng, 0)
         return self._emit(0)
 
@@ -273,7 +313,8 @@ class RuntimeDynamics:
                                    self._free[row].tolist())
         world = object.__new__(WorldState)  # as _fast_state: no frozen-dataclass __init__
         world.__dict__.update(state=state, job_active=self._jobs[row], qoe_scale=self._qoe[row],
-                              step=self._t)
+                              step=self._t, rate_scale=self._rate[row],
+                              hour=(self._hour0 + self._t * self.interval_s / 3600.0) % 24.0)
         self._world = world
         return world
 
@@ -286,7 +327,27 @@ class RuntimeDynamics:
         self._load = _frozen(self._background(rng))
         self._jobs = _frozen(self._job_activity(rng))
         self._qoe = _frozen(self._qoe_scale(rng))
+        self._rate = _frozen(self._rates(start))
         self._free = (1.0 - self._cross) * self._share
+
+    def _profile(self, column: int, start: int) -> NDArray[np.float64]:
+        """A profile column's multiplier at the start of each interval of the chunk."""
+        assert self.profiles is not None
+        hours = self._hour0 + (start + np.arange(CHUNK_STEPS, dtype=np.float64)) \
+            * (self.interval_s / 3600.0)
+        days = int(hours[-1] // 24) + 1
+        series = hourly_series(self.profiles, column, self._days, self._day)
+        if series.size < days * 24:  # an episode longer than the split's days wraps
+            series = np.tile(series, -(-days * 24 // series.size))
+        return at_times(series, hours)
+
+    def _rates(self, start: int) -> NDArray[np.float64]:
+        if not self._rate_cols:
+            return np.ones((CHUNK_STEPS, self.n_jobs))
+        out = np.ones((CHUNK_STEPS, self.n_jobs))
+        for j, column in self._rate_cols:
+            out[:, j] = rate_steps(self._profile(column, start))
+        return out
 
     def _links(self, rng: np.random.Generator, start: int) -> NDArray[np.float64]:
         out = np.ones((CHUNK_STEPS, self.n_devices))
@@ -295,13 +356,18 @@ class RuntimeDynamics:
         seconds = np.floor((start + np.arange(CHUNK_STEPS)) * self.interval_s).astype(np.int64)
         fades = (max(1, round(self._steps(SYNTH_FADE_S[0]))),
                  max(1, round(self._steps(SYNTH_FADE_S[1]))))
+        width = max(1, int(self.interval_s))  # seconds a trace averages over per interval
+        spread = min(1.0, WIRED_DIP_S / self.interval_s)  # a short dip spread over its interval
         for d in range(self.n_devices):
             if not self.wifi[d]:
-                out[:, d] = link_dips(rng, CHUNK_STEPS, mean_gap=self._steps(WIRED_GAP_S),
-                                      mean_dip=self._steps(WIRED_DIP_S))
+                dips = link_dips(rng, CHUNK_STEPS, mean_gap=self._steps(WIRED_GAP_S),
+                                 mean_dip=self._steps(WIRED_DIP_S))
+                out[:, d] = dips if spread == 1.0 else 1.0 - (1.0 - dips) * spread
             elif self.bandwidth == "trace":
                 scaled = self._scaled[self._pick[d]]
-                out[:, d] = scaled[(self._offset[d] + seconds) % scaled.size]
+                at = self._offset[d] + seconds[:, None] + np.arange(width)[None, :]
+                out[:, d] = scaled[at[:, 0] % scaled.size] if width == 1 else \
+                    scaled[at % scaled.size].mean(axis=1)
             else:
                 out[:, d] = synthetic_bandwidth(
                     rng, CHUNK_STEPS, mean_hold=self._steps(SYNTH_HOLD_S),
@@ -311,10 +377,16 @@ class RuntimeDynamics:
     def _cross_traffic(self, rng: np.random.Generator) -> NDArray[np.float64]:
         out = np.tile(self.base_cross, (CHUNK_STEPS, 1))
         if self.bandwidth != "static":
+            spread = min(1.0, BURST_S / self.interval_s)  # a burst's airtime over its interval
             for w in np.flatnonzero(self.wifi_domains):
-                out[:, w] = contention_bursts(rng, CHUNK_STEPS, float(self.base_cross[w]),
-                                              mean_gap=self._steps(BURST_GAP_S),
-                                              mean_burst=self._steps(BURST_S))
+                base = float(self.base_cross[w])
+                bursts = contention_bursts(rng, CHUNK_STEPS, base,
+                                           mean_gap=self._steps(BURST_GAP_S),
+                                           mean_burst=self._steps(BURST_S))
+                out[:, w] = bursts if spread == 1.0 else base + (bursts - base) * spread
+        for dom, column in self._cross_cols:
+            out[:, dom] = np.clip(out[:, dom] * self._profile(column, self._chunk_start), 0.0,
+                                CROSS_TRAFFIC_CAP)
         return out
 
     def _churn(self, rng: np.random.Generator) -> NDArray[np.bool_]:

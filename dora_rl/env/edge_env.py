@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from dora_rl.config import Scenario
 from dora_rl.costmodel import Plan, State
 from dora_rl.dynamics import RuntimeDynamics, WorldState
+from dora_rl.dynamics.daily import RATE_STEP
 from dora_rl.env.candidates import JobCandidates, shared_cache
 from dora_rl.env.observation import (
     FINISH_SCALE_S,
@@ -123,10 +124,10 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     themselves in ``requests_missed``), ``E_jobs`` the energy the jobs caused (J), ``E_max``
     every device at full busy power for one interval, ``q`` the requests of one interval.
     ``price = E_max * episode_steps / q_min`` (``q_min``: the rarest job's requests per
-    interval) makes the order lexicographic: one interval of the rarest job's requests
-    outweighs all the energy of an episode, so fewer excess misses always win and energy
-    decides among equals (QoE the constraint, energy the objective). A fully missed interval
-    scores about ``-1``.
+    interval, at the lowest rate its load profile reaches) makes the order lexicographic:
+    one interval of the rarest job's requests outweighs all the energy of an episode, so
+    fewer excess misses always win and energy decides among equals (QoE the constraint, energy
+    the objective). A fully missed interval scores about ``-1``.
 
     ## Starting State
     Each job on its first candidate at the middle bandwidth level, devices awake at nominal.
@@ -136,16 +137,23 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     ## Arguments
     ``scenario``, ``bandwidth``, ``traces_dir`` (every trace of a user's folder is used),
-    ``split`` (for the project's own traces), ``episode_steps`` (300), ``k`` (4),
-    ``interval_s`` (1.0).
+    ``split`` (for the project's own traces), ``episode_steps`` and ``interval_s`` (None: the
+    card's ``dynamics.episode_s`` over its ``dynamics.interval_s``, and that interval), ``k``
+    (4).
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, scenario: str | Path | Scenario = "smart_home", bandwidth: str | None = None,
                  traces_dir: str | Path | None = None, split: str = "train",
-                 episode_steps: int = 300, k: int = 4, interval_s: float = 1.0) -> None:
+                 episode_steps: int | None = None, k: int = 4,
+                 interval_s: float | None = None) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load(scenario)
+        dyn = self.scenario.dynamics
+        if interval_s is None:
+            interval_s = dyn.interval_s
+        if episode_steps is None:
+            episode_steps = max(1, round(dyn.episode_s / interval_s))
         self.model = IntervalModel(self.scenario, interval_s)
         self.n_jobs, self.n_devices = self.model.n_jobs, self.model.n_devices
         self.k, self.interval_s, self.episode_steps = k, interval_s, episode_steps
@@ -161,7 +169,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.max_energy_j = sum(max(f.busy_w) for f in facts) * interval_s
         per_interval = [arrivals(job, interval_s, 1.0) for job in self.scenario.jobs]
         self.requests_per_interval = sum(per_interval)
-        self.violation_price_j = self.max_energy_j * episode_steps / min(per_interval)
+        fewest = min(n * (RATE_STEP if job.rate_profile is not None else 1.0)
+                     for n, job in zip(per_interval, self.scenario.jobs, strict=True))
+        self.violation_price_j = self.max_energy_j * episode_steps / fewest
         """Joules one missed request is worth in the reward (see Rewards)."""
         self.job_weights = [job.weight for job in self.scenario.jobs]
         self.attainment = [job.qoe.attainment for job in self.scenario.jobs]
@@ -338,7 +348,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         # candidates are scored at nominal modes with an equal share of the media: what a
         # plan would do in the measured world, apart from the levers the action sets anew
         share = 1.0 / max(sum(active), 1)
-        serving = [model.kernel_load(i, jc.plan) if active[i] and jc.plan is not None
+        rates = world.rate_scale.tolist() if world.rate_scale is not None else \
+            [1.0] * len(active)
+        serving = [model.kernel_load(i, jc.plan, rates[i]) if active[i] and jc.plan is not None
                    else None for i, jc in enumerate(ctl.jobs)]
         jobs, cands = [], []
         for j, jc in enumerate(ctl.jobs):
@@ -351,7 +363,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 out.missed / out.scored if out is not None and out.scored > 0 else 0.0,
                 self.choice[j] / self.k, float(jc.target is not None),
                 jc.pending_bytes / total, finish / FINISH_SCALE_S,
-                jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)])
+                jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1), rates[j]])
             others = combine(serving, self.n_devices, skip=j)
             rows = []
             plans = self.cands[j].plans
@@ -410,8 +422,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         frees = tuple([round(f * q) for f in free]) if len(devices) > 1 else None
         queue = tuple([(others.utilisation[d], others.residual_s[d]) for d in devices])
         qoe_scale = float(world.qoe_scale[j])
+        rate = float(world.rate_scale[j]) if world.rate_scale is not None else 1.0
         key = (j, plan, tuple([usable[d] for d in devices]), loads, links, frees, queue,
-               qoe_scale)
+               qoe_scale, rate)
         hit = self._predictions.get(key)
         if hit is None:
             rounded = object.__new__(State)
@@ -424,7 +437,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 self._predictions.clear()
             hit = self._predictions[key] = predict_in_view(
                 model, self._nominal_modes, j, plan, rounded, qoe_scale,
-                at_load(others, rounded_load))
+                at_load(others, rounded_load), rate)
         return hit
 
     def _to_move(self, j: int, plan: Plan) -> float:

@@ -12,9 +12,10 @@ device                 D x 8: present, load, battery, power mode / modes, asleep
                        waking, used by a plan, may sleep
 residency              D x J: fraction of the job's weights the device holds        [0, 1]
 cross traffic          W                                                            [0, 1)
-job                    J x 10: active, QoE scale / 1.25, last slack, last missed     [-1, 1]
+job                    J x 11: active, QoE scale / 1.25, last slack, last missed     [-1, 1]
                        share, current candidate / K, switching, pending weights
-                       share, time to finish / 60 s, outage / 10 s, level / 3
+                       share, time to finish / 60 s, outage / 10 s, level / 3,
+                       request rate / the card's (busiest hour's)
 candidates             J x K x 5: present, predicted slack, predicted jobs' power   [-1, 1]
                        / the card's busy power, weights to move / the model's,
                        is the serving plan
@@ -32,7 +33,7 @@ from numpy.typing import NDArray
 LINK_MAX = 1.2
 QOE_SCALE_MAX = 1.25
 DEVICE_FIELDS = 8
-JOB_FIELDS = 10
+JOB_FIELDS = 11
 CANDIDATE_FIELDS = 5
 FINISH_SCALE_S = 60.0
 OUTAGE_SCALE_S = 10.0
@@ -85,7 +86,7 @@ class DecisionLayout:
         return obs[a: a + self.n_devices * DEVICE_FIELDS].reshape(self.n_devices, DEVICE_FIELDS)
 
     def job(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
-        """[J, 10] job block of ``obs``."""
+        """[J, 11] job block of ``obs``."""
         a = self.job_start
         return obs[a: a + self.n_jobs * JOB_FIELDS].reshape(self.n_jobs, JOB_FIELDS)
 
@@ -115,7 +116,7 @@ def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
     Example:
         >>> lay = DecisionLayout(n_devices=1, n_domains=1, n_jobs=1, k=1, history=2)
         >>> obs = encode(lay, [[1.0], [0.6]], [[1, 0, 1, 0, 0, 0, 1, 0]], [[1.0]], [0.2],
-        ...              [[1, 0.8, 0.1, 0, 1, 0, 0, 0, 0, 0.5]], [[[1, 0.3, 0.2, 0, 1]]])
+        ...              [[1, 0.8, 0.1, 0, 1, 0, 0, 0, 0, 0.5, 1]], [[[1, 0.3, 0.2, 0, 1]]])
         >>> obs.shape == (lay.size,), float(obs[1])
         (True, 0.5)
     """

@@ -36,6 +36,7 @@ from dora_rl.world.requests import (
     certain_wait_s,
     met_fraction,
     queued,
+    scaled_rate,
     score_outage,
     score_serving,
     wait_headroom_s,
@@ -77,7 +78,32 @@ class IntervalModel:
         self.power_off_unused = scenario.objective.unused_devices == "off"
         self._moded: dict[tuple[Plan, tuple[int, ...]], Plan] = {}
         self._nominal: dict[tuple[int, Plan], dict[str, Any]] = {}
-        self._kernel_load: dict[tuple[int, Plan], tuple[list[float], list[float]]] = {}
+        self._kernel_load: dict[tuple[int, Plan, float],
+                                tuple[list[float], list[float]]] = {}
+        self._at_rate: dict[tuple[int, float], CostModel] = {}
+
+    def at_rate(self, j: int, scale: float) -> CostModel:
+        """Job ``j``'s cost model with its request rate times ``scale`` (memoised; the card's
+        own at 1). The world's rates take few values (:mod:`dora_rl.dynamics.daily`)."""
+        if scale == 1.0:
+            return self.models[j]
+        key = (j, scale)
+        hit = self._at_rate.get(key)
+        if hit is None:
+            base = self.models[j]
+            hit = self._at_rate[key] = base.with_job(scaled_rate(base.tables.job, scale))
+        return hit
+
+    def model_in(self, world: WorldState, j: int) -> CostModel:
+        """Job ``j``'s cost model at its request rate in ``world``."""
+        rates = world.rate_scale
+        return self.models[j] if rates is None else self.at_rate(j, float(rates[j]))
+
+    def rate_models(self, world: WorldState) -> list[CostModel]:
+        """Every job's cost model at the interval's request rates."""
+        if world.rate_scale is None:
+            return self.models
+        return [self.at_rate(j, s) for j, s in enumerate(world.rate_scale.tolist())]
 
     # ------------------------------------------------------------------ state
     def initial(self, plans: Sequence[Plan | None], level: int = LEVELS // 2) -> ControlState:
@@ -115,6 +141,7 @@ class IntervalModel:
         interval = self.interval_s
         state = world.state
         active = world.job_active.tolist()
+        models = self.rate_models(world)
         levels = list(decision.levels) if decision.levels is not None else \
             [jc.level for jc in ctl.jobs]
         decided = [self._decide(j, jc, decision.plans[j], ctl, levels[j])
@@ -138,9 +165,9 @@ class IntervalModel:
                 raws.append(None)
                 loads.append(None)
                 continue
-            figures = self.models[j].evaluate(self.moded(plan, modes), views[j], check=False)
+            figures = models[j].evaluate(self.moded(plan, modes), views[j], check=False)
             raws.append(figures)
-            loads.append(kernel_load(self.models[j].tables.job, figures, plan.micro_batches))
+            loads.append(kernel_load(models[j].tables.job, figures, plan.micro_batches))
         busy = [0.0] * self.n_devices
         tx = [0.0] * self.n_devices
         rx = [0.0] * self.n_devices
@@ -150,7 +177,7 @@ class IntervalModel:
             plan, raw = serving[j], raws[j]
             metrics = None
             if plan is not None and raw is not None:
-                metrics = queued(self.models[j].tables.job, raw, plan,
+                metrics = queued(models[j].tables.job, raw, plan,
                                  combine(loads, self.n_devices, skip=j), loads[j])
                 mine = own_demand(raw, views[j])
                 scale = interval / raw["interval_s"] if raw["interval_s"] > 0 else 0.0
@@ -168,7 +195,7 @@ class IntervalModel:
                     rx[d] += s
                 left = progress.left
                 moved = jc.pending_bytes - sum(t.bytes_left for t in left)
-            scored = self._score(j, jc, active[j], metrics, world)
+            scored = self._score(models[j], jc, active[j], metrics, world)
             outage = 0.0 if plan is not None or not active[j] else jc.outage_s + interval
             target = jc.target
             if target is not None and not left and all(usable[d] for d in target.devices):
@@ -280,14 +307,18 @@ class IntervalModel:
         scale = 1.0 / total if total > 1.0 else 1.0
         return [a * scale for a in asked]
 
-    def kernel_load(self, j: int, plan: Plan) -> tuple[list[float], list[float]]:
-        """Job ``j``'s kernel load per device running ``plan`` in the nominal state
-        (:func:`~dora_rl.world.queues.kernel_load`; memoised; shared: read only)."""
-        key = (j, plan)
+    def kernel_load(self, j: int, plan: Plan, scale: float = 1.0
+                    ) -> tuple[list[float], list[float]]:
+        """Job ``j``'s kernel load per device running ``plan`` in the nominal state at
+        ``scale`` times its request rate (:func:`~dora_rl.world.queues.kernel_load`;
+        memoised; shared: read only)."""
+        key = (j, plan, scale)
         hit = self._kernel_load.get(key)
         if hit is None:
-            hit = self._kernel_load[key] = kernel_load(self.models[j].tables.job,
-                                                       self.nominal(j, plan),
+            model = self.at_rate(j, scale)
+            figures = self.nominal(j, plan) if scale == 1.0 else \
+                model.evaluate(plan, model.nominal, check=False)
+            hit = self._kernel_load[key] = kernel_load(model.tables.job, figures,
                                                        plan.micro_batches)
         return hit
 
@@ -320,14 +351,14 @@ class IntervalModel:
             out = [max(o - u, 0.0) for o, u in zip(out, used, strict=True)]
         return out
 
-    def _score(self, j: int, jc: JobControl, active: bool, metrics: dict[str, Any] | None,
-               world: WorldState) -> tuple[float, float, float]:
-        """(arrived, scored, missed) of job ``j`` this interval (``metrics`` with its
-        waits, :func:`~dora_rl.world.requests.queued`)."""
+    def _score(self, model: CostModel, jc: JobControl, active: bool,
+               metrics: dict[str, Any] | None, world: WorldState) -> tuple[float, float, float]:
+        """(arrived, scored, missed) of a job this interval (``model``: its cost model at the
+        interval's rate; ``metrics`` with its waits, :func:`~dora_rl.world.requests.queued`)."""
         if not active:
             return 0.0, 0.0, 0.0
-        job, interval = self.models[j].tables.job, self.interval_s
-        qoe_scale = float(world.qoe_scale[j])
+        job, interval = model.tables.job, self.interval_s
+        qoe_scale = float(world.qoe_scale[model.job_index])
         arrived = arrivals(job, interval, qoe_scale)
         if job.training is not None:  # the iterations the target pace asks for, met or not
             if metrics is None or not metrics["iteration_s"] > 0:

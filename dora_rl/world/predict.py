@@ -21,7 +21,8 @@ def others_queues(model: IntervalModel, ctl: ControlState, world: WorldState,
     nominal modes under the world's background load: what job ``j``'s kernels would queue
     behind (:mod:`dora_rl.world.queues`)."""
     active = world.job_active.tolist()
-    loads = [model.kernel_load(i, jc.plan) if i != j and active[i] and jc.plan is not None
+    rates = world.rate_scale.tolist() if world.rate_scale is not None else [1.0] * len(active)
+    loads = [model.kernel_load(i, jc.plan, rates[i]) if i != j and active[i] and jc.plan is not None
              else None for i, jc in enumerate(ctl.jobs)]
     return at_load(combine(loads, model.n_devices), world.state.lists[0])
 
@@ -37,11 +38,14 @@ def prediction_view(model: IntervalModel, ctl: ControlState, world: WorldState,
 
 def predict_in_view(model: IntervalModel, modes: Sequence[int], j: int, plan: Plan,
                     view: State, qoe_scale: float,
-                    others: DeviceQueues | None = None) -> tuple[float, float]:
-    """:func:`predict` in a given view (the devices in ``modes``), the other jobs' kernels
-    putting ``others`` on the devices (none when omitted)."""
-    raw = model.models[j].evaluate(model.moded(plan, modes), view, check=False)
-    metrics = queued(model.models[j].tables.job, raw, plan,
+                    others: DeviceQueues | None = None,
+                    rate_scale: float = 1.0) -> tuple[float, float]:
+    """:func:`predict` in a given view (the devices in ``modes``) at ``rate_scale`` times the
+    job's request rate, the other jobs' kernels putting ``others`` on the devices (none when
+    omitted)."""
+    cost = model.at_rate(j, rate_scale)
+    raw = cost.evaluate(model.moded(plan, modes), view, check=False)
+    metrics = queued(cost.tables.job, raw, plan,
                      others if others is not None else DeviceQueues.empty(model.n_devices))
     slacks = scaled_slacks(metrics, qoe_scale)
     ok = metrics["memory_ok"] and metrics["usable_ok"]
@@ -82,8 +86,9 @@ def predict(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
         (0.833, 0.8)
     """
     view = prediction_view(model, ctl, world, j)
+    rate = float(world.rate_scale[j]) if world.rate_scale is not None else 1.0
     return predict_in_view(model, ctl.modes, j, plan, view, float(world.qoe_scale[j]),
-                           others_queues(model, ctl, world, j))
+                           others_queues(model, ctl, world, j), rate)
 
 
 __all__ = ["others_queues", "predict", "predict_in_view", "prediction_view"]

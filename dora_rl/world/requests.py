@@ -63,6 +63,23 @@ def arrivals(job: Job, interval_s: float, qoe_scale: float) -> float:
     return interval_s / iteration_target_s(job, qoe_scale)
 
 
+def scaled_rate(job: Job, scale: float) -> Job:
+    """``job`` with its request rate times ``scale`` (a training job is returned as is).
+
+    Example:
+        >>> from dora_rl.scenarios import load
+        >>> scaled_rate(load("smart_home").jobs[1], 0.5).inference.request_rate_per_s
+        2.5
+    """
+    for field in ("inference", "llm"):
+        work = getattr(job, field)
+        if work is not None:
+            rate = work.request_rate_per_s * scale
+            return job.model_copy(update={field: work.model_copy(
+                update={"request_rate_per_s": rate})})
+    return job
+
+
 def iteration_target_s(job: Job, qoe_scale: float) -> float:
     """Seconds one training iteration may take: the iteration target, or the deadline's pace."""
     qoe, work = job.qoe, job.training
