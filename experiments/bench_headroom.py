@@ -2,14 +2,14 @@
 hindsight, the hindsight oracle and the free-switch bound.
 
 Run ``python experiments/bench_headroom.py`` (``--cards smart_home`` for one card, ``--seeds``,
-``--steps`` (default: the card's episode), ``--beam`` for the oracle's search, ``--out`` for the results folder). On the test
-traces, per card and seed, it runs ``static``, ``static-robust``, ``throughput``, ``greedy``,
-``dora``, ``mpc`` and ``oracle`` through the env, plays ``best-static`` (the best joint plan
-and power modes switched to at the start and held, chosen in hindsight) and scores the
-``bound`` (the free-switch relaxation, which no controller can beat). Per controller: the
-request-weighted violation rate (missed over scored requests), the weighted excess misses the
-reward counts, and the energy the jobs cause per interval, as means over seeds with 95 %
-confidence intervals (Student's t).
+``--steps`` (default: the card's episode), ``--beam`` for the oracle's search, ``--out`` for the
+results folder). On the test traces, per card and seed, it runs ``static``, ``static-robust``,
+``throughput``, ``greedy``, ``dora``, ``mpc`` and ``oracle`` through the env, plays
+``best-static`` (the best joint plan and power modes switched to at the start and held, chosen
+in hindsight) and scores the ``bound`` (the free-switch relaxation, which no controller can
+beat). Per controller: the request-weighted violation rate (missed over scored requests), the
+weighted excess misses the reward counts, and the energy the jobs cause per interval, as means
+over seeds with 95 % confidence intervals (Student's t).
 
 Headroom = (E_best-static - E_oracle) / E_best-static, counted when the oracle misses no more
 (weighted) requests than best-static; ``at most`` uses the bound instead of the oracle.

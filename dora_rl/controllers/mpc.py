@@ -91,7 +91,8 @@ class Mpc(Controller):
         share = 1.0 / max(int(active.sum()), 1)
         view = model.view(state, share, usable)
         current = [self._current(j, cands[j]) for j in range(self.n_jobs)]
-        rates = [float(r) for r in jobs[:, 10]]  # this interval's request rates, held
+        # this interval's request rates, held over the horizon
+        rates = [float(r) for r in jobs[:, 10]] if lay.rates else [1.0] * self.n_jobs
         loads = [model.kernel_load(j, p, rates[j]) if p is not None and active[j] else None
                  for j, p in enumerate(current)]
         picks = []

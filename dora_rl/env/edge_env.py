@@ -160,7 +160,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.dynamics = RuntimeDynamics(self.scenario, bandwidth=bandwidth,  # type: ignore[arg-type]
                                         traces_dir=traces_dir, split=split, interval_s=interval_s)
         self.cache = shared_cache(self.scenario, self.model.models, k)
-        self.layout = DecisionLayout(self.n_devices, self.model.n_domains, self.n_jobs, k)
+        self.layout = DecisionLayout(self.n_devices, self.model.n_domains, self.n_jobs, k,
+                                     rates=any(j.rate_profile for j in self.scenario.jobs))
         self.n_modes = max(f.n_modes for f in self.model.devices)
         self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.size,), np.float32)
         self.action_space = spaces.MultiDiscrete(
@@ -363,7 +364,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 out.missed / out.scored if out is not None and out.scored > 0 else 0.0,
                 self.choice[j] / self.k, float(jc.target is not None),
                 jc.pending_bytes / total, finish / FINISH_SCALE_S,
-                jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1), rates[j]])
+                jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)]
+                + ([rates[j]] if self.layout.rates else []))
             others = combine(serving, self.n_devices, skip=j)
             rows = []
             plans = self.cands[j].plans

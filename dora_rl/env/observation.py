@@ -12,10 +12,11 @@ device                 D x 8: present, load, battery, power mode / modes, asleep
                        waking, used by a plan, may sleep
 residency              D x J: fraction of the job's weights the device holds        [0, 1]
 cross traffic          W                                                            [0, 1)
-job                    J x 11: active, QoE scale / 1.25, last slack, last missed     [-1, 1]
+job                    J x 10: active, QoE scale / 1.25, last slack, last missed     [-1, 1]
                        share, current candidate / K, switching, pending weights
-                       share, time to finish / 60 s, outage / 10 s, level / 3,
-                       request rate / the card's (busiest hour's)
+                       share, time to finish / 60 s, outage / 10 s, level / 3; and
+                       on cards with a load profile (``rates``) an 11th, the request
+                       rate / the card's (busiest hour's)
 candidates             J x K x 5: present, predicted slack, predicted jobs' power   [-1, 1]
                        / the card's busy power, weights to move / the model's,
                        is the serving plan
@@ -33,7 +34,8 @@ from numpy.typing import NDArray
 LINK_MAX = 1.2
 QOE_SCALE_MAX = 1.25
 DEVICE_FIELDS = 8
-JOB_FIELDS = 11
+JOB_FIELDS = 10
+"""Job fields of every card (one more, the request rate, on cards whose load varies)."""
 CANDIDATE_FIELDS = 5
 FINISH_SCALE_S = 60.0
 OUTAGE_SCALE_S = 10.0
@@ -49,6 +51,13 @@ class DecisionLayout:
     n_jobs: int
     k: int
     history: int = 4
+    rates: bool = False
+    """The job block carries each job's request rate (cards with a load profile)."""
+
+    @property
+    def job_fields(self) -> int:
+        """Values per job."""
+        return JOB_FIELDS + int(self.rates)
 
     @property
     def device_start(self) -> int:
@@ -64,7 +73,7 @@ class DecisionLayout:
 
     @property
     def candidate_start(self) -> int:
-        return self.job_start + self.n_jobs * JOB_FIELDS
+        return self.job_start + self.n_jobs * self.job_fields
 
     @property
     def size(self) -> int:
@@ -86,9 +95,9 @@ class DecisionLayout:
         return obs[a: a + self.n_devices * DEVICE_FIELDS].reshape(self.n_devices, DEVICE_FIELDS)
 
     def job(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
-        """[J, 11] job block of ``obs``."""
+        """[J, 10 or 11] job block of ``obs``."""
         a = self.job_start
-        return obs[a: a + self.n_jobs * JOB_FIELDS].reshape(self.n_jobs, JOB_FIELDS)
+        return obs[a: a + self.n_jobs * self.job_fields].reshape(self.n_jobs, self.job_fields)
 
     def candidates(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
         """[J, K, 5] candidate block of ``obs``."""
@@ -116,7 +125,7 @@ def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
     Example:
         >>> lay = DecisionLayout(n_devices=1, n_domains=1, n_jobs=1, k=1, history=2)
         >>> obs = encode(lay, [[1.0], [0.6]], [[1, 0, 1, 0, 0, 0, 1, 0]], [[1.0]], [0.2],
-        ...              [[1, 0.8, 0.1, 0, 1, 0, 0, 0, 0, 0.5, 1]], [[[1, 0.3, 0.2, 0, 1]]])
+        ...              [[1, 0.8, 0.1, 0, 1, 0, 0, 0, 0, 0.5]], [[[1, 0.3, 0.2, 0, 1]]])
         >>> obs.shape == (lay.size,), float(obs[1])
         (True, 0.5)
     """
