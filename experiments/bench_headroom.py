@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import statistics
@@ -40,6 +41,7 @@ from dora_rl.controllers.bound import free_switch_bound
 from dora_rl.controllers.hindsight import action, best_static, lookahead
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.registration import ENV_IDS
+from dora_rl.scenarios import load
 
 ROOT = Path(__file__).resolve().parent.parent
 CARDS = ("smart_home", "traffic_analytics", "edge_cluster")
@@ -76,17 +78,23 @@ def env_id(card: str) -> str:
                      f"{', '.join(k['scenario'] for k in ENV_IDS.values() if 'scenario' in k)})")
 
 
-def episode_rows(card: str, seed: int, steps: int | None,
-                 beam: int | None) -> list[dict[str, Any]]:
-    """Every controller and reference on one episode (``steps`` None: the card's)."""
+def episode_rows(card: str, seed: int, steps: int | None, beam: int | None,
+                 constant_load: bool = False) -> list[dict[str, Any]]:
+    """Every controller and reference on one episode (``steps`` None: the card's;
+    ``constant_load``: every job at the card's rate all day)."""
     ident = env_id(card)
     rows = []
+    extra: dict[str, Any] = {}
+    if constant_load:
+        scenario = load(card)
+        extra["scenario"] = dataclasses.replace(scenario, jobs=tuple(
+            j.model_copy(update={"rate_profile": None}) for j in scenario.jobs))
     first: EdgeEnv = gym.make(ident, split="test",  # type: ignore[assignment]
-                              episode_steps=steps).unwrapped
+                              episode_steps=steps, **extra).unwrapped
     steps = first.episode_steps
     shape = {"interval_s": first.interval_s, "steps": steps}
     for name in CONTROLLERS:
-        env = gym.make(ident, split="test", episode_steps=steps)
+        env = gym.make(ident, split="test", episode_steps=steps, **extra)
         controller = make(name, env)
         if name == "oracle" and beam is not None:
             controller.beam = beam  # type: ignore[attr-defined]
@@ -96,7 +104,8 @@ def episode_rows(card: str, seed: int, steps: int | None,
         rows.append({"card": card, "seed": seed, "controller": name, **shape,
                      **figures(infos, base.job_weights),
                      "wall_s": time.perf_counter() - start})
-    base = gym.make(ident, split="test", episode_steps=steps).unwrapped  # type: ignore[assignment]
+    base = gym.make(ident, split="test",  # type: ignore[assignment]
+                    episode_steps=steps, **extra).unwrapped
     base.reset(seed=seed)
     episode = lookahead(base, steps)
     start = time.perf_counter()
@@ -158,7 +167,11 @@ def write(out: Path, rows: list[dict[str, Any]], means: list[dict[str, Any]],
                  for r in means if r["controller"] == "bound") + "; "
              "means over seeds with 95 % confidence half-widths (Student's t). "
              f"Reproduce: `python experiments/bench_headroom.py --seeds {args.seeds}"
-             + (f" --steps {args.steps}`." if args.steps is not None else "`."), "",
+             + (f" --steps {args.steps}" if args.steps is not None else "")
+             + (" --constant-load" if args.constant_load else "")
+             + "` (or cards apart, each with its own `--out`, joined by `--combine`).", "",
+             *(["Ablation: every job at its card's rate all day (`--constant-load`).", ""]
+               if args.constant_load else []),
              "- `request_violation_rate`: missed over scored requests (training: iterations)",
              "- `weighted_missed`: misses beyond each job's attainment allowance (p99 unless "
              "the card says otherwise), weighted by job, per episode (the reward's violation "
@@ -204,7 +217,14 @@ def main() -> int:
     parser.add_argument("--beam", type=int, default=None,
                         help="states the oracle's search keeps (default: the baselines card's)")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+    parser.add_argument("--constant-load", action="store_true",
+                        help="ablation: every job at its card's rate all day")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="write the tables from the episodes of earlier runs' "
+                             "headroom.json (cards run apart, in parallel) instead of running")
     args = parser.parse_args()
+    if args.combine is not None:
+        return combine(args)
     cards = args.cards.split(",")
     try:
         if args.seeds < 1 or (args.steps is not None and args.steps < 1):
@@ -224,8 +244,30 @@ def main() -> int:
         for card in cards:
             for seed in range(args.seeds):
                 progress.update(task, description=f"{card} seed {seed}")
-                rows += episode_rows(card, seed, args.steps, args.beam)
+                rows += episode_rows(card, seed, args.steps, args.beam, args.constant_load)
                 progress.advance(task)
+    report(rows, cards, args)
+    return 0
+
+
+def combine(args: argparse.Namespace) -> int:
+    """The tables from earlier runs' episodes (``--combine``)."""
+    rows: list[dict[str, Any]] = []
+    for path in args.combine:
+        try:
+            episodes = json.loads(path.read_text())["episodes"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(f"error: {path}: not a headroom.json with episodes ({err})", file=sys.stderr)
+            return 2
+        rows += episodes
+    cards = list(dict.fromkeys(r["card"] for r in rows))
+    args.seeds = len({r["seed"] for r in rows})
+    report(rows, cards, args)
+    return 0
+
+
+def report(rows: list[dict[str, Any]], cards: list[str], args: argparse.Namespace) -> None:
+    """Print the tables and write them under ``--out``."""
     means = summary(rows)
     rooms = [headroom(means, card) for card in cards]
     table = Table(title="Headroom (means over seeds, 95 % CI)")
@@ -243,7 +285,6 @@ def main() -> int:
         console.print(f"{h['card']}: headroom {100 * h['headroom']:.1f} % "
                       f"(at most {100 * h['headroom_at_most']:.1f} %)")
     write(args.out, rows, means, rooms, args)
-    return 0
 
 
 if __name__ == "__main__":
