@@ -184,7 +184,10 @@ def run(args: Args) -> str:
         runs = run_all(contenders, args.seeds, args.episodes, step)
     scenario = args.scenario.name
     job_names = [job.name for job in args.scenario.jobs]
-    traces = [t.name for t in contenders[0].env.unwrapped.dynamics.traces]  # type: ignore[attr-defined]
+    dynamics = contenders[0].env.unwrapped.dynamics  # type: ignore[attr-defined]
+    traces = [t.name for t in dynamics.traces]
+    if dynamics.profiles is not None:  # the load profile's days of the split
+        traces.append(f"{Path(dynamics.profiles.source).name}: {len(dynamics.profile_days)} days")
     rows = report.rows_of(scenario, runs, job_names, traces)
     table = report.markdown_table(rows, job_names)
     results = args.out / "results"

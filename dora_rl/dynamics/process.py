@@ -185,6 +185,8 @@ class RuntimeDynamics:
             self._scaled = [trace_scale(t.mbps) for t in self.traces]
         self._share = _frozen(np.ones(len(scenario.network.domains)))
         self.profiles: DailyProfiles | None = None
+        self.profile_days: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        """Indices of the load profile's days in the split (empty without a profile)."""
         self._rate_cols: list[tuple[int, int]] = []  # (job, column) pairs
         self._cross_cols: list[tuple[int, int]] = []  # (domain, column) pairs
         if dyn.load_profiles is not None:
@@ -195,7 +197,7 @@ class RuntimeDynamics:
 
     def _read_profiles(self, scenario: Scenario, path: Path) -> None:
         profiles = self.profiles = load_profiles(path)
-        self._days = profiles.split(self.split)
+        self.profile_days = profiles.split(self.split)
         wanted = [(j, f"jobs[{j}].rate_profile", job.rate_profile)
                   for j, job in enumerate(scenario.jobs)] + \
                  [(w, f"network.domains[{w}].cross_traffic_profile", d.cross_traffic_profile)
@@ -245,7 +247,7 @@ class RuntimeDynamics:
         self._battery_list = self.capacity_wh.tolist()
         if self.profiles is not None:
             start = self.scenario.dynamics.start_hour
-            self._day = int(rng.integers(self._days.size))
+            self._day = int(rng.integers(self.profile_days.size))
             self._hour0 = float(rng.uniform(0.0, 24.0)) if start is None else float(start)
         self._fill(rng, 0)
         return self._emit(0)
@@ -336,7 +338,7 @@ class RuntimeDynamics:
         hours = self._hour0 + (start + np.arange(CHUNK_STEPS, dtype=np.float64)) \
             * (self.interval_s / 3600.0)
         days = int(hours[-1] // 24) + 1
-        series = hourly_series(self.profiles, column, self._days, self._day)
+        series = hourly_series(self.profiles, column, self.profile_days, self._day)
         if series.size < days * 24:  # an episode longer than the split's days wraps
             series = np.tile(series, -(-days * 24 // series.size))
         return at_times(series, hours)

@@ -128,7 +128,8 @@ class SimulatedModel(IntervalModel):
         state = world.state
         active = world.job_active.tolist()
         sim.set_world(state, active, world.qoe_scale.tolist(),
-                      self.shares([jc.level for jc in nxt.jobs], active))
+                      self.shares([jc.level for jc in nxt.jobs], active),
+                      world.rate_scale.tolist() if world.rate_scale is not None else None)
         usable = state.lists[1]
         for j, (before, job) in enumerate(zip(ctl.jobs, charged.jobs, strict=True)):
             plan = before.plan

@@ -117,6 +117,7 @@ class JobRuntime(ABC):
         self.finished_units: list[Request] = []
         self.active = True
         self.scale = 1.0
+        self.rate_scale = 1.0  # share of the card's request rate arriving (load over the day)
         self.analytic_ms = math.nan
         self.restarted = 0
         self._compiled: dict[Plan, CompiledPlan] = {}

@@ -191,8 +191,10 @@ class ServingJob(JobRuntime):
         env.timeout(delay).callbacks.append(self._arrive)
 
     def _arrive(self, _event: object) -> None:
-        # a Poisson stream thinned to the active intervals is still Poisson; a trace is obeyed
-        if self.active or self._trace is not None:
+        # a Poisson stream thinned to the active intervals, and to the interval's share of the
+        # card's rate, is still Poisson; a trace is obeyed
+        kept = self.active and (self.rate_scale >= 1.0 or self.sim.rng.random() < self.rate_scale)
+        if kept or self._trace is not None:
             req = Request(self.sim.env.now, self.scale, self.analytic_ms)
             self.arrived(req)
             self.backlog.append(req)

@@ -95,8 +95,10 @@ class Simulator:
 
     def set_world(self, state: State, job_active: Sequence[bool] | None = None,
                   qoe_scale: Sequence[float] | None = None,
-                  job_share: Sequence[float] | None = None) -> None:
-        """Apply an interval's world: rates, cross traffic, load, activity, scales, shares.
+                  job_share: Sequence[float] | None = None,
+                  rate_scale: Sequence[float] | None = None) -> None:
+        """Apply an interval's world: rates, cross traffic, load, activity, scales, shares,
+        and the share of each job's request rate arriving (``rate_scale``; 1: the card's).
 
         Background load is the state's own (other users); the other jobs' demand is simulated.
         Each WiFi medium offers ``1 - cross traffic`` of its airtime (the state's free
@@ -112,6 +114,7 @@ class Simulator:
         for j, job in enumerate(self.jobs):
             job.active = bool(job_active[j]) if job_active is not None else True
             job.scale = float(qoe_scale[j]) if qoe_scale is not None else 1.0
+            job.rate_scale = float(rate_scale[j]) if rate_scale is not None else 1.0
             job.pull()
 
     def set_plan(self, j: int, plan: Plan | None) -> None:
