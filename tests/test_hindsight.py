@@ -48,6 +48,20 @@ def test_replaying_the_searched_schedule_through_the_env_scores_what_the_search_
     assert energy == pytest.approx(schedule.energy_j, rel=1e-12)
 
 
+def test_replay_is_exact_while_the_request_rates_change() -> None:
+    """Traffic's plate and pedestrian rates follow the road's volume (60 s intervals)."""
+    env = _env("dora_rl/TrafficAnalytics-v1", 30)
+    env.reset(seed=4)
+    episode = lookahead(env, 30)
+    rates = {float(w.rate_scale[2]) for w in episode.worlds}  # type: ignore[index]
+    assert len(rates) > 1
+    schedule = search(env.model, episode, beam=8)
+    env.reset(seed=4)
+    missed, energy = replay(env, schedule)
+    assert missed == schedule.missed
+    assert energy == pytest.approx(schedule.energy_j, rel=1e-12)
+
+
 def test_the_oracle_does_at_least_as_well_as_holding_the_best_plan() -> None:
     env = _env("dora_rl/SmartHome-v1", 60)
     env.reset(seed=1)
@@ -61,7 +75,8 @@ def test_the_oracle_does_at_least_as_well_as_holding_the_best_plan() -> None:
 
 @pytest.mark.parametrize(("env_id", "seed"), [("dora_rl/Tiny-v1", 0), ("dora_rl/Tiny-v1", 5),
                                               ("dora_rl/SmartHome-v1", 0),
-                                              ("dora_rl/SmartHome-v1", 7)])
+                                              ("dora_rl/SmartHome-v1", 7),
+                                              ("dora_rl/TrafficAnalytics-v1", 2)])
 def test_the_bound_is_never_beaten(env_id: str, seed: int) -> None:
     """No controller (the oracle included) has fewer weighted missed requests than the
     free-switch bound, or as many and less energy, on the same episode."""
