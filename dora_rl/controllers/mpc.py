@@ -116,7 +116,7 @@ class Mpc(Controller):
         return plans[int(serving[0])] if len(serving) and serving[0] < len(plans) else None
 
     def _pick(self, j: int, current: Plan | None, cand: NDArray[np.float32], view: Any,
-              qoe_scale: float, others: Any, rate: float = 1.0) -> int:
+              qoe_scale: float, others: Any, rate_scale: float = 1.0) -> int:
         """0 keeps; ``i + 1`` switches to candidate ``i``."""
         model, interval = self.env.model, self.env.interval_s
         plans = self.env.cands[j].plans
@@ -124,7 +124,7 @@ class Mpc(Controller):
         modes = (0,) * self.n_devices
 
         def figures(plan: Plan) -> tuple[float, float]:
-            return predict_in_view(model, modes, j, plan, view, qoe_scale, others, rate)
+            return predict_in_view(model, modes, j, plan, view, qoe_scale, others, rate_scale)
 
         now = figures(current) if current is not None else (-1.0, math.inf)
         keep = (self.horizon * float(now[0] < 0), self.horizon * now[1] * interval)
@@ -134,8 +134,8 @@ class Mpc(Controller):
                 continue
             slack, power = figures(plan)
             moving = float(cand[i, 3]) * total
-            rate = min((self._rate(d) for d in plan.devices), default=math.inf)
-            moving_s = moving / rate if rate > 0 else math.inf
+            fill_bps = min((self._rate(d) for d in plan.devices), default=math.inf)
+            moving_s = moving / fill_bps if fill_bps > 0 else math.inf
             wait = min(math.ceil(moving_s / interval), self.horizon)
             after = self.horizon - wait
             radio = moving_s * max((f.rx_w - f.idle_w for f in
