@@ -27,6 +27,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import dora_rl  # noqa: F401  (registers the ids)
-from dora_rl.controllers import make, run_episode_infos
+from dora_rl.controllers import learned, make, run_episode_infos
 from dora_rl.controllers.bound import free_switch_bound
 from dora_rl.controllers.hindsight import action, best_static, lookahead
 from dora_rl.env.edge_env import EdgeEnv
@@ -79,9 +80,12 @@ def env_id(card: str) -> str:
 
 
 def episode_rows(card: str, seed: int, steps: int | None, beam: int | None,
-                 constant_load: bool = False) -> list[dict[str, Any]]:
+                 constant_load: bool = False, controllers: Sequence[str] = CONTROLLERS,
+                 references: bool = True) -> list[dict[str, Any]]:
     """Every controller and reference on one episode (``steps`` None: the card's;
-    ``constant_load``: every job at the card's rate all day)."""
+    ``constant_load``: every job at the card's rate all day; ``controllers``: names, or
+    ``label=RUN_FOLDER`` for a trained controller; ``references``: best-static and the
+    bound too)."""
     ident = env_id(card)
     rows = []
     extra: dict[str, Any] = {}
@@ -93,17 +97,20 @@ def episode_rows(card: str, seed: int, steps: int | None, beam: int | None,
                               episode_steps=steps, **extra).unwrapped
     steps = first.episode_steps
     shape = {"interval_s": first.interval_s, "steps": steps}
-    for name in CONTROLLERS:
+    for entry in controllers:
         env = gym.make(ident, split="test", episode_steps=steps, **extra)
-        controller = make(name, env)
+        name, _, folder = entry.partition("=")
+        controller = learned.load(folder) if folder else make(name, env)
         if name == "oracle" and beam is not None:
-            controller.beam = beam  # type: ignore[attr-defined]
+            controller.beam = beam  # type: ignore[union-attr]
         start = time.perf_counter()
         _, infos = run_episode_infos(env, controller, seed=seed)
         base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
         rows.append({"card": card, "seed": seed, "controller": name, **shape,
                      **figures(infos, base.job_weights),
                      "wall_s": time.perf_counter() - start})
+    if not references:
+        return rows
     base = gym.make(ident, split="test",  # type: ignore[assignment]
                     episode_steps=steps, **extra).unwrapped
     base.reset(seed=seed)
@@ -147,6 +154,9 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def headroom(means: list[dict[str, Any]], card: str) -> dict[str, Any]:
     """The card's headroom (achievable, against the oracle; at most, against the bound)."""
     by = {r["controller"]: r for r in means if r["card"] == card}
+    if not {"best-static", "oracle", "bound"} <= set(by):
+        return {"card": card, "best_static_j": math.nan, "oracle_j": math.nan,
+                "bound_j": math.nan, "headroom": math.nan, "headroom_at_most": math.nan}
     held, oracle, bound = by["best-static"], by["oracle"], by["bound"]
     e = held["jobs_energy_j"]
     ok = oracle["weighted_missed"] <= held["weighted_missed"] + 1e-5
@@ -217,6 +227,10 @@ def main() -> int:
     parser.add_argument("--beam", type=int, default=None,
                         help="states the oracle's search keeps (default: the baselines card's)")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+    parser.add_argument("--controllers", default=",".join(CONTROLLERS),
+                        help="comma-separated names, or label=RUN_FOLDER for a trained one")
+    parser.add_argument("--no-references", action="store_true",
+                        help="skip best-static and the bound (join with a run that has them)")
     parser.add_argument("--constant-load", action="store_true",
                         help="ablation: every job at its card's rate all day")
     parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
@@ -244,7 +258,8 @@ def main() -> int:
         for card in cards:
             for seed in range(args.seeds):
                 progress.update(task, description=f"{card} seed {seed}")
-                rows += episode_rows(card, seed, args.steps, args.beam, args.constant_load)
+                rows += episode_rows(card, seed, args.steps, args.beam, args.constant_load,
+                                     args.controllers.split(","), not args.no_references)
                 progress.advance(task)
     report(rows, cards, args)
     return 0
