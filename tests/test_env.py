@@ -259,3 +259,26 @@ def test_checkers_pass_on_edge_cluster_and_observations_stay_in_space(
         assert edge_cluster.observation_space.contains(obs) and np.isfinite(reward), i
         if terminated or truncated:
             obs, _ = edge_cluster.reset()
+
+
+def test_a_training_price_for_misses_makes_energy_visible_and_a_bad_price_is_refused() -> None:
+    """The same step under the lexicographic price and under 10 J a miss: the reward follows
+    the formula with the price given, and a cheaper miss puts energy in plain sight."""
+    from dora_rl.env.edge_env import lexicographic_reward
+    from dora_rl.errors import DoraError
+
+    rewards = []
+    for price in (None, 10.0):
+        env = EdgeEnv("traffic_analytics", split="test", episode_steps=3,
+                      violation_price_j=price)
+        env.reset(seed=0)
+        _, reward, *_, info = env.step(np.zeros(env.action_space.shape, dtype=np.int64))
+        weighted = sum(w * x for w, x in zip(env.job_weights, info["requests_excess"],
+                                             strict=True))
+        assert reward == pytest.approx(lexicographic_reward(
+            weighted, info["jobs_energy_j"], env.violation_price_j, env.requests_per_interval))
+        rewards.append(reward)
+    assert env.violation_price_j == 10.0
+    assert abs(rewards[1]) > 100 * abs(rewards[0])  # the energy term, no longer a rounding error
+    with pytest.raises(DoraError, match="violation_price_j"):
+        EdgeEnv("tiny", violation_price_j=0.0)

@@ -6,6 +6,7 @@ computes the reward and keeps episode bookkeeping.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from dora_rl.env.observation import (
     DecisionLayout,
     encode,
 )
+from dora_rl.errors import DoraError
 from dora_rl.scenarios import load
 from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
 from dora_rl.world.predict import predict_in_view
@@ -139,7 +141,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     ``scenario``, ``bandwidth``, ``traces_dir`` (every trace of a user's folder is used),
     ``split`` (for the project's own traces), ``episode_steps`` and ``interval_s`` (None: the
     card's ``dynamics.episode_s`` over its ``dynamics.interval_s``, and that interval), ``k``
-    (4).
+    (4), ``violation_price_j`` (None: the lexicographic price below; a number prices one
+    weighted excess miss at that many joules, the scaled objective a learner can see energy
+    in).
     """
 
     metadata = {"render_modes": []}
@@ -147,7 +151,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     def __init__(self, scenario: str | Path | Scenario = "smart_home", bandwidth: str | None = None,
                  traces_dir: str | Path | None = None, split: str = "train",
                  episode_steps: int | None = None, k: int = 4,
-                 interval_s: float | None = None) -> None:
+                 interval_s: float | None = None,
+                 violation_price_j: float | None = None) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load(scenario)
         dyn = self.scenario.dynamics
         if interval_s is None:
@@ -172,7 +177,11 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.requests_per_interval = sum(per_interval)
         fewest = min(n * (RATE_STEP if job.rate_profile is not None else 1.0)
                      for n, job in zip(per_interval, self.scenario.jobs, strict=True))
-        self.violation_price_j = self.max_energy_j * episode_steps / fewest
+        self.violation_price_j = self.max_energy_j * episode_steps / fewest \
+            if violation_price_j is None else float(violation_price_j)
+        if not (math.isfinite(self.violation_price_j) and self.violation_price_j > 0):
+            raise DoraError(f"violation_price_j must be a positive number, got "
+                            f"{violation_price_j}")
         """Joules one missed request is worth in the reward (see Rewards)."""
         self.job_weights = [job.weight for job in self.scenario.jobs]
         self.attainment = [job.qoe.attainment for job in self.scenario.jobs]

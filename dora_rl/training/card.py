@@ -51,6 +51,9 @@ class EnvSettings(_Frozen):
     k: PositiveInt = 4
     """Candidate plans per job (fixes the action space)."""
     interval_s: PositiveFloat = 1.0
+    violation_price_j: PositiveFloat | None = None
+    """Joules one weighted excess miss costs in the training reward (None: the env's
+    lexicographic price, under which energy moves the reward only in the fourth decimal)."""
 
 
 class PPOSettings(_Frozen):

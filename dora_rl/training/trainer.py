@@ -55,8 +55,11 @@ def env_version(env_id: str) -> int:
 
 def env_kwargs(settings: AgentSettings) -> dict[str, Any]:
     """The env arguments that fix the spaces and the interval (not the bandwidth model)."""
-    return {"k": settings.env.k, "episode_steps": settings.env.episode_steps,
-            "interval_s": settings.env.interval_s}
+    out: dict[str, Any] = {"k": settings.env.k, "episode_steps": settings.env.episode_steps,
+                           "interval_s": settings.env.interval_s}
+    if settings.env.violation_price_j is not None:
+        out["violation_price_j"] = settings.env.violation_price_j
+    return out
 
 
 def policy_kwargs(settings: AgentSettings) -> dict[str, Any]:
