@@ -350,11 +350,6 @@ class Dynamics(Frozen):
                              f"intervals of {self.interval_s:g} s")
         return self
 
-    @property
-    def episode_steps(self) -> int:
-        """Intervals in an episode."""
-        return round(self.episode_s / self.interval_s)
-
 
 class Reward(Frozen):
     """Weights of the environment's reward terms (see ``dora_rl.env.EdgeEnv``)."""

@@ -191,26 +191,30 @@ class RuntimeDynamics:
         self._cross_cols: list[tuple[int, int]] = []  # (domain, column) pairs
         if dyn.load_profiles is not None:
             self._read_profiles(scenario, Path(scenario.base_dir) / dyn.load_profiles)
-        self._ones = _frozen(np.ones(self.n_jobs))
         self._day, self._hour0 = 0, 0.0
         self._world: WorldState | None = None
 
     def _read_profiles(self, scenario: Scenario, path: Path) -> None:
         profiles = self.profiles = load_profiles(path)
         self.profile_days = profiles.split(self.split)
-        wanted = [(j, f"jobs[{j}].rate_profile", job.rate_profile)
-                  for j, job in enumerate(scenario.jobs)] + \
-                 [(w, f"network.domains[{w}].cross_traffic_profile", d.cross_traffic_profile)
-                  for w, d in enumerate(scenario.network.domains)]
-        for i, where, name in wanted:
-            if name is None:
-                continue
-            if name not in profiles.columns:
-                raise ConfigError(scenario.source, where,
-                                  f"no column {name!r} in {path.name} (columns: "
-                                  f"{', '.join(profiles.columns)})")
-            pairs = self._rate_cols if where.startswith("jobs") else self._cross_cols
-            pairs.append((i, profiles.column(name)))
+
+        def columns(field: str, names: list[str | None]) -> list[tuple[int, int]]:
+            """(index, column) of every item naming a column, each name checked."""
+            out = []
+            for i, name in enumerate(names):
+                if name is None:
+                    continue
+                if name not in profiles.columns:
+                    raise ConfigError(scenario.source, field.format(i),
+                                      f"no column {name!r} in {path.name} (columns: "
+                                      f"{', '.join(profiles.columns)})")
+                out.append((i, profiles.column(name)))
+            return out
+
+        self._rate_cols = columns("jobs[{}].rate_profile",
+                                  [job.rate_profile for job in scenario.jobs])
+        self._cross_cols = columns("network.domains[{}].cross_traffic_profile",
+                                   [d.cross_traffic_profile for d in scenario.network.domains])
 
     def _steps(self, seconds: float) -> float:
         return seconds / self.interval_s
@@ -315,7 +319,8 @@ class RuntimeDynamics:
                                    self._free[row].tolist())
         world = object.__new__(WorldState)  # as _fast_state: no frozen-dataclass __init__
         world.__dict__.update(state=state, job_active=self._jobs[row], qoe_scale=self._qoe[row],
-                              step=self._t, rate_scale=self._rate[row],
+                              step=self._t,
+                              rate_scale=self._rate[row] if self._rate is not None else None,
                               hour=(self._hour0 + self._t * self.interval_s / 3600.0) % 24.0)
         self._world = world
         return world
@@ -329,7 +334,7 @@ class RuntimeDynamics:
         self._load = _frozen(self._background(rng))
         self._jobs = _frozen(self._job_activity(rng))
         self._qoe = _frozen(self._qoe_scale(rng))
-        self._rate = _frozen(self._rates(start))
+        self._rate = self._rates(start)
         self._free = (1.0 - self._cross) * self._share
 
     def _profile(self, column: int, start: int) -> NDArray[np.float64]:
@@ -343,13 +348,15 @@ class RuntimeDynamics:
             series = np.tile(series, -(-days * 24 // series.size))
         return at_times(series, hours)
 
-    def _rates(self, start: int) -> NDArray[np.float64]:
+    def _rates(self, start: int) -> NDArray[np.float64] | None:
+        """Each job's rate multiplier per interval of the chunk (None: no job's rate varies,
+        and the world says so, which spares the hot path)."""
         if not self._rate_cols:
-            return np.ones((CHUNK_STEPS, self.n_jobs))
+            return None
         out = np.ones((CHUNK_STEPS, self.n_jobs))
         for j, column in self._rate_cols:
             out[:, j] = rate_steps(self._profile(column, start))
-        return out
+        return _frozen(out)
 
     def _links(self, rng: np.random.Generator, start: int) -> NDArray[np.float64]:
         out = np.ones((CHUNK_STEPS, self.n_devices))
