@@ -41,6 +41,7 @@ def scenario_dict(rng: np.random.Generator, n_devices: int = 4, n_layers: int = 
                       "rx_w": idle * float(rng.uniform(1.02, 1.4))},
             "dvfs": [{"name": "low", "speed": float(rng.uniform(0.3, 0.8)),
                       "busy_w": idle * float(rng.uniform(1.2, 1.5))}],
+            "thermal": False,  # made-up figures: the kind's heating would not fit them
             "battery_wh": float(rng.uniform(10, 80)) if rng.random() < 0.3 else None,
             "network": {"domain": "ap" if on_wifi else "lan",
                         "link_mbps": float(rng.uniform(50, 1000))},

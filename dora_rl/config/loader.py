@@ -189,13 +189,26 @@ def _resolve_device(spec: DeviceSpec, i: int, label: str, domains: set[str]) -> 
         field = f"{where}.sleep.sleep_w" if spec.sleep is not None else f"{where}.kind"
         raise ConfigError(label, field, f"sleep_w {sleep.sleep_w:g} W must be below idle_w "
                           f"{idle_w:g} W (kind {spec.kind!r})")
+    own = spec.thermal is not None and spec.thermal is not False
+    thermal = (spec.thermal or None) if spec.thermal is not None else base.thermal
+    if thermal is not None:
+        field = f"{where}.thermal" if own else f"{where}.kind"
+        if thermal.throttle_level > len(dvfs):
+            raise ConfigError(label, f"{field}.throttle_level" if own else field,
+                              f"throttle_level {thermal.throttle_level} names no dvfs level "
+                              f"(kind {spec.kind!r} has {len(dvfs)})")
+        idle_c = thermal.ambient_c + thermal.c_per_w * idle_w
+        if idle_c >= thermal.throttle_c:
+            raise ConfigError(label, field, f"the device would throttle idle: {idle_c:.1f} C "
+                              f"at idle_w {idle_w:g} W is not below throttle_c "
+                              f"{thermal.throttle_c:g} C (kind {spec.kind!r})")
     return Device(
         name=spec.name, kind=spec.kind, memory_bytes=fields["memory_bytes"], compute=compute,
         power=fields["power"], dvfs=tuple(dvfs),
         battery_wh=spec.battery_wh if spec.battery_wh is not None else base.battery_wh,
         can_leave=spec.can_leave, network=spec.network,
         storage=spec.storage if spec.storage is not None else base.storage,
-        sleep=sleep, dedicated=spec.dedicated,
+        sleep=sleep, dedicated=spec.dedicated, thermal=thermal,
     )
 
 

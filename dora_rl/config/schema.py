@@ -168,6 +168,22 @@ class Sleep(Frozen):
     """Energy of one wake above what the device would draw idling for ``wake_s``."""
 
 
+class Thermal(Frozen):
+    """How a passively cooled device heats under load and throttles (a first-order thermal
+    model: :func:`~dora_rl.costmodel.formulas.device_temperature_c`)."""
+
+    ambient_c: Annotated[float, Field(ge=-40, le=60, allow_inf_nan=False)]
+    """Temperature of the air around the device."""
+    c_per_w: PositiveFloat
+    """Steady-state rise of the SoC above ambient per watt the device draws."""
+    time_constant_s: PositiveFloat
+    """Time constant of the rise toward that steady state."""
+    throttle_c: Annotated[float, Field(gt=-40, le=150, allow_inf_nan=False)]
+    """SoC temperature at which the firmware caps the clock."""
+    throttle_level: PositiveInt
+    """The ``dvfs`` level (1: the first slower level) the firmware caps it to while hot."""
+
+
 class Attachment(Frozen):
     """Where a device attaches to the network and its nominal link (PHY) rate."""
 
@@ -187,6 +203,9 @@ class DeviceKind(Frozen):
     link_mbps: PositiveFloat | None = None
     storage: Storage | None = None
     sleep: Sleep | None = None
+    thermal: Thermal | None = None
+    """Heating and throttling; omitted for actively cooled devices (or those whose catalog
+    figures are already sustained rates)."""
 
 
 class DeviceSpec(Frozen):
@@ -205,6 +224,9 @@ class DeviceSpec(Frozen):
     """Replaces the kind's storage when given."""
     sleep: Sleep | None = None
     """Replaces the kind's sleep state when given."""
+    thermal: Thermal | Literal[False] | None = None
+    """Replaces the kind's thermal model when given (a hotter cabinet, a better heatsink);
+    ``false`` drops it (the device is actively cooled and does not throttle)."""
     dedicated: bool = False
     """On only for the jobs, so its idle power is theirs to pay (an AI box, a cluster node);
     False for devices that are on anyway (a household laptop, a phone, a hub)."""
@@ -226,6 +248,7 @@ class Device(Frozen):
     storage: Storage | None = None
     sleep: Sleep | None = None
     dedicated: bool = False
+    thermal: Thermal | None = None
 
 
 # --------------------------------------------------------------------------- network

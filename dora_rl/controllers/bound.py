@@ -7,7 +7,8 @@ with:
 - switches free and instant (no transfer, no stall, no wake time or energy);
 - each job on the whole medium (its kernels still queue with the other jobs' chosen ones);
 - each job choosing the power modes of its plan's devices for itself (two jobs on one device
-  may each have their way);
+  may each have their way), whatever the devices' heat (a throttled device runs a mode that is
+  among these choices);
 - a device no plan uses off where the card powers unused devices off, else asleep where it
   may sleep, else idle; idle and sleep power count as the env counts them (dedicated devices
   only);

@@ -102,7 +102,7 @@ def _key(ctl: ControlState) -> tuple[Any, ...]:
     """What of a control state the future depends on (not the step counter or the time since
     the last cut-over)."""
     return (tuple((jc.plan, jc.target, jc.pending, jc.break_first, jc.outage_s, jc.level)
-                  for jc in ctl.jobs), ctl.modes, ctl.wake_left_s, ctl.resident)
+                  for jc in ctl.jobs), ctl.modes, ctl.wake_left_s, ctl.resident, ctl.temp_c)
 
 
 def _score(out: Outcome, weights: Sequence[float],

@@ -213,6 +213,25 @@ def device_energy_j(
     return np.where(np.isfinite(interval_s), out, np.inf)
 
 
+def device_temperature_c(temp_c: float, power_w: float, ambient_c: float, c_per_w: float,
+                         time_constant_s: float, span_s: float) -> float:
+    """A device's SoC temperature after drawing ``power_w`` for ``span_s``, from ``temp_c``: a
+    first-order (Newton) thermal model, whose steady state is ``ambient_c + c_per_w *
+    power_w`` and which closes ``1 - exp(-span_s / time_constant_s)`` of the gap to it.
+
+    Example:
+        A board at 50 C drawing 7 W in a 22 C room with 10 C/W heads for 92 C; after one time
+        constant it has closed 63 % of the 42 C gap:
+
+        >>> round(device_temperature_c(50.0, 7.0, 22.0, 10.0, 160.0, 160.0), 2)
+        76.55
+        >>> device_temperature_c(50.0, 2.8, 22.0, 10.0, 160.0, 1.0)  # idle: steady already
+        50.0
+    """
+    steady_c = ambient_c + c_per_w * power_w
+    return steady_c + (temp_c - steady_c) * math.exp(-span_s / time_constant_s)
+
+
 def md1_wait_s(arrival_rate_per_s: float, service_s: float) -> float:
     """Mean wait in an M/D/1 queue: Poisson arrivals served one at a time in a fixed time
     (a pipeline's bottleneck period, or a whole LLM request served alone): ``rho * S /

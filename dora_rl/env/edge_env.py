@@ -166,7 +166,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                                         traces_dir=traces_dir, split=split, interval_s=interval_s)
         self.cache = shared_cache(self.scenario, self.model.models, k)
         self.layout = DecisionLayout(self.n_devices, self.model.n_domains, self.n_jobs, k,
-                                     rates=any(j.rate_profile for j in self.scenario.jobs))
+                                     rates=any(j.rate_profile for j in self.scenario.jobs),
+                                     thermal=self.model.thermal)
         self.n_modes = max(f.n_modes for f in self.model.devices)
         self.observation_space = spaces.Box(-1.0, 1.0, (self.layout.size,), np.float32)
         self.action_space = spaces.MultiDiscrete(
@@ -244,6 +245,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             cut_overs=sum(j.cut_over for j in out.jobs),
             migration_bytes=sum(j.moved_bytes for j in out.jobs), invalid_choices=invalid,
             plan_ids=tuple(self.choice), modes=self.ctl.modes,
+            throttled=out.throttled or (False,) * self.n_devices,
             available=tuple(world.state.available.tolist()),
             job_active=tuple(world.job_active.tolist()))
         return self._obs(), float(reward), False, self.t >= self.episode_steps, info
@@ -351,7 +353,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                             (mode if mode >= 0 else 0) / max(f.n_modes - 1, 1),
                             float(mode == SLEEP and ctl.wake_left_s[d] <= 0),
                             float(ctl.wake_left_s[d] > 0), float(d in used),
-                            float(f.can_sleep and d not in used)])
+                            float(f.can_sleep and d not in used)]
+                           + ([f.heat(ctl.temp_c[d])] if self.layout.thermal else []))
         residency, moving = self._weights_block()
         last = self.last
         active = world.job_active.tolist()

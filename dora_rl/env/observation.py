@@ -9,7 +9,9 @@ block                  per item                                                 
 =====================  ==========================================================  ========
 link history           D x H last link-rate multipliers / 1.2                       [0, 1]
 device                 D x 8: present, load, battery, power mode / modes, asleep,   [0, 1]
-                       waking, used by a plan, may sleep
+                       waking, used by a plan, may sleep; and on cards with a
+                       device that heats (``thermal``) a 9th, its heat: 0 at its
+                       idle temperature, 1 at its throttle point or above
 residency              D x J: fraction of the job's weights the device holds        [0, 1]
 cross traffic          W                                                            [0, 1)
 job                    J x 10: active, QoE scale / 1.25, last slack, last missed     [-1, 1]
@@ -34,6 +36,7 @@ from numpy.typing import NDArray
 LINK_MAX = 1.2
 QOE_SCALE_MAX = 1.25
 DEVICE_FIELDS = 8
+"""Device fields of every card (one more, the heat, on cards with a thermal model)."""
 JOB_FIELDS = 10
 """Job fields of every card (one more, the request rate, on cards whose load varies)."""
 CANDIDATE_FIELDS = 5
@@ -53,6 +56,8 @@ class DecisionLayout:
     history: int = 4
     rates: bool = False
     """The job block carries each job's request rate (cards with a load profile)."""
+    thermal: bool = False
+    """The device block carries each device's heat (cards with a device that throttles)."""
 
     @property
     def job_fields(self) -> int:
@@ -60,12 +65,17 @@ class DecisionLayout:
         return JOB_FIELDS + int(self.rates)
 
     @property
+    def device_fields(self) -> int:
+        """Values per device."""
+        return DEVICE_FIELDS + int(self.thermal)
+
+    @property
     def device_start(self) -> int:
         return self.n_devices * self.history
 
     @property
     def residency_start(self) -> int:
-        return self.device_start + self.n_devices * DEVICE_FIELDS
+        return self.device_start + self.n_devices * self.device_fields
 
     @property
     def job_start(self) -> int:
@@ -90,9 +100,10 @@ class DecisionLayout:
         return obs[a: self.job_start]
 
     def device(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
-        """[D, 8] device block of ``obs``."""
+        """[D, 8 or 9] device block of ``obs``."""
         a = self.device_start
-        return obs[a: a + self.n_devices * DEVICE_FIELDS].reshape(self.n_devices, DEVICE_FIELDS)
+        n = self.device_fields
+        return obs[a: a + self.n_devices * n].reshape(self.n_devices, n)
 
     def job(self, obs: NDArray[np.float32]) -> NDArray[np.float32]:
         """[J, 10 or 11] job block of ``obs``."""

@@ -74,7 +74,7 @@ class LiveControl:
         moved in it."""
         self.world, self.step = world, tel.index + 1
         self.link_scale = list(tel.link_scale)
-        self.power.tick(tel.duration_s)
+        self.power.tick(tel.duration_s, energies)
         self.outage_s = self.outage_s + tel.duration_s if plan_broken else 0.0
         if plan_broken:
             self.slack = -1.0
@@ -121,7 +121,7 @@ class LiveControl:
                      for j in range(self.model.n_jobs))
         p = self.power
         return ControlState(jobs=jobs, modes=tuple(p.modes), wake_left_s=tuple(p.wake_left_s),
-                            resident=resident, step=self.step)
+                            resident=resident, step=self.step, temp_c=tuple(p.temp_c))
 
     def measurement(self, available: Sequence[bool], plan: Plan | None, since: int,
                     held: dict[int, set[int]]) -> Measurement:

@@ -6,7 +6,9 @@ The live runtime keeps each device's power mode (``0`` nominal, ``v`` its ``v``-
 to) cannot sleep (the request is refused and it keeps its mode), a device asked to leave sleep
 wakes and is unusable for ``wake_s`` seconds of the card's world, paying ``wake_j`` once. A
 mode slows the device's emulated compute by its speed factor
-(:attr:`~dora_rl.runtime.emulation.Emulator.speed`).
+(:attr:`~dora_rl.runtime.emulation.Emulator.speed`). A device with a thermal model heats by
+the energy charged to it each interval and, while hot, runs no faster than its throttle level,
+as in the interval model.
 
 Each control interval's energy is :func:`dora_rl.world.devices.interval_energy` per device
 over what the runtime measured (busy, transmit and receive seconds) in the modes of that
@@ -20,7 +22,15 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from dora_rl.world import SLEEP, DeviceEnergy, DeviceFacts
-from dora_rl.world.power import PowerStep, apply_modes, devices_energy
+from dora_rl.world.power import (
+    PowerStep,
+    apply_modes,
+    capped_modes,
+    devices_energy,
+    heated,
+    hot_devices,
+    idle_temps,
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,10 @@ class PowerRecord:
         """Woke since the last :meth:`interval` (charged to the interval that starts next)."""
         self.refused = 0
         """Mode requests the rules refused so far."""
+        self.temp_c = list(idle_temps(self.facts))
+        """Each device's temperature (empty: no device has a thermal model)."""
+        self.effective = [0] * n
+        """The modes the devices run in: :attr:`modes` with hot devices throttled."""
 
     def awake(self, device: int) -> bool:
         """Whether ``device`` can compute now (not asleep, not waking)."""
@@ -93,20 +107,27 @@ class PowerRecord:
             True
         """
         step = apply_modes(self.facts, self.modes, self.wake_left_s, wanted, used,
-                           self.power_off_unused)
-        self.modes, self.wake_left_s = list(step.modes), list(step.wake_left_s)
+                           self.power_off_unused, hot_devices(self.facts, self.temp_c))
+        self.modes, self.wake_left_s = list(step.kept), list(step.wake_left_s)
+        self.effective = list(step.modes)
         self.woke = [a or b for a, b in zip(self.woke, step.woke, strict=True)]
         self.refused += step.refused
         return step.refused
 
-    def tick(self, seconds: float) -> None:
-        """``seconds`` of the card's world passed: wake timers run down."""
+    def tick(self, seconds: float, energies: Sequence[DeviceEnergy] = ()) -> None:
+        """``seconds`` of the card's world passed, in which the devices drew ``energies``:
+        wake timers run down, the devices heat or cool, and the heat caps apply anew."""
         self.wake_left_s = [max(w - seconds, 0.0) for w in self.wake_left_s]
+        if self.temp_c and energies and seconds > 0:
+            self.temp_c = list(heated(self.facts, self.temp_c,
+                                      [e.total_j / seconds for e in energies], seconds))
+            self.effective = list(capped_modes(self.facts, self.modes,
+                                               hot_devices(self.facts, self.temp_c)))
 
     def speed(self, speeds: Sequence[Sequence[float]]) -> list[float]:
         """Each device's compute speed factor in its mode (``speeds``: the cost tables'
         ``dvfs_speed`` rows; asleep counts as nominal)."""
-        return [row[m if m >= 0 else 0] for row, m in zip(speeds, self.modes, strict=True)]
+        return [row[m if m >= 0 else 0] for row, m in zip(speeds, self.effective, strict=True)]
 
     def interval(self, present: Sequence[bool], used: Collection[int]) -> PowerInterval:
         """The power state of the interval starting now (the wakes since the last call are
@@ -114,7 +135,7 @@ class PowerRecord:
         n = len(self.facts)
         woke, self.woke = tuple(self.woke), [False] * n
         return PowerInterval(
-            modes=tuple(self.modes),
+            modes=tuple(self.effective),
             asleep=tuple(self.modes[d] == SLEEP and self.wake_left_s[d] <= 0 for d in range(n)),
             present=tuple(bool(p) for p in present),
             used=tuple(d in used for d in range(n)), woke=woke)

@@ -44,6 +44,7 @@ from dora_rl.sim.figures import IntervalReport, measured_slack
 from dora_rl.sim.figures import JobInterval as Measured
 from dora_rl.sim.simulator import QUEUE_CAPACITY, Simulator
 from dora_rl.world import STORAGE, ControlState, Decision, IntervalModel, JobInterval, Outcome
+from dora_rl.world.power import capped_modes
 from dora_rl.world.weights import gained
 
 
@@ -119,6 +120,11 @@ class SimulatedModel(IntervalModel):
         return nxt, out
 
     # ------------------------------------------------------------------ the interval
+    def _ran(self, nxt: ControlState, charged: Outcome) -> tuple[int, ...]:
+        """The modes the devices ran in: the ones chosen, with the devices heat throttled
+        (the interval model's temperatures decide) at their throttle level."""
+        return capped_modes(self.devices, nxt.modes, charged.throttled or None)
+
     def _serving_plan(self, plan: Plan | None, modes: Sequence[int]) -> Plan | None:
         return None if plan is None else self.moded(plan, modes)
 
@@ -135,7 +141,7 @@ class SimulatedModel(IntervalModel):
             plan = before.plan
             keep = job.serving or (not active[j] and plan is not None
                                    and all(usable[d] for d in plan.devices))
-            sim.serve(j, self._serving_plan(plan, nxt.modes) if keep else None)
+            sim.serve(j, self._serving_plan(plan, self._ran(nxt, charged)) if keep else None)
             sim.jobs[j].analytic_ms = job.latency_ms
             for receiver, source, nbytes in self.moved(j, ctl, nxt, job):
                 self._send(sim, j, receiver, source, nbytes)
@@ -177,6 +183,7 @@ class SimulatedModel(IntervalModel):
                  report: IntervalReport) -> Outcome:
         """The interval's outcome: control facts from ``charged``, timing from ``report``."""
         interval = self.interval_s
+        ran = self._ran(nxt, charged)
         jobs = []
         for j, (c, iv) in enumerate(zip(charged.jobs, report.jobs, strict=True)):
             if iv.latency_s:
@@ -189,10 +196,11 @@ class SimulatedModel(IntervalModel):
                 slack=self._slack(j, c, iv), switched=c.switched, cut_over=c.cut_over,
                 moved_bytes=c.moved_bytes))
         devices = tuple(
-            simulated_energy(f, nxt.modes[d], interval, charged.devices[d],
+            simulated_energy(f, ran[d], interval, charged.devices[d],
                              report.attributed_s[d], report.tx_s[d], report.rx_s[d])
             for d, f in enumerate(self.devices))
-        return Outcome(jobs=tuple(jobs), devices=devices, refused=charged.refused)
+        return Outcome(jobs=tuple(jobs), devices=devices, refused=charged.refused,
+                       throttled=charged.throttled)
 
     def _slack(self, j: int, charged: JobInterval, iv: Measured) -> float:
         """Smallest relative slack measured (each target's last measurement carried while

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dora_rl.config import Scenario
+from dora_rl.config import Scenario, Thermal
 from dora_rl.costmodel.formulas import device_energy_j
 
 SLEEP = -1
@@ -32,6 +32,7 @@ class DeviceFacts:
             and receives weights over the network).
         link_bytes_per_s: Nominal link rate; wifi: whether it sits on a WiFi medium.
         domain: Its contention domain (index).
+        thermal: How it heats and throttles (None: it does not throttle).
     """
 
     idle_w: float
@@ -46,11 +47,32 @@ class DeviceFacts:
     link_bytes_per_s: float
     wifi: bool
     domain: int
+    thermal: Thermal | None = None
 
     @property
     def n_modes(self) -> int:
         """Power modes the device has (nominal plus its slower levels)."""
         return len(self.busy_w)
+
+    @property
+    def idle_c(self) -> float:
+        """Temperature idling (its thermal model's steady state at idle power; 0 without
+        one)."""
+        t = self.thermal
+        return t.ambient_c + t.c_per_w * self.idle_w if t is not None else 0.0
+
+    def heat(self, temp_c: float) -> float:
+        """How far ``temp_c`` is from idling (0) to the throttle point (1); 0 without a
+        thermal model."""
+        t = self.thermal
+        if t is None:
+            return 0.0
+        idle_c = self.idle_c
+        return (temp_c - idle_c) / (t.throttle_c - idle_c)
+
+    def hot(self, temp_c: float) -> bool:
+        """Whether the firmware throttles it at ``temp_c``."""
+        return self.thermal is not None and temp_c >= self.thermal.throttle_c
 
     @property
     def can_sleep(self) -> bool:
@@ -74,7 +96,8 @@ def device_facts(scenario: Scenario) -> tuple[DeviceFacts, ...]:
             dedicated=dev.dedicated,
             storage_bytes_per_s=storage.read_mbps * 1e6 / 8.0 if storage is not None else None,
             link_bytes_per_s=dev.network.link_mbps * 1e6 / 8.0,
-            wifi=wifi[dev.network.domain], domain=domains.index(dev.network.domain)))
+            wifi=wifi[dev.network.domain], domain=domains.index(dev.network.domain),
+            thermal=dev.thermal))
     return tuple(out)
 
 

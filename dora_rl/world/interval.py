@@ -29,7 +29,7 @@ from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.dynamics import WorldState
 from dora_rl.world.devices import SLEEP, DeviceFacts, device_facts
-from dora_rl.world.power import apply_modes, devices_energy
+from dora_rl.world.power import apply_modes, devices_energy, heated, hot_devices, idle_temps
 from dora_rl.world.queues import combine, kernel_load
 from dora_rl.world.requests import (
     arrivals,
@@ -76,6 +76,8 @@ class IntervalModel:
         self.layer_bytes = [[b - a for a, b in zip(p[:-1], p[1:], strict=True)]
                             for p in (m.tables.lists.params for m in self.models)]
         self.power_off_unused = scenario.objective.unused_devices == "off"
+        self.thermal = any(f.thermal is not None for f in self.devices)
+        """Some device heats and throttles (the control state then tracks temperatures)."""
         self._moded: dict[tuple[Plan, tuple[int, ...]], Plan] = {}
         self._nominal: dict[tuple[int, Plan], dict[str, Any]] = {}
         self._kernel_load: dict[tuple[int, Plan, float],
@@ -108,11 +110,12 @@ class IntervalModel:
     # ------------------------------------------------------------------ state
     def initial(self, plans: Sequence[Plan | None], level: int = LEVELS // 2) -> ControlState:
         """Every job serving ``plans`` at bandwidth ``level``, every device awake in its
-        nominal mode, nothing kept beyond the serving plans."""
+        nominal mode at its idle temperature, nothing kept beyond the serving plans."""
         jobs = tuple(JobControl(plan=p, level=level) for p in plans)
         return ControlState(jobs=jobs, modes=(0,) * self.n_devices,
                             wake_left_s=(0.0,) * self.n_devices,
-                            resident=((),) * self.n_devices)
+                            resident=((),) * self.n_devices,
+                            temp_c=idle_temps(self.devices))
 
     def nominal(self, j: int, plan: Plan) -> dict[str, Any]:
         """Job ``j``'s figures for ``plan`` in the card's nominal state (memory, demand)."""
@@ -149,7 +152,7 @@ class IntervalModel:
         jobs = [jc for jc, _ in decided]
         used = self.used_devices(jobs)
         power = apply_modes(self.devices, ctl.modes, ctl.wake_left_s, decision.modes, used,
-                            self.power_off_unused)
+                            self.power_off_unused, hot_devices(self.devices, ctl.temp_c))
         modes, wake_left = power.modes, power.wake_left_s
         awake = [modes[d] != SLEEP and wake_left[d] <= 0 for d in range(self.n_devices)]
         usable = [u and a for u, a in zip(state.usable.tolist(), awake, strict=True)]
@@ -213,10 +216,13 @@ class IntervalModel:
         energy = devices_energy(self.devices, power, state.available.tolist(),
                                 self.used_devices(new_jobs), busy, tx, rx, interval,
                                 self.power_off_unused)
-        nxt_ctl = ControlState(jobs=tuple(new_jobs), modes=tuple(modes),
+        temps = heated(self.devices, ctl.temp_c, [e.total_j / interval for e in energy],
+                       interval)
+        nxt_ctl = ControlState(jobs=tuple(new_jobs), modes=power.kept,
                                wake_left_s=tuple(max(w - interval, 0.0) for w in wake_left),
-                               resident=resident, step=ctl.step + 1)
-        return nxt_ctl, Outcome(jobs=tuple(out_jobs), devices=energy, refused=power.refused)
+                               resident=resident, step=ctl.step + 1, temp_c=temps)
+        return nxt_ctl, Outcome(jobs=tuple(out_jobs), devices=energy, refused=power.refused,
+                                throttled=power.throttled)
 
     # ------------------------------------------------------------------ parts
     def _decide(self, j: int, jc: JobControl, wanted: Plan | None, ctl: ControlState,

@@ -5,7 +5,8 @@ A device is in one power mode each interval: ``0`` nominal, ``v`` its ``v``-th s
 level, or :data:`~dora_rl.world.devices.SLEEP`. A device some plan uses (or is switching to)
 cannot sleep (the request is refused and it keeps its mode), nor can one that is not dedicated
 or has no sleep state; a sleeping device asked to work wakes: it is unusable for ``wake_s``
-and pays ``wake_j`` once.
+and pays ``wake_j`` once. A device whose thermal model says it is hot runs no faster than
+its ``throttle_level`` whatever mode was asked for (the firmware's cap, not a refusal).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from dora_rl.costmodel.formulas import device_temperature_c
 from dora_rl.world.devices import SLEEP, DeviceEnergy, DeviceFacts, interval_energy
 
 
@@ -25,21 +27,33 @@ class PowerStep:
         wake_left_s: Seconds until each device is awake, at the interval's start.
         woke: Woke at the interval's start (pays one wake).
         refused: Requests the rules refused.
+        throttled: Per device, its clock was capped by heat (empty: none was).
+        chosen: The modes before the heat cap (empty: no cap applied), which are what the
+            device returns to when it cools and what a "keep the modes" decision keeps.
     """
 
     modes: tuple[int, ...]
     wake_left_s: tuple[float, ...]
     woke: tuple[bool, ...]
     refused: int
+    throttled: tuple[bool, ...] = ()
+    chosen: tuple[int, ...] = ()
+
+    @property
+    def kept(self) -> tuple[int, ...]:
+        """The modes to carry to the next interval (the ones chosen, before any heat cap)."""
+        return self.chosen or self.modes
 
 
 def apply_modes(facts: Sequence[DeviceFacts], before: Sequence[int],
                 wake_left_s: Sequence[float], wanted: Sequence[int] | None,
-                used: Collection[int], power_off_unused: bool = False) -> PowerStep:
+                used: Collection[int], power_off_unused: bool = False,
+                hot: Sequence[bool] | None = None) -> PowerStep:
     """The modes a request leads to (``wanted``, None keeps ``before``) given the devices a
     plan uses or is switching to. With ``power_off_unused`` (a card's ``unused_devices: off``)
     every device no plan uses is powered off, which the modes record as asleep: powering it
-    back takes its wake time and energy like a wake.
+    back takes its wake time and energy like a wake. A device ``hot`` (per device, at the
+    interval's start) runs at its thermal ``throttle_level`` or slower.
 
     Example:
         A device that may sleep sleeps; asked to sleep while a plan needs it, it is refused
@@ -49,10 +63,12 @@ def apply_modes(facts: Sequence[DeviceFacts], before: Sequence[int],
         >>> apply_modes([f], [0], [0.0], [SLEEP], used=()).modes
         (-1,)
         >>> apply_modes([f], [SLEEP], [0.0], [SLEEP], used=(0,))
-        PowerStep(modes=(0,), wake_left_s=(2.0,), woke=(True,), refused=1)
+        PowerStep(modes=(0,), wake_left_s=(2.0,), woke=(True,), refused=1, throttled=(), chosen=())
     """
     want = list(wanted) if wanted is not None else list(before)
     modes, wake, woke, refused = [], list(wake_left_s), [], 0
+    capped = [False] * len(facts)
+    chosen: list[int] = []
     for d, f in enumerate(facts):
         mode = want[d]
         if power_off_unused and d not in used:
@@ -63,12 +79,59 @@ def apply_modes(facts: Sequence[DeviceFacts], before: Sequence[int],
         if not -1 <= mode < f.n_modes:
             refused += 1
             mode = 0
+        chosen.append(mode)
+        if hot is not None and hot[d] and f.thermal is not None and mode != SLEEP \
+                and mode < f.thermal.throttle_level:
+            mode = f.thermal.throttle_level
+            capped[d] = True
         wakes = before[d] == SLEEP and mode != SLEEP
         if wakes:
             wake[d] = f.wake_s
         modes.append(mode)
         woke.append(wakes)
-    return PowerStep(tuple(modes), tuple(wake), tuple(woke), refused)
+    if not any(capped):
+        return PowerStep(tuple(modes), tuple(wake), tuple(woke), refused)
+    return PowerStep(tuple(modes), tuple(wake), tuple(woke), refused, tuple(capped),
+                     tuple(chosen))
+
+
+def idle_temps(facts: Sequence[DeviceFacts]) -> tuple[float, ...]:
+    """Every device's idle temperature, or empty when no device has a thermal model (the
+    control state then carries no temperatures)."""
+    if all(f.thermal is None for f in facts):
+        return ()
+    return tuple(f.idle_c for f in facts)
+
+
+def heated(facts: Sequence[DeviceFacts], temp_c: Sequence[float], power_w: Sequence[float],
+           span_s: float) -> tuple[float, ...]:
+    """Temperatures after each device drew ``power_w`` for ``span_s``
+    (:func:`~dora_rl.costmodel.formulas.device_temperature_c`; 0 for a device without a
+    thermal model, empty when ``temp_c`` is)."""
+    if not temp_c:
+        return ()
+    out = []
+    for f, t, p in zip(facts, temp_c, power_w, strict=True):
+        th = f.thermal
+        out.append(device_temperature_c(t, p, th.ambient_c, th.c_per_w, th.time_constant_s,
+                                        span_s) if th is not None else 0.0)
+    return tuple(out)
+
+
+def hot_devices(facts: Sequence[DeviceFacts], temp_c: Sequence[float]) -> list[bool] | None:
+    """Per device, whether heat caps its clock (None when ``temp_c`` is empty)."""
+    if not temp_c:
+        return None
+    return [f.hot(t) for f, t in zip(facts, temp_c, strict=True)]
+
+
+def capped_modes(facts: Sequence[DeviceFacts], modes: Sequence[int],
+                 hot: Sequence[bool] | None) -> tuple[int, ...]:
+    """``modes`` with every hot device slowed to its throttle level (asleep stays asleep)."""
+    if hot is None:
+        return tuple(modes)
+    return tuple(max(m, f.thermal.throttle_level) if h and f.thermal is not None and m != SLEEP
+                 else m for f, m, h in zip(facts, modes, hot, strict=True))
 
 
 def asleep(modes: Sequence[int], wake_left_s: Sequence[float], device: int) -> bool:
@@ -107,4 +170,5 @@ def devices_energy(facts: Sequence[DeviceFacts], power: PowerStep, present: Sequ
     return tuple(out)
 
 
-__all__ = ["PowerStep", "apply_modes", "asleep", "devices_energy"]
+__all__ = ["PowerStep", "apply_modes", "asleep", "capped_modes", "devices_energy", "heated",
+           "hot_devices", "idle_temps"]

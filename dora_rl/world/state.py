@@ -49,6 +49,8 @@ class ControlState:
         wake_left_s: Per device, seconds until it is awake (0: awake or asleep).
         resident: Per device, weights kept but not in use (:mod:`dora_rl.world.weights`).
         step: Intervals since the start.
+        temp_c: Per device its SoC temperature (0 for a device without a thermal model;
+            empty when no device has one).
     """
 
     jobs: tuple[JobControl, ...]
@@ -56,6 +58,7 @@ class ControlState:
     wake_left_s: tuple[float, ...]
     resident: Resident
     step: int = 0
+    temp_c: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,13 @@ class Outcome:
         jobs: Per job, :class:`JobInterval`.
         devices: Per device, its :class:`~dora_rl.world.devices.DeviceEnergy`.
         refused: Choices the model could not honour (a busy device asked to sleep).
+        throttled: Per device, heat capped its clock this interval (empty: none was).
     """
 
     jobs: tuple[JobInterval, ...]
     devices: tuple[DeviceEnergy, ...]
     refused: int = 0
+    throttled: tuple[bool, ...] = ()
 
     @property
     def energy_j(self) -> float:
