@@ -235,7 +235,9 @@ def main() -> int:
                         help="ablation: every job at its card's rate all day")
     parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
                         help="write the tables from the episodes of earlier runs' "
-                             "headroom.json (cards run apart, in parallel) instead of running")
+                             "headroom.json (cards run apart, in parallel) instead of running; "
+                             "a later file's episode replaces an earlier one of the same card, "
+                             "seed and controller (a controller re-run alone)")
     args = parser.parse_args()
     if args.combine is not None:
         return combine(args)
@@ -267,14 +269,16 @@ def main() -> int:
 
 def combine(args: argparse.Namespace) -> int:
     """The tables from earlier runs' episodes (``--combine``)."""
-    rows: list[dict[str, Any]] = []
+    kept: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
     for path in args.combine:
         try:
             episodes = json.loads(path.read_text())["episodes"]
+            for r in episodes:
+                kept[(r["card"], r["seed"], r["controller"])] = r
         except (OSError, ValueError, KeyError, TypeError) as err:
             print(f"error: {path}: not a headroom.json with episodes ({err})", file=sys.stderr)
             return 2
-        rows += episodes
+    rows = list(kept.values())
     cards = list(dict.fromkeys(r["card"] for r in rows))
     args.seeds = len({r["seed"] for r in rows})
     report(rows, cards, args)

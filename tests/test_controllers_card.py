@@ -49,3 +49,29 @@ def test_hysteresis_from_the_settings_decides_whether_dora_switches() -> None:
         picks[hysteresis] = int(dora.predict(o)[0][0]) // 4
     assert picks == {0.0: 2, 100.0: 0}
     assert make("dora", gym.make("dora_rl/Tiny-v1")).margin == 0.1
+
+
+def test_dora_backs_off_a_slower_mode_that_failed_and_waits_longer_each_time() -> None:
+    """A slower mode that misses at once is raised back; dora then waits 2, then 4 calm
+    intervals before trying it again, and forgets the back-off at an episode's start."""
+    env = gym.make("dora_rl/Tiny-v1")
+    obs = env.reset(seed=0)[0]
+    dora = Dora(env, DoraSettings(backoff_intervals=2, backoff_max_intervals=8))
+    lay = dora.spec.layout
+    fast = 2
+
+    def observe(mode: int, missed: float) -> int:
+        o = obs.copy()
+        jobs, devices = lay.job(o), lay.device(o)
+        jobs[0, 0], jobs[0, 2], jobs[0, 3], jobs[0, 5] = 1.0, 0.9, missed, 0.0
+        devices[fast, 3], devices[fast, 6], devices[fast, 7] = float(mode), 1.0, 0.0
+        action = dora.predict(o)[0]
+        return int(action[dora.n_jobs + fast])
+
+    modes, mode = [], 0
+    for missed in [0.0, 0.5, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]:
+        mode = observe(mode, missed)
+        modes.append(mode)
+    assert modes == [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]
+    dora.predict(obs, episode_start=[True])
+    assert dora.backoff == [2, 2, 2] and dora.hold == [0, 0, 0]

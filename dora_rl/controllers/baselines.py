@@ -12,7 +12,10 @@
   may sleep are slept; the power mode of used devices is lowered one level while every active
   job keeps twice the margin and misses at most half of what its attainment target allows
   (plus ``miss_tolerance``), raised back when one falls below the margin or misses more than
-  its allowance.
+  its allowance. A slower mode that had to be raised back at once is tried again only after
+  a back-off (``backoff_intervals``, doubled after each such failure up to
+  ``backoff_max_intervals``, halved after each slower mode that held), so a device near its
+  limit is not switched slower and back every other interval, missing requests each time.
 - ``greedy``: privileged one-interval peek: every joint choice of plans is run through the
   interval model on the coming interval (fewest missed requests first, then least energy the
   jobs cause), then each device's power mode (sleep included) in turn. A per-interval greedy
@@ -118,13 +121,34 @@ class RandomController(Controller):
 
 
 class Dora(Controller):
-    """The rule-based adapter on the observation (see the module docstring)."""
+    """The rule-based adapter on the observation (see the module docstring). It remembers,
+    per device, its power-mode back-off within an episode (reset when ``predict`` is told an
+    episode starts)."""
 
     def __init__(self, env: gym.Env[Any, Any], settings: DoraSettings | None = None) -> None:
         super().__init__(env)
         settings = settings or load_baseline_settings().dora
         self.margin, self.hysteresis = settings.qoe_margin, settings.hysteresis
         self.tolerance = settings.miss_tolerance
+        self.backoff_start, self.backoff_max = settings.backoff_intervals, \
+            settings.backoff_max_intervals
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the back-offs (a new episode)."""
+        n = self.n_devices
+        self.backoff = [self.backoff_start] * n
+        """Per device, calm intervals to wait before the next slower trial after a failure."""
+        self.hold = [0] * n
+        """Per device, calm intervals still to wait."""
+        self.tried = [False] * n
+        """Per device, the last action stepped it slower."""
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[Action, Any]:
+        if episode_start is not None and bool(np.any(episode_start)):
+            self.reset()
+        return super().predict(observation, state, episode_start, deterministic)
 
     def act(self, obs: NDArray[np.float32]) -> Action:
         lay = self.spec.layout
@@ -144,18 +168,36 @@ class Dora(Controller):
                 devices[d, 7]
             n = self.spec.n_modes[d]
             mode = int(round(float(mode_frac) * max(n - 1, 1))) if n > 1 else 0
+            tried, self.tried[d] = self.tried[d], False
             if may_sleep > 0.5 and present > 0.5:
                 modes.append(SLEEP)
                 continue
             if used > 0.5 and n > 1:
-                if slack < self.margin or over:
-                    mode = mode - 1 if mode > 0 else 0
-                elif slack > 2 * self.margin and calm and mode < n - 1:
-                    mode += 1
+                mode = self._mode(d, mode, n, tried, slack < self.margin or over,
+                                  slack > 2 * self.margin and calm)
             else:
                 mode = 0
             modes.append(mode)
         return self.spec.action(picks, [MID_LEVEL] * self.n_jobs, modes)
+
+    def _mode(self, d: int, mode: int, n: int, tried: bool, short: bool, ample: bool) -> int:
+        """Device ``d``'s next mode from ``mode`` (``tried``: the last step made it slower;
+        ``short``: some job is short of slack or over its allowance; ``ample``: every job has
+        room to spare)."""
+        if short:
+            if tried:  # the slower mode failed at once: wait longer before the next trial
+                self.hold[d] = self.backoff[d]
+                self.backoff[d] = min(2 * self.backoff[d], self.backoff_max)
+            return mode - 1 if mode > 0 else 0
+        if tried:  # the slower mode held
+            self.backoff[d] = max(self.backoff[d] // 2, self.backoff_start)
+        if ample and mode < n - 1:
+            if self.hold[d] > 0:
+                self.hold[d] -= 1
+                return mode
+            self.tried[d] = True
+            return mode + 1
+        return mode
 
     def _pick(self, job: NDArray[np.float32], cand: NDArray[np.float32]) -> int:
         if job[0] < 0.5 or job[5] > 0.5:  # inactive, or a switch under way: keep

@@ -37,6 +37,10 @@ class DoraSettings(_Frozen):
     miss_tolerance: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     """Share of a job's requests it may miss, beyond what its attainment target allows, while
     dora lowers power modes (0: lower a mode only while every job keeps within its SLO)."""
+    backoff_intervals: Annotated[int, Field(ge=1)] = 2
+    """Calm intervals a device waits before trying a slower mode again after one failed."""
+    backoff_max_intervals: Annotated[int, Field(ge=1)] = 64
+    """Longest such wait (the wait doubles after each failure up to this)."""
 
 
 class GreedySettings(_Frozen):
