@@ -7,6 +7,11 @@ rule-based ``dora`` adapter (which switches whenever its prediction says so, ign
 switch cost) lets PPO spend its budget on the question that matters: which of the teacher's
 switches are worth their stall. The clone sees only the policy's observation; the value head
 is fitted to the teacher's discounted returns so the first PPO updates do not wreck the actor.
+
+The labels name the plan the teacher leaves in force, not its "keep" (:func:`target_action`):
+a teacher keeps in almost every interval, so a clone of raw actions learns "always keep" at
+high accuracy and never switches; labelled by the plan in force, every interval says which
+plan the observation calls for, and a switch is the interval where that label changes.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from dora_rl.config import Scenario
 from dora_rl.controllers import make
 from dora_rl.env.edge_env import EdgeEnv
+from dora_rl.world import LEVELS
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,23 @@ class Demonstrations:
     returns: NDArray[np.float32]
     episode_reward: float
     """Mean undiscounted episode reward of the teacher."""
+
+
+def target_action(env: EdgeEnv, action: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``action`` with each job's "keep" replaced by picking the plan it keeps (the target of
+    its switch under way, else its serving plan) when that plan is among the candidates and
+    its devices are usable: the same decision for the env, named by the plan in force."""
+    out = np.array(action, dtype=np.int64)
+    usable = env.world.state.lists[1]
+    for j, cand in enumerate(env.cands):
+        pick, level = divmod(int(out[j]), LEVELS)
+        if pick:
+            continue
+        jc = env.ctl.jobs[j]
+        kept = jc.target or jc.plan
+        if kept is not None and kept in cand.plans and all(usable[d] for d in kept.devices):
+            out[j] = (cand.plans.index(kept) + 1) * LEVELS + level
+    return out
 
 
 def collect(scenario: Scenario, teacher: str, episodes: int, seed: int, gamma: float,
@@ -57,7 +80,7 @@ def collect(scenario: Scenario, teacher: str, episodes: int, seed: int, gamma: f
         while not done:
             action, _ = controller.predict(obs, deterministic=True)
             obs_rows.append(obs)
-            act_rows.append(np.asarray(action, dtype=np.int64))
+            act_rows.append(target_action(env, np.asarray(action, dtype=np.int64)))
             obs, reward, terminated, truncated, _ = env.step(action)
             rewards.append(float(reward))
             done = terminated or truncated
