@@ -20,7 +20,7 @@ from dora_rl.train import main as train_main
 from dora_rl.training.card import load_agent_settings
 
 RUN_FILES = {"model.zip", "best_model.zip", "config.yaml", "command.txt", "git_commit.txt",
-             "validation.json", "evaluation.json", "tb"}
+             "validation.json", "evaluation.json", "oracle_validation.json", "tb"}
 
 
 def _train(out: Path, run_id: str, *extra: str) -> Path:
@@ -60,8 +60,21 @@ def test_tensorboard_holds_the_dora_scalars_and_hyperparameters(runs: tuple[Path
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"dora/energy_j", "dora/qoe_violation_rate", "dora/latency_ms_p95", "dora/replans",
-            "dora/migration_mb", "dora/classify/latency_ms_p95", "eval/mean_reward"} <= tags
+            "dora/migration_mb", "dora/classify/latency_ms_p95", "eval/mean_reward",
+            "eval/regret/mean_reward", "eval/regret/jobs_energy_j",
+            "eval/regret/excess_missed"} <= tags
     assert "_hparams_/session_start_info" in acc.summary_metadata
+
+
+def test_validation_regret_is_the_policy_against_the_oracle_on_the_same_episodes(
+        runs: tuple[Path, Path]) -> None:
+    oracle = json.loads((runs[0] / "oracle_validation.json").read_text())
+    last = json.loads((runs[0] / "validation.json").read_text())[-1]
+    assert last["regret/jobs_energy_j"] == pytest.approx(
+        last["jobs_energy_j"] - oracle["jobs_energy_j"])
+    assert last["regret/mean_reward"] == pytest.approx(oracle["mean_reward"] - last["mean_reward"])
+    # the oracle is the best schedule: no policy's reward beats it
+    assert last["regret/mean_reward"] >= -1e-9
 
 
 def test_same_seed_gives_the_same_policy(runs: tuple[Path, Path]) -> None:

@@ -55,10 +55,31 @@ class DoraMetricsCallback(BaseCallback):
         self._infos = []
 
 
+def reference_figures(env: gym.Env[Any, Any], controller: Any, seeds: list[int],
+                      job_names: list[str], episode_steps: int) -> dict[str, float]:
+    """``controller``'s mean reward and summary figures on the validation episodes (what a
+    policy's regret is measured against)."""
+    rewards, infos = [], []
+    for seed in seeds:
+        reward, episode = run_episode_infos(env, controller, seed)
+        rewards.append(reward)
+        infos.extend(episode)
+    return {"mean_reward": float(np.mean(rewards)),
+            **summarise(infos, job_names, episode_steps)}
+
+
+REGRET_KEYS = ("mean_reward", "jobs_energy_j", "excess_missed", "request_violation_rate")
+"""Figures logged as regret against the reference (policy minus reference; for the reward,
+reference minus policy, so that every regret is 0 at the reference and worse above it)."""
+
+
 class ValidationCallback(BaseCallback):
     """Every ``freq_steps`` environment steps, runs the policy (deterministic) on the same
     validation episodes, logs ``eval/mean_reward`` and ``eval/dora/...``, saves the best model
     by mean episode reward to ``best_path`` and appends every result to ``history_path``.
+    Given the ``reference`` figures of the hindsight oracle on the same episodes, it also logs
+    ``eval/regret/<figure>`` (:data:`REGRET_KEYS`), so TensorBoard shows how far the policy is
+    from the best schedule.
 
     Args:
         env: The validation environment (validation traces).
@@ -67,12 +88,14 @@ class ValidationCallback(BaseCallback):
         best_path: Where the best model is saved (``best_model.zip``).
         history_path: JSON list of every validation's figures.
         job_names, episode_steps: For the summary figures.
+        reference: The oracle's figures (:func:`reference_figures`), or None.
     """
 
     def __init__(self, env: gym.Env[Any, Any], seeds: list[int], freq_steps: int,
                  best_path: Path, history_path: Path, job_names: list[str],
-                 episode_steps: int) -> None:
+                 episode_steps: int, reference: dict[str, float] | None = None) -> None:
         super().__init__()
+        self.reference = reference
         self.env, self.seeds, self.freq_steps = env, seeds, freq_steps
         self.best_path, self.history_path = best_path, history_path
         self.job_names, self.episode_steps = job_names, episode_steps
@@ -105,6 +128,15 @@ class ValidationCallback(BaseCallback):
         for key, value in figures.items():
             if math.isfinite(value):
                 self.logger.record(f"eval/dora/{key}", value)
+        if self.reference is not None:
+            mine = {"mean_reward": mean_reward, **figures}
+            for key in REGRET_KEYS:
+                if key in mine and key in self.reference:
+                    regret = mine[key] - self.reference[key]
+                    regret = -regret if key == "mean_reward" else regret
+                    row[f"regret/{key}"] = regret
+                    if math.isfinite(regret):
+                        self.logger.record(f"eval/regret/{key}", regret)
         if mean_reward > self.best_reward:
             self.best_reward = mean_reward
             self.model.save(self.best_path)

@@ -87,6 +87,9 @@ class EvalSettings(_Frozen):
     """Environment steps (all envs together) between validations."""
     episodes: PositiveInt = 3
     episode_steps: PositiveInt = 300
+    oracle_regret: bool = True
+    """Score the hindsight ``oracle`` on the validation episodes once, before training, and log
+    each validation's regret against it (``eval/regret/...``)."""
 
 
 class PretrainSettings(_Frozen):

@@ -25,7 +25,12 @@ from dora_rl.controllers.learned import policy_kwargs as learned_policy_kwargs
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.env.metrics import finite_or_none
 from dora_rl.registration import ENV_IDS
-from dora_rl.training.callbacks import DoraMetricsCallback, ValidationCallback
+from dora_rl.controllers import make
+from dora_rl.training.callbacks import (
+    DoraMetricsCallback,
+    ValidationCallback,
+    reference_figures,
+)
 from dora_rl.training.card import AgentSettings, settings_dict
 from dora_rl.training.pretrain import clone, collect
 from dora_rl.training.run_folder import (
@@ -138,10 +143,16 @@ def _train(scenario: Scenario, settings: AgentSettings, run_dir: Path, command: 
     jobs = [job.name for job in scenario.jobs]
     kwargs = {**env_kwargs(settings), "episode_steps": settings.eval.episode_steps}
     val_env = _make_env(scenario, "trace", "validation", kwargs)
+    seeds = [VALIDATION_SEED + i for i in range(settings.eval.episodes)]
+    reference = None
+    if settings.eval.oracle_regret:
+        reference = reference_figures(val_env, make("oracle", val_env), seeds, jobs,
+                                      settings.eval.episode_steps)
+        (run_dir / "oracle_validation.json").write_text(
+            json.dumps(finite_or_none(reference), indent=1))
     validation = ValidationCallback(
-        val_env, [VALIDATION_SEED + i for i in range(settings.eval.episodes)],
-        settings.eval.freq_steps, run_dir / "best_model.zip", run_dir / "validation.json",
-        jobs, settings.eval.episode_steps)
+        val_env, seeds, settings.eval.freq_steps, run_dir / "best_model.zip",
+        run_dir / "validation.json", jobs, settings.eval.episode_steps, reference)
     metrics = DoraMetricsCallback(jobs, settings.env.episode_steps, _hparams(settings))
     model = build_model(vec, settings, run_dir / "tb")
     if settings.pretrain.teacher != "none":
