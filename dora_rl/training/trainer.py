@@ -21,11 +21,11 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from dora_rl.config import Scenario
+from dora_rl.controllers import make
 from dora_rl.controllers.learned import policy_kwargs as learned_policy_kwargs
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.env.metrics import finite_or_none
 from dora_rl.registration import ENV_IDS
-from dora_rl.controllers import make
 from dora_rl.training.callbacks import (
     DoraMetricsCallback,
     ValidationCallback,
