@@ -73,7 +73,8 @@ class SimEnv(EdgeEnv):
 
     def __init__(self, scenario: str | Path | Scenario = "smart_home", bandwidth: str | None = None,
                  traces_dir: str | Path | None = None, split: str = "train",
-                 episode_steps: int = 300, k: int = 4, interval_s: float = 1.0,
+                 episode_steps: int | None = None, k: int = 4,
+                 interval_s: float | None = None,
                  queue_capacity: int = QUEUE_CAPACITY, rate_scale: float = 1.0,
                  arrivals: dict[str, Sequence[float]] | None = None,
                  compare_analytic: bool = False) -> None:
@@ -82,7 +83,7 @@ class SimEnv(EdgeEnv):
         self.analytic: IntervalModel = self.model
         """The plain interval model (the simulated one shares its cost models)."""
         self.model: SimulatedModel = SimulatedModel(
-            self.scenario, interval_s, models=self.analytic.models,
+            self.scenario, self.interval_s, models=self.analytic.models,
             queue_capacity=queue_capacity, rate_scale=rate_scale, arrivals=arrivals)
         self.handle = AnalyticHandle(self)
         self.compare_analytic = compare_analytic
