@@ -79,8 +79,8 @@ def test_a_controller_given_only_observations_acts_the_same_with_the_env_hidden(
     env.reset(seed=1)
     observations, actions = [], []
     obs = env.reset(seed=1)[0]
-    for _ in range(60):
-        action, _ = dora.predict(obs)
+    for i in range(60):
+        action, _ = dora.predict(obs, episode_start=[i == 0])
         observations.append(obs)
         actions.append(action)
         obs = env.step(action)[0]
@@ -88,8 +88,8 @@ def test_a_controller_given_only_observations_acts_the_same_with_the_env_hidden(
     blind_env = _make("dora_rl/SmartHome-v1", split="test")
     assert not hasattr(blind_env.unwrapped, "world")
     blind = make("dora", blind_env)
-    for o, a in zip(observations, actions, strict=True):
-        assert blind.predict(o)[0].tolist() == a.tolist()
+    for i, (o, a) in enumerate(zip(observations, actions, strict=True)):
+        assert blind.predict(o, episode_start=[i == 0])[0].tolist() == a.tolist()
 
 
 def test_dora_reacts_to_what_it_observes() -> None:
