@@ -8,6 +8,7 @@ import pytest
 
 import dora_rl  # noqa: F401  (registers the ids)
 from dora_rl.controllers import make, run_episode_infos
+from dora_rl.controllers.baselines import INCUMBENTS
 from dora_rl.controllers.bound import free_switch_bound
 from dora_rl.controllers.hindsight import (
     TIE_DIGITS,
@@ -71,6 +72,28 @@ def test_the_oracle_does_at_least_as_well_as_holding_the_best_plan() -> None:
     got = (sum(sum(w * m for w, m in zip(weights, i["requests_excess"], strict=True))
                for i in infos), sum(i["jobs_energy_j"] for i in infos))
     assert _lex_le(got, (held.missed, held.energy_j))
+
+
+@pytest.mark.parametrize(("env_id", "seed"), [("dora_rl/Tiny-v1", 3), ("dora_rl/SmartHome-v1", 1),
+                                              ("dora_rl/SmartHome-v1", 4)])
+def test_the_oracle_is_never_beaten_by_the_controllers_it_runs_ahead(env_id: str,
+                                                                     seed: int) -> None:
+    """On the same episode no incumbent (``static``, ``static-robust``, ``dora``, ``mpc``)
+    has fewer weighted missed requests than the oracle, or as many and less energy."""
+    steps = 120
+
+    def score(name: str) -> tuple[float, float]:
+        run = gym.make(env_id, split="test", episode_steps=steps)
+        _, infos = run_episode_infos(run, make(name, run), seed=seed)
+        weights = run.unwrapped.job_weights  # type: ignore[attr-defined]
+        return (round(sum(sum(w * m for w, m in zip(weights, i["requests_excess"], strict=True))
+                          for i in infos), 6), sum(i["jobs_energy_j"] for i in infos))
+
+    oracle = score("oracle")
+    for name in INCUMBENTS:
+        got = score(name)
+        assert oracle[0] < got[0] or (oracle[0] == got[0] and oracle[1] <= got[1] + 1e-9), \
+            (name, oracle, got)
 
 
 @pytest.mark.parametrize(("env_id", "seed"), [("dora_rl/Tiny-v1", 0), ("dora_rl/Tiny-v1", 5),

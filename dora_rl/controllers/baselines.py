@@ -23,7 +23,8 @@
 - ``mpc``: robust model-predictive control on the observation (:mod:`dora_rl.controllers.mpc`).
 - ``oracle``: privileged hindsight: the episode's best schedule, searched before its first
   step (:mod:`dora_rl.controllers.hindsight`: a search over the interval model's states, or
-  the best plan held from the start when that scores better), then played.
+  the best plan held from the start, or a run of one of :data:`INCUMBENTS` ahead on a twin of
+  the env, whichever scores best), then played.
 - ``random``: uniform random actions.
 """
 
@@ -38,7 +39,14 @@ from numpy.typing import NDArray
 
 from dora_rl.controllers.base import MID_LEVEL, Action, Controller, ControlSpec
 from dora_rl.controllers.card import DoraSettings, load_baseline_settings
-from dora_rl.controllers.hindsight import Schedule, best_static, lookahead, search
+from dora_rl.controllers.hindsight import (
+    Schedule,
+    best_static,
+    lookahead,
+    rollout,
+    search,
+    twin,
+)
 from dora_rl.controllers.hindsight import action as schedule_action
 from dora_rl.controllers.mpc import Mpc
 from dora_rl.costmodel import Plan
@@ -291,6 +299,9 @@ class Oracle(Controller):
         self.handle = handle or base.handle
         self.beam = beam if beam is not None else load_baseline_settings().oracle.beam
         self.schedule: Schedule | None = None
+        self.played: list[Action] | None = None
+        """The actions of an incumbent controller's run ahead, when they score better than
+        the search's schedule (played instead)."""
         self._first = 0
 
     def act(self, obs: NDArray[np.float32]) -> Action:
@@ -302,12 +313,22 @@ class Oracle(Controller):
                             "live runtime cannot know; use 'greedy' or 'dora'")
         step = env.t - self._first
         if self.schedule is None or env.t == 0 or not 0 <= step < len(self.schedule.steps):
-            episode = lookahead(env, env.episode_steps - env.t)
+            steps = env.episode_steps - env.t
+            episode = lookahead(env, steps)
             found = search(self.handle.model, episode, self.beam)
             held = best_static(self.handle.model, episode)  # an incumbent the search may drop
             self.schedule = held if (held.missed, held.energy_j) < (found.missed,
                                                                     found.energy_j) else found
+            self.played = None
+            best = (self.schedule.missed, self.schedule.energy_j)
+            for name in INCUMBENTS:  # the observation's controllers, played ahead
+                copy = twin(env)
+                actions, missed, energy = rollout(copy, CONTROLLERS[name](copy), obs, steps)
+                if (missed, energy) < best:
+                    self.played, best = actions, (missed, energy)
             self._first, step = env.t, 0
+        if self.played is not None:
+            return self.played[step]
         return schedule_action(env, self.schedule.steps[step])
 
 
@@ -318,6 +339,11 @@ CONTROLLERS: dict[str, type[Controller]] = {
 }
 
 HINDSIGHT = frozenset({"oracle"})
+
+INCUMBENTS = ("static", "static-robust", "dora", "mpc")
+"""Controllers the oracle runs ahead on a twin of the env before its first step: their
+schedules are real ones, so the oracle plays one of them when it scores better than its search
+(the search drops states beyond its beam and may miss them)."""
 """Controllers that need the whole episode in advance (never a live run's)."""
 
 

@@ -19,6 +19,9 @@ episode known in advance the best schedule is a search over the interval model's
   to cheap ones before it does): the schedule is then the best found, not proven best, and is
   reported as such (``Schedule.exact``). Its schedule is a real one: replayed through
   ``env.step`` it scores exactly what the search says (a test).
+- :func:`rollout` runs a controller ahead on a :func:`twin` of the env (the same worlds): the
+  ``oracle`` controller plays the best of its search, the best held plan and such runs of the
+  observation's controllers, so none of those ever beats it.
 - :func:`~dora_rl.controllers.bound.free_switch_bound` is a relaxation that bounds every
   controller from below in the env's lexicographic order (see its module): switches are free
   and instant, every job has the whole medium and picks its own plan and modes, and sleep
@@ -242,6 +245,36 @@ def search(model: IntervalModel, episode: Episode, beam: int = 16) -> Schedule:
         steps.append(back.step)
         back = back.parent
     return Schedule(tuple(reversed(steps)), best.cost[0], best.cost[1], exact, peak)
+
+
+def twin(env: EdgeEnv) -> EdgeEnv:
+    """A copy of ``env`` that steps on its own from where ``env`` stands: the same worlds
+    ahead (its dynamics and random generator copied), sharing the immutable parts (cards,
+    cost models, candidate cache, memos of pure functions)."""
+    out = copy.copy(env)
+    out.dynamics = copy.deepcopy(env.dynamics)
+    out._np_random = copy.deepcopy(env.np_random)
+    out.history = copy.copy(env.history)
+    out.choice = list(env.choice)
+    out.handle = type(env.handle)(out)
+    return out
+
+
+def rollout(env: EdgeEnv, controller: Any, obs: np.ndarray, steps: int
+            ) -> tuple[list[np.ndarray], float, float]:
+    """``controller`` (SB3's ``predict``) run for ``steps`` intervals on a :func:`twin` of
+    ``env`` from observation ``obs``: its actions, weighted missed requests beyond the
+    allowances (rounded as the search rounds them) and the jobs' energy."""
+    actions: list[np.ndarray] = []
+    missed = energy = 0.0
+    for i in range(steps):
+        act, _ = controller.predict(obs, episode_start=np.array([i == 0]), deterministic=True)
+        actions.append(np.asarray(act, dtype=np.int64))
+        obs, _, _, _, info = env.step(act)
+        missed += sum([w * m for w, m in zip(env.job_weights, info["requests_excess"],
+                                             strict=True)])
+        energy += info["jobs_energy_j"]
+    return actions, round(missed, TIE_DIGITS), energy
 
 
 def action(env: EdgeEnv, step: Step) -> np.ndarray:
