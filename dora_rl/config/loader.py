@@ -189,12 +189,14 @@ def _resolve_device(spec: DeviceSpec, i: int, label: str, domains: set[str]) -> 
         field = f"{where}.sleep.sleep_w" if spec.sleep is not None else f"{where}.kind"
         raise ConfigError(label, field, f"sleep_w {sleep.sleep_w:g} W must be below idle_w "
                           f"{idle_w:g} W (kind {spec.kind!r})")
-    own = spec.thermal is not None and spec.thermal is not False
-    thermal = (spec.thermal or None) if spec.thermal is not None else base.thermal
+    if spec.thermal is None:  # the kind's model (false in the card drops it)
+        thermal, field, level_field = base.thermal, f"{where}.kind", f"{where}.kind"
+    else:
+        thermal = spec.thermal or None
+        field, level_field = f"{where}.thermal", f"{where}.thermal.throttle_level"
     if thermal is not None:
-        field = f"{where}.thermal" if own else f"{where}.kind"
         if thermal.throttle_level > len(dvfs):
-            raise ConfigError(label, f"{field}.throttle_level" if own else field,
+            raise ConfigError(label, level_field,
                               f"throttle_level {thermal.throttle_level} names no dvfs level "
                               f"(kind {spec.kind!r} has {len(dvfs)})")
         idle_c = thermal.ambient_c + thermal.c_per_w * idle_w

@@ -322,8 +322,8 @@ class Oracle(Controller):
             self.played = None
             best = (self.schedule.missed, self.schedule.energy_j)
             for name in INCUMBENTS:  # the observation's controllers, played ahead
-                copy = twin(env)
-                actions, missed, energy = rollout(copy, CONTROLLERS[name](copy), obs, steps)
+                ahead = twin(env)
+                actions, missed, energy = rollout(ahead, CONTROLLERS[name](ahead), obs, steps)
                 if (missed, energy) < best:
                     self.played, best = actions, (missed, energy)
             self._first, step = env.t, 0

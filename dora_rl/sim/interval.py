@@ -112,25 +112,24 @@ class SimulatedModel(IntervalModel):
                 "start() first, then pass the control state it last returned (ask an "
                 "IntervalModel for what-ifs)")
         nxt, charged = super().transition(ctl, decision, world)
-        self._drive(sim, ctl, nxt, charged, world)
+        # the modes the devices ran in: the ones chosen, heat-throttled devices (the interval
+        # model's temperatures decide) at their throttle level
+        ran = capped_modes(self.devices, nxt.modes, charged.throttled or None)
+        self._drive(sim, ctl, nxt, charged, world, ran)
         sim.run_until((ctl.step + 1) * self.interval_s)
         report = sim.take_interval()
-        out = self._outcome(nxt, charged, report)
+        out = self._outcome(charged, report, ran)
         self.charged, self.report, self._expect = charged, report, nxt
         return nxt, out
 
     # ------------------------------------------------------------------ the interval
-    def _ran(self, nxt: ControlState, charged: Outcome) -> tuple[int, ...]:
-        """The modes the devices ran in: the ones chosen, with the devices heat throttled
-        (the interval model's temperatures decide) at their throttle level."""
-        return capped_modes(self.devices, nxt.modes, charged.throttled or None)
-
     def _serving_plan(self, plan: Plan | None, modes: Sequence[int]) -> Plan | None:
         return None if plan is None else self.moded(plan, modes)
 
     def _drive(self, sim: Simulator, ctl: ControlState, nxt: ControlState, charged: Outcome,
-               world: WorldState) -> None:
-        """Hand the interval's world, serving plans and weight moves to the simulator."""
+               world: WorldState, ran: Sequence[int]) -> None:
+        """Hand the interval's world, serving plans (in the modes the devices ``ran``) and
+        weight moves to the simulator."""
         state = world.state
         active = world.job_active.tolist()
         sim.set_world(state, active, world.qoe_scale.tolist(),
@@ -141,7 +140,7 @@ class SimulatedModel(IntervalModel):
             plan = before.plan
             keep = job.serving or (not active[j] and plan is not None
                                    and all(usable[d] for d in plan.devices))
-            sim.serve(j, self._serving_plan(plan, self._ran(nxt, charged)) if keep else None)
+            sim.serve(j, self._serving_plan(plan, ran) if keep else None)
             sim.jobs[j].analytic_ms = job.latency_ms
             for receiver, source, nbytes in self.moved(j, ctl, nxt, job):
                 self._send(sim, j, receiver, source, nbytes)
@@ -179,11 +178,11 @@ class SimulatedModel(IntervalModel):
         if sim.move_weights(j, receiver, source, nbytes, arrived) is None:
             in_flight[j] -= nbytes
 
-    def _outcome(self, nxt: ControlState, charged: Outcome,
-                 report: IntervalReport) -> Outcome:
-        """The interval's outcome: control facts from ``charged``, timing from ``report``."""
+    def _outcome(self, charged: Outcome, report: IntervalReport,
+                 ran: Sequence[int]) -> Outcome:
+        """The interval's outcome: control facts from ``charged``, timing from ``report``,
+        energy in the modes the devices ``ran``."""
         interval = self.interval_s
-        ran = self._ran(nxt, charged)
         jobs = []
         for j, (c, iv) in enumerate(zip(charged.jobs, report.jobs, strict=True)):
             if iv.latency_s:

@@ -217,7 +217,7 @@ class IntervalModel:
                                 self.used_devices(new_jobs), busy, tx, rx, interval,
                                 self.power_off_unused)
         temps = heated(self.devices, ctl.temp_c, [e.total_j / interval for e in energy],
-                       interval)
+                       interval) if ctl.temp_c else ()
         nxt_ctl = ControlState(jobs=tuple(new_jobs), modes=power.kept,
                                wake_left_s=tuple(max(w - interval, 0.0) for w in wake_left),
                                resident=resident, step=ctl.step + 1, temp_c=temps)

@@ -67,8 +67,6 @@ def apply_modes(facts: Sequence[DeviceFacts], before: Sequence[int],
     """
     want = list(wanted) if wanted is not None else list(before)
     modes, wake, woke, refused = [], list(wake_left_s), [], 0
-    capped = [False] * len(facts)
-    chosen: list[int] = []
     for d, f in enumerate(facts):
         mode = want[d]
         if power_off_unused and d not in used:
@@ -79,20 +77,17 @@ def apply_modes(facts: Sequence[DeviceFacts], before: Sequence[int],
         if not -1 <= mode < f.n_modes:
             refused += 1
             mode = 0
-        chosen.append(mode)
-        if hot is not None and hot[d] and f.thermal is not None and mode != SLEEP \
-                and mode < f.thermal.throttle_level:
-            mode = f.thermal.throttle_level
-            capped[d] = True
         wakes = before[d] == SLEEP and mode != SLEEP
         if wakes:
             wake[d] = f.wake_s
         modes.append(mode)
         woke.append(wakes)
-    if not any(capped):
-        return PowerStep(tuple(modes), tuple(wake), tuple(woke), refused)
-    return PowerStep(tuple(modes), tuple(wake), tuple(woke), refused, tuple(capped),
-                     tuple(chosen))
+    chosen = tuple(modes)
+    ran = capped_modes(facts, chosen, hot)  # the cap never wakes nor sleeps a device
+    if ran == chosen:
+        return PowerStep(chosen, tuple(wake), tuple(woke), refused)
+    return PowerStep(ran, tuple(wake), tuple(woke), refused,
+                     tuple(r != c for r, c in zip(ran, chosen, strict=True)), chosen)
 
 
 def idle_temps(facts: Sequence[DeviceFacts]) -> tuple[float, ...]:
