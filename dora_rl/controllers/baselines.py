@@ -17,9 +17,11 @@
   ``backoff_max_intervals``, halved after each slower mode that held), so a device near its
   limit is not switched slower and back every other interval, missing requests each time.
 - ``greedy``: privileged one-interval peek: every joint choice of plans is run through the
-  interval model on the coming interval (fewest missed requests first, then least energy the
-  jobs cause), then each device's power mode (sleep included) in turn. A per-interval greedy
-  choice, not an episode bound.
+  interval model on the coming interval and ranked by the env's objective on that interval
+  (fewest weighted misses beyond the jobs' attainment allowances, then least energy the jobs
+  cause), then each device's power mode (sleep included) in turn. A per-interval greedy
+  choice, not an episode bound; it answers in any state, so it can label the states a
+  learner reaches (DAgger, :mod:`dora_rl.training.pretrain`).
 - ``mpc``: robust model-predictive control on the observation (:mod:`dora_rl.controllers.mpc`).
 - ``oracle``: privileged hindsight: the episode's best schedule, searched before its first
   step (:mod:`dora_rl.controllers.hindsight`: a search over the interval model's states, or
@@ -259,7 +261,7 @@ class Greedy(Controller):
                                                                                       float]:
             decision = Decision(plans=tuple(p for _, p in choice), levels=levels, modes=modes)
             _, out = model.transition(ctl, decision, world)
-            return round(out.missed, 9), out.jobs_energy_j
+            return round(h.violations(out), 9), out.jobs_energy_j
 
         nominal = (0,) * self.n_devices
         best_choice, best = None, (float("inf"), float("inf"))

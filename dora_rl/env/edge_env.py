@@ -96,6 +96,12 @@ class WorldHandle:
         """The candidates the next action's picks refer to."""
         return self.env.cands
 
+    def violations(self, out: Outcome) -> float:
+        """The weighted misses of ``out`` beyond the jobs' attainment allowances: what the
+        env's reward counts as violations (before energy)."""
+        return sum(w * x for w, x in zip(self.env.job_weights, self.env.excess(out),
+                                         strict=True))
+
 
 class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     """Meet every request's QoE at the least energy the jobs cause.

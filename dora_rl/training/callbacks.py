@@ -103,6 +103,10 @@ class ValidationCallback(BaseCallback):
         self.history: list[dict[str, float]] = []
         self._next = freq_steps
 
+    def _on_training_start(self) -> None:
+        # the starting policy (a warm start's clone) competes for the best model too
+        self.validate()
+
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:
             self._next += self.freq_steps

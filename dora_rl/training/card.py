@@ -20,7 +20,7 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dora_rl.config.loader import read_yaml, validate
 from dora_rl.errors import ConfigError
@@ -29,6 +29,7 @@ AGENTS_DIR = Path(__file__).resolve().parent.parent.parent / "agents"
 DEFAULT_CARD = AGENTS_DIR / "ppo.yaml"
 
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 UnitFloat = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
@@ -95,13 +96,26 @@ class EvalSettings(_Frozen):
 class PretrainSettings(_Frozen):
     """Warm start by cloning a teacher controller (:mod:`dora_rl.training.pretrain`)."""
 
-    teacher: Literal["none", "dora", "static", "oracle"] = "dora"
-    """``none`` trains from scratch; ``oracle`` clones privileged decisions (the policy still
-    only sees its observation)."""
+    teacher: Literal["none", "dora", "static", "greedy", "mpc", "oracle"] = "dora"
+    """``none`` trains from scratch; ``greedy`` and ``oracle`` clone privileged decisions (the
+    policy still only sees its observation)."""
     episodes: PositiveInt = 20
+    """Teacher episodes on training traces (the first, teacher-driven round)."""
+    dagger_rounds: NonNegInt = 0
+    """Rounds of DAgger after the first fit: the policy drives ``episodes`` more training
+    episodes, the teacher labels every state it visits, and the policy is refitted on all
+    labels so far. Needs a teacher that can answer in any state (not ``oracle``, whose
+    schedule holds only on its own trajectory)."""
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 256
     learning_rate: PositiveFloat = 1e-3
+
+    @model_validator(mode="after")
+    def _teacher_answers_anywhere(self) -> PretrainSettings:
+        if self.dagger_rounds and self.teacher in ("none", "oracle"):
+            raise ValueError(f"dagger_rounds needs a teacher that answers in any state "
+                             f"(dora, static, greedy, mpc), not {self.teacher}")
+        return self
 
 
 class AgentSettings(_Frozen):

@@ -12,10 +12,19 @@ The labels name the plan the teacher leaves in force, not its "keep" (:func:`tar
 a teacher keeps in almost every interval, so a clone of raw actions learns "always keep" at
 high accuracy and never switches; labelled by the plan in force, every interval says which
 plan the observation calls for, and a switch is the interval where that label changes.
+
+A clone trained only on the teacher's own episodes has never seen the states its own small
+mistakes lead to, and drifts there (a plan kept too long, a mode never raised). DAgger
+(Ross, Gordon and Bagnell, 2011) closes that gap: the clone drives further training episodes,
+the teacher labels every state the clone reaches, and the clone is refitted on all labels so
+far (``pretrain.dagger_rounds``). The teacher must answer in any state: ``greedy`` (the
+privileged one-interval peek, cheap enough to label every state) or an observation
+controller, not the ``oracle``, whose schedule holds only on its own trajectory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -59,9 +68,28 @@ def target_action(env: EdgeEnv, action: NDArray[np.int64]) -> NDArray[np.int64]:
     return out
 
 
+Driver = Callable[[EdgeEnv, NDArray[np.float32]], NDArray[np.int64]]
+"""Who acts in a rollout: the env and its observation in, an action out."""
+
+
+def policy_driver(model: BaseAlgorithm) -> Driver:
+    """The policy's deterministic action (with the env's action masks for MaskablePPO)."""
+    masked = "Maskable" in type(model).__name__
+
+    def drive(env: EdgeEnv, obs: NDArray[np.float32]) -> NDArray[np.int64]:
+        extra: dict[str, Any] = {"action_masks": env.action_masks()} if masked else {}
+        action, _ = model.predict(obs, deterministic=True, **extra)
+        return np.asarray(action, dtype=np.int64)
+    return drive
+
+
 def collect(scenario: Scenario, teacher: str, episodes: int, seed: int, gamma: float,
-            bandwidth: list[str], env_kwargs: dict[str, Any]) -> Demonstrations:
-    """Run ``teacher`` on training episodes (bandwidth models round robin)."""
+            bandwidth: Sequence[str], env_kwargs: dict[str, Any],
+            driver: Driver | None = None) -> Demonstrations:
+    """Run training episodes (bandwidth models round robin), labelling every state with the
+    teacher's action named by the plan in force (:func:`target_action`). The teacher acts,
+    unless a ``driver`` is given (DAgger: the policy acts and the teacher only labels the
+    states the policy reaches). Returns are those of the episodes as driven."""
     obs_rows: list[NDArray[np.float32]] = []
     act_rows: list[NDArray[np.int64]] = []
     returns: list[float] = []
@@ -71,16 +99,18 @@ def collect(scenario: Scenario, teacher: str, episodes: int, seed: int, gamma: f
         band = bandwidth[e % len(bandwidth)]
         if band not in envs:
             envs[band] = EdgeEnv(scenario=scenario, bandwidth=band, split="train",
-                                    **env_kwargs)
+                                 **env_kwargs)
         env = envs[band]
-        controller = make(teacher, env)
+        labeller = make(teacher, env)
         obs, _ = env.reset(seed=seed + e)
         rewards: list[float] = []
         done = False
         while not done:
-            action, _ = controller.predict(obs, deterministic=True)
+            label, _ = labeller.predict(obs, deterministic=True)
+            label = np.asarray(label, dtype=np.int64)
             obs_rows.append(obs)
-            act_rows.append(target_action(env, np.asarray(action, dtype=np.int64)))
+            act_rows.append(target_action(env, label))
+            action = label if driver is None else driver(env, obs)
             obs, reward, terminated, truncated, _ = env.step(action)
             rewards.append(float(reward))
             done = terminated or truncated
@@ -92,6 +122,12 @@ def collect(scenario: Scenario, teacher: str, episodes: int, seed: int, gamma: f
         returns += back[::-1]
     return Demonstrations(np.array(obs_rows, dtype=np.float32), np.array(act_rows),
                           np.array(returns, dtype=np.float32), float(np.mean(totals)))
+
+
+def joined(a: Demonstrations, b: Demonstrations) -> Demonstrations:
+    """Both sets of labelled states (DAgger's aggregate); the episode reward is ``b``'s."""
+    return Demonstrations(np.concatenate([a.obs, b.obs]), np.concatenate([a.actions, b.actions]),
+                          np.concatenate([a.returns, b.returns]), b.episode_reward)
 
 
 def clone(model: BaseAlgorithm, demos: Demonstrations, epochs: int, batch_size: int,
@@ -124,5 +160,4 @@ def clone(model: BaseAlgorithm, demos: Demonstrations, epochs: int, batch_size: 
     with torch.no_grad():
         predicted, _ = policy.predict(demos.obs, deterministic=True)
     accuracy = float(np.mean(np.all(predicted == demos.actions, axis=1)))
-    return {"loss": loss_value, "accuracy": accuracy, "steps": float(n),
-            "teacher_episode_reward": demos.episode_reward}
+    return {"loss": loss_value, "accuracy": accuracy, "steps": float(n)}

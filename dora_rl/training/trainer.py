@@ -32,7 +32,7 @@ from dora_rl.training.callbacks import (
     reference_figures,
 )
 from dora_rl.training.card import AgentSettings, settings_dict
-from dora_rl.training.pretrain import clone, collect
+from dora_rl.training.pretrain import clone, collect, joined, policy_driver
 from dora_rl.training.run_folder import (
     new_run_dir,
     scenario_record,
@@ -165,15 +165,27 @@ def _train(scenario: Scenario, settings: AgentSettings, run_dir: Path, command: 
 
 
 def warm_start(model: BaseAlgorithm, scenario: Scenario, settings: AgentSettings,
-               run_dir: Path) -> dict[str, float]:
-    """Clone the card's teacher into the policy; writes ``pretrain.json``."""
+               run_dir: Path) -> dict[str, Any]:
+    """Clone the card's teacher into the policy, then refine the clone by DAgger rounds
+    (:mod:`dora_rl.training.pretrain`); writes ``pretrain.json`` (per round: labelled states,
+    fit accuracy, and the mean training-episode reward of whoever drove that round)."""
     pre = settings.pretrain
-    demos = collect(scenario, pre.teacher, pre.episodes, PRETRAIN_SEED + settings.seed,
-                    settings.ppo.gamma, list(settings.env.bandwidth), env_kwargs(settings))
-    result = clone(model, demos, pre.epochs, pre.batch_size, pre.learning_rate,
-                   settings.ppo.vf_coef, settings.seed)
-    (run_dir / "pretrain.json").write_text(json.dumps({"teacher": pre.teacher, **result},
-                                                      indent=1))
+    seed = PRETRAIN_SEED + settings.seed
+    bands, kwargs = list(settings.env.bandwidth), env_kwargs(settings)
+    demos = collect(scenario, pre.teacher, pre.episodes, seed, settings.ppo.gamma, bands, kwargs)
+    rounds = []
+    for r in range(pre.dagger_rounds + 1):
+        if r:
+            seed += pre.episodes
+            demos = joined(demos, collect(scenario, pre.teacher, pre.episodes, seed,
+                                          settings.ppo.gamma, bands, kwargs,
+                                          policy_driver(model)))
+        fit = clone(model, demos, pre.epochs, pre.batch_size, pre.learning_rate,
+                    settings.ppo.vf_coef, settings.seed)
+        rounds.append({"round": r, "driver": "teacher" if r == 0 else "policy",
+                       "driver_episode_reward": demos.episode_reward, **fit})
+    result = {"teacher": pre.teacher, **rounds[-1], "rounds": rounds}
+    (run_dir / "pretrain.json").write_text(json.dumps(result, indent=1))
     return result
 
 
