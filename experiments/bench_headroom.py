@@ -4,7 +4,7 @@ hindsight, the hindsight oracle and the free-switch bound.
 Run ``python experiments/bench_headroom.py`` (``--cards smart_home`` for one card, ``--seeds``,
 ``--steps`` (default: the card's episode), ``--beam`` for the oracle's search, ``--out`` for the
 results folder). On the test traces, per card and seed, it runs ``static``, ``static-robust``,
-``throughput``, ``greedy``, ``dora``, ``mpc`` and ``oracle`` through the env, plays
+``throughput``, ``greedy``, ``dora``, ``mpc``, ``foresight`` and ``oracle`` through the env, plays
 ``best-static`` (the best joint plan and power modes switched to at the start and held, chosen
 in hindsight) and scores the ``bound`` (the free-switch relaxation, which no controller can
 beat). Per controller: the request-weighted violation rate (missed over scored requests), the
@@ -46,7 +46,8 @@ from dora_rl.scenarios import load
 
 ROOT = Path(__file__).resolve().parent.parent
 CARDS = ("smart_home", "traffic_analytics", "edge_cluster")
-CONTROLLERS = ("static", "static-robust", "throughput", "greedy", "dora", "mpc", "oracle")
+CONTROLLERS = ("static", "static-robust", "throughput", "greedy", "dora", "mpc", "foresight",
+               "oracle")
 T_95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
         10: 2.23, 15: 2.13, 20: 2.09, 30: 2.04}
 """Student's t, two-sided 95 %, by degrees of freedom."""

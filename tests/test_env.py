@@ -105,7 +105,7 @@ def test_dora_reacts_to_what_it_observes() -> None:
 
 
 @pytest.mark.parametrize("name", ["static", "static-robust", "throughput", "dora", "greedy",
-                                  "mpc", "oracle", "random"])
+                                  "mpc", "foresight", "oracle", "random"])
 def test_every_controller_runs_an_episode_on_smart_home(name: str) -> None:
     env = _make("dora_rl/SmartHome-v1", split="test", episode_steps=40)
     controller = make(name, env)

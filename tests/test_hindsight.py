@@ -78,8 +78,9 @@ def test_the_oracle_does_at_least_as_well_as_holding_the_best_plan() -> None:
                                               ("dora_rl/SmartHome-v1", 4)])
 def test_the_oracle_is_never_beaten_by_the_controllers_it_runs_ahead(env_id: str,
                                                                      seed: int) -> None:
-    """On the same episode no incumbent (``static``, ``static-robust``, ``dora``, ``mpc``)
-    has fewer weighted missed requests than the oracle, or as many and less energy."""
+    """On the same episode no incumbent (``static``, ``static-robust``, ``greedy``, ``dora``,
+    ``mpc``, ``foresight``) has fewer weighted missed requests than the oracle, or as many and
+    less energy."""
     steps = 120
 
     def score(name: str) -> tuple[float, float]:
@@ -108,7 +109,7 @@ def test_the_bound_is_never_beaten(env_id: str, seed: int) -> None:
     env.reset(seed=seed)
     bound = free_switch_bound(env.model, lookahead(env, steps))
     for name in ("static", "static-robust", "throughput", "dora", "greedy", "mpc", "random",
-                 "oracle"):
+                 "foresight", "oracle"):
         run = gym.make(env_id, split="test", episode_steps=steps)
         _, infos = run_episode_infos(run, make(name, run), seed=seed)
         weights = run.unwrapped.job_weights  # type: ignore[attr-defined]

@@ -23,6 +23,8 @@
   choice, not an episode bound; it answers in any state, so it can label the states a
   learner reaches (DAgger, :mod:`dora_rl.training.pretrain`).
 - ``mpc``: robust model-predictive control on the observation (:mod:`dora_rl.controllers.mpc`).
+- ``foresight``: privileged receding-horizon peek over the coming intervals
+  (:mod:`dora_rl.controllers.foresight`): sees a switch pay off, answers in any state.
 - ``oracle``: privileged hindsight: the episode's best schedule, searched before its first
   step (:mod:`dora_rl.controllers.hindsight`: a search over the interval model's states, or
   the best plan held from the start, or a run of one of :data:`INCUMBENTS` ahead on a twin of
@@ -41,6 +43,7 @@ from numpy.typing import NDArray
 
 from dora_rl.controllers.base import MID_LEVEL, Action, Controller, ControlSpec
 from dora_rl.controllers.card import DoraSettings, load_baseline_settings
+from dora_rl.controllers.foresight import Foresight
 from dora_rl.controllers.hindsight import (
     Schedule,
     best_static,
@@ -323,7 +326,7 @@ class Oracle(Controller):
                                                                     found.energy_j) else found
             self.played = None
             best = (self.schedule.missed, self.schedule.energy_j)
-            for name in INCUMBENTS:  # the observation's controllers, played ahead
+            for name in INCUMBENTS:  # real controllers, played ahead
                 ahead = twin(env)
                 actions, missed, energy = rollout(ahead, CONTROLLERS[name](ahead), obs, steps)
                 if (missed, energy) < best:
@@ -336,17 +339,18 @@ class Oracle(Controller):
 
 CONTROLLERS: dict[str, type[Controller]] = {
     "static": Static, "static-robust": StaticRobust, "throughput": Throughput, "dora": Dora,
-    "greedy": Greedy, "mpc": Mpc,
+    "greedy": Greedy, "foresight": Foresight, "mpc": Mpc,
     "oracle": Oracle, "random": RandomController,
 }
 
-HINDSIGHT = frozenset({"oracle"})
+HINDSIGHT = frozenset({"oracle", "foresight"})
+"""Controllers that need the coming intervals in advance (never a live run's)."""
 
-INCUMBENTS = ("static", "static-robust", "dora", "mpc")
+INCUMBENTS = ("static", "static-robust", "greedy", "dora", "mpc", "foresight")
 """Controllers the oracle runs ahead on a twin of the env before its first step: their
 schedules are real ones, so the oracle plays one of them when it scores better than its search
-(the search drops states beyond its beam and may miss them)."""
-"""Controllers that need the whole episode in advance (never a live run's)."""
+(the search drops states beyond its beam and may miss them). The privileged ``greedy`` and
+``foresight`` run on the twin's own world handle."""
 
 
 def make(name: str, env: gym.Env[Any, Any]) -> Controller:

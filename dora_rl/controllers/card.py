@@ -4,6 +4,7 @@
 
     dora:   {qoe_margin: 0.1, hysteresis: 0.05, miss_tolerance: 0.0}
     greedy: {max_combinations: 4096}
+    foresight: {horizon_intervals: 30}
     oracle: {beam: 64}
     random: {seed: 0}
 
@@ -50,6 +51,13 @@ class GreedySettings(_Frozen):
     """Joint choices of plans scored per interval at most."""
 
 
+class ForesightSettings(_Frozen):
+    """The privileged receding-horizon peek."""
+
+    horizon_intervals: Annotated[int, Field(gt=0, le=100_000)] = 30
+    """Coming intervals each decision is scored over (more: sees longer pay-offs, slower)."""
+
+
 class OracleSettings(_Frozen):
     """The privileged hindsight search."""
 
@@ -68,6 +76,7 @@ class BaselineSettings(_Frozen):
 
     dora: DoraSettings = DoraSettings()
     greedy: GreedySettings = GreedySettings()
+    foresight: ForesightSettings = ForesightSettings()
     oracle: OracleSettings = OracleSettings()
     random: RandomSettings = RandomSettings()
 

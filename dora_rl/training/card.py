@@ -96,9 +96,9 @@ class EvalSettings(_Frozen):
 class PretrainSettings(_Frozen):
     """Warm start by cloning a teacher controller (:mod:`dora_rl.training.pretrain`)."""
 
-    teacher: Literal["none", "dora", "static", "greedy", "mpc", "oracle"] = "dora"
-    """``none`` trains from scratch; ``greedy`` and ``oracle`` clone privileged decisions (the
-    policy still only sees its observation)."""
+    teacher: Literal["none", "dora", "static", "greedy", "mpc", "foresight", "oracle"] = "dora"
+    """``none`` trains from scratch; ``greedy``, ``foresight`` and ``oracle`` clone privileged
+    decisions (the policy still only sees its observation)."""
     episodes: PositiveInt = 20
     """Teacher episodes on training traces (the first, teacher-driven round)."""
     dagger_rounds: NonNegInt = 0
@@ -114,7 +114,7 @@ class PretrainSettings(_Frozen):
     def _teacher_answers_anywhere(self) -> PretrainSettings:
         if self.dagger_rounds and self.teacher in ("none", "oracle"):
             raise ValueError(f"dagger_rounds needs a teacher that answers in any state "
-                             f"(dora, static, greedy, mpc), not {self.teacher}")
+                             f"(dora, static, greedy, mpc, foresight), not {self.teacher}")
         return self
 
 

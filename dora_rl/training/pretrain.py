@@ -18,8 +18,9 @@ mistakes lead to, and drifts there (a plan kept too long, a mode never raised). 
 (Ross, Gordon and Bagnell, 2011) closes that gap: the clone drives further training episodes,
 the teacher labels every state the clone reaches, and the clone is refitted on all labels so
 far (``pretrain.dagger_rounds``). The teacher must answer in any state: ``greedy`` (the
-privileged one-interval peek, cheap enough to label every state) or an observation
-controller, not the ``oracle``, whose schedule holds only on its own trajectory.
+privileged one-interval peek, cheap enough to label every state), ``foresight`` (the
+privileged receding-horizon peek) or an observation controller, not the ``oracle``, whose
+schedule holds only on its own trajectory.
 """
 
 from __future__ import annotations
