@@ -165,7 +165,7 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
 
     live = [name for name in CONTROLLERS if name not in HINDSIGHT]
     if ns.controller in HINDSIGHT:
-        raise UsageError(f"--controller {ns.controller}: needs the whole episode in advance, "
+        raise UsageError(f"--controller {ns.controller}: needs the coming intervals in advance, "
                          f"which a live run cannot know (live: {', '.join(live)})")
     if ns.controller not in CONTROLLERS and not Path(ns.controller).is_dir():
         raise UsageError(f"--controller {ns.controller}: neither a controller name "

@@ -54,7 +54,8 @@ class EnvSettings(_Frozen):
     interval_s: PositiveFloat = 1.0
     violation_price_j: PositiveFloat | None = None
     """Joules one weighted excess miss costs in the training reward (None: the env's
-    lexicographic price, under which energy moves the reward only in the fourth decimal)."""
+    lexicographic price, under which energy moves the reward only in the fourth decimal).
+    Validation, and so the choice of the best model, keeps the env's lexicographic price."""
 
 
 class PPOSettings(_Frozen):

@@ -67,6 +67,22 @@ def env_kwargs(settings: AgentSettings) -> dict[str, Any]:
     return out
 
 
+def validation_env_kwargs(settings: AgentSettings) -> dict[str, Any]:
+    """The validation env's arguments: the training env's spaces and interval, the validation
+    episode length, and the env's own (lexicographic) objective whatever price of a miss the
+    training reward uses, so the best model is the best by the objective.
+
+    Example:
+        >>> from dora_rl.training.card import load_agent_settings
+        >>> s = load_agent_settings("tiny", overrides={"env": {"violation_price_j": 50.0}})
+        >>> env_kwargs(s)["violation_price_j"], "violation_price_j" in validation_env_kwargs(s)
+        (50.0, False)
+    """
+    kwargs = {**env_kwargs(settings), "episode_steps": settings.eval.episode_steps}
+    kwargs.pop("violation_price_j", None)
+    return kwargs
+
+
 def policy_kwargs(settings: AgentSettings) -> dict[str, Any]:
     """Arguments of the actor-critic policy (the loader rebuilds it from these)."""
     return learned_policy_kwargs(settings.policy.net_arch, settings.policy.activation)
@@ -141,7 +157,7 @@ def _train(scenario: Scenario, settings: AgentSettings, run_dir: Path, command: 
         "scenario": scenario_record(scenario), "agent": settings_dict(settings),
     })
     jobs = [job.name for job in scenario.jobs]
-    kwargs = {**env_kwargs(settings), "episode_steps": settings.eval.episode_steps}
+    kwargs = validation_env_kwargs(settings)
     val_env = _make_env(scenario, "trace", "validation", kwargs)
     seeds = [VALIDATION_SEED + i for i in range(settings.eval.episodes)]
     reference = None
