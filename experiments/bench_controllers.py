@@ -117,6 +117,7 @@ def main() -> int:
         print(f"error: {args.headroom}: episodes: cannot read ({exc})", file=sys.stderr)
         return 2
     cards = list(dict.fromkeys(r["card"] for r in rows if r["controller"] == "ppo"))
+    without = [c for c in dict.fromkeys(r["card"] for r in rows) if c not in cards]
     if not cards:
         print(f"error: {args.headroom}: episodes: no ppo rows (run bench_headroom.py with "
               "--controllers ppo=RUN_FOLDER first)", file=sys.stderr)
@@ -139,6 +140,12 @@ def main() -> int:
             table.add_row(card, f"{100 * room:.1f} %", name, "yes" if met else "NO", figures)
             record.append({"card": card, "headroom": room, "target": name, "met": met,
                            "figures": figures, "seeds": m["ppo"]["seeds"]})
+    for card in without:  # a card with no shipped controller misses every target
+        figures = "no ppo rows: no learned controller ships for this card"
+        lines.append(f"| {card} | | a shipped controller | **no** | {figures} |")
+        table.add_row(card, "", "a shipped controller", "NO", figures)
+        record.append({"card": card, "headroom": None, "target": "a shipped controller",
+                       "met": False, "figures": figures, "seeds": 0})
     Console().print(table)
     seeds = sorted({r["seed"] for r in rows if r["controller"] == "ppo"})
     args.out.mkdir(parents=True, exist_ok=True)
