@@ -93,10 +93,13 @@ def compare(run_dir: Path, scenario: Scenario, episode_steps: int, episodes: int
     jobs = [job.name for job in scenario.jobs]
     seeds = [TEST_SEED + i for i in range(episodes)]
     learned = load(run_dir)
+    # judged by the env's own (lexicographic) objective, as validation judges
+    kwargs = {key: value for key, value in learned.env_kwargs.items()
+              if key != "violation_price_j"}
     rows = []
     for name in ("ppo", *BASELINES):
         env = EdgeEnv(scenario=scenario, bandwidth="trace", split="test",
-                         **{**learned.env_kwargs, "episode_steps": episode_steps, "k": k})
+                      **{**kwargs, "episode_steps": episode_steps, "k": k})
         controller = learned if name == "ppo" else make(name, env)
         rewards, infos = [], []
         for seed in seeds:

@@ -57,3 +57,13 @@ def test_a_policy_of_another_shape_has_no_greedy_actor() -> None:
     box = gym.spaces.Box(-1, 1, (3,))
     policy = ActorCriticPolicy(box, gym.spaces.Box(-1, 1, (2,)), lambda _: 0.0)
     assert GreedyActor.of(policy) is None
+
+
+def test_a_near_tie_between_logits_defers_to_sb3() -> None:
+    # one linear layer, identity head: the logits are the tanh of the observation
+    eye = np.eye(3, dtype=np.float32)
+    zeros = np.zeros(3, dtype=np.float32)
+    actor = GreedyActor([(eye, zeros)], False, (eye, zeros), [3])
+    clear = actor(np.array([0.1, 0.5, 0.2], dtype=np.float32))
+    assert clear is not None and clear.tolist() == [1]
+    assert actor(np.array([0.1, 0.5, 0.5 + 1e-7], dtype=np.float32)) is None

@@ -76,6 +76,11 @@ class RunConfig(_Open):
     scenario: _ScenarioRecord
 
 
+TIE_GAP = 1e-5
+"""Relative gap between a dimension's two largest logits below which the NumPy path defers to
+SB3's (float32 rounding differs between the two by about 1e-7 relative)."""
+
+
 class GreedyActor:
     """The policy's deterministic action, computed with NumPy from the actor's weights.
 
@@ -115,16 +120,26 @@ class GreedyActor:
         return cls(layers, torch.nn.ReLU in kinds, _weights(policy.action_net),
                    [int(n) for n in policy.action_space.nvec])
 
-    def __call__(self, observation: np.ndarray) -> np.ndarray:
-        """The action (one index per dimension) for one observation."""
+    def __call__(self, observation: np.ndarray) -> np.ndarray | None:
+        """The action (one index per dimension) for one observation, or ``None`` when two
+        logits of a dimension are so close (:data:`TIE_GAP`) that float rounding, which
+        differs between NumPy and torch, could pick either: then only SB3's own computation
+        gives SB3's action."""
         h = np.asarray(observation, dtype=np.float32).reshape(-1)
         for w, b in self.layers:
             h = h @ w + b
             h = np.maximum(h, 0.0) if self.relu else np.tanh(h)
         logits = h @ self.head[0] + self.head[1]
         b = self.bounds
-        return np.array([int(logits[b[i]:b[i + 1]].argmax()) for i in range(len(b) - 1)],
-                        dtype=np.int64)
+        out = []
+        for i in range(len(b) - 1):
+            row = logits[b[i]:b[i + 1]]
+            best = int(row.argmax())
+            if len(row) > 1 and row[best] - np.partition(row, -2)[-2] <= TIE_GAP * max(
+                    1.0, abs(float(row[best]))):
+                return None
+            out.append(best)
+        return np.array(out, dtype=np.int64)
 
 
 def _weights(layer: torch.nn.Linear) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +172,9 @@ class LearnedController:
         action for one observation comes from :class:`GreedyActor` (the same action)."""
         if deterministic and state is None and self.greedy is not None \
                 and np.shape(observation) == self._obs_shape:
-            return self.greedy(observation), None
+            fast = self.greedy(observation)
+            if fast is not None:
+                return fast, None
         action, state = self.policy.predict(observation, state, episode_start, deterministic)
         return action, state
 
