@@ -33,7 +33,7 @@ from dora_rl.env.metrics import summarise
 from dora_rl.errors import run_cli
 from dora_rl.scenarios import load as load_scenario
 from dora_rl.training.card import load_agent_settings
-from dora_rl.training.trainer import train, write_evaluation
+from dora_rl.training.trainer import train, without_price, write_evaluation
 
 TEST_SEED = 20_000  # test episodes use seeds 20000, 20001, ...
 BASELINES = ("static", "throughput", "dora")
@@ -93,9 +93,7 @@ def compare(run_dir: Path, scenario: Scenario, episode_steps: int, episodes: int
     jobs = [job.name for job in scenario.jobs]
     seeds = [TEST_SEED + i for i in range(episodes)]
     learned = load(run_dir)
-    # judged by the env's own (lexicographic) objective, as validation judges
-    kwargs = {key: value for key, value in learned.env_kwargs.items()
-              if key != "violation_price_j"}
+    kwargs = without_price(learned.env_kwargs)  # judged by the objective, as validation is
     rows = []
     for name in ("ppo", *BASELINES):
         env = EdgeEnv(scenario=scenario, bandwidth="trace", split="test",

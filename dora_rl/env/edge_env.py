@@ -99,8 +99,7 @@ class WorldHandle:
     def violations(self, out: Outcome) -> float:
         """The weighted misses of ``out`` beyond the jobs' attainment allowances: what the
         env's reward counts as violations (before energy)."""
-        return sum(w * x for w, x in zip(self.env.job_weights, self.env.excess(out),
-                                         strict=True))
+        return self.env.weighted(self.env.excess(out))
 
 
 class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
@@ -234,7 +233,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.cands = self.cache.get(world.state.lists[1])
         self._sync_choice()
         excess = self.excess(out)
-        missed = sum(w * x for w, x in zip(self.job_weights, excess, strict=True))
+        missed = self.weighted(excess)
         jobs_j = out.jobs_energy_j
         reward = lexicographic_reward(
             missed, jobs_j, self.violation_price_j, self.requests_per_interval,
@@ -261,6 +260,11 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         (:func:`~dora_rl.world.requests.excess_missed`): what the reward counts."""
         return [excess_missed(j.missed, j.arrived, a)
                 for j, a in zip(out.jobs, self.attainment, strict=True)]
+
+    def weighted(self, per_job: Sequence[float]) -> float:
+        """``per_job`` figures (excess misses) summed with the jobs' weights: the violations
+        the reward counts."""
+        return sum(w * x for w, x in zip(self.job_weights, per_job, strict=True))
 
     def action_masks(self) -> NDArray[np.bool_]:
         """Feasible values per action dimension, concatenated (MaskablePPO's format)."""

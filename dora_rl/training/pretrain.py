@@ -75,7 +75,9 @@ Driver = Callable[[EdgeEnv, NDArray[np.float32]], NDArray[np.int64]]
 
 def policy_driver(model: BaseAlgorithm) -> Driver:
     """The policy's deterministic action (with the env's action masks for MaskablePPO)."""
-    masked = "Maskable" in type(model).__name__
+    from sb3_contrib import MaskablePPO
+
+    masked = isinstance(model, MaskablePPO)
 
     def drive(env: EdgeEnv, obs: NDArray[np.float32]) -> NDArray[np.int64]:
         extra: dict[str, Any] = {"action_masks": env.action_masks()} if masked else {}
