@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dora_rl.config import Scenario, weight_bytes
+from dora_rl.config.names import display_text
 from dora_rl.config.schema import Device, Job
 from dora_rl.costmodel import CostModel, Plan
 from dora_rl.errors import run_cli
@@ -117,7 +118,8 @@ def _simple_plans(model: CostModel) -> list[tuple[str, Plan]]:
 
 
 def _print_tables(console: Console, scenario: Scenario, data: dict[str, object]) -> None:
-    console.print(f"[bold]{scenario.name}[/bold]  ({scenario.source})  {scenario.description}")
+    console.print(f"[bold]{display_text(scenario.name)}[/bold]  ({display_text(scenario.source)})"
+                  f"  {display_text(scenario.description)}")
     console.print(f"objective: minimise {scenario.objective.mode} subject to QoE")
     dev = Table("device", "kind", "memory", "peak TFLOP/s", "idle/busy W", "slower modes",
                 "sleep", "storage", "network", "notes", title="Devices")
@@ -126,21 +128,22 @@ def _print_tables(console: Console, scenario: Scenario, data: dict[str, object])
                                       "can leave" if d.can_leave else "",
                                       f"battery {d.battery_wh:g} Wh" if d.battery_wh else "") if x)
         peak = f"{d.compute.peak_flops / 1e12:.2f}" if d.compute.peak_flops else "measured"
-        modes = ", ".join(f"{v.name} x{v.speed:g}" for v in d.dvfs) or "-"
+        modes = ", ".join(f"{display_text(v.name)} x{v.speed:g}" for v in d.dvfs) or "-"
         sleep = f"{d.sleep.sleep_w:g} W, wake {d.sleep.wake_s:g} s" if d.sleep else "-"
         storage = f"{d.storage.medium} {d.storage.read_mbps:g} Mbps" if d.storage else "-"
-        dev.add_row(d.name, d.kind, _gb(d.memory_bytes), peak,
+        dev.add_row(display_text(d.name), display_text(d.kind), _gb(d.memory_bytes), peak,
                     f"{d.power.idle_w:g}/{d.power.busy_w:g}", modes, sleep, storage,
-                    f"{d.network.domain} @ {d.network.link_mbps:g} Mbps", notes)
+                    f"{display_text(d.network.domain)} @ {d.network.link_mbps:g} Mbps", notes)
     console.print(dev)
-    doms = ", ".join(f"{d.name} ({d.kind})" for d in scenario.network.domains)
+    doms = ", ".join(f"{display_text(d.name)} ({d.kind})" for d in scenario.network.domains)
     console.print(f"network: {doms}; backbone {scenario.network.backbone_mbps:g} Mbps")
     jobs = Table("job", "workload", "model", "format", "layers", "weights", "GFLOP/item", "work",
                  "QoE", title="Jobs")
     need = 0.0
     for j in data["jobs"]:  # type: ignore[attr-defined]
         need += j["weights_bytes"]
-        jobs.add_row(j["name"], j["workload"], j["model"], j["weight_format"], str(j["layers"]),
+        jobs.add_row(display_text(j["name"]), j["workload"], display_text(j["model"]),
+                     j["weight_format"], str(j["layers"]),
                      _gb(j["weights_bytes"]), f"{j['forward_flops_per_item'] / 1e9:.2f}",
                      j["work"], j["qoe"])
     console.print(jobs)
@@ -153,11 +156,12 @@ def _print_plans(console: Console, scenario: Scenario) -> None:
     for j, job in enumerate(scenario.jobs):
         model = CostModel(scenario, j)
         table = Table("plan", "time", "throughput/s", "energy/unit", "power", "peak memory",
-                      "QoE slack", "ok", title=f"Simple plans for {job.name}")
+                      "QoE slack", "ok", title=f"Simple plans for {display_text(job.name)}")
         for name, plan in _simple_plans(model):
             m = model.evaluate(plan)
             slack = ", ".join(f"{k} {v:+.0%}" for k, v in m["qoe_slack"].items())
-            table.add_row(name, f"{m['latency_s'] * 1e3:.1f} ms", f"{m['throughput_per_s']:.2f}",
+            table.add_row(display_text(name), f"{m['latency_s'] * 1e3:.1f} ms",
+                          f"{m['throughput_per_s']:.2f}",
                           f"{m['energy_j']:.2f} J", f"{m['power_w']:.1f} W",
                           _gb(max(m["memory_bytes"])), slack,
                           "yes" if m["feasible"] else ("no (memory)" if not m["memory_ok"]

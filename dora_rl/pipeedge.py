@@ -36,7 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from dora_rl.config.limits import MAX_LAYERS, short
 from dora_rl.config.loader import read_yaml
+from dora_rl.config.names import NAME_MAX_CHARS, NAME_RULE, is_safe_name, plain_text
+from dora_rl.config.parse import format_loc, problem_text
 from dora_rl.config.schema import Layer, Measured, Model
 from dora_rl.errors import ConfigError
 
@@ -48,6 +53,17 @@ DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2,
 """Element sizes of the PyTorch dtypes PipeEdge profiles name (without ``torch.``)."""
 
 FILES = ("models.yml", "device_types.yml", "devices.yml")
+
+MAX_ELEMENTS = 10**12
+"""Largest ``parameters_in`` / ``parameters_out`` (elements per sample)."""
+MAX_MEM_MB = 1e9
+"""Largest ``mem_MB`` of a layer or a device type (1 PB)."""
+MAX_BW_MBPS = 1e6
+"""Largest ``bw_Mbps`` (1 Tbit/s)."""
+MAX_TIME_S = 1e6
+"""Largest measured time of one layer."""
+MAX_BATCH = 65_536
+"""Largest ``batch_size``."""
 
 
 @dataclass(frozen=True)
@@ -109,26 +125,42 @@ def _mapping(value: Any, label: str, path: str, what: str) -> dict[Any, Any]:
     return value
 
 
-def _int(value: Any, label: str, path: str, low: int = 0) -> int:
+def _int(value: Any, label: str, path: str, low: int = 0, high: int = MAX_ELEMENTS) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(label, path, f"must be an integer, got {value!r}")
+        raise ConfigError(label, path, f"must be an integer, got {short(value)}")
     if value < low:
-        raise ConfigError(label, path, f"must be >= {low}, got {value}")
+        raise ConfigError(label, path, f"must be >= {low}, got {short(value)}")
+    if value > high:
+        raise ConfigError(label, path, f"must be <= {high:,}, got {short(value)}")
     return value
 
 
-def _num(value: Any, label: str, path: str) -> float:
+def _num(value: Any, label: str, path: str, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(label, path, f"must be a number, got {value!r}")
+        raise ConfigError(label, path, f"must be a number, got {short(value)}")
     if not math.isfinite(value) or value < 0:
-        raise ConfigError(label, path, f"must be a finite number >= 0, got {value}")
+        raise ConfigError(label, path, f"must be a finite number >= 0, got {short(value)}")
+    if value > high:
+        raise ConfigError(label, path, f"must be <= {high:g}, got {short(value)}")
     return float(value)
 
 
 def _list(value: Any, label: str, path: str) -> list[Any]:
     if not isinstance(value, list):
         raise ConfigError(label, path, f"must be a list, got {type(value).__name__}")
+    if len(value) > MAX_LAYERS:
+        raise ConfigError(label, path, f"has {len(value)} entries, more than the limit of "
+                          f"{MAX_LAYERS}")
     return value
+
+
+def _key(value: Any, label: str) -> str:
+    """A model or device type name: at most 256 characters, no control characters."""
+    name = str(value)
+    if len(name) > 256 or plain_text(name) != name:
+        raise ConfigError(label, short(name), "a name must have at most 256 characters and no "
+                          "control characters")
+    return name
 
 
 def _keys(entry: dict[Any, Any], required: tuple[str, ...], label: str, path: str) -> None:
@@ -143,9 +175,9 @@ def _keys(entry: dict[Any, Any], required: tuple[str, ...], label: str, path: st
 def _model(name: str, entry: Any, label: str) -> PipeEdgeModel:
     entry = _mapping(entry, label, name, "model properties")
     _keys(entry, ("layers", "parameters_in", "parameters_out", "mem_MB"), label, name)
-    layers = _int(entry["layers"], label, f"{name}.layers")
+    layers = _int(entry["layers"], label, f"{name}.layers", high=MAX_LAYERS)
     p_in = _int(entry["parameters_in"], label, f"{name}.parameters_in")
-    mem = [_num(v, label, f"{name}.mem_MB[{i}]")
+    mem = [_num(v, label, f"{name}.mem_MB[{i}]", MAX_MEM_MB)
            for i, v in enumerate(_list(entry["mem_MB"], label, f"{name}.mem_MB"))]
     if len(mem) != layers:
         raise ConfigError(label, f"{name}.mem_MB", f"has {len(mem)} entries, layers is {layers}")
@@ -167,10 +199,13 @@ def _profiles(value: Any, label: str, path: str,
         _keys(entry, ("batch_size", "dtype", "time_s"), label, where)
         if not isinstance(entry["dtype"], str) or not entry["dtype"]:
             raise ConfigError(label, f"{where}.dtype", f"must be a dtype name, got "
-                              f"{entry['dtype']!r}")
-        batch = _int(entry["batch_size"], label, f"{where}.batch_size", low=1)
-        times = tuple(_num(v, label, f"{where}.time_s[{i}]")
+                              f"{short(entry['dtype'])}")
+        batch = _int(entry["batch_size"], label, f"{where}.batch_size", low=1, high=MAX_BATCH)
+        times = tuple(_num(v, label, f"{where}.time_s[{i}]", MAX_TIME_S)
                       for i, v in enumerate(_list(entry["time_s"], label, f"{where}.time_s")))
+        if times and sum(times) <= 0:
+            raise ConfigError(label, f"{where}.time_s", "every time is 0; a measured profile "
+                              "needs positive times")
         if model is not None and len(times) != model.layers:
             raise ConfigError(label, f"{where}.time_s",
                               f"has {len(times)} entries, model {model.name!r} has "
@@ -188,8 +223,8 @@ def _device_type(name: str, entry: Any, label: str,
                  models: Mapping[str, PipeEdgeModel]) -> PipeEdgeDeviceType:
     entry = _mapping(entry, label, name, "device type properties")
     _keys(entry, ("mem_MB", "bw_Mbps", "model_profiles"), label, name)
-    mem = _num(entry["mem_MB"], label, f"{name}.mem_MB")
-    bw = _num(entry["bw_Mbps"], label, f"{name}.bw_Mbps")
+    mem = _num(entry["mem_MB"], label, f"{name}.mem_MB", MAX_MEM_MB)
+    bw = _num(entry["bw_Mbps"], label, f"{name}.bw_Mbps", MAX_BW_MBPS)
     raw = _mapping(entry["model_profiles"], label, f"{name}.model_profiles",
                    "model name -> list of profiles")
     profiles = {str(m): _profiles(v, label, f"{name}.model_profiles.{m}", models.get(str(m)))
@@ -207,10 +242,11 @@ def _hosts(data: Any, label: str,
                               f"{', '.join(sorted(types)) or 'none'})")
         names = _list([] if value is None else value, label, str(dev_type))
         for i, host in enumerate(names):
-            if not isinstance(host, str) or not host:
-                raise ConfigError(label, f"{dev_type}[{i}]", f"must be a host name, got {host!r}")
+            if not isinstance(host, str) or not is_safe_name(host):
+                raise ConfigError(label, f"{dev_type}[{i}]", f"must be a host name "
+                                  f"({NAME_RULE}), got {short(host)}")
             if host in seen:
-                raise ConfigError(label, f"{dev_type}[{i}]", f"duplicate host {host!r}")
+                raise ConfigError(label, f"{dev_type}[{i}]", f"duplicate host {short(host)}")
             seen.add(host)
         hosts[str(dev_type)] = tuple(names)
     return hosts
@@ -226,10 +262,10 @@ def load_pipeedge(directory: str | Path) -> PipeEdgeProfile:
     labels = {f: str(root / f) for f in FILES}
     data = {f: read_yaml(root / f, labels[f]) for f in FILES}
     lab = labels["models.yml"]
-    models = {str(k): _model(str(k), v, lab)
+    models = {_key(k, lab): _model(_key(k, lab), v, lab)
               for k, v in _mapping(data["models.yml"], lab, "", "model name -> model").items()}
     lab = labels["device_types.yml"]
-    types = {str(k): _device_type(str(k), v, lab, models) for k, v in
+    types = {_key(k, lab): _device_type(_key(k, lab), v, lab, models) for k, v in
              _mapping(data["device_types.yml"], lab, "", "device type -> properties").items()}
     hosts = _hosts(data["devices.yml"], labels["devices.yml"], types)
     return PipeEdgeProfile(str(root), models, types, hosts)
@@ -279,7 +315,7 @@ def to_model(profile: PipeEdgeProfile, model_name: str, dtype: str = "torch.floa
     Layers are named ``layer1``..``layerN`` (PipeEdge numbers layers from 1) with
     ``param_bytes = mem_MB * 1e6`` and ``activation_bytes = parameters_out * dtype bytes``;
     every device type with a profile for (``dtype``, ``batch``) becomes a ``measured`` entry.
-    The model's name has characters outside ``[A-Za-z0-9_.-]`` replaced by ``_``.
+    The model's name is made safe by :func:`safe_model_name`.
 
     Raises:
         ConfigError: if the model is unknown or has no layers, or the dtype is unknown.
@@ -298,7 +334,25 @@ def to_model(profile: PipeEdgeProfile, model_name: str, dtype: str = "torch.floa
                 for name, dev in sorted(profile.device_types.items())
                 if any(dtype_name(p.dtype) == dtype_name(dtype) and p.batch_size == batch
                        for p in dev.model_profiles.get(model_name, ()))]
-    return Model(name=re.sub(r"[^A-Za-z0-9_.\-]", "_", model_name), unit="sample",
-                 dtype_bytes=size, source=f"PipeEdge profile {profile.directory}: "
-                 f"{model_name} ({dtype}, batch {batch}); no FLOP counts, measured times",
-                 layers=layers, measured=measured)
+    try:
+        return Model(name=safe_model_name(model_name), unit="sample", dtype_bytes=size,
+                     source=f"PipeEdge profile {profile.directory}: {model_name} ({dtype}, "
+                     f"batch {batch}); no FLOP counts, measured times"[:4096],
+                     layers=layers, measured=measured)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(str(Path(profile.directory) / "models.yml"),
+                          f"{model_name}.{format_loc(tuple(err['loc']))}",
+                          problem_text(dict(err))) from None
+
+
+def safe_model_name(name: str) -> str:
+    """A PipeEdge model name as a safe ``dora_rl`` name: characters outside
+    ``[A-Za-z0-9_.-]`` become ``_``, a leading ``.`` or ``-`` too; cut to 64 characters.
+
+    Example:
+        >>> safe_model_name("google/vit-base-patch16-224"), safe_model_name("../x")
+        ('google_vit-base-patch16-224', '_._x')
+    """
+    out = re.sub(r"[^A-Za-z0-9_.\-]", "_", name)[:NAME_MAX_CHARS] or "_"
+    return "_" + out[1:] if out[0] in ".-" else out

@@ -211,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Profile ``--model``, print the summary and write the YAML when ``--out`` is given."""
     args = parse_args(argv)
     spec = _check(args)
+    path = _out_path(args, spec.name)
     model, s = profile_model(spec, batch=args.batch, seq_len=args.seq_len)
     if args.measure:
         measured = measure(spec, args, s)
@@ -220,12 +221,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{model.name}: {len(model.layers)} layers, unit {model.unit}"
           + (f", seq_len {model.seq_len}" if model.seq_len else ""))
     print(summary(model))
-    if args.out is not None:
-        path = BUILTIN_DIR / f"{model.name}.yaml" if args.out == _BUILTIN else Path(args.out)
+    if path is not None:
         cmd = " ".join(["python -m dora_rl.profile", *(sys.argv[1:] if argv is None else argv)])
-        write_yaml(model, path, cmd)
+        try:
+            write_yaml(model, path, cmd)
+        except OSError as exc:
+            raise DoraError(f"--out: cannot write {path} ({exc.strerror or exc})") from None
         print(f"wrote {path}")
     return 0
+
+
+def _out_path(args: Args, name: str) -> Path | None:
+    """The file ``--out`` names, checked before any work: not a directory."""
+    if args.out is None:
+        return None
+    path = BUILTIN_DIR / f"{name}.yaml" if args.out == _BUILTIN else Path(args.out)
+    if path.is_dir():
+        raise DoraError(f"--out: {path} is a directory; give a file name, e.g. "
+                        f"{path / (name + '.yaml')}")
+    return path
 
 
 if __name__ == "__main__":

@@ -63,6 +63,29 @@ CASES = {
                           "devices: list should have at least 1 item"),
     "no QoE target": (lambda d: d["jobs"][0].update(qoe={}),
                       "jobs[0].qoe: workload 'inference' needs at least one of"),
+    "boolean as integer": (lambda d: d["jobs"][0]["inference"].update(batch=True),
+                           "jobs[0].inference.batch: must be a valid integer, not a boolean"),
+    "string as number": (lambda d: d["devices"][0].update(memory_bytes="3"),
+                         "devices[0].memory_bytes: must be a valid integer, not a string"),
+    "string as float": (lambda d: d["jobs"][0]["qoe"].update(latency_ms="50"),
+                        "jobs[0].qoe.latency_ms: must be a valid number, not a string"),
+    "integer as boolean": (lambda d: d["devices"][0].update(can_leave=1),
+                           "devices[0].can_leave: must be a valid boolean, got 1"),
+    "name that climbs up": (lambda d: d.update(name=".."),
+                            "name: must be a safe name"),
+    "name with a slash": (lambda d: d["jobs"][0].update(name="a/b"),
+                          "jobs[0].name: must be a safe name"),
+    "device name with a control character": (
+        lambda d: d["devices"][1].update(name="dev\x1b[2J"),
+        "devices[1].name: must be a safe name"),
+    "every device may leave": (lambda d: [x.update(can_leave=True) for x in d["devices"]],
+                               "devices[2].can_leave: every device may leave"),
+    "request rate beyond the limit": (
+        lambda d: d["jobs"][0]["inference"].update(request_rate_per_s=1e308),
+        "jobs[0].inference.request_rate_per_s: must be <= 10000, got 1e+308"),
+    "too many layers": (
+        lambda d: d["models"][0].update(layers=[dict(x) for x in d["models"][0]["layers"] * 1025]),
+        "models[0].layers: has more than 4,096 items"),
 }
 
 
@@ -135,3 +158,25 @@ def test_inspect_json_has_devices_and_jobs(capsys: pytest.CaptureFixture[str]) -
     data = json.loads(capsys.readouterr().out)
     assert [d["name"] for d in data["devices"]] == ["slow", "mid", "fast"]
     assert data["jobs"][0]["layers"] == 8
+
+
+def test_duplicate_keys_are_an_error_naming_the_key(tmp_path: Path) -> None:
+    text = yaml.safe_dump(BASE).replace("jobs:\n", "jobs: []\njobs:\n", 1)
+    with pytest.raises(ConfigError, match=r": jobs: duplicate key \(line \d+; also on line \d+\)"):
+        load_scenario(_write(tmp_path, text))
+
+
+def test_an_integer_for_a_float_field_and_a_whole_float_for_an_integer_are_fine(
+        tmp_path: Path) -> None:
+    data = _mutated(lambda d: (d["jobs"][0]["qoe"].update(latency_ms=50),
+                               d["devices"][0].update(memory_bytes=8.0e9)))
+    scenario = load_scenario(_write(tmp_path, data))
+    assert scenario.jobs[0].qoe.latency_ms == 50.0
+    assert scenario.devices[0].memory_bytes == 8_000_000_000
+
+
+def test_a_huge_value_is_shown_cut_in_the_error(tmp_path: Path) -> None:
+    data = _mutated(lambda d: d["devices"][0].update(kind="k" * 10_000))
+    with pytest.raises(ConfigError) as info:
+        load_scenario(_write(tmp_path, data))
+    assert "devices[0].kind" in str(info.value) and len(str(info.value)) < len(str(tmp_path)) + 200

@@ -14,11 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from dora_rl.config.formats import QUANTIZED, format_of_dtype
-from dora_rl.config.parse import SafeNumbers, format_loc, problem_text, read_yaml, validate
+from dora_rl.config.parse import format_loc, parse_yaml, problem_text, read_yaml, validate
 from dora_rl.config.schema import (
     Device,
     DeviceKind,
@@ -40,7 +39,7 @@ def device_catalog() -> dict[str, DeviceKind]:
     """The built-in device catalog (``dora_rl/data/devices.yaml``), keyed by kind."""
     ref = resources.files("dora_rl") / "data" / "devices.yaml"
     label = "dora_rl/data/devices.yaml"
-    data = yaml.load(ref.read_text(encoding="utf-8"), Loader=SafeNumbers)  # noqa: S506
+    data = parse_yaml(ref.read_text(encoding="utf-8"), label)
     if not isinstance(data, dict):
         raise ConfigError(label, "", "must be a mapping of kind -> device")
     return {k: validate(DeviceKind, v, label, k) for k, v in data.items()}
@@ -62,7 +61,7 @@ def load_builtin_model(name: str) -> Model:
     """Load a shipped profile by model name (e.g. ``vit_b16``)."""
     ref = resources.files("dora_rl") / "data" / "profiles" / f"{name}.yaml"
     label = f"dora_rl/data/profiles/{name}.yaml"
-    return validate(Model, yaml.load(ref.read_text(encoding="utf-8"), Loader=SafeNumbers), label)  # noqa: S506
+    return validate(Model, parse_yaml(ref.read_text(encoding="utf-8"), label), label)
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,12 +120,7 @@ def load_scenario_text(text: str, label: str, base_dir: Path) -> Scenario:
     Raises:
         ConfigError: naming ``label``, the field path and the problem.
     """
-    try:
-        data = yaml.load(text, Loader=SafeNumbers)  # noqa: S506 - SafeNumbers is a SafeLoader
-    except yaml.YAMLError as exc:
-        raise ConfigError(label, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}") \
-            from None
-    return resolve(validate(ScenarioSpec, data, label), label, base_dir)
+    return resolve(validate(ScenarioSpec, parse_yaml(text, label), label), label, base_dir)
 
 
 def resolve(spec: ScenarioSpec, label: str, base_dir: Path) -> Scenario:
@@ -138,6 +132,10 @@ def resolve(spec: ScenarioSpec, label: str, base_dir: Path) -> Scenario:
     devices = tuple(
         _resolve_device(d, i, label, domains) for i, d in enumerate(spec.devices)
     )
+    if all(d.can_leave for d in devices):
+        raise ConfigError(label, f"devices[{len(devices) - 1}].can_leave",
+                          "every device may leave (can_leave: true); at least one must stay "
+                          "to serve the jobs")
     models = _resolve_models(spec, label, base_dir)
     names = {d.name for d in devices}
     for j, job in enumerate(spec.jobs):

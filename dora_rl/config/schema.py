@@ -9,17 +9,81 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 
 from dora_rl.config.formats import WeightFormat, default_format
+from dora_rl.config.limits import MAX_EPISODE_STEPS, MAX_LAYERS, MAX_LIST_ITEMS
+from dora_rl.config.names import check_name
 
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-OpenFraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+def _number(value: Any) -> Any:
+    """Refuse what lax pydantic would turn into a number: ``true`` (1) and ``"3"`` (3)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a valid number, not a boolean")
+    if isinstance(value, str | bytes):
+        raise ValueError("must be a valid number, not a string (write it without quotes)")
+    return value
+
+
+def _integer(value: Any) -> Any:
+    """As :func:`_number`, for integer fields (a whole float such as ``1e9`` is accepted)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a valid integer, not a boolean")
+    if isinstance(value, str | bytes):
+        raise ValueError("must be a valid integer, not a string (write it without quotes)")
+    if isinstance(value, float) and abs(value) >= 2.0**63:
+        raise ValueError("must be an integer below 2**63")
+    return value
+
+
+_NUM, _INT = BeforeValidator(_number), BeforeValidator(_integer)
+Float = Annotated[float, _NUM, Field(allow_inf_nan=False)]
+PositiveFloat = Annotated[float, _NUM, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, _NUM, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, _NUM, Field(ge=0, le=1, allow_inf_nan=False)]
+OpenFraction = Annotated[float, _NUM, Field(ge=0, lt=1, allow_inf_nan=False)]
+UnitFraction = Annotated[float, _NUM, Field(gt=0, le=1, allow_inf_nan=False)]
+PositiveInt = Annotated[int, _INT, Field(gt=0)]
+NonNegInt = Annotated[int, _INT, Field(ge=0)]
+Name = Annotated[str, AfterValidator(check_name)]
+"""A name that can become a path component (:mod:`dora_rl.config.names`)."""
+Text = Annotated[str, Field(max_length=4096)]
+"""Free text (descriptions, sources, paths); shown through ``names.display_text``."""
+Word = Annotated[str, Field(max_length=256)]
+"""A short identifier that never becomes a path (a layer, a device kind, a dtype)."""
+
+# Physical limits (docs/cards.md, "Limits"): far above any edge deployment, low enough that
+# no figure derived from them overflows or allocates without bound.
+Bytes = Annotated[NonNegFloat, Field(le=1e12)]
+"""Bytes per item of one layer: at most 1 TB."""
+Flops = Annotated[NonNegFloat, Field(le=1e15)]
+"""FLOPs per item of one layer: at most 1e15."""
+Watts = Annotated[NonNegFloat, Field(le=1e5)]
+"""Power of one device: at most 100 kW."""
+Mbps = Annotated[PositiveFloat, Field(ge=1e-3, le=1e6)]
+"""A link or read rate: 1 kbit/s to 1 Tbit/s."""
+Rate = Annotated[PositiveFloat, Field(le=1e4)]
+"""Requests per second of one job: at most 10,000 (the simulator models each request)."""
+Tokens = Annotated[PositiveInt, Field(le=1_048_576)]
+"""Tokens of a prompt, an output or a sequence: at most 2**20."""
+Batch = Annotated[PositiveInt, Field(le=65_536)]
+"""Items per batch or micro-batches per iteration: at most 65,536."""
+Millis = Annotated[PositiveFloat, Field(le=8.64e7)]
+"""A time target in ms: at most one day."""
+Weight = Annotated[NonNegFloat, Field(le=1e6)]
+"""A relative weight: at most 1e6."""
+MemoryBytes = Annotated[PositiveInt, Field(le=10**15)]
+"""Memory of one device: at most 1 PB."""
+BatteryWh = Annotated[PositiveFloat, Field(le=1e6)]
+"""Battery of one device: at most 1 MWh."""
 
 LayerKind = Literal["embedding", "conv", "transformer", "linear", "norm", "pool", "head", "other"]
 LAYER_KINDS: tuple[str, ...] = LayerKind.__args__  # type: ignore[attr-defined]
@@ -38,31 +102,31 @@ class Layer(Frozen):
     An item is one sample for vision models and one token for language models (``Model.unit``).
     """
 
-    name: str
+    name: Word
     kind: LayerKind = "other"
-    forward_flops: NonNegFloat
-    backward_flops: NonNegFloat | None = None
+    forward_flops: Flops
+    backward_flops: Flops | None = None
     """Defaults to twice the forward FLOPs."""
-    param_bytes: NonNegFloat
-    activation_bytes: NonNegFloat
+    param_bytes: Bytes
+    activation_bytes: Bytes
     """Bytes of this layer's output per item: what crosses a stage boundary after it."""
-    saved_activation_bytes: NonNegFloat | None = None
+    saved_activation_bytes: Bytes | None = None
     """Bytes autograd keeps per item for the backward pass; defaults to ``activation_bytes``."""
-    optimizer_state_bytes: NonNegFloat | None = None
+    optimizer_state_bytes: Bytes | None = None
     """Optimizer state for full fine-tuning; defaults to ``2 * param_bytes`` (Adam moments)."""
-    lora_param_bytes: NonNegFloat = 0.0
+    lora_param_bytes: Bytes = 0.0
     """Trainable adapter bytes when fine-tuning with LoRA-style adapters."""
-    kv_bytes_per_token: NonNegFloat = 0.0
+    kv_bytes_per_token: Bytes = 0.0
     """KV-cache bytes this layer holds per token of context (decoder LLMs)."""
 
 
 class Measured(Frozen):
     """Per-layer times measured on one device kind with ``python -m dora_rl.profile --measure``."""
 
-    device: str
-    batch: PositiveInt
-    dtype: str = "float32"
-    time_s: list[NonNegFloat]
+    device: Word
+    batch: Annotated[PositiveInt, Field(le=10**9)]
+    dtype: Word = "float32"
+    time_s: list[Annotated[NonNegFloat, Field(le=1e6)]] = Field(max_length=MAX_LAYERS)
     """Seconds for the whole batch, one entry per layer, in layer order."""
 
 
@@ -75,14 +139,14 @@ class Model(Frozen):
 
     name: Name
     unit: Literal["sample", "token"] = "sample"
-    dtype_bytes: PositiveInt = 4
+    dtype_bytes: Annotated[PositiveInt, Field(le=16)] = 4
     weight_format: WeightFormat = "fp32"
     """Defaults to the format matching ``dtype_bytes`` (fp32 for 4, fp16 for 2, int8 for 1)."""
-    seq_len: PositiveInt | None = None
+    seq_len: Tokens | None = None
     """Tokens per training sample for token models."""
-    source: str = ""
-    layers: list[Layer] = Field(min_length=1)
-    measured: list[Measured] = Field(default_factory=list)
+    source: Text = ""
+    layers: list[Layer] = Field(min_length=1, max_length=MAX_LAYERS)
+    measured: list[Measured] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
 
     @model_validator(mode="before")
     @classmethod
@@ -104,11 +168,11 @@ class ModelRef(Frozen):
     neither) the shipped profile of that name, optionally in another ``weight_format``."""
 
     name: Name
-    profile: str | None = None
-    layers: list[Layer] | None = None
+    profile: Text | None = None
+    layers: Annotated[list[Layer], Field(min_length=1, max_length=MAX_LAYERS)] | None = None
     unit: Literal["sample", "token"] = "sample"
-    dtype_bytes: PositiveInt = 4
-    seq_len: PositiveInt | None = None
+    dtype_bytes: Annotated[PositiveInt, Field(le=16)] = 4
+    seq_len: Tokens | None = None
     weight_format: WeightFormat | None = None
     """Format of the weights; the profile's own (or that of ``dtype_bytes``) when omitted."""
 
@@ -117,34 +181,35 @@ class ModelRef(Frozen):
 class Power(Frozen):
     """Power draw in watts of the whole device in each activity state."""
 
-    idle_w: NonNegFloat
-    busy_w: NonNegFloat
-    tx_w: NonNegFloat
-    rx_w: NonNegFloat
+    idle_w: Watts
+    busy_w: Watts
+    tx_w: Watts
+    rx_w: Watts
 
 
 class DvfsLevel(Frozen):
     """A slower frequency level: compute speed relative to nominal, and its busy power."""
 
-    name: str = ""
-    speed: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
-    busy_w: NonNegFloat
+    name: Word = ""
+    speed: UnitFraction
+    busy_w: Watts
 
 
 class Compute(Frozen):
     """Compute speed: peak FLOP/s with an efficiency per layer kind, or measured profiles."""
 
-    peak_flops: PositiveFloat | None = None
-    efficiency: dict[LayerKind, Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]] = Field(
+    peak_flops: Annotated[PositiveFloat, Field(le=1e18)] | None = None
+    efficiency: dict[LayerKind, UnitFraction] = Field(
         default_factory=dict
     )
     """Achieved fraction of peak per layer kind; kinds not listed use ``default_efficiency``."""
-    default_efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.3
-    memory_bandwidth_gbps: PositiveFloat | None = None
+    default_efficiency: UnitFraction = 0.3
+    memory_bandwidth_gbps: Annotated[PositiveFloat, Field(le=1e5)] | None = None
     """DRAM bandwidth in GB/s; bounds each layer below by the time to read its weights."""
-    measured: dict[str, str] = Field(default_factory=dict)
+    measured: dict[Word, Text] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
     """Model name -> profile file (relative to the card) holding ``measured`` times."""
-    format_speed: dict[WeightFormat, PositiveFloat] = Field(default_factory=dict)
+    format_speed: dict[WeightFormat, Annotated[PositiveFloat, Field(le=1e3)]] = Field(
+        default_factory=dict)
     """Compute throughput per weight format relative to the nominal precision of
     ``peak_flops``; formats not listed run at the nominal rate (1.0)."""
 
@@ -153,18 +218,18 @@ class Storage(Frozen):
     """Local storage model files are loaded from."""
 
     medium: Literal["nvme", "emmc", "microsd", "ufs", "sata_ssd"]
-    read_mbps: PositiveFloat
+    read_mbps: Mbps
     """Sequential read rate in Mbit/s (like ``link_mbps``): datasheet MB/s x 8."""
 
 
 class Sleep(Frozen):
     """A low-power state the device can be put in between jobs and woken from."""
 
-    sleep_w: NonNegFloat
+    sleep_w: Watts
     """Watts drawn asleep (suspend to RAM, SC7, soft-off with wake-on-LAN, or halt)."""
-    wake_s: NonNegFloat
+    wake_s: Annotated[NonNegFloat, Field(le=86_400)]
     """Seconds from the wake request until the device can run work again."""
-    wake_j: NonNegFloat
+    wake_j: Annotated[NonNegFloat, Field(le=1e9)]
     """Energy of one wake above what the device would draw idling for ``wake_s``."""
 
 
@@ -172,15 +237,15 @@ class Thermal(Frozen):
     """How a passively cooled device heats under load and throttles (a first-order thermal
     model: :func:`~dora_rl.costmodel.formulas.device_temperature_c`)."""
 
-    ambient_c: Annotated[float, Field(ge=-40, le=60, allow_inf_nan=False)]
+    ambient_c: Annotated[Float, Field(ge=-40, le=60)]
     """Temperature of the air around the device."""
-    c_per_w: PositiveFloat
+    c_per_w: Annotated[PositiveFloat, Field(le=1e3)]
     """Steady-state rise of the SoC above ambient per watt the device draws."""
-    time_constant_s: PositiveFloat
+    time_constant_s: Annotated[PositiveFloat, Field(le=1e6)]
     """Time constant of the rise toward that steady state."""
-    throttle_c: Annotated[float, Field(gt=-40, le=150, allow_inf_nan=False)]
+    throttle_c: Annotated[Float, Field(gt=-40, le=150)]
     """SoC temperature at which the firmware caps the clock."""
-    throttle_level: PositiveInt
+    throttle_level: Annotated[PositiveInt, Field(le=MAX_LIST_ITEMS)]
     """The ``dvfs`` level (1: the first slower level) the firmware caps it to while hot."""
 
 
@@ -188,19 +253,19 @@ class Attachment(Frozen):
     """Where a device attaches to the network and its nominal link (PHY) rate."""
 
     domain: Name
-    link_mbps: PositiveFloat
+    link_mbps: Mbps
 
 
 class DeviceKind(Frozen):
     """A catalog entry: defaults a card's device may override field by field."""
 
-    description: str = ""
-    memory_bytes: PositiveInt | None = None
+    description: Text = ""
+    memory_bytes: MemoryBytes | None = None
     compute: Compute | None = None
     power: Power | None = None
-    dvfs: list[DvfsLevel] = Field(default_factory=list)
-    battery_wh: PositiveFloat | None = None
-    link_mbps: PositiveFloat | None = None
+    dvfs: list[DvfsLevel] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    battery_wh: BatteryWh | None = None
+    link_mbps: Mbps | None = None
     storage: Storage | None = None
     sleep: Sleep | None = None
     thermal: Thermal | None = None
@@ -212,13 +277,13 @@ class DeviceSpec(Frozen):
     """A device as written in a card; missing fields come from its catalog ``kind``."""
 
     name: Name
-    kind: str
-    memory_bytes: PositiveInt | None = None
+    kind: Word
+    memory_bytes: MemoryBytes | None = None
     compute: Compute | None = None
     power: Power | None = None
-    dvfs: list[DvfsLevel] | None = None
-    battery_wh: PositiveFloat | None = None
-    can_leave: bool = False
+    dvfs: Annotated[list[DvfsLevel], Field(max_length=MAX_LIST_ITEMS)] | None = None
+    battery_wh: BatteryWh | None = None
+    can_leave: StrictBool = False
     """True for devices that leave and rejoin (a phone leaving the house)."""
     storage: Storage | None = None
     """Replaces the kind's storage when given."""
@@ -227,7 +292,7 @@ class DeviceSpec(Frozen):
     thermal: Thermal | Literal[False] | None = None
     """Replaces the kind's thermal model when given (a hotter cabinet, a better heatsink);
     ``false`` drops it (the device is actively cooled and does not throttle)."""
-    dedicated: bool = False
+    dedicated: StrictBool = False
     """On only for the jobs, so its idle power is theirs to pay (an AI box, a cluster node);
     False for devices that are on anyway (a household laptop, a phone, a hub)."""
     network: Attachment
@@ -267,8 +332,8 @@ class Domain(Frozen):
 class Network(Frozen):
     """Contention domains and the backbone joining them."""
 
-    domains: list[Domain] = Field(min_length=1)
-    backbone_mbps: PositiveFloat = 1000.0
+    domains: list[Domain] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
+    backbone_mbps: Mbps = 1000.0
     """Rate of the wired link joining domains (e.g. the AP's Ethernet uplink)."""
 
 
@@ -276,40 +341,41 @@ class Network(Frozen):
 class InferenceWork(Frozen):
     """DNN inference on a request stream."""
 
-    request_rate_per_s: PositiveFloat
-    batch: PositiveInt = 1
+    request_rate_per_s: Rate
+    batch: Batch = 1
 
 
 class LlmWork(Frozen):
     """LLM inference: prefill over the prompt, then one pass per output token."""
 
-    request_rate_per_s: PositiveFloat
-    prompt_tokens: PositiveInt
-    output_tokens: PositiveInt
-    batch: PositiveInt = 1
+    request_rate_per_s: Rate
+    prompt_tokens: Tokens
+    output_tokens: Tokens
+    batch: Batch = 1
 
 
 class TrainingWork(Frozen):
     """Training or fine-tuning with a 1F1B pipeline schedule."""
 
-    global_batch: PositiveInt
-    micro_batches: PositiveInt = 4
+    global_batch: Annotated[PositiveInt, Field(le=1_048_576)]
+    micro_batches: Batch = 4
     method: Literal["full", "lora"] = "full"
-    iterations: PositiveInt | None = None
+    iterations: Annotated[PositiveInt, Field(le=10**9)] | None = None
     """Iterations to finish, with ``qoe.deadline_s`` for a time-to-finish target."""
 
 
 class Qoe(Frozen):
     """QoE targets; a job sets those that apply to its workload."""
 
-    latency_ms: PositiveFloat | None = None
-    ttft_ms: PositiveFloat | None = None
-    tpot_ms: PositiveFloat | None = None
-    iteration_ms: PositiveFloat | None = None
-    deadline_s: PositiveFloat | None = None
-    energy_j: PositiveFloat | None = None
+    latency_ms: Millis | None = None
+    ttft_ms: Millis | None = None
+    tpot_ms: Millis | None = None
+    iteration_ms: Millis | None = None
+    deadline_s: Annotated[PositiveFloat, Field(le=3.2e7)] | None = None
+    """At most a year."""
+    energy_j: Annotated[PositiveFloat, Field(le=1e9)] | None = None
     """Cap on energy per unit of work (request or iteration)."""
-    attainment: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.99
+    attainment: UnitFraction = 0.99
     """Share of requests (training: iterations) that must meet every target: the job's QoE
     holds while no more than ``1 - attainment`` of its arrivals miss (a p99 SLO by default;
     1 allows no miss)."""
@@ -319,15 +385,15 @@ class Job(Frozen):
     """One workload sharing the devices, with its QoE targets."""
 
     name: Name
-    model: str
+    model: Word
     workload: Literal["inference", "llm_inference", "training"]
-    devices: list[str] | None = None
+    devices: Annotated[list[Word], Field(max_length=MAX_LIST_ITEMS)] | None = None
     """Devices the job may use; all devices when omitted."""
     inference: InferenceWork | None = None
     llm: LlmWork | None = None
     training: TrainingWork | None = None
     qoe: Qoe
-    weight: PositiveFloat = 1.0
+    weight: Annotated[PositiveFloat, Field(le=1e6)] = 1.0
     """Importance of the job's QoE violations relative to other jobs."""
     rate_profile: Name | None = None
     """Column of ``dynamics.load_profiles`` the request rate follows over the day (the
@@ -338,7 +404,7 @@ class Objective(Frozen):
     """What the planner minimises subject to QoE."""
 
     mode: Literal["energy", "time"] = "energy"
-    energy_budget_j: PositiveFloat | None = None
+    energy_budget_j: Annotated[PositiveFloat, Field(le=1e15)] | None = None
     unused_devices: Literal["idle", "off"] = "idle"
     """Whether devices outside a plan draw idle power or are powered down."""
 
@@ -346,23 +412,23 @@ class Objective(Frozen):
 class Dynamics(Frozen):
     """References to run-time dynamics, used by the environment."""
 
-    traces_dir: str | None = None
+    traces_dir: Text | None = None
     """Directory of bandwidth traces, relative to the card."""
     bandwidth: Literal["trace", "synthetic", "static"] = "trace"
-    churn_per_hour: NonNegFloat = 0.0
+    churn_per_hour: Annotated[NonNegFloat, Field(le=3600)] = 0.0
     """Expected leave events per hour for devices with ``can_leave``."""
     background_load_max: OpenFraction = 0.0
     """Largest fraction of a device's compute that other users may take."""
     battery_floor: Fraction = 0.1
     """State of charge below which a battery device stops serving."""
-    load_profiles: str | None = None
+    load_profiles: Text | None = None
     """CSV of hourly load per day (``day,hour,<column>,...``, relative to the card) that jobs'
     ``rate_profile`` and domains' ``cross_traffic_profile`` name (:mod:`dora_rl.dynamics.daily`)."""
-    start_hour: Annotated[float, Field(ge=0, lt=24, allow_inf_nan=False)] | None = None
+    start_hour: Annotated[Float, Field(ge=0, lt=24)] | None = None
     """Hour of the day episodes start at; None: a random hour per episode."""
-    interval_s: PositiveFloat = 1.0
+    interval_s: Annotated[PositiveFloat, Field(le=86_400)] = 1.0
     """Length of a control interval the environment uses by default."""
-    episode_s: PositiveFloat = 300.0
+    episode_s: Annotated[PositiveFloat, Field(le=3.2e7)] = 300.0
     """Length of an episode the environment uses by default (a whole number of intervals)."""
 
     @model_validator(mode="after")
@@ -371,19 +437,22 @@ class Dynamics(Frozen):
         if abs(steps - round(steps)) > 1e-9 * steps or round(steps) < 1:
             raise ValueError(f"episode_s {self.episode_s:g} is not a whole number of "
                              f"intervals of {self.interval_s:g} s")
+        if round(steps) > MAX_EPISODE_STEPS:
+            raise ValueError(f"episode_s {self.episode_s:g} is {round(steps):,} intervals of "
+                             f"{self.interval_s:g} s, more than {MAX_EPISODE_STEPS:,}")
         return self
 
 
 class Reward(Frozen):
     """Weights of the environment's reward terms (see ``dora_rl.env.EdgeEnv``)."""
 
-    energy_weight: NonNegFloat = 1.0
+    energy_weight: Weight = 1.0
     """On the interval's energy, normalised by every device at full busy power."""
-    qoe_weight: NonNegFloat = 2.0
+    qoe_weight: Weight = 2.0
     """On the summed relative QoE shortfall of the active jobs (weighted by job weight)."""
-    switch_weight: NonNegFloat = 0.5
+    switch_weight: Weight = 0.5
     """On the time stalled migrating weights after a plan switch, per interval."""
-    invalid_weight: NonNegFloat = 0.2
+    invalid_weight: Weight = 0.2
     """On each infeasible plan choice the safety layer had to replace."""
 
 
@@ -391,11 +460,11 @@ class ScenarioSpec(Frozen):
     """A scenario card as written."""
 
     name: Name
-    description: str = ""
-    devices: list[DeviceSpec] = Field(min_length=1)
+    description: Text = ""
+    devices: list[DeviceSpec] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
     network: Network
-    models: list[ModelRef] = Field(default_factory=list)
-    jobs: list[Job] = Field(min_length=1)
+    models: list[ModelRef] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    jobs: list[Job] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
     objective: Objective = Objective()
     dynamics: Dynamics = Dynamics()
     reward: Reward = Reward()

@@ -6,7 +6,10 @@ Two CSV formats are read, one sample per row:
   ``second,bytes_per_second`` (converted to Mbps as ``bytes * 8 / 1e6``);
 - the common ``seconds, Mbps`` format with one header line whose text contains ``mbps`` (any case).
 
-Columns may be separated by commas and/or whitespace. A trace is resampled to one sample per second
+Columns may be separated by commas and/or whitespace. Limits (:mod:`dora_rl.config.limits`): a file
+of at most 16 MiB, valid UTF-8; throughput finite, ``>= 0`` and at most 1 Tbit/s (1e6 Mbps,
+1.25e11 bytes/s); the timestamps spanning at most 1,000,000 s, since the trace is expanded to one
+sample a second. A trace is resampled to one sample per second
 (linear interpolation) when its timestamps are not already one second apart. Every problem becomes a
 one-line :class:`~dora_rl.errors.ConfigError` naming the file and the line.
 """
@@ -22,6 +25,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from dora_rl.config.limits import MAX_TRACE_MBPS, MAX_TRACE_SPAN_S, read_limited, short
 from dora_rl.errors import ConfigError
 
 LINK_SCALE_MAX = 1.2
@@ -68,8 +72,12 @@ def _fields(line: str) -> list[str]:
     return [f for f in _SEP.split(line.strip()) if f]
 
 
-def _parse_rows(label: str, rows: list[tuple[int, str]]) -> NDArray[np.float64]:
-    """Parse ``(line number, text)`` rows into an ``[n, 2]`` array, checking every value."""
+def _parse_rows(label: str, rows: list[tuple[int, str]], max_value: float,
+                unit: str) -> NDArray[np.float64]:
+    """Parse ``(line number, text)`` rows into an ``[n, 2]`` array, checking every value: finite,
+    ``>= 0``, the second column at most ``max_value`` and the whole trace spanning at most
+    :data:`~dora_rl.config.limits.MAX_TRACE_SPAN_S` seconds (it is expanded to one sample a
+    second)."""
     out = np.empty((len(rows), 2), dtype=np.float64)
     for i, (lineno, text) in enumerate(rows):
         parts = _fields(text)
@@ -79,15 +87,23 @@ def _parse_rows(label: str, rows: list[tuple[int, str]]) -> NDArray[np.float64]:
             try:
                 value = float(part)
             except ValueError:
-                raise ConfigError(label, f"line {lineno}", f"not a number: {part!r}") from None
+                raise ConfigError(label, f"line {lineno}", f"not a number: {short(part)}") \
+                    from None
             if not np.isfinite(value):
-                raise ConfigError(label, f"line {lineno}", f"must be finite, got {part!r}")
+                raise ConfigError(label, f"line {lineno}", f"must be finite, got {short(part)}")
             if value < 0:
-                raise ConfigError(label, f"line {lineno}", f"must be >= 0, got {part!r}")
+                raise ConfigError(label, f"line {lineno}", f"must be >= 0, got {short(part)}")
+            if k == 1 and value > max_value:
+                raise ConfigError(label, f"line {lineno}", f"throughput must be <= {max_value:g} "
+                                  f"{unit} (1 Tbit/s), got {short(part)}")
             out[i, k] = value
         if i > 0 and out[i, 0] <= out[i - 1, 0]:
-            raise ConfigError(label, f"line {lineno}", f"seconds must increase, got {parts[0]} "
-                              f"after {out[i - 1, 0]:g}")
+            raise ConfigError(label, f"line {lineno}", f"seconds must increase, got "
+                              f"{short(parts[0])} after {out[i - 1, 0]:g}")
+        if out[i, 0] - out[0, 0] > MAX_TRACE_SPAN_S:
+            raise ConfigError(label, f"line {lineno}", f"trace spans {out[i, 0] - out[0, 0]:g} s "
+                              f"from its first sample, more than the limit of "
+                              f"{MAX_TRACE_SPAN_S:g} s")
     return out
 
 
@@ -109,16 +125,12 @@ def load_trace(path: str | Path) -> Trace:
 
     Raises:
         ConfigError: ``<file>: line N: <problem>`` for unreadable, non-numeric, negative or
-            non-finite values, fewer than 2 rows, seconds not increasing or an unknown header.
+            non-finite values, fewer than 2 rows, seconds not increasing, an unknown header, or a
+            value, span or file size beyond the limits of the module docstring.
     """
     path = Path(path)
     label = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(label, "", "not a UTF-8 text file") from None
-    except OSError as exc:
-        raise ConfigError(label, "", f"cannot read file ({exc.strerror or exc})") from None
+    text = read_limited(path, label)
     rows = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not rows:
         raise ConfigError(label, "", "empty trace file")
@@ -126,12 +138,16 @@ def load_trace(path: str | Path) -> Trace:
     has_header = all(_not_number(f) for f in first)
     if has_header:
         if "mbps" not in rows[0][1].lower():
-            raise ConfigError(label, f"line {rows[0][0]}", f"unknown header {rows[0][1].strip()!r}"
+            raise ConfigError(label, f"line {rows[0][0]}", f"unknown header "
+                              f"{short(rows[0][1].strip())}"
                               " (expected 'seconds, Mbps' or no header with bytes per second)")
         rows = rows[1:]
     if len(rows) < 2:
         raise ConfigError(label, "", f"needs at least 2 rows of samples, got {len(rows)}")
-    data = _parse_rows(label, rows)
+    if has_header:
+        data = _parse_rows(label, rows, MAX_TRACE_MBPS, "Mbps")
+    else:
+        data = _parse_rows(label, rows, MAX_TRACE_MBPS * 1e6 / 8.0, "bytes/s")
     mbps = data[:, 1] if has_header else bytes_to_mbps(data[:, 1])
     return Trace(name=path.stem, mbps=resample_1hz(data[:, 0], mbps))
 

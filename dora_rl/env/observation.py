@@ -27,11 +27,14 @@ candidates             J x K x 5: present, predicted slack, predicted jobs' powe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+from dora_rl.errors import DoraError
 
 LINK_MAX = 1.2
 QOE_SCALE_MAX = 1.25
@@ -116,6 +119,26 @@ class DecisionLayout:
         return obs[a:].reshape(self.n_jobs, self.k, CANDIDATE_FIELDS)
 
 
+class ObservationError(DoraError, ValueError):
+    """An observation input is infinite where only finite figures (or NaN for "unknown") can
+    come from validated inputs, or the encoded observation is not finite: fail loudly rather
+    than hand a policy a NaN or a silently clipped infinity."""
+
+
+_FINITE_BLOCKS = ("link_history", "devices", "residency", "cross_traffic")
+"""Blocks whose entries are finite or NaN (unknown); candidates may carry -inf slack."""
+
+
+def _check_finite(name: str, block: Sequence[object]) -> None:
+    for i, row in enumerate(block):
+        items = row if isinstance(row, Sequence | np.ndarray) else (row,)
+        for j, value in enumerate(items):
+            if math.isinf(value):
+                index = f"[{i}][{j}]" if items is row else f"[{i}]"
+                raise ObservationError(f"observation field {name}{index} is {value} (an input "
+                                       "such as a trace or a card value out of range)")
+
+
 def clip(x: float, low: float = -1.0, high: float = 1.0) -> float:
     """``x`` within [low, high]; NaN becomes ``low``.
 
@@ -131,7 +154,12 @@ def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
            cross_traffic: Sequence[float], jobs: Sequence[Sequence[float]],
            candidates: Sequence[Sequence[Sequence[float]]]) -> NDArray[np.float32]:
     """The observation vector from its blocks (rows already scaled by the caller except the
-    links, which are clipped and divided by ``LINK_MAX`` here); every value is clipped.
+    links, which are clipped and divided by ``LINK_MAX`` here); every value is clipped. NaN
+    means "unknown" (0 for a link, -1 elsewhere).
+
+    Raises:
+        ObservationError: an entry of the link history, device, residency or cross-traffic
+            block is infinite (validated inputs cannot produce one), naming the entry.
 
     Example:
         >>> lay = DecisionLayout(n_devices=1, n_domains=1, n_jobs=1, k=1, history=2)
@@ -141,6 +169,10 @@ def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
         (True, 0.5)
     """
     rows = list(link_history)[-layout.history:]
+    for name, block in zip(_FINITE_BLOCKS, (rows, devices, residency, cross_traffic),
+                           strict=True):
+        if len(block):
+            _check_finite(name, block)
     links = np.clip(np.array(rows, dtype=np.float64).T.ravel(), 0.0, LINK_MAX) / LINK_MAX
     values: list[float] = []
     for block in (devices, residency):
@@ -155,8 +187,12 @@ def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
     links[links != links] = 0.0  # NaN: no rate known
     rest = np.array(values, dtype=np.float64)
     rest[rest != rest] = -1.0  # NaN: a figure that could not be computed
-    return np.concatenate([links, np.clip(rest, -1.0, 1.0)]).astype(np.float32)
+    obs = np.concatenate([links, np.clip(rest, -1.0, 1.0)]).astype(np.float32)
+    if not np.isfinite(obs).all():  # impossible by construction; a guard, not a repair
+        raise ObservationError(f"observation entry {int(np.flatnonzero(~np.isfinite(obs))[0])} "
+                               "is not finite")
+    return obs
 
 
-__all__ = ["CANDIDATE_FIELDS", "DEVICE_FIELDS", "JOB_FIELDS", "DecisionLayout", "clip",
-           "encode"]
+__all__ = ["CANDIDATE_FIELDS", "DEVICE_FIELDS", "JOB_FIELDS", "DecisionLayout",
+           "ObservationError", "clip", "encode"]
