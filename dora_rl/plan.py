@@ -30,6 +30,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dora_rl.config import Scenario
+from dora_rl.config.names import display_text
 from dora_rl.costmodel import CostModel, Plan
 from dora_rl.errors import DoraError, InfeasibleError, run_cli
 from dora_rl.pipeedge import load_pipeedge
@@ -306,11 +307,11 @@ def run_scenario(args: Args, out: Console, err: Console) -> None:
 def pipeedge_table(sched: PipeEdgeSchedule, model: str) -> Table:
     """The PipeEdge schedule, one row per stage."""
     table = Table("stage", "layers", "host", "device type", "compute (s)", "transfer (s)",
-                  title=f"PipeEdge schedule of {model}, batch {sched.batch} ({sched.status}, "
-                        f"{sched.solve_time_s:.2f} s)")
+                  title=f"PipeEdge schedule of {display_text(model)}, batch {sched.batch} "
+                        f"({sched.status}, {sched.solve_time_s:.2f} s)")
     for k, s in enumerate(sched.stages):
-        table.add_row(str(k + 1), f"{s.first_layer}-{s.last_layer}", s.host, s.device_type,
-                      f"{s.compute_s:.3f}", f"{s.transfer_s:.3f}")
+        table.add_row(str(k + 1), f"{s.first_layer}-{s.last_layer}", s.host,
+                      display_text(s.device_type), f"{s.compute_s:.3f}", f"{s.transfer_s:.3f}")
     return table
 
 

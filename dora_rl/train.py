@@ -10,30 +10,46 @@ traces and synthetic fades with a progress bar, validates on the validation trac
 ``eval.freq_steps`` steps keeping the best model, then compares the best model with the
 ``static``, ``throughput`` and ``dora`` controllers on the test traces and prints the table.
 Everything lands in a new run folder ``<out>/<scenario>/ppo_<run_id>/`` (see
-:mod:`dora_rl.training.run_folder`); TensorBoard: ``tensorboard --logdir <out>``.
+:mod:`dora_rl.training.run_folder`); TensorBoard: ``tensorboard --logdir <out>``. A card with
+a job that has no plan at all fails in one line before any training. Ctrl-C (SIGINT) or SIGTERM
+stops training with one line (``interrupted by SIGINT at step N; partial run folder X is marked
+incomplete``) and exit status 130 (143 for SIGTERM); the loader refuses such a folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import shlex
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from dora_rl.config import Scenario
+from dora_rl.config.names import display_text
 from dora_rl.controllers import load, make, run_episode_infos
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.env.metrics import summarise
 from dora_rl.errors import run_cli
 from dora_rl.scenarios import load as load_scenario
 from dora_rl.training.card import load_agent_settings
-from dora_rl.training.trainer import train, without_price, write_evaluation
+from dora_rl.training.run_folder import safe_component
+from dora_rl.training.trainer import (
+    Terminated,
+    TrainingInterrupted,
+    preflight,
+    train,
+    without_price,
+    write_evaluation,
+)
 
 TEST_SEED = 20_000  # test episodes use seeds 20000, 20001, ...
 BASELINES = ("static", "throughput", "dora")
@@ -58,6 +74,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, compare on the test traces, print the table; returns the exit code."""
     args = parse(argv)
+    if args.run_id is not None:
+        safe_component(args.run_id, "--run-id")
     scenario = load_scenario(args.scenario)
     overrides: dict[str, Any] = {}
     for key, value in (("timesteps", args.timesteps), ("n_envs", args.n_envs),
@@ -71,20 +89,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dora_rl.errors import DoraError
 
         raise DoraError(f"--test-episodes: must be >= 0, got {args.test_episodes}")
+    val_env = preflight(scenario, settings)  # a card no plan fits stops here, in one line
     console = Console(stderr=True)
     console.print(f"training {settings.algorithm} on {scenario.name} for "
                   f"{settings.timesteps:,} steps ({settings.n_envs} envs, seed {settings.seed})")
     command = "python -m dora_rl.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-    result = train(scenario, settings, Path(args.out), command, args.run_id,
-                   progress=not args.no_progress)
-    console.print(f"run folder: {result.run_dir} (best validation reward "
-                  f"{result.best_validation_reward:.2f})")
-    if args.test_episodes:
-        rows = compare(result.run_dir, scenario, settings.eval.episode_steps,
-                       args.test_episodes, settings.env.k)
-        write_evaluation(result.run_dir, rows)
-        Console().print(table(rows, scenario.name))
+    run_dir: Path | None = None
+    try:
+        with _sigterm_stops():
+            result = train(scenario, settings, Path(args.out), command, args.run_id,
+                           progress=not args.no_progress, val_env=val_env)
+            run_dir = result.run_dir
+            console.print(f"run folder: {display_text(str(result.run_dir))} (best validation "
+                          f"reward {result.best_validation_reward:.2f})")
+            if args.test_episodes:
+                rows = compare(result.run_dir, scenario, settings.eval.episode_steps,
+                               args.test_episodes, settings.env.k)
+                write_evaluation(result.run_dir, rows)
+                Console().print(table(rows, scenario.name))
+    except TrainingInterrupted as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt as stop:
+        code = 143 if isinstance(stop, Terminated) else 130
+        where = ("before training; nothing written" if run_dir is None else
+                 f"during the test comparison; run folder {run_dir} is complete, without "
+                 "evaluation.json")
+        print(f"interrupted {where}", file=sys.stderr)
+        return code
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) while training, so it
+    stops cleanly like Ctrl-C; the previous handler is restored after. A no-op off the main
+    thread (tests may call ``main`` from one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def compare(run_dir: Path, scenario: Scenario, episode_steps: int, episodes: int,

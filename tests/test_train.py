@@ -20,7 +20,7 @@ from dora_rl.train import main as train_main
 from dora_rl.training.card import load_agent_settings
 
 RUN_FILES = {"model.zip", "best_model.zip", "config.yaml", "command.txt", "git_commit.txt",
-             "validation.json", "evaluation.json", "oracle_validation.json", "tb"}
+             "validation.json", "evaluation.json", "oracle_validation.json", "tb", "run.json"}
 
 
 def _train(out: Path, run_id: str, *extra: str) -> Path:

@@ -2,8 +2,9 @@
 ``load(run_dir)`` a trained one."""
 
 from dora_rl.controllers.baselines import CONTROLLERS, Controller, make
+from dora_rl.controllers.checkpoint import CheckpointError
 from dora_rl.controllers.evaluate import evaluate, run_episode, run_episode_infos
-from dora_rl.controllers.learned import CheckpointError, LearnedController, load
+from dora_rl.controllers.learned import LearnedController, load
 
 __all__ = ["CONTROLLERS", "CheckpointError", "Controller", "LearnedController", "evaluate",
            "load", "make", "run_episode", "run_episode_infos"]

@@ -2,17 +2,14 @@
 
 stable-baselines3's ``.zip`` also holds pickled Python objects; loading those would run code
 from the file. :func:`load` reads only the policy's tensors (``policy.pth``, with
-``torch.load(weights_only=True)``) and rebuilds the policy from the settings in ``config.yaml``
+``torch.load(weights_only=True)``, within size limits and refusing non-finite weights: see
+:mod:`dora_rl.controllers.checkpoint`) and rebuilds the policy from the settings in ``config.yaml``
 (plain YAML data) and the scenario card recorded there.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import pickle
-import warnings
-import zipfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,7 +22,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from dora_rl.config import Scenario
 from dora_rl.config.loader import load_scenario_text, read_yaml, validate
-from dora_rl.errors import DoraError
+from dora_rl.controllers.checkpoint import CheckpointError, read_weights, require_complete
 from dora_rl.scenarios import ENVS_DIR
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
@@ -39,10 +36,6 @@ def policy_kwargs(net_arch: list[int], activation: str) -> dict[str, Any]:
     """
     return {"net_arch": {"pi": list(net_arch), "vf": list(net_arch)},
             "activation_fn": ACTIVATIONS[activation]}
-
-
-class CheckpointError(DoraError):
-    """A run folder or checkpoint is missing, truncated or does not match this dora_rl."""
 
 
 class _Open(BaseModel):
@@ -188,12 +181,14 @@ def load(run_dir: str | Path, which: Literal["best", "final"] = "best") -> Learn
     """The controller of a run folder (``best_model.zip`` by default, else ``model.zip``).
 
     Raises:
-        CheckpointError: one line naming the file and the problem (missing, truncated, another
-            env version, another observation or action size).
+        CheckpointError: one line naming the file and the problem (an incomplete run folder,
+            missing, truncated or oversized files, non-finite weights, another env version,
+            another observation or action size).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder")
+    require_complete(run_dir)
     config = _read_config(run_dir / "config.yaml")
     scenario = _scenario(config, run_dir / "config.yaml")
     env = _check_env(config, scenario, run_dir / "config.yaml")
@@ -201,7 +196,7 @@ def load(run_dir: str | Path, which: Literal["best", "final"] = "best") -> Learn
     model_file = next((run_dir / n for n in names if (run_dir / n).exists()), None)
     if model_file is None:
         raise CheckpointError(f"{run_dir}: no {' or '.join(names)} in the run folder")
-    state = _read_weights(model_file)
+    state = read_weights(model_file)
     policy = _build_policy(config, env)
     try:
         policy.load_state_dict(state)
@@ -263,29 +258,6 @@ def _env_class(env_id: str) -> Any:
     """The env class registered under ``env_id``."""
     entry = gym.registry[env_id].entry_point
     return load_env_creator(entry) if isinstance(entry, str) else entry
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = archive.read("policy.pth")
-        with warnings.catch_warnings():  # torch warns about foreign pickle protocols
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except zipfile.BadZipFile:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a zip "
-                              "file)") from None
-    except KeyError:
-        raise CheckpointError(f"{path}: not a readable checkpoint (no policy.pth inside: "
-                              "truncated, or not a stable-baselines3 model)") from None
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: policy.pth: not readable as weights ({reason})") \
-            from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                              for v in state.values()):
-        raise CheckpointError(f"{path}: policy.pth: not a state dict of tensors")
-    return state
 
 
 def _build_policy(config: RunConfig, env: gym.Env[Any, Any]) -> ActorCriticPolicy:

@@ -133,7 +133,8 @@ def _energy(t: JobTables, st: _Stages, interval: FloatArray, busy: FloatArray, t
 def _memory(t: JobTables, st: _Stages, act_items: FloatArray | float,
             extra: FloatArray | None = None) -> FloatArray:
     act_max = t.activation_range_max[st.first, st.last]
-    mem = st.params + 2.0 * np.asarray(act_items) * st.frac * act_max
+    with np.errstate(over="ignore"):  # an extreme card overflows to inf: memory not ok
+        mem = st.params + 2.0 * np.asarray(act_items) * st.frac * act_max
     if extra is not None:
         mem = mem + extra
     return np.where(st.used, mem, 0.0)

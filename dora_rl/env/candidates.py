@@ -40,6 +40,9 @@ class CandidateCache:
         self.k = k
         self._cache: dict[bytes, list[JobCandidates]] = {}
         self.solves = 0
+        self.unplannable: dict[str, str] = {}
+        """Per job with no plan at all on every device: the planner's reason, in words."""
+        self._why = ""
 
     def get(self, usable: np.ndarray | list[bool]) -> list[JobCandidates]:
         """Candidates of every job with exactly the ``usable`` devices present."""
@@ -57,6 +60,23 @@ class CandidateCache:
             self._cache[key] = [self._subset(m, present, c)
                                 for m, c in zip(self.models, self._cache[full], strict=True)]
         return self._cache[key]
+
+    def require_plannable(self, source: str) -> None:
+        """Raise unless every job has a plan (QoE aside) with every device present.
+
+        The one check behind ``plan``, ``sim``, ``bench`` and ``train`` agreeing on a card
+        whose model fits nowhere: the same line, before any simulation or training.
+
+        Raises:
+            InfeasibleError: ``<card>: job 'x': <the binding constraint>``.
+        """
+        n_devices = self.models[0].tables.n_devices
+        cands = self.get(np.ones(n_devices, dtype=bool))
+        for model, cand in zip(self.models, cands, strict=True):
+            name = model.tables.job.name
+            if not cand.plans:
+                reason = self.unplannable.get(name, f"job {name!r}: no plan fits")
+                raise InfeasibleError(f"{source}: {reason}")
 
     def _joint(self, cands: list[JobCandidates]) -> list[JobCandidates]:
         """Put first, for every job, the plan of the least-energy *combination* that fits the
@@ -140,18 +160,20 @@ class CandidateCache:
             energy = [e.energy_j for e in entries]
         except InfeasibleError:
             plans, energy = self._fallback(model, state)
+            if not plans and usable.all():
+                self.unplannable[model.tables.job.name] = self._why
         log.info("candidates of %s with %d devices: %d plans", model.tables.job.name,
                  int(usable.sum()), len(plans))
         return JobCandidates(plans=tuple(plans[: self.k]), energy_j=tuple(energy[: self.k]))
 
-    @staticmethod
-    def _fallback(model: CostModel, state: State) -> tuple[list[Plan], list[float]]:
+    def _fallback(self, model: CostModel, state: State) -> tuple[list[Plan], list[float]]:
         """No plan meets QoE with these devices: keep the fastest that fits memory."""
         from dora_rl.planner.formulation import Limits
 
         try:
             r = solve(model, "time", state, limits=Limits(ignore_qoe=True))
-        except InfeasibleError:
+        except InfeasibleError as error:
+            self._why = str(error)
             return [], []
         return [r.plan], [r.energy_j]
 
@@ -164,9 +186,14 @@ def shared_cache(scenario: object, models: list[CostModel], k: int) -> Candidate
     (training envs, the validation env, controllers' envs) plan each device set once.
 
     The scenario is kept alive with its caches, so its ``id`` is never reused.
+
+    Raises:
+        InfeasibleError: some job has no plan at all with every device present (see
+            :meth:`CandidateCache.require_plannable`).
     """
     entry = _SHARED.setdefault(id(scenario), (scenario, {}))
     caches = entry[1]
     if k not in caches:
         caches[k] = CandidateCache(models, k)
+    caches[k].require_plannable(str(getattr(scenario, "source", "") or "<scenario>"))
     return caches[k]

@@ -25,6 +25,11 @@ from dora_rl.planner.space import Group, SearchSpace
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+MAX_FIGURE = 1e9
+"""Largest per-unit time (s) or energy (J) a stage candidate may have. Beyond it (about 32 years
+per request) a figure only says the card holds an extreme value (a link of 1e-300 Mbps, an
+activation of 1e308 bytes); such candidates are dropped, so the solver never sees coefficients
+outside its numeric range and the plan avoids them or the diagnosis names them."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +111,25 @@ def _stage(fig: _GroupFigures, items: float, backward: bool = False,
     return t_stage, busy
 
 
+def _in_range(*figures: FloatArray) -> NDArray[np.bool_]:
+    """[R] true where every figure (per range, or [M, R] per member) is finite and at most
+    :data:`MAX_FIGURE`."""
+    ok = np.ones(figures[0].shape[-1], dtype=bool)
+    for f in figures:
+        good = np.isfinite(f) & (np.abs(f) <= MAX_FIGURE)
+        ok &= good.all(axis=0) if good.ndim > 1 else good
+    return ok
+
+
 def build_candidates(model: CostModel, space: SearchSpace, state: State | None = None,
                      micro_batches: int = 1) -> Candidates:
     """All memory-feasible stage candidates of ``space`` for ``model``'s job in ``state``."""
     state = state or model.nominal
     t = model.tables
     a_all, b_all = _ranges(t.n_layers)
-    parts = [_group_candidates(model, state, group, a_all, b_all, micro_batches)
-             for group in space.groups]
+    with np.errstate(over="ignore"):  # extreme cards overflow to inf: dropped by _in_range
+        parts = [_group_candidates(model, state, group, a_all, b_all, micro_batches)
+                 for group in space.groups]
     if not parts:
         empty = {k: np.zeros(0) for k in Candidates.__dataclass_fields__}
         return Candidates(**empty)  # type: ignore[arg-type]
@@ -221,7 +237,8 @@ def _group_candidates(model: CostModel, state: State, group: Group, a: IntArray,
         tx, rx = 2.0 * m * items * send_dev + ar_dev, 2.0 * m * items * recv_dev + ar_dev
     energy = ((busy_w - idle_w) * busy + (tx_w - idle_w) * tx + (rx_w - idle_w) * rx).sum(axis=0)
     fits = (memory <= t.memory_bytes[idx][:, None]).all(axis=0) & (stages_after >= 1)
-    fits &= np.isfinite(energy) & np.isfinite(time_s)
+    fits &= np.isfinite(memory).all(axis=0)
+    fits &= _in_range(energy, time_s, decode, backward, send_dev, recv_dev, ar_dev)
     wifi = bool(t.wifi_domain[group.domain])
     send_air = send_dev.sum(axis=0) if wifi else np.zeros(a.shape)
     recv_air = recv_dev.sum(axis=0) if wifi else np.zeros(a.shape)

@@ -8,6 +8,7 @@ import numpy as np
 
 from dora_rl.costmodel import CostModel, State
 from dora_rl.errors import InfeasibleError
+from dora_rl.planner.candidates import MAX_FIGURE
 from dora_rl.planner.formulation import Limits
 from dora_rl.planner.space import SearchSpace
 
@@ -18,9 +19,11 @@ def _gb(n: float) -> str:
     """Bytes in the largest unit that keeps a readable number.
 
     Example:
-        >>> _gb(1.7e9), _gb(2.5e6), _gb(1000)
-        ('1.70 GB', '2.50 MB', '1000 B')
+        >>> _gb(1.7e9), _gb(2.5e6), _gb(1000), _gb(1e308)
+        ('1.70 GB', '2.50 MB', '1000 B', '1e+299 GB')
     """
+    if n >= 1e15:
+        return f"{n / 1e9:.3g} GB"
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size * 0.995 and not (unit == "kB" and n < 1e4):
             return f"{n / size:.2f} {unit}"
@@ -50,16 +53,51 @@ def _memory_problem(model: CostModel, state: State, space: SearchSpace) -> str |
     return None
 
 
+def _fit_problem(model: CostModel, space: SearchSpace) -> str:
+    """Why no plan fits even with every QoE target dropped; never solves (no recursion).
+
+    Names what makes every chain infeasible: an activation or KV cache larger than any usable
+    device, transfers too slow to count, or (by elimination) memory once activations, optimizer
+    state or KV cache are counted.
+    """
+    t, job = model.tables, model.tables.job
+    usable = [d for cls in space.classes for d in cls]
+    names = [d.name for d in model.scenario.devices]
+    roomiest = max(usable, key=lambda d: t.memory_bytes[d])
+    room = float(t.memory_bytes[roomiest])
+    acts = t.activation_bytes
+    biggest = int(np.argmax(acts)) if len(acts) else 0
+    if len(acts) and not acts[biggest] <= room:
+        return (f"not enough memory: {job.model} layer {t.model.layers[biggest].name!r} outputs "
+                f"{_gb(float(acts[biggest]))} of activations per item; the largest usable device "
+                f"({names[roomiest]}) holds {_gb(room)}")
+    if job.llm is not None:
+        tokens = job.llm.prompt_tokens + job.llm.output_tokens
+        kv = float(t.kv_prefix_bytes[-1]) * tokens * job.llm.batch
+        total = sum(float(t.memory_bytes[d]) for d in usable)
+        if not kv <= total:
+            return (f"not enough memory: the KV cache of {tokens:,} tokens needs {_gb(kv)}; "
+                    f"every usable device together holds {_gb(total)}")
+    slowest = min(usable, key=lambda d: t.link_bytes_per_s[d])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slow_s = float(np.float64(np.max(acts, initial=0.0)) / t.link_bytes_per_s[slowest])
+    if len(space.groups) > 1 and not slow_s <= MAX_FIGURE:
+        return (f"links too slow: sending one item over the link of {names[slowest]} "
+                f"({t.link_bytes_per_s[slowest] * 8 / 1e6:.3g} Mbps) takes {slow_s:.3g} s, and "
+                "no plan avoiding such links fits in memory")
+    return (f"not enough memory: {job.model} fits on no chain of at most "
+            f"{space.max_stages} stages once activations, optimizer state or KV cache are "
+            "counted")
+
+
 def _qoe_problem(model: CostModel, state: State, space: SearchSpace, limits: Limits) -> str:
     from dora_rl.planner.partition import solve
 
     job = model.tables.job
     try:
         fastest = solve(model, "time", state, space, Limits(ignore_qoe=True), time_limit_s=60.0)
-    except InfeasibleError:  # memory itself is the problem then
-        return (f"not enough memory: {job.model} fits on no chain of at most "
-                f"{space.max_stages} stages once activations, optimizer state or KV cache are "
-                "counted")
+    except InfeasibleError as error:  # nothing fits at all: that solve named why
+        return str(error).removeprefix(f"job {job.name!r}: ")
     missed = _missed(fastest.metrics, job)
     if limits.max_time_s is not None and fastest.time_s > limits.max_time_s:
         missed.append(f"time {fastest.time_s * 1e3:.1f} ms above the limit "
@@ -100,6 +138,13 @@ def describe(model: CostModel, plan: Any) -> str:
 
 def explain_infeasible(model: CostModel, state: State, space: SearchSpace, limits: Limits,
                        mode: str) -> str:
-    """One sentence naming why no plan exists."""
-    reason = _memory_problem(model, state, space) or _qoe_problem(model, state, space, limits)
+    """One sentence naming why no plan exists.
+
+    With ``limits.ignore_qoe`` (the solve a diagnosis makes itself) it never solves again, so a
+    diagnosis cannot recurse.
+    """
+    reason = _memory_problem(model, state, space)
+    if reason is None:
+        reason = (_fit_problem(model, space) if limits.ignore_qoe
+                  else _qoe_problem(model, state, space, limits))
     return f"job {model.tables.job.name!r}: {reason}"

@@ -24,6 +24,7 @@ from dora_rl.planner.bounds import best_incumbent
 from dora_rl.planner.candidates import Candidates, build_candidates
 from dora_rl.planner.diagnose import explain_infeasible
 from dora_rl.planner.formulation import Formulation, Limits, _Parts
+from dora_rl.planner.solver import NumericRangeError
 from dora_rl.planner.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,14 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
         if not len(cands):
             continue
         form = formulate(model, space, cands, state, m, mode, limits)
-        res = form.builder.solve(time_limit_s=time_limit_s,
-                                 warm_start=warm_start_of(space, cands, form, start_plan),
-                                 cutoff=best[0] * (1 + 1e-9) if best is not None else None)
+        try:
+            res = form.builder.solve(time_limit_s=time_limit_s,
+                                     warm_start=warm_start_of(space, cands, form, start_plan),
+                                     cutoff=best[0] * (1 + 1e-9) if best is not None else None)
+        except NumericRangeError as error:
+            raise InfeasibleError(f"job {model.tables.job.name!r}: {error}; the card holds an "
+                                  "extreme value (link_mbps, activation_bytes, peak_flops, "
+                                  "token counts or QoE targets)") from None
         if res.x is None:
             continue
         if res.status != "optimal":

@@ -15,9 +15,37 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from dora_rl.errors import InfeasibleError
+
 log = logging.getLogger(__name__)
 
 INF = highspy.kHighsInf
+LARGEST_COEFFICIENT = 1e15
+"""HiGHS's ``large_matrix_value``: larger constraint coefficients are refused."""
+LARGEST_VALUE = 1e20
+"""HiGHS's ``infinite_cost`` and ``infinite_bound``: larger costs or bounds would read as
+infinite."""
+
+
+class NumericRangeError(InfeasibleError):
+    """The program holds a value HiGHS cannot take (NaN, an infinite coefficient, or one above
+    :data:`LARGEST_COEFFICIENT`); the planner turns it into a line naming the job."""
+
+
+def _check_range(cost: NDArray[np.float64], values: NDArray[np.float64],
+                 bounds: list[NDArray[np.float64]]) -> None:
+    """Raise :class:`NumericRangeError` unless every number is one HiGHS solves faithfully."""
+    finite_bounds = [b[np.isfinite(b)] for b in bounds]
+    if any(np.isnan(b).any() for b in bounds):
+        raise NumericRangeError("a bound of the program is NaN")
+    for what, arr, limit in (("cost", cost, LARGEST_VALUE),
+                             ("constraint coefficient", values, LARGEST_COEFFICIENT),
+                             ("bound", np.concatenate(finite_bounds), LARGEST_VALUE)):
+        if not np.isfinite(arr).all():
+            raise NumericRangeError(f"a {what} of the program is not finite")
+        if arr.size and np.abs(arr).max() >= limit:
+            raise NumericRangeError(f"a {what} of the program is {np.abs(arr).max():.3g}, beyond "
+                                    f"the solver's limit {limit:g}")
 
 
 @dataclass(frozen=True)
@@ -55,10 +83,12 @@ def solve_milp(cost: NDArray[np.float64], matrix: sparse.spmatrix | sparse.sparr
                cutoff: float | None = None) -> MilpResult:
     """Minimise ``cost @ x + offset`` s.t. ``row_lower <= matrix @ x <= row_upper``, bounds.
 
-    Infinite bounds may be given as ``np.inf``. ``warm_start`` gives (column indices, values)
-    of a known solution (e.g. the previous plan); HiGHS completes the other columns and starts
-    from it as its first incumbent. ``cutoff`` is an objective value already achieved
-    elsewhere: the search prunes anything that cannot beat it (and may report infeasible).
+    Infinite bounds may be given as ``np.inf``; any other value outside HiGHS's range raises
+    :class:`NumericRangeError` instead of a silent ``not_set`` status. ``warm_start`` gives
+    (column indices, values) of a known solution (e.g. the previous plan); HiGHS completes the
+    other columns and starts from it as its first incumbent. ``cutoff`` is an objective value
+    already achieved elsewhere: the search prunes anything that cannot beat it (and may report
+    infeasible).
 
     Example:
         >>> import numpy as np
@@ -71,6 +101,9 @@ def solve_milp(cost: NDArray[np.float64], matrix: sparse.spmatrix | sparse.sparr
     """
     start = time.perf_counter()
     a = sparse.csc_array(matrix)
+    _check_range(np.asarray(cost, dtype=np.float64), a.data.astype(np.float64),
+                 [np.asarray(v, dtype=np.float64)
+                  for v in (row_lower, row_upper, col_lower, col_upper)])
     n_rows, n_cols = a.shape
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n_cols, n_rows

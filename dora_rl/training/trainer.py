@@ -7,6 +7,7 @@ import json
 import math
 import re
 import shutil
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from dora_rl.controllers import make
 from dora_rl.controllers.learned import policy_kwargs as learned_policy_kwargs
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.env.metrics import finite_or_none
+from dora_rl.errors import DoraError
 from dora_rl.registration import ENV_IDS
 from dora_rl.training.callbacks import (
     DoraMetricsCallback,
@@ -34,6 +36,9 @@ from dora_rl.training.callbacks import (
 from dora_rl.training.card import AgentSettings, settings_dict
 from dora_rl.training.pretrain import clone, collect, joined, policy_driver
 from dora_rl.training.run_folder import (
+    mark_complete,
+    mark_interrupted,
+    mark_started,
     new_run_dir,
     scenario_record,
     write_config,
@@ -98,12 +103,21 @@ def _make_env(scenario: Scenario, bandwidth: str, split: str, kwargs: dict[str, 
                               traces_dir=traces_dir, **kwargs))
 
 
+def _subproc_env(scenario: Scenario, bandwidth: str, split: str,
+                 kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
+    """A training env in a worker process, which leaves Ctrl-C to the trainer (no traceback
+    from every worker; the trainer closes them)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return _make_env(scenario, bandwidth, split, kwargs)
+
+
 def make_training_envs(scenario: Scenario, settings: AgentSettings) -> VecEnv:
     """``n_envs`` training envs (training traces), bandwidth models assigned round robin."""
     kwargs = env_kwargs(settings)
     bands = settings.env.bandwidth
+    make = _subproc_env if settings.vec_env == "subproc" else _make_env
     fns: list[Callable[[], gym.Env[Any, Any]]] = [
-        functools.partial(_make_env, scenario, bands[i % len(bands)], "train", kwargs)
+        functools.partial(make, scenario, bands[i % len(bands)], "train", kwargs)
         for i in range(settings.n_envs)]
     vec: VecEnv = SubprocVecEnv(fns) if settings.vec_env == "subproc" else DummyVecEnv(fns)
     vec.seed(settings.seed)
@@ -132,23 +146,78 @@ class TrainResult:
     validations: list[dict[str, float]]
 
 
+class TrainingInterrupted(DoraError):
+    """Training stopped by SIGINT or SIGTERM; the partial run folder is marked incomplete.
+
+    Attributes:
+        run_dir: The partial run folder (None when nothing worth keeping was written).
+        step: Environment steps done when it stopped.
+        exit_code: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, run_dir: Path | None, step: int, exit_code: int) -> None:
+        super().__init__(message)
+        self.run_dir, self.step, self.exit_code = run_dir, step, exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the CLI's SIGTERM handler so that SIGTERM stops training like Ctrl-C."""
+
+
+def preflight(scenario: Scenario, settings: AgentSettings) -> gym.Env[Any, Any]:
+    """The validation env, built first: it plans the card, so a job with no plan at all fails
+    here in one line (``<card>: job 'x': ...``), before any folder or training.
+
+    Raises:
+        InfeasibleError: some job of the card has no plan with every device present.
+    """
+    return _make_env(scenario, "trace", "validation", validation_env_kwargs(settings))
+
+
 def train(scenario: Scenario, settings: AgentSettings, out_dir: Path, command: str,
-          run_id: str | None = None, progress: bool = True) -> TrainResult:
+          run_id: str | None = None, progress: bool = True,
+          val_env: gym.Env[Any, Any] | None = None) -> TrainResult:
     """Train, validating as it goes, and write the whole run folder (see
-    :mod:`dora_rl.training.run_folder`)."""
+    :mod:`dora_rl.training.run_folder`); ``run.json`` says complete only at the end.
+
+    ``val_env`` is :func:`preflight`'s env when the caller checked the card already.
+
+    Raises:
+        InfeasibleError: a job of the card has no plan at all (before any folder is made).
+        TrainingInterrupted: SIGINT (``KeyboardInterrupt``) or SIGTERM (:class:`Terminated`)
+            during training; the folder is kept, marked incomplete, if it holds a best model.
+    """
     torch.set_num_threads(settings.torch_threads)
     set_random_seed(settings.seed)
+    val_env = val_env or preflight(scenario, settings)
     run_dir = new_run_dir(out_dir, scenario.name, run_id)
+    mark_started(run_dir)
+    holder: list[BaseAlgorithm] = []
     try:
-        return _train(scenario, settings, run_dir, command, progress)
-    except BaseException:
-        if not (run_dir / "best_model.zip").exists():
+        result = _train(scenario, settings, run_dir, command, progress, val_env, holder)
+    except BaseException as exc:
+        step = int(holder[0].num_timesteps) if holder else 0
+        kept = (run_dir / "best_model.zip").exists()
+        reason = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        if kept:
+            mark_interrupted(run_dir, step, reason if isinstance(exc, KeyboardInterrupt)
+                             else type(exc).__name__)
+        else:
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
-        raise
+        if not isinstance(exc, KeyboardInterrupt):
+            raise
+        where = (f"partial run folder {run_dir} is marked incomplete" if kept
+                 else f"nothing worth keeping: run folder {run_dir} removed")
+        raise TrainingInterrupted(f"interrupted by {reason} at step {step}; {where}",
+                                  run_dir if kept else None, step,
+                                  143 if reason == "SIGTERM" else 130) from None
+    mark_complete(run_dir, int(holder[0].num_timesteps))
+    return result
 
 
 def _train(scenario: Scenario, settings: AgentSettings, run_dir: Path, command: str,
-           progress: bool) -> TrainResult:
+           progress: bool, val_env: gym.Env[Any, Any],
+           holder: list[BaseAlgorithm]) -> TrainResult:
     env_id = env_id_for(scenario)
     vec = make_training_envs(scenario, settings)
     obs_size = int(vec.observation_space.shape[0])  # type: ignore[index]
@@ -161,8 +230,6 @@ def _train(scenario: Scenario, settings: AgentSettings, run_dir: Path, command: 
         "scenario": scenario_record(scenario), "agent": settings_dict(settings),
     })
     jobs = [job.name for job in scenario.jobs]
-    kwargs = validation_env_kwargs(settings)
-    val_env = _make_env(scenario, "trace", "validation", kwargs)
     seeds = [VALIDATION_SEED + i for i in range(settings.eval.episodes)]
     reference = None
     if settings.eval.oracle_regret:
@@ -175,12 +242,15 @@ def _train(scenario: Scenario, settings: AgentSettings, run_dir: Path, command: 
         run_dir / "validation.json", jobs, settings.eval.episode_steps, reference)
     metrics = DoraMetricsCallback(jobs, settings.env.episode_steps, _hparams(settings))
     model = build_model(vec, settings, run_dir / "tb")
+    holder.append(model)
     if settings.pretrain.teacher != "none":
         warm_start(model, scenario, settings, run_dir)
-    model.learn(settings.timesteps, callback=[metrics, validation], progress_bar=progress,
-                tb_log_name="ppo")
-    model.save(run_dir / "model.zip")
-    vec.close()
+    try:
+        model.learn(settings.timesteps, callback=[metrics, validation], progress_bar=progress,
+                    tb_log_name="ppo")
+        model.save(run_dir / "model.zip")
+    finally:
+        vec.close()
     return TrainResult(run_dir, validation.best_reward, validation.history)
 
 
