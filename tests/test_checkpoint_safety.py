@@ -12,8 +12,11 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dora_rl  # noqa: F401  (registers the ids)
 from dora_rl.bench import main as bench_main
@@ -160,7 +163,7 @@ def test_nan_weights_are_refused_naming_the_tensor(run: Path, tmp_path: Path) ->
 def test_run_folder_names_stay_inside_the_out_folder(tmp_path: Path, scenario: str,
                                                      run_id: str | None) -> None:
     out = tmp_path / "out"
-    with pytest.raises(DoraError, match="cannot name a folder"):
+    with pytest.raises(DoraError, match="must be a safe name"):
         new_run_dir(out, scenario, run_id)
     assert not any(tmp_path.rglob("ppo_*"))
 
@@ -179,3 +182,29 @@ def test_a_card_named_dot_dot_trains_nowhere(tmp_path: Path,
     assert code == 2
     _one_line(err)
     assert not list((tmp_path / "a").rglob("ppo_*"))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(["best_model.zip", "model.zip", "run.json", "config.yaml"]),
+       cut=st.floats(0.0, 1.0), noise=st.binary(min_size=1, max_size=64),
+       at=st.floats(0.0, 1.0))
+def test_mutated_run_folders_load_or_give_one_clear_error(
+        run: Path, tmp_path_factory: pytest.TempPathFactory, target: str, cut: float,
+        noise: bytes, at: float) -> None:
+    """A run folder with one file truncated and overwritten in part either loads or is
+    refused with a :class:`DoraError`, never another exception; what loads acts finitely."""
+    folder = _copy(run, tmp_path_factory.mktemp("fuzz"))
+    path = folder / target
+    data = path.read_bytes()
+    data = data[: max(1, int(len(data) * cut))] if cut < 1.0 else data
+    spot = int(len(data) * at)
+    path.write_bytes(data[:spot] + noise + data[spot + len(noise):])
+    try:
+        controller = load(folder)
+    except DoraError as error:
+        assert "\n" not in str(error)
+        return
+    obs = np.zeros(controller.policy.observation_space.shape, dtype=np.float32)
+    action, _ = controller.predict(obs, deterministic=True)
+    assert np.all(np.isfinite(np.asarray(action, dtype=float)))
