@@ -4,7 +4,8 @@ Usage::
 
     python -m dora_rl.serve --scenario envs/tiny.yaml --controller static \
         [--job NAME] [--requests N] [--rate R] [--batch B] [--time-scale S] \
-        [--kill DEVICE@REQUEST] [--status F] [--json F] [--png F] [--tb DIR]
+        [--kill DEVICE@REQUEST] [--status F] [--json F] [--png F] [--tb DIR] \
+        [--host H --token T] [--port P] [--remote DEVICE] [--plan-wait S]
 
 One worker process per device of the card is spawned on this machine and joined over
 ``torch.distributed`` RPC; the job's model is built in torch with random weights, placed per
@@ -17,17 +18,31 @@ power mode; see ``docs/runtime.md``). ``--kill mid@50`` SIGKILLs device ``mid``'
 request 50 is sent. ``--plan 4:slow+mid,8:fast`` serves a fixed plan (the controller then only
 re-plans after a fault). The summary is printed; ``--json`` writes the full result,
 ``--status`` a JSON status file kept current while running, ``--png`` a timeline, ``--tb``
-TensorBoard scalars under ``dora/``. Bad input prints one line ``error: ...`` and exits with
-status 2.
+TensorBoard scalars under ``dora/``.
+
+The join store and RPC listen on ``--host`` only (127.0.0.1 by default); any other address
+needs ``--token`` (or ``DORA_JOIN_TOKEN``), which workers prove by HMAC without sending it.
+``--remote mid`` does not spawn ``mid``'s worker: it joins from elsewhere with ``python -m
+dora_rl.worker --connect H:P --device mid`` (``--port P`` fixes the port). torch.distributed
+RPC is neither authenticated nor encrypted beyond the join: use it on a network you trust.
+
+Exit status: 0 when every request sent completed; 1 when some did not (the summary, then one
+line on stderr with the reasons); 2 with one line ``error: ...`` for bad input; 130 after
+SIGINT (Ctrl-C) and 143 after SIGTERM: the workers are stopped, the partial result written
+(``--json``, ``--status``) and one line printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -68,9 +83,38 @@ def _scenario(text: str) -> Scenario:
         raise UsageError(f"--scenario: {error}") from None
 
 
+LIMITS = {"--rate": 1e6, "--time-scale": 1e4, "--control-interval": 3600.0,
+          "--plan-wait": 86400.0}
+"""Largest value accepted per option (beyond, a run would never end or never wait)."""
+
+
 def _positive(name: str, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise UsageError(f"{name} {value}: must be > 0")
+    if value is None:
+        return
+    if not math.isfinite(value) or not value > 0:
+        raise UsageError(f"{name} {value}: must be a finite number > 0")
+    if value > LIMITS[name]:
+        raise UsageError(f"{name} {value}: must be at most {LIMITS[name]:g}")
+
+
+def _network(ns: argparse.Namespace, devices: list[str]) -> None:
+    """Check ``--host``, ``--token``, ``--port`` and ``--remote``."""
+    from dora_rl.runtime.rendezvous import JoinError, interface_of, is_loopback, resolve
+
+    try:
+        interface_of(resolve(ns.host))
+    except JoinError as error:
+        raise UsageError(str(error)) from None
+    if not is_loopback(ns.host) and not ns.token:
+        raise UsageError(f"--host {ns.host}: listening beyond loopback needs --token (or "
+                         "DORA_JOIN_TOKEN)")
+    if not 0 <= ns.port < 65536:
+        raise UsageError(f"--port {ns.port}: expected 0..65535")
+    for name in ns.remote:
+        if name not in devices:
+            raise UsageError(f"--remote {name}: unknown device (card has {', '.join(devices)})")
+    if ns.remote and not ns.port:
+        raise UsageError("--remote: needs --port, so that remote workers know where to join")
 
 
 def _job(scenario: Scenario, name: str | None) -> int:
@@ -137,6 +181,16 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
                    help="link dynamics the emulated links follow (default static)")
     p.add_argument("--plan", help="serve this fixed plan instead (END:DEV+DEV,END:DEV)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address the join store and RPC listen on (default 127.0.0.1)")
+    p.add_argument("--token", default=os.environ.get("DORA_JOIN_TOKEN", ""),
+                   help="join token, required beyond loopback (default: $DORA_JOIN_TOKEN)")
+    p.add_argument("--port", type=int, default=0, help="join port (default: a free one)")
+    p.add_argument("--remote", action="append", default=[], metavar="DEVICE",
+                   help="do not spawn this device's worker: it joins from elsewhere")
+    p.add_argument("--plan-wait", type=float, default=10.0,
+                   help="wall seconds a request waits while no plan fits the devices left, "
+                        "before it is refused (default 10)")
     ns = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     scenario = _scenario(ns.scenario)
     job = _job(scenario, ns.job)
@@ -154,12 +208,14 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
         except ValueError:
             raise UsageError(f"--time-scale {ns.time_scale}: expected a number or auto") from None
     for name, value in (("--rate", ns.rate), ("--time-scale", time_scale),
-                        ("--control-interval", ns.control_interval)):
+                        ("--control-interval", ns.control_interval),
+                        ("--plan-wait", ns.plan_wait)):
         _positive(name, value)
     for name, out in (("--status", ns.status), ("--json", ns.json), ("--png", ns.png)):
         _output(name, out)
     _output("--tb", ns.tb, directory=True)
     devices = [d.name for d in scenario.devices]
+    _network(ns, devices)
     kills = tuple(parse_kill(k, devices) for k in ns.kill)
     from dora_rl.controllers.baselines import CONTROLLERS, HINDSIGHT
 
@@ -198,45 +254,103 @@ def summary_line(result: dict[str, Any]) -> str:
     """The printed one-paragraph summary."""
     lat = result["latency_ms"]
     rate = result["request_violation_rate"]
+    attained = result["qoe_attainment"]
     return (f"{result['scenario']}/{result['job']}: sent {result['sent']}, completed "
             f"{result['completed']}, lost {result['lost']}; latency ms mean {_fmt(lat['mean'])} "
             f"p50 {_fmt(lat['p50'])} p95 {_fmt(lat['p95'])} p99 {_fmt(lat['p99'])}; requests "
             f"missed {result['requests_missed']} ({_fmt(None if rate is None else 100 * rate)} "
-            f"%); energy {result['energy_j']:.1f} J (jobs {result['jobs_energy_j']:.1f} J); "
-            f"replans {result['replans']}; recovery s "
+            f"%); QoE attainment {_fmt(None if attained is None else 100 * attained)} % of "
+            f"requests sent; energy {result['energy_j']:.1f} J (jobs "
+            f"{result['jobs_energy_j']:.1f} J); replans {result['replans']}; recovery s "
             f"{[round(v, 3) for v in result['recovery_s']]}")
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    from dora_rl.runtime.control import FixedDecider, make_decider
-    from dora_rl.runtime.runner import ServeConfig, serve
+def lost_line(result: dict[str, Any]) -> str:
+    """The line on stderr when requests were not completed: how many, and why."""
+    reasons = "; ".join(f"{n}: {why}" for why, n in list(result["lost_reasons"].items())[:3])
+    return (f"serve: {result['lost']} of {result['sent']} requests not completed"
+            f"{f' ({reasons})' if reasons else ''}")
 
-    args = parse(argv)
-    ns = args["ns"]
-    decider: Any = make_decider(ns.controller, args["scenario"], args["job"])
-    if args["plan"] is not None:
-        decider = FixedDecider(args["plan"], decider)
-    cfg = ServeConfig(scenario=args["scenario"], job=args["job"], requests=ns.requests,
-                      rate_per_s=ns.rate, batch=ns.batch, time_scale=args["time_scale"],
-                      control_interval_s=ns.control_interval, kills=args["kills"],
-                      max_missed=ns.max_missed,
-                      status=Path(ns.status) if ns.status else None, seed=ns.seed,
-                      bandwidth=ns.bandwidth, tensorboard=Path(ns.tb) if ns.tb else None)
-    result, _ = serve(cfg, decider)
+
+@contextmanager
+def _signals() -> Iterator[Any]:
+    """SIGINT and SIGTERM set a stop flag (the run then stops cleanly) while inside."""
+    from dora_rl.runtime.health import StopFlag
+
+    stop = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, _frame: stop.set(signum))
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _outputs(ns: argparse.Namespace, result: dict[str, Any]) -> None:
     if ns.json:
         _write("--json", ns.json, json.dumps(result, indent=1))
     if ns.png:
         from dora_rl.runtime import figures
 
         figures.timeline_png(result, Path(ns.png))
-    print(summary_line(result))
-    return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # TensorPipe's per-call warnings
+    with _signals() as stop:
+        args = parse(argv)
+        from dora_rl.runtime.control import FixedDecider, make_decider
+        from dora_rl.runtime.health import Interrupted
+        from dora_rl.runtime.runner import ServeConfig, serve
+
+        ns = args["ns"]
+        try:
+            decider: Any = make_decider(ns.controller, args["scenario"], args["job"])
+            if args["plan"] is not None:
+                decider = FixedDecider(args["plan"], decider)
+            cfg = ServeConfig(
+                scenario=args["scenario"], job=args["job"], requests=ns.requests,
+                rate_per_s=ns.rate, batch=ns.batch, time_scale=args["time_scale"],
+                control_interval_s=ns.control_interval, kills=args["kills"],
+                max_missed=ns.max_missed, status=Path(ns.status) if ns.status else None,
+                seed=ns.seed, bandwidth=ns.bandwidth,
+                tensorboard=Path(ns.tb) if ns.tb else None, plan_wait_s=ns.plan_wait,
+                host=ns.host, token=ns.token, port=ns.port, remote=tuple(ns.remote))
+            if stop.is_set():
+                raise Interrupted(stop.signum)
+            result, _ = serve(cfg, decider, stop)
+        except Interrupted as stopped:
+            print(f"serve: {stopped} before the first request; nothing served",
+                  file=sys.stderr)
+            return 128 + stopped.signum
+        _outputs(ns, result)
+        if result["interrupted"] is not None:
+            written = ", ".join(f"{o} {p}" for o, p in (("--json", ns.json),
+                                                        ("--status", ns.status)) if p)
+            print(f"serve: interrupted by {result['interrupted']}: sent {result['sent']} of "
+                  f"{ns.requests} requests, completed {result['completed']}, workers stopped"
+                  f"{f'; partial result in {written}' if written else ''}", file=sys.stderr)
+            return 128 + int(signal.Signals[result["interrupted"]])
+        print(summary_line(result))
+        if result["lost"]:
+            print(lost_line(result), file=sys.stderr)
+            return 1
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 with one line on stderr for bad input)."""
+    """Entry point; returns the exit status: 0 all requests completed, 1 some did not, 2 bad
+    input (one line on stderr), 130/143 stopped by SIGINT/SIGTERM."""
     return run_cli(_main, argv)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # workers and RPC are stopped: skip torch's slow teardown

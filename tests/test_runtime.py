@@ -119,28 +119,35 @@ def test_worker_rejects_a_bad_address(capsys: pytest.CaptureFixture[str]) -> Non
         "error: --connect localhost: expected HOST:PORT with a port in 1..65535")
 
 
-def test_a_worker_with_the_wrong_token_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_with_the_wrong_token_is_refused_and_the_server_keeps_waiting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
     import sys
+    import time
 
-    from dora_rl.runtime.cluster import Cluster, ClusterError
+    from dora_rl.runtime import cluster as cl
 
-    cluster = Cluster(["mid"], token="right-token")
+    monkeypatch.setattr(cl, "JOIN_TIMEOUT_S", 1.0)
+    cluster = cl.Cluster(["mid"], token="right-token")
     proc = subprocess.Popen([sys.executable, "-m", "dora_rl.worker", "--connect",
                              f"127.0.0.1:{cluster.port}", "--device", "mid", "--token", "wrong"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
-        with pytest.raises(ClusterError, match="wrong join token"):
+        deadline = time.monotonic() + 60
+        while int(cluster.store.add("attempts/mid", 0)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the worker asks to join
+        with pytest.raises(cl.ClusterError, match=r"did not join within 1 s; refused: "
+                                                  r"mid attempt 1: wrong join token"):
             cluster.admit()
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 2
-        assert err.decode().strip().splitlines()[-1] == (
-            "error: --device mid: the server refused the join token")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         cluster.close()
+    assert err.decode().strip().splitlines()[-1] == (
+        "error: --device mid: the server refused the join (wrong join token)")
 
 
 def test_listening_beyond_loopback_needs_a_token() -> None:

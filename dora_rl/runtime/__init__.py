@@ -8,5 +8,8 @@ inside a worker), :mod:`~dora_rl.runtime.cluster` (starting, watching and stoppi
 stack), :mod:`~dora_rl.runtime.observe` (the env's observation of a measurement),
 :mod:`~dora_rl.runtime.live` (the runtime's control state), :mod:`~dora_rl.runtime.power`
 (power modes and energy by the interval model), :mod:`~dora_rl.runtime.runner` (the serving
-loop and its result). See ``docs/runtime.md``.
+loop and its result), :mod:`~dora_rl.runtime.loop` (the control thread and status file),
+:mod:`~dora_rl.runtime.replan` (plans through faults), :mod:`~dora_rl.runtime.health` (the
+no-plan state, errors, refusals, stops), :mod:`~dora_rl.runtime.rendezvous` (the join store
+bound to one address and the HMAC join). See ``docs/runtime.md``.
 """

@@ -1,30 +1,40 @@
 """Workers: spawn or admit them, join them to torch.distributed RPC, watch them, stop them.
 
-Rendezvous goes through a ``torch.distributed.TCPStore`` the server hosts at ``host:port``: a
-worker writes ``join/<device>`` (its join token) and reads back its RPC rank, or ``refused``
-when the token does not match. RPC (TensorPipe over TCP) then runs on a second port published
-in the store. The server listens on 127.0.0.1 unless told otherwise; any other address needs a
-join token.
+Rendezvous goes through a ``torch.distributed.TCPStore`` the server hosts on ``host:port``,
+bound to that address only (127.0.0.1 unless told otherwise; any other address needs a join
+token). A worker proves the token by HMAC over a fresh nonce per attempt and gets its RPC rank
+(:mod:`dora_rl.runtime.rendezvous`); the token is never stored nor sent. RPC (TensorPipe over
+TCP) rendezvous through the same store and listens on the interface holding ``host``. Neither
+is encrypted: run it on a network you trust.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-import torch.distributed as dist
 from torch.distributed import rpc
 
 from dora_rl.errors import DoraError
 from dora_rl.runtime import agent
+from dora_rl.runtime.rendezvous import (
+    Admission,
+    JoinError,
+    connect_store,
+    interface_of,
+    is_loopback,
+    listen_store,
+    local_address_towards,
+    request_join,
+    resolve,
+    rpc_init_method,
+)
 
 SERVER_NAME = "server"
 JOIN_TIMEOUT_S = 60.0
@@ -35,18 +45,20 @@ class ClusterError(DoraError):
     """Workers could not be started or admitted."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def backend_options(host: str, port: int, timeout_s: float) -> rpc.TensorPipeRpcBackendOptions:
+def backend_options(init_method: str, timeout_s: float) -> rpc.TensorPipeRpcBackendOptions:
     """TensorPipe options: TCP transport only (no shared memory), so workers may be remote."""
     return rpc.TensorPipeRpcBackendOptions(
-        init_method=f"tcp://{host}:{port}", rpc_timeout=timeout_s, num_worker_threads=16,
+        init_method=init_method, rpc_timeout=timeout_s, num_worker_threads=16,
         _transports=["uv"], _channels=["basic"])
+
+
+def init_rpc(name: str, rank: int, world: int,
+             options: rpc.TensorPipeRpcBackendOptions) -> None:
+    """``rpc.init_rpc`` without torch's deprecation warning about its internal process group."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You are using a Backend",
+                                category=UserWarning)
+        rpc.init_rpc(name, rank=rank, world_size=world, rpc_backend_options=options)
 
 
 @dataclass
@@ -69,54 +81,74 @@ class Cluster:
 
     Args:
         devices: Device names, in card order.
-        host: Address to listen on (127.0.0.1 by default).
+        host: Address to listen on (127.0.0.1 by default; never a wildcard).
         token: Join token; required unless ``host`` is a loopback address.
         rpc_timeout_s: Default timeout of each RPC.
+        port: Port of the join store (0: a free one).
     """
 
     def __init__(self, devices: Sequence[str], host: str = "127.0.0.1", token: str = "",
-                 rpc_timeout_s: float = 10.0) -> None:
-        if host not in ("127.0.0.1", "localhost") and not token:
+                 rpc_timeout_s: float = 10.0, port: int = 0) -> None:
+        if not is_loopback(host) and not token:
             raise ClusterError(f"--host {host}: listening beyond loopback needs --token")
         self.devices = list(devices)
         self.host, self.token, self.rpc_timeout_s = host, token, rpc_timeout_s
-        self.port = free_port(host)
-        self.rpc_port = free_port(host)
-        self.store = dist.TCPStore(host, self.port, is_master=True, wait_for_workers=False,
-                                   timeout=timedelta(seconds=JOIN_TIMEOUT_S))
-        self.store.set("rpc_port", str(self.rpc_port))
+        self.address = resolve(host)
+        self.interface = interface_of(self.address)
+        self.store = listen_store(self.address, JOIN_TIMEOUT_S, port)
+        self.port = int(self.store.port)
         self.workers = {d: WorkerInfo(d, rank + 1) for rank, d in enumerate(self.devices)}
         self.revived: list[str] = []
+        self.refused: list[str] = []
+        """Join attempts refused (device, attempt, reason)."""
         self.started = False
 
     # ------------------------------------------------------------------ start
-    def spawn_local(self) -> None:
-        """Start one worker process per device on this machine (``python -m dora_rl.worker``)."""
-        env = dict(os.environ, OMP_NUM_THREADS="1", TP_SOCKET_IFNAME="lo")
+    def spawn_local(self, skip: Sequence[str] = ()) -> None:
+        """Start one worker process per device on this machine (``python -m dora_rl.worker``),
+        except the devices in ``skip`` (they join from elsewhere). The token goes through the
+        environment, not the command line other users can read."""
+        env = dict(os.environ, OMP_NUM_THREADS="1", TP_SOCKET_IFNAME=self.interface,
+                   DORA_RL_SPAWNED="1", TORCH_CPP_LOG_LEVEL="ERROR",
+                   DORA_JOIN_TOKEN=self.token)
         for info in self.workers.values():
+            if info.device in skip:
+                continue
             cmd = [sys.executable, "-m", "dora_rl.worker", "--connect",
-                   f"{self.host}:{self.port}", "--device", info.device]
-            if self.token:
-                env["DORA_JOIN_TOKEN"] = self.token
+                   f"{self.address}:{self.port}", "--device", info.device]
             info.process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
             info.pid = info.process.pid
 
-    def admit(self) -> None:
-        """Answer every device's join request (rank or refusal), then join RPC as rank 0."""
+    def _check_spawned(self) -> None:
         for info in self.workers.values():
-            try:
-                self.store.wait([f"join/{info.device}"], timedelta(seconds=JOIN_TIMEOUT_S))
-            except RuntimeError:
-                raise ClusterError(f"worker {info.device}: did not join within "
-                                   f"{JOIN_TIMEOUT_S:.0f} s") from None
-            offered = self.store.get(f"join/{info.device}").decode()
-            if not hmac.compare_digest(offered, self.token):
-                self.store.set(f"answer/{info.device}", "refused")
-                raise ClusterError(f"worker {info.device}: wrong join token, refused")
-            self.store.set(f"answer/{info.device}", f"{info.rank}:{len(self.workers) + 1}")
-        rpc.init_rpc(SERVER_NAME, rank=0, world_size=len(self.workers) + 1,
-                     rpc_backend_options=backend_options(self.host, self.rpc_port,
-                                                         self.rpc_timeout_s))
+            if info.process is not None and info.process.poll() is not None:
+                raise ClusterError(f"worker {info.device}: exited with status "
+                                   f"{info.process.returncode} before joining")
+
+    def admit(self, stop: Callable[[], None] | None = None) -> None:
+        """Challenge every join attempt until each device has one worker, then join RPC as
+        rank 0. ``stop`` is called while waiting and may raise to give up.
+
+        Raises:
+            ClusterError: a device did not join within :data:`JOIN_TIMEOUT_S`, or a spawned
+                worker exited first.
+        """
+        admission = Admission(self.store, self.devices, self.token)
+
+        def poll() -> None:
+            self._check_spawned()
+            if stop is not None:
+                stop()
+
+        try:
+            admission.run(JOIN_TIMEOUT_S, poll)
+        except JoinError as error:
+            raise ClusterError(str(error)) from None
+        finally:
+            self.refused = list(admission.refused)
+        os.environ["TP_SOCKET_IFNAME"] = self.interface  # TensorPipe listens there only
+        init_rpc(SERVER_NAME, 0, len(self.workers) + 1,
+                 backend_options(rpc_init_method(self.store), self.rpc_timeout_s))
         self.started = True
         for info in self.workers.values():
             info.pid = rpc.rpc_sync(info.device, agent.ping, timeout=self.rpc_timeout_s)
@@ -125,6 +157,11 @@ class Cluster:
     def alive_devices(self) -> list[str]:
         """Devices whose worker is still believed alive."""
         return [d for d, w in self.workers.items() if w.alive]
+
+    def exited(self, device: str) -> bool:
+        """The device's worker is a local process that has exited (it cannot come back)."""
+        proc = self.workers[device].process
+        return proc is not None and proc.poll() is not None
 
     def mark_dead(self, device: str) -> bool:
         """Remove a worker; returns whether it was alive until now."""
@@ -222,24 +259,16 @@ class Cluster:
 
 
 def join(host: str, port: int, device: str, token: str) -> None:
-    """The worker's side: ask for a rank, join RPC, serve until stopped, leave.
+    """The worker's side: prove the token, join RPC, serve until stopped, leave. TensorPipe
+    listens on the interface that reaches the server (``TP_SOCKET_IFNAME`` if set).
 
     Raises:
-        ClusterError: the server refused the token or did not answer.
+        JoinError: the server refused the join or did not answer.
     """
-    try:
-        store = dist.TCPStore(host, port, is_master=False,
-                              timeout=timedelta(seconds=JOIN_TIMEOUT_S))
-    except RuntimeError as error:
-        raise ClusterError(f"--connect {host}:{port}: cannot reach the server ({error})") from None
-    store.set(f"join/{device}", token)
-    answer = store.get(f"answer/{device}").decode()
-    if answer == "refused":
-        raise ClusterError(f"--device {device}: the server refused the join token")
-    rank, world = (int(v) for v in answer.split(":"))
-    rpc_port = int(store.get("rpc_port").decode())
-    rpc.init_rpc(device, rank=rank, world_size=world,
-                 rpc_backend_options=backend_options(host, rpc_port, 10.0))
+    store = connect_store(host, port, JOIN_TIMEOUT_S)
+    rank, world = request_join(store, device, token, JOIN_TIMEOUT_S)
+    os.environ.setdefault("TP_SOCKET_IFNAME", interface_of(local_address_towards(host, port)))
+    init_rpc(device, rank, world, backend_options(rpc_init_method(store), 10.0))
     parent = os.getppid()
     agent.wait_for_stop(parent if parent != 1 else None)
     rpc.shutdown(graceful=False)

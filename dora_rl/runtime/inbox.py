@@ -27,13 +27,15 @@ class Pending:
         rows: Rows of the output to collect; devices: the devices its route uses.
         pieces: Output rows received, by first row.
         lost: A device found unreachable on the way, if any.
-        done: Set when every row is in or a device was lost.
+        aborted: The run is stopping: nobody waits for the rows any more.
+        done: Set when every row is in, a device was lost or the run is stopping.
     """
 
     rows: int
     devices: frozenset[int]
     pieces: dict[int, Tensor] = field(default_factory=dict)
     lost: int | None = None
+    aborted: bool = False
     done: threading.Event = field(default_factory=threading.Event)
 
     def output(self) -> Tensor:
@@ -45,20 +47,35 @@ class Pending:
 _LOCK = threading.Lock()
 _PENDING: dict[int, Pending] = {}
 _USAGE: list[Usage] = []
+_ABORTED = threading.Event()
 
 
 def bind(usage: Usage) -> None:
     """Account the workers' reports to ``usage`` (the current run's)."""
     with _LOCK:
         _USAGE[:] = [usage]
+        _ABORTED.clear()
 
 
 def open_request(request: int, rows: int, devices: Iterable[int]) -> Pending:
-    """Start waiting for attempt ``request``."""
+    """Start waiting for attempt ``request`` (one opened after :func:`abort_all` is done at
+    once, aborted)."""
     pending = Pending(rows, frozenset(devices))
     with _LOCK:
+        if _ABORTED.is_set():
+            pending.aborted = True
+            pending.done.set()
         _PENDING[request] = pending
     return pending
+
+
+def abort_all() -> None:
+    """The run is stopping: wake every attempt waiting now or opened from now on."""
+    with _LOCK:
+        _ABORTED.set()
+        for pending in _PENDING.values():
+            pending.aborted = True
+            pending.done.set()
 
 
 def close_request(request: int) -> None:

@@ -43,6 +43,10 @@ class Stalled(Exception):
     """An attempt timed out with every device of its route still answering."""
 
 
+class Aborted(Exception):
+    """The run is stopping (:func:`dora_rl.runtime.inbox.abort_all`)."""
+
+
 def calibrate(names: list[str], emulator: Emulator, x: Tensor, server: str, lock_dir: str,
               calls: int = 20) -> None:
     """Measure, per device, the messaging overhead of a micro-batch's route through it: the
@@ -84,11 +88,14 @@ def run_plan(plan: Plan, x: Tensor, names: list[str], emulator: Emulator, server
     Raises:
         WorkerLost: a device of the plan failed.
         Stalled: no answer in time, yet every device answers a probe.
+        Aborted: the run is stopping.
     """
     route = build_route(plan, int(x.shape[0]), next(_ATTEMPTS), names, emulator, server,
                         lock_dir)
     pending = inbox.open_request(route.request, int(x.shape[0]), route.devices)
     try:
+        if pending.aborted:
+            raise Aborted(f"attempt {route.request}: the run is stopping")
         first = route.stages[0][2]
         calls = []
         for j, part in enumerate(first):
@@ -117,6 +124,8 @@ def run_plan(plan: Plan, x: Tensor, names: list[str], emulator: Emulator, server
             if waited_s >= STALL_CAP * patience_s:
                 raise Stalled(f"attempt {route.request}: no output within {waited_s:.1f} s "
                               "though every device answers")
+        if pending.aborted:
+            raise Aborted(f"attempt {route.request}: the run is stopping")
         if pending.lost is not None:
             raise WorkerLost(pending.lost, "unreachable from the previous stage")
         return pending.output()

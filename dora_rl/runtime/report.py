@@ -5,13 +5,18 @@ interval model's :func:`~dora_rl.world.devices.interval_energy` per device: ``en
 the devices drew, ``jobs_energy_j`` the part the job caused. Each request is scored against
 its own latency target (the card's, times the QoE scale of the emulated world when it was
 sent): ``request_violation_rate`` is the share of requests sent that missed it or were lost,
-``qoe_violation_rate`` the share of control intervals with a missed request (the benchmark's
-vocabulary, :mod:`dora_rl.env.metrics`).
+``qoe_attainment`` the share of requests sent that completed within it (a lost request counts
+as missed), ``qoe_violation_rate`` the share of control intervals with a missed request (the
+benchmark's vocabulary, :mod:`dora_rl.env.metrics`). A fault's ``recovery_s`` is the outage it
+caused: from the last request completed before the fault (its injection, else its detection)
+to the first completed after it on a plan in force after it.
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +35,8 @@ class Record:
         plan_id: Plan it completed on; attempt: re-executions before it completed.
         latency_ms: Latency in the card's world (wall time / time scale).
         target_ms: Its latency target (the card's, scaled as the world was when it was sent).
+        started_t: Monotonic wall time the attempt that completed started (``None``: when
+            it was sent).
     """
 
     index: int
@@ -39,6 +46,7 @@ class Record:
     attempt: int
     latency_ms: float
     target_ms: float = math.inf
+    started_t: float | None = None
 
     @property
     def missed(self) -> bool:
@@ -57,6 +65,24 @@ def request_qoe(records: list[Record], sent: int) -> dict[str, Any]:
     missed = sum(1 for r in records if r.missed) + sent - len(records)
     return {"requests": sent, "requests_missed": missed,
             "request_violation_rate": missed / sent if sent else None}
+
+
+def outage_s(records: list[Record], fault_t: float, start_t: float) -> float:
+    """From the last completion before ``fault_t`` (else ``start_t``) to the first completion
+    of an attempt started after it (requests already past the fault's device do not end
+    the outage); NaN if none.
+
+    Example:
+        >>> r = [Record(0, 0.0, 1.0, 0, 0, 1.0), Record(1, 1.5, 6.2, 0, 0, 1.0),
+        ...      Record(2, 2.0, 7.5, 0, 1, 1.0, started_t=6.5)]
+        >>> outage_s(r, 6.0, 0.0)
+        6.5
+    """
+    before = max((r.done_t for r in records if r.done_t <= fault_t), default=start_t)
+    after = min((r.done_t for r in records
+                 if (r.started_t if r.started_t is not None else r.sent_t) > fault_t),
+                default=math.nan)
+    return after - before
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -84,29 +110,37 @@ def summarise(rt: Runtime, wall_s: float) -> dict[str, Any]:
         mine = [r.latency_ms for r in records if r.plan_id == pid and r.attempt == 0]
         predicted.append(rt.model.evaluate(plan, check=False)["latency_s"] * 1e3)
         measured.append(float(np.median(mine)) if mine else None)
-    faults = []
-    for f in live.faults:
-        after = f.get("plan_after")
-        first = min((r.done_t for r in records
-                     if after is not None and r.plan_id >= after and r.done_t > f["t_kill"]),
-                    default=math.nan)
-        faults.append({"device": f["device"], "kind": f.get("kind", "killed"),
-                       "detect_s": f.get("t_detect", math.nan) - f["t_kill"],
-                       "recovery_s": first - f["t_kill"]})
+    faults = [{"device": f["device"], "kind": f.get("kind", "killed"),
+               "detect_s": f.get("t_detect", math.nan) - f["t_kill"],
+               "recovery_s": outage_s(records, f["t_kill"], rt.start_t)}
+              for f in live.faults]
     span = (records[-1].done_t - records[0].sent_t) if len(records) > 1 else math.nan
     decisions = live.decisions_ms
     intervals = rt.telemetry.intervals
     energy = sum(t.energy_j for t in intervals)
     job = rt.cfg.scenario.jobs[rt.cfg.job].name
     qoe = request_qoe(records, rt.sent)
+    health = rt.health
+    now = time.monotonic()
     return {
         "scenario": rt.cfg.scenario.name, "job": job,
         "sent": rt.sent, "completed": len(records), "lost": rt.sent - len(records),
+        "lost_reasons": health.reasons(),
+        "interrupted": (signal.Signals(rt.stop.signum).name if rt.stop.signum is not None
+                        else None),
         "re_executed": sum(1 for r in records if r.attempt > 0),
         "latency_ms": percentiles(latencies),
-        "qoe_attainment": (sum(1 for r in records if not r.missed) / len(records)
-                           if records else None),
+        "qoe_attainment": (sum(1 for r in records if not r.missed) / rt.sent
+                           if rt.sent else None),
         **qoe, "jobs": {job: qoe},
+        "no_plan_s": health.no_plan_s(now),
+        "no_plan": [{"t_s": p["t"] - rt.start_t,
+                     "end_s": None if p["t_end"] is None else p["t_end"] - rt.start_t,
+                     "reason": p["reason"]} for p in health.periods],
+        "control_errors": health.error_count,
+        "control_error_log": [{"t_s": e["t"] - rt.start_t, "where": e["where"],
+                               "error": e["error"]} for e in health.errors],
+        "join_refused": list(rt.cluster.refused),
         "qoe_violation_rate": (sum(1 for t in intervals if t.requests_missed) / len(intervals)
                                if intervals else None),
         "energy_j": energy, "jobs_energy_j": sum(t.jobs_energy_j for t in intervals),
