@@ -22,6 +22,7 @@ from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel
 from dora_rl.errors import InfeasibleError, run_cli
 from dora_rl.plan import main as plan_main
+from dora_rl.planner.candidates import MAX_STAGE_CANDIDATES
 from dora_rl.planner.partition import solve
 from dora_rl.planner.solver import NumericRangeError, solve_milp
 from dora_rl.scenarios import load
@@ -126,9 +127,9 @@ def _cli(main: Callable[[Sequence[str] | None], int], argv: list[str],
     return code, capsys.readouterr().err
 
 
-def test_every_cli_refuses_a_card_that_fits_nowhere_with_the_same_line(
-        nowhere: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    card = str(nowhere)
+def _every_cli(card: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """The one stderr line of ``plan``, ``sim``, ``bench`` and ``train`` on ``card``, each
+    checked to exit 2 without a traceback."""
     agent = tmp_path / "agent.yaml"
     agent.write_text("default: {timesteps: 64, n_envs: 1, ppo: {n_steps: 32, batch_size: 32}}\n")
     runs = {
@@ -146,8 +147,31 @@ def test_every_cli_refuses_a_card_that_fits_nowhere_with_the_same_line(
         assert code == 2, name
         assert err.count("\n") == 1 and "Traceback" not in err, (name, err)
         lines[name] = err
-    expected = (f"error: {card}: job 'classify': not enough memory: tiny8 layer 'fc1' needs "
-                "8.00 MB of weights; the largest usable device (slow) holds 1000 B\n")
-    assert lines == dict.fromkeys(runs, expected)
     assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").rglob("ppo_*"))
     assert not (tmp_path / "bench" / "results").exists()
+    return lines
+
+
+def test_every_cli_refuses_a_card_that_fits_nowhere_with_the_same_line(
+        nowhere: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    card = str(nowhere)
+    lines = _every_cli(card, tmp_path, capsys)
+    expected = (f"error: {card}: job 'classify': not enough memory: tiny8 layer 'fc1' needs "
+                "8.00 MB of weights; the largest usable device (slow) holds 1000 B\n")
+    assert lines == dict.fromkeys(lines, expected)
+
+
+def test_a_plan_space_too_large_to_build_stops_every_cli_in_bounded_memory(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """1,000 layers on tiny's three devices: 3.0 million stage candidates, beyond
+    :data:`MAX_STAGE_CANDIDATES` (a 4,096-layer card took 24 GB before the planner refused)."""
+    text = (REPO / "envs" / "tiny.yaml").read_text()
+    start = text.index("    layers:\n") + len("    layers:\n")
+    layers = "".join(f"      - {{name: l{i}, kind: linear, forward_flops: 1.0e+6, "
+                     "param_bytes: 1.0e+3, activation_bytes: 1.0e+3}\n" for i in range(1000))
+    card = tmp_path / "layered.yaml"
+    card.write_text(text[:start] + layers + text[text.index("\njobs:"):])
+    lines = _every_cli(str(card), tmp_path, capsys)
+    assert len(set(lines.values())) == 1
+    assert "job 'classify': the plan space has 3,003,000 stage candidates" in lines["plan"]
+    assert f"more than the {MAX_STAGE_CANDIDATES:,}" in lines["plan"]

@@ -21,6 +21,7 @@ from dora_rl.costmodel.formulas import (
     ring_allreduce_bytes_per_device,
     stage_time_s,
 )
+from dora_rl.errors import DoraError
 from dora_rl.planner.space import Group, SearchSpace
 
 FloatArray = NDArray[np.float64]
@@ -30,6 +31,14 @@ MAX_FIGURE = 1e9
 per request) a figure only says the card holds an extreme value (a link of 1e-300 Mbps, an
 activation of 1e308 bytes); such candidates are dropped, so the solver never sees coefficients
 outside its numeric range and the plan avoids them or the diagnosis names them."""
+MAX_STAGE_CANDIDATES = 2_000_000
+"""Most (layer range, device group) pairs the planner builds figures for: about a gigabyte of
+arrays, six times the 96-layer x 16-device benchmark instance (335,232). A model of L layers
+has L (L + 1) / 2 ranges, so a card with thousands of layers would need tens of gigabytes."""
+
+
+class PlanSpaceError(DoraError):
+    """The plan space is too large to build (too many layers for the device groups)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,14 @@ def build_candidates(model: CostModel, space: SearchSpace, state: State | None =
     """All memory-feasible stage candidates of ``space`` for ``model``'s job in ``state``."""
     state = state or model.nominal
     t = model.tables
+    n_ranges = t.n_layers * (t.n_layers + 1) // 2
+    if n_ranges * len(space.groups) > MAX_STAGE_CANDIDATES:
+        raise PlanSpaceError(
+            f"{model.scenario.source}: job {t.job.name!r}: the plan space has "
+            f"{n_ranges * len(space.groups):,} stage candidates ({t.n_layers:,} layers give "
+            f"{n_ranges:,} layer ranges, x {len(space.groups)} device groups), more than the "
+            f"{MAX_STAGE_CANDIDATES:,} the planner builds; describe the model in fewer, larger "
+            "layers (blocks)")
     a_all, b_all = _ranges(t.n_layers)
     with np.errstate(over="ignore"):  # extreme cards overflow to inf: dropped by _in_range
         parts = [_group_candidates(model, state, group, a_all, b_all, micro_batches)
