@@ -34,7 +34,7 @@ from dora_rl.config.names import display_text
 from dora_rl.costmodel import CostModel, Plan
 from dora_rl.errors import DoraError, InfeasibleError, run_cli
 from dora_rl.pipeedge import load_pipeedge
-from dora_rl.planner import plots
+from dora_rl.planner import disk, plots
 from dora_rl.planner.baselines import BASELINES
 from dora_rl.planner.diagnose import describe
 from dora_rl.planner.partition import Mode
@@ -73,6 +73,8 @@ class Args:
     """Model name in ``models.yml`` (with ``--pipeedge``)."""
     batch: int = 8
     """Micro-batch size of the PipeEdge profiles to use (with ``--pipeedge``)."""
+    clear_cache: bool = False
+    """Delete every plan set cached on disk (:mod:`dora_rl.planner.disk`) and exit."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def parse(argv: Sequence[str] | None) -> Args:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--scenario", help="card path or name (e.g. envs/tiny.yaml or tiny)")
     src.add_argument("--pipeedge", metavar="DIR", help="PipeEdge profile directory")
+    src.add_argument("--clear-cache", action="store_true",
+                     help="delete the plan sets cached on disk ($DORA_RL_CACHE) and exit")
     p.add_argument("--job", help="plan only this job (default: all)")
     p.add_argument("--mode", help="energy | time (default: the card's); throughput (PipeEdge)")
     p.add_argument("--k", type=int, default=8, help="plans per plan set (default 8)")
@@ -332,6 +336,12 @@ def run_pipeedge(args: Args, out: Console, err: Console) -> None:
 def _main(argv: Sequence[str] | None) -> int:
     args = parse(argv)
     out, err = Console(width=160), Console(stderr=True)
+    if args.clear_cache:
+        folder = disk.cache_dir()
+        removed = disk.clear()
+        where = display_text(str(folder)) if folder is not None else "(the cache is off)"
+        out.print(f"removed {removed} cached plan set{'s' if removed != 1 else ''} from {where}")
+        return 0
     if args.pipeedge is not None:
         run_pipeedge(args, out, err)
     else:

@@ -18,6 +18,7 @@ import numpy as np
 
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.errors import InfeasibleError
+from dora_rl.planner import disk
 from dora_rl.planner.formulation import Limits
 from dora_rl.planner.partition import HasMetrics, Mode, PartitionResult, solve
 from dora_rl.planner.space import SearchSpace
@@ -123,8 +124,14 @@ def _thin(entries: list[PlanEntry], k: int) -> list[PlanEntry]:
 
 
 def plan_set(model: CostModel, mode: Mode | None = None, k: int = 8, state: State | None = None,
-             space: SearchSpace | None = None, time_limit_s: float = 60.0) -> PlanSet:
+             space: SearchSpace | None = None, time_limit_s: float = 60.0,
+             cache: bool = True) -> PlanSet:
     """The compact plan set of ``model``'s job.
+
+    With ``cache`` (and no ``space`` given), a plan set solved before for the same job
+    figures, request and code is read from the disk cache (:mod:`dora_rl.planner.disk`)
+    instead of solved again, and a new one is stored there; ``solve_time_s`` is then the time
+    this call took.
 
     Raises:
         InfeasibleError: no plan meets memory and QoE (from the optimum's solve).
@@ -132,7 +139,24 @@ def plan_set(model: CostModel, mode: Mode | None = None, k: int = 8, state: Stat
     start = time.perf_counter()
     state = state or model.nominal
     mode = mode or model.scenario.objective.mode
-    space = space or SearchSpace.build(model, state)
+    key = disk.plan_set_key(model, mode, k, state, time_limit_s) \
+        if cache and space is None else None
+    stored = disk.read(key, model) if key is not None else None
+    if stored is not None:
+        entries = tuple(PlanEntry(plan, model.evaluate(plan, state), robust, role)
+                        for plan, robust, role in stored)
+        return PlanSet(job=model.tables.job.name, mode=mode, entries=entries,
+                       solve_time_s=time.perf_counter() - start)
+    result = _solve_plan_set(model, mode, k, state, space or SearchSpace.build(model, state),
+                             time_limit_s, start)
+    if key is not None:
+        disk.write(key, [(e.plan, e.robustness, e.role) for e in result.entries])
+    return result
+
+
+def _solve_plan_set(model: CostModel, mode: Mode, k: int, state: State, space: SearchSpace,
+                    time_limit_s: float, start: float) -> PlanSet:
+    """:func:`plan_set` by the solver."""
     optimum = solve(model, mode, state, space, time_limit_s=time_limit_s)
     other = solve(model, "time" if mode == "energy" else "energy", state, space,
                   time_limit_s=time_limit_s)
