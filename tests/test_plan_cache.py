@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel
+from dora_rl.env.candidates import CandidateCache
+from dora_rl.errors import InfeasibleError
 from dora_rl.plan import main as plan_main
 from dora_rl.planner import disk, planset
 from dora_rl.scenarios import load
@@ -97,8 +100,8 @@ def test_a_stored_plan_the_job_cannot_run_is_not_trusted(cache: Path,
     planset.plan_set(model, k=4)
     (path,) = cache.glob("*.json")
     data = json.loads(path.read_text())
-    data["entries"][0]["plan"]["stage_end"] = [99]
-    data["entries"][0]["plan"]["stage_devices"] = [[7]]
+    data["data"][0]["plan"]["stage_end"] = [99]
+    data["data"][0]["plan"]["stage_devices"] = [[7]]
     path.write_text(json.dumps(data))
     again = planset.plan_set(model, k=4)
     assert len(solves) == 2
@@ -131,3 +134,33 @@ def test_an_unwritable_folder_only_costs_the_cache(tmp_path: Path,
     blocker.write_text("")
     monkeypatch.setenv(disk.CACHE_ENV, str(blocker / "below"))
     assert planset.plan_set(CostModel(load("tiny")), k=4).entries
+
+
+def _cache_of(scenario: Scenario, k: int = 3) -> CandidateCache:
+    return CandidateCache([CostModel(scenario, j) for j in range(len(scenario.jobs))], k)
+
+
+def test_an_envs_candidates_per_device_set_are_read_back_without_solving(
+        cache: Path, solves: list[str]) -> None:
+    scenario = load("tiny")
+    first = _cache_of(scenario)
+    everyone, without_fast = [True, True, True], [True, True, False]
+    expected = (first.get(np.array(everyone)), first.get(np.array(without_fast)))
+    assert first.solves > 0
+    again = _cache_of(load("tiny"))
+    assert (again.get(np.array(everyone)), again.get(np.array(without_fast))) == expected
+    assert again.solves == 0
+    assert len(solves) == 1  # the plan set, once
+
+
+def test_a_card_no_plan_fits_is_refused_alike_from_the_cache(cache: Path) -> None:
+    scenario = load("tiny")
+    small = tuple(d.model_copy(update={"memory_bytes": 1000}) for d in scenario.devices)
+    nowhere = Scenario(**{**scenario.__dict__, "devices": small})
+    messages = []
+    for _ in range(2):
+        with pytest.raises(InfeasibleError) as error:
+            _cache_of(nowhere).require_plannable("nowhere.yaml")
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert "not enough memory" in messages[0]

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.errors import InfeasibleError
+from dora_rl.planner import disk
 from dora_rl.planner.partition import solve
 from dora_rl.planner.planset import plan_set
 from dora_rl.world.slack import own_demand
@@ -54,12 +56,38 @@ class CandidateCache:
         everyone = np.ones(len(usable), dtype=bool)
         full = everyone.tobytes()
         if full not in self._cache:
-            self._cache[full] = self._joint([self._plan(m, everyone) for m in self.models])
+            self._cache[full] = self._stored(full) or self._keep(
+                full, self._joint([self._plan(m, everyone) for m in self.models]))
         if key != full:
             present = np.asarray(usable, dtype=bool)
-            self._cache[key] = [self._subset(m, present, c)
-                                for m, c in zip(self.models, self._cache[full], strict=True)]
+            self._cache[key] = self._stored(key) or self._keep(
+                key, [self._subset(m, present, c)
+                      for m, c in zip(self.models, self._cache[full], strict=True)])
         return self._cache[key]
+
+    def _stored(self, usable: bytes) -> list[JobCandidates] | None:
+        """The candidates of ``usable`` from the disk cache (:mod:`dora_rl.planner.disk`),
+        with the planner's reasons for jobs no plan fits."""
+        def parse(data: dict[str, Any]) -> list[JobCandidates]:
+            out = []
+            for model, job in zip(self.models, data["jobs"], strict=True):
+                plans = tuple(disk.plan_from_json(p, model) for p in job["plans"])
+                energy = tuple(float(e) for e in job["energy_j"])
+                if len(plans) != len(energy) or len(plans) > self.k:
+                    raise ValueError("plans and energies do not match")
+                out.append(JobCandidates(plans=plans, energy_j=energy))
+            self.unplannable.update({str(k): str(v) for k, v in data["unplannable"].items()})
+            return out
+
+        return disk.load_entry(disk.candidates_key(self.models, self.k, usable), parse)
+
+    def _keep(self, usable: bytes, cands: list[JobCandidates]) -> list[JobCandidates]:
+        """Store ``cands`` of ``usable`` in the disk cache and return them."""
+        disk.store_entry(disk.candidates_key(self.models, self.k, usable), {
+            "jobs": [{"plans": [disk.plan_to_json(p) for p in c.plans],
+                      "energy_j": list(c.energy_j)} for c in cands],
+            "unplannable": self.unplannable})
+        return cands
 
     def require_plannable(self, source: str) -> None:
         """Raise unless every job has a plan (QoE aside) with every device present.

@@ -8,14 +8,19 @@ as a small JSON file named by a hash of everything its result depends on:
   figures resolved, network, models, jobs) and the job's own figures;
 - the request: mode, ``k``, the state planned for, the solver's time limit;
 - the code: the package version and the bytes of every module of ``config``, ``costmodel``
-  and ``planner`` and of the shipped catalog (:func:`code_fingerprint`), so a change to the
-  planner or the cost model never reads an old answer.
+  and ``planner``, of ``env/candidates.py`` and of the shipped catalog
+  (:func:`code_fingerprint`), so a change to the planner or the cost model never reads an old
+  answer.
 
-Only the plans, their robustness and roles are stored; their figures are recomputed from the
-cost model on reading (so a file cannot inject figures), and a file that cannot be read or
-holds a plan the job cannot run is ignored and replaced. Only proven optima are ever stored
-(a solve that stops at its time limit raises instead). The folder is ``$DORA_RL_CACHE`` when
-set, else the platform's user cache folder (``~/.cache/dora_rl`` on Linux);
+The candidates an env builds for a set of usable devices (its plan sets, the joint choice, the
+re-solves for a device subset) are kept the same way, under a key of every job of the card.
+
+Only the plans, their robustness and roles (for candidates, their nominal energies, which only
+rank them) are stored; the plans' figures are recomputed from the cost model on reading, and a
+file that cannot be read or holds a plan the job cannot run is ignored and replaced. Only
+proven optima are ever stored (a solve that stops at its time limit raises instead). The
+folder is ``$DORA_RL_CACHE`` when set, else the platform's user cache folder
+(``~/.cache/dora_rl/plan_sets`` on Linux);
 ``DORA_RL_CACHE=off`` turns the cache off; ``python -m dora_rl.plan --clear-cache`` empties it.
 """
 
@@ -26,10 +31,10 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import platformdirs
@@ -48,6 +53,8 @@ MAX_FILE_BYTES = 1 << 20
 """Larger files are not plan sets of ours and are ignored."""
 _PACKAGE = Path(__file__).resolve().parent.parent
 _CODE_PARTS = ("config", "costmodel", "planner")
+_CODE_FILES = ("env/candidates.py",)
+T = TypeVar("T")
 
 
 def cache_dir() -> Path | None:
@@ -77,6 +84,7 @@ def code_fingerprint() -> str:
     files: list[Path] = []
     for part in _CODE_PARTS:
         files.extend(sorted((_PACKAGE / part).rglob("*.py")))
+    files.extend(_PACKAGE / name for name in _CODE_FILES)
     files.extend(sorted((_PACKAGE / "data").rglob("*.yaml")))
     for path in files:
         digest.update(str(path.relative_to(_PACKAGE)).encode())
@@ -112,19 +120,31 @@ def _state_bytes(state: State) -> Iterable[bytes]:
         yield name.encode() + array.tobytes()
 
 
-def plan_set_key(model: CostModel, mode: str, k: int, state: State,
-                 time_limit_s: float) -> str:
-    """The file name (a hex digest) of a plan set's request; see the module docstring."""
+def _digest(models: Sequence[CostModel], request: str) -> str:
     digest = hashlib.sha256(code_fingerprint().encode())
-    digest.update(scenario_text(model.scenario).encode())
-    digest.update(model.tables.job.model_dump_json().encode())
-    digest.update(f"{model.job_index}/{mode}/{k}/{time_limit_s!r}".encode())
-    for chunk in _state_bytes(state):
-        digest.update(chunk)
+    digest.update(scenario_text(models[0].scenario).encode())
+    for model in models:
+        digest.update(f"{model.job_index}:".encode())
+        digest.update(model.tables.job.model_dump_json().encode())
+    digest.update(request.encode())
     return digest.hexdigest()
 
 
-def _plan_json(plan: Plan) -> dict[str, Any]:
+def plan_set_key(model: CostModel, mode: str, k: int, state: State,
+                 time_limit_s: float) -> str:
+    """The file name (a hex digest) of a plan set's request; see the module docstring."""
+    state_hash = hashlib.sha256(b"".join(_state_bytes(state))).hexdigest()
+    return _digest([model], f"plan_set/{mode}/{k}/{time_limit_s!r}/{state_hash}")
+
+
+def candidates_key(models: Sequence[CostModel], k: int, usable: bytes) -> str:
+    """The file name of the candidates of every job of a card for one set of usable devices
+    (:class:`~dora_rl.env.candidates.CandidateCache`)."""
+    return _digest(models, f"candidates/{k}/{usable.hex()}")
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """A plan as JSON-ready data (:func:`plan_from_json` reads it back)."""
     return {"stage_end": list(plan.stage_end),
             "stage_devices": [list(g) for g in plan.stage_devices],
             "micro_batches": plan.micro_batches,
@@ -135,22 +155,37 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
             "dvfs_levels": None if plan.dvfs_levels is None else list(plan.dvfs_levels)}
 
 
-def _plan_of(raw: dict[str, Any]) -> Plan:
+def plan_from_json(raw: dict[str, Any], model: CostModel) -> Plan:
+    """The plan :func:`plan_to_json` wrote, checked against ``model``'s job.
+
+    Raises:
+        PlanError, KeyError, TypeError, ValueError: not a plan this job can run.
+
+    Example:
+        >>> from dora_rl.scenarios import load
+        >>> model = CostModel(load("tiny"))
+        >>> plan = Plan(stage_end=(3, 8), stage_devices=((0,), (1, 2)))
+        >>> plan_from_json(plan_to_json(plan), model) == plan
+        True
+    """
     def maybe(name: str, kind: type) -> tuple[Any, ...] | None:
         value = raw[name]
         return None if value is None else tuple(kind(v) for v in value)
 
-    return Plan(stage_end=tuple(int(v) for v in raw["stage_end"]),
+    plan = Plan(stage_end=tuple(int(v) for v in raw["stage_end"]),
                 stage_devices=tuple(tuple(int(d) for d in g) for g in raw["stage_devices"]),
                 micro_batches=int(raw["micro_batches"]),
                 boundary_shares=maybe("boundary_shares", float),
                 allreduce_shares=maybe("allreduce_shares", float),
                 dvfs_levels=maybe("dvfs_levels", int))
+    check_plan(plan, model.tables)
+    return plan
 
 
-def read(key: str, model: CostModel) -> list[tuple[Plan, float, str]] | None:
-    """The stored entries (plan, robustness, role) under ``key``, or None when there are
-    none usable (missing, unreadable, or a plan the job cannot run)."""
+def load_entry(key: str, parse: Callable[[Any], T]) -> T | None:
+    """``parse`` of the data stored under ``key``, or None when there is none usable:
+    missing, too large, written for another key or format, or refused by ``parse`` (which
+    raises KeyError, TypeError, ValueError or PlanError on data it cannot use)."""
     folder = cache_dir()
     if folder is None:
         return None
@@ -159,38 +194,30 @@ def read(key: str, model: CostModel) -> list[tuple[Plan, float, str]] | None:
         if path.stat().st_size > MAX_FILE_BYTES:
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != FORMAT or data.get("key") != key:
+        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != key:
             return None
-        entries = []
-        for raw in data["entries"]:
-            plan = _plan_of(raw["plan"])
-            check_plan(plan, model.tables)
-            entries.append((plan, float(raw["robustness"]), str(raw["role"])))
+        return parse(data["data"])
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, PlanError) as error:
-        log.warning("ignoring the unreadable plan-set cache file %s (%s)", path, error)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, PlanError) as error:
+        log.warning("ignoring the unreadable plan cache file %s (%s)", path, error)
         return None
-    return entries or None
 
 
-def write(key: str, entries: Iterable[tuple[Plan, float, str]]) -> None:
-    """Store entries under ``key`` atomically; a folder that cannot be written is skipped
-    with a log line (the cache only saves time)."""
+def store_entry(key: str, data: Any) -> None:
+    """Store JSON-ready ``data`` under ``key`` atomically; a folder that cannot be written is
+    skipped with a log line (the cache only saves time)."""
     folder = cache_dir()
     if folder is None:
         return
-    data = {"format": FORMAT, "key": key,
-            "entries": [{"plan": _plan_json(p), "robustness": r, "role": role}
-                        for p, r, role in entries]}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False,
                                          encoding="utf-8") as out:
-            json.dump(data, out)
+            json.dump({"format": FORMAT, "key": key, "data": data}, out)
         os.replace(out.name, folder / f"{key}.json")
     except OSError as error:
-        log.warning("cannot write the plan-set cache in %s (%s)", folder, error)
+        log.warning("cannot write the plan cache in %s (%s)", folder, error)
 
 
 def clear() -> int:
@@ -205,5 +232,5 @@ def clear() -> int:
     return removed
 
 
-__all__ = ["CACHE_ENV", "cache_dir", "clear", "code_fingerprint", "plan_set_key", "read",
-           "scenario_text", "write"]
+__all__ = ["CACHE_ENV", "cache_dir", "candidates_key", "clear", "code_fingerprint", "load_entry",
+           "plan_from_json", "plan_set_key", "plan_to_json", "scenario_text", "store_entry"]

@@ -141,17 +141,27 @@ def plan_set(model: CostModel, mode: Mode | None = None, k: int = 8, state: Stat
     mode = mode or model.scenario.objective.mode
     key = disk.plan_set_key(model, mode, k, state, time_limit_s) \
         if cache and space is None else None
-    stored = disk.read(key, model) if key is not None else None
-    if stored is not None:
-        entries = tuple(PlanEntry(plan, model.evaluate(plan, state), robust, role)
-                        for plan, robust, role in stored)
-        return PlanSet(job=model.tables.job.name, mode=mode, entries=entries,
+    stored = disk.load_entry(key, lambda data: _entries(data, model, state)) \
+        if key is not None else None
+    if stored:
+        return PlanSet(job=model.tables.job.name, mode=mode, entries=stored,
                        solve_time_s=time.perf_counter() - start)
     result = _solve_plan_set(model, mode, k, state, space or SearchSpace.build(model, state),
                              time_limit_s, start)
     if key is not None:
-        disk.write(key, [(e.plan, e.robustness, e.role) for e in result.entries])
+        disk.store_entry(key, [{"plan": disk.plan_to_json(e.plan), "robustness": e.robustness,
+                                "role": e.role} for e in result.entries])
     return result
+
+
+def _entries(data: list[dict[str, Any]], model: CostModel, state: State) -> tuple[PlanEntry, ...]:
+    """Stored plan-set entries with their figures recomputed in ``state``."""
+    out = []
+    for raw in data:
+        plan = disk.plan_from_json(raw["plan"], model)
+        out.append(PlanEntry(plan, model.evaluate(plan, state), float(raw["robustness"]),
+                             str(raw["role"])))
+    return tuple(out)
 
 
 def _solve_plan_set(model: CostModel, mode: Mode, k: int, state: State, space: SearchSpace,
