@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from dora_rl.planner.pipeedge_plan import PipeEdgeSchedule, solve_pipeedge
 from dora_rl.planner.planset import PlanSet, plan_set
 from dora_rl.planner.scheduler import Schedule, schedule
 from dora_rl.scenarios import load
+from dora_rl.synthetic import benchmark_scenario
 
 
 class UsageError(DoraError):
@@ -75,6 +77,9 @@ class Args:
     """Micro-batch size of the PipeEdge profiles to use (with ``--pipeedge``)."""
     clear_cache: bool = False
     """Delete every plan set cached on disk (:mod:`dora_rl.planner.disk`) and exit."""
+    time_limit: float = 60.0
+    """Seconds each solve may take; a solve that stops there without a proven optimum is an
+    error (no result silently depends on the limit)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,8 @@ def parse(argv: Sequence[str] | None) -> Args:
     """Parse and check the command line."""
     p = _Parser(prog="python -m dora_rl.plan", description="Plan a scenario's jobs.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--scenario", help="card path or name (e.g. envs/tiny.yaml or tiny)")
+    src.add_argument("--scenario", help="card path or name (e.g. envs/tiny.yaml or tiny), or "
+                     "synthetic:LxD[:llm|:train] for the synthetic benchmark instance")
     src.add_argument("--pipeedge", metavar="DIR", help="PipeEdge profile directory")
     src.add_argument("--clear-cache", action="store_true",
                      help="delete the plan sets cached on disk ($DORA_RL_CACHE) and exit")
@@ -116,6 +122,8 @@ def parse(argv: Sequence[str] | None) -> Args:
     p.add_argument("--no-schedule", action="store_true", help="skip the network scheduler")
     p.add_argument("--model", help="model name in models.yml (with --pipeedge)")
     p.add_argument("--batch", type=int, default=8, help="PipeEdge micro-batch size (default 8)")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+                   help="seconds each solve may take (default 60); hitting it is an error")
     ns = p.parse_args(argv)
     args = Args(**vars(ns))
     if args.pipeedge is not None:
@@ -129,7 +137,37 @@ def parse(argv: Sequence[str] | None) -> Args:
         raise UsageError(f"--mode {args.mode!r}: unknown mode (energy or time)")
     if args.k < 1 or args.batch < 1:
         raise UsageError("--k and --batch must be at least 1")
+    if not (math.isfinite(args.time_limit) and 0 < args.time_limit <= MAX_TIME_LIMIT_S):
+        raise UsageError(f"--time-limit {args.time_limit}: must be above 0 and at most "
+                         f"{MAX_TIME_LIMIT_S:g} s")
     return args
+
+
+SYNTHETIC = re.compile(r"synthetic:(\d{1,5})x(\d{1,4})(?::(llm|train))?")
+"""``synthetic:LxD[:llm|:train]``: the benchmark instance of L layers on D devices."""
+MAX_TIME_LIMIT_S = 86_400.0
+
+
+def load_card(text: str) -> Scenario:
+    """The scenario ``--scenario`` names: a card (path or name), or the synthetic benchmark
+    instance (:func:`~dora_rl.synthetic.benchmark_scenario`).
+
+    Example:
+        >>> s = load_card("synthetic:48x8:llm")
+        >>> s.name, len(s.devices), s.jobs[0].workload
+        ('bench_48x8', 8, 'llm_inference')
+    """
+    match = SYNTHETIC.fullmatch(text)
+    if match is None:
+        if text.startswith("synthetic:"):
+            raise UsageError(f"--scenario {text}: expected synthetic:LxD[:llm|:train], e.g. "
+                             "synthetic:48x8 or synthetic:96x16:llm")
+        return load(text)
+    layers, devices = int(match[1]), int(match[2])
+    if not (1 <= layers <= 4096 and 2 <= devices <= 256):
+        raise UsageError(f"--scenario {text}: layers must be 1-4096 and devices 2-256")
+    workload = {"llm": "llm_inference", "train": "training"}.get(match[3] or "", "inference")
+    return benchmark_scenario(layers, devices, workload)  # type: ignore[arg-type]
 
 
 def _finite(x: Any) -> float | None:
@@ -175,17 +213,18 @@ def report_json(r: JobReport) -> dict[str, Any]:
     base = {n: {"error": v} if isinstance(v, str) else plan_json(r.model, *v)
             for n, v in r.baselines.items()}
     return {"job": r.plans.job, "mode": r.plans.mode, "solve_time_s": r.plans.solve_time_s,
-            "plans": plans, "baselines": base}
+            "proven_optimal": True, "plans": plans, "baselines": base}
 
 
-def solve_job(model: CostModel, mode: Mode | None, k: int, scheduled: bool) -> JobReport:
+def solve_job(model: CostModel, mode: Mode | None, k: int, scheduled: bool,
+              time_limit_s: float = 60.0) -> JobReport:
     """Plan set, schedules and baselines of one job.
 
     Raises:
         InfeasibleError: no plan of the job meets memory and QoE.
     """
     try:
-        plans = plan_set(model, mode, k=k)
+        plans = plan_set(model, mode, k=k, time_limit_s=time_limit_s)
     except InfeasibleError as error:
         raise InfeasibleError(f"{model.scenario.source}: {error}") from None
     schedules = tuple(schedule(model, e.plan) if scheduled else None for e in plans.entries)
@@ -285,7 +324,7 @@ def _jobs(scenario: Scenario, job: str | None) -> list[str]:
 def run_scenario(args: Args, out: Console, err: Console) -> None:
     """Plan every requested job, print the tables and write the files."""
     assert args.scenario is not None
-    scenario = load(args.scenario)
+    scenario = load_card(args.scenario)
     names = _jobs(scenario, args.job)
     reports = []
     with _progress(err) as bar:
@@ -293,14 +332,15 @@ def run_scenario(args: Args, out: Console, err: Console) -> None:
         for i, name in enumerate(names):
             bar.update(task, description=f"planning job {name} ({i + 1}/{len(names)})")
             reports.append(solve_job(CostModel(scenario, name), cast(Mode | None, args.mode),
-                                     args.k, not args.no_schedule))
+                                     args.k, not args.no_schedule, args.time_limit))
     for r in reports:
         out.print(job_table(r))
         out.print(summary_line(r), markup=False, highlight=False)
     if args.json is not None:
         jobs = [report_json(r) for r in reports]
         data = {"scenario": scenario.name, "solve_time_s": sum(j["solve_time_s"] for j in jobs),
-                **{k: jobs[0][k] for k in ("job", "mode", "plans", "baselines")},
+                **{k: jobs[0][k] for k in ("job", "mode", "proven_optimal", "plans",
+                                           "baselines")},
                 "jobs": {j["job"]: j for j in jobs}}
         _write(args.json, json.dumps(data, indent=2))
     if args.png is not None:

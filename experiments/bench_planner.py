@@ -11,14 +11,24 @@ one repeat). It writes, under ``experiments/results/``:
   whether the baseline meets QoE, and in time mode the speed-up over each baseline.
 - ``scheduler.{md,csv}``: for every multi-stage plan of each job's plan set and of the
   baselines, the job's time with equal airtime sharing and with the scheduler's shares.
+- ``planner_cache.{md,csv}`` (``--only cache`` runs just this part): per shipped card, the wall
+  time of building its ``-v1`` env (``gymnasium.make`` and the first ``reset``) and of
+  ``python -m dora_rl.plan`` with an empty plan cache and again with the cache the first run
+  filled (each in a fresh process, a temporary ``$DORA_RL_CACHE``), and whether ``plan`` gave
+  the same plans both times.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
 import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -157,11 +167,65 @@ def scheduler_gains() -> list[dict[str, Any]]:
     return rows
 
 
+ENV_OF_CARD = {"tiny": "dora_rl/Tiny-v1", "smart_home": "dora_rl/SmartHome-v1",
+               "traffic_analytics": "dora_rl/TrafficAnalytics-v1",
+               "edge_cluster": "dora_rl/EdgeCluster-v1"}
+
+
+def _run_s(argv: list[str], cache: str) -> float:
+    """Wall seconds of ``argv`` in a fresh process with the plan cache in ``cache``."""
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, env={**os.environ, "DORA_RL_CACHE": cache},
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _plans(path: Path) -> Any:
+    """The plan JSON without its solve times (which differ from run to run)."""
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k != "solve_time_s"}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    return strip(json.loads(path.read_text()))
+
+
+def cache_speed() -> list[dict[str, Any]]:
+    """Env build and ``plan`` with a cold and a warm plan cache, per shipped card."""
+    rows = []
+    for card, env_id in ENV_OF_CARD.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            env_cache, plan_cache = f"{tmp}/env", f"{tmp}/plan"
+            make = [sys.executable, "-c", "import gymnasium as gym, dora_rl; "
+                    f"gym.make({env_id!r}).reset(seed=0)"]
+            env_cold, env_warm = _run_s(make, env_cache), _run_s(make, env_cache)
+            outs = [Path(tmp) / "cold.json", Path(tmp) / "warm.json"]
+            plan = [sys.executable, "-m", "dora_rl.plan", "--scenario", f"envs/{card}.yaml"]
+            plan_cold = _run_s([*plan, "--json", str(outs[0])], plan_cache)
+            plan_warm = _run_s([*plan, "--json", str(outs[1])], plan_cache)
+            rows.append({"card": card, "env_cold_s": round(env_cold, 2),
+                         "env_warm_s": round(env_warm, 2), "plan_cold_s": round(plan_cold, 2),
+                         "plan_warm_s": round(plan_warm, 2),
+                         "same_plans": _plans(outs[0]) == _plans(outs[1])})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> int:
     """Run every part and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="48 x 8 only, one repeat")
+    parser.add_argument("--only", choices=("cache",), help="run only this part")
     args = parser.parse_args()
+    print(_write("planner_cache", "Plan cache: cold and warm", cache_speed(),
+                 "Wall seconds of a fresh process on this 2-core machine: building the card's "
+                 "-v1 env (gymnasium.make and the first reset) and `python -m dora_rl.plan "
+                 "--scenario envs/<card>.yaml`, first with an empty plan cache, then with the "
+                 "cache the first run filled (dora_rl/planner/disk.py). Process start-up and "
+                 "imports (about 1 s) are included. same_plans: the plan JSON of both runs is "
+                 "equal apart from solve times."))
+    if args.only == "cache":
+        return 0
     print(_write("planner_speed", "Planner speed", speed(args.quick),
                  "Medians of wall time on this 2-core machine (HiGHS, one thread)."))
     print(_write("planner_vs_baselines", "Dora's plans against the baselines",

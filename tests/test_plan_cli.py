@@ -10,9 +10,11 @@ import pytest
 import yaml
 
 from dora_rl.costmodel import CostModel
+from dora_rl.errors import run_cli
 from dora_rl.plan import main
 from dora_rl.planner.partition import Mode, solve
 from dora_rl.scenarios import ENVS_DIR, load
+from dora_rl.synthetic import benchmark_scenario
 
 REQUIRED = ("stages", "latency_s", "throughput_per_s", "energy_j", "bottleneck_s")
 
@@ -112,3 +114,28 @@ def test_a_card_that_fits_nowhere_names_memory(tmp_path: Path,
     path.write_text(yaml.safe_dump(card))
     err = _one_line_error(capsys, ["--scenario", str(path)])
     assert "memory" in err and "weights" in err and "classify" in err
+
+
+@pytest.mark.parametrize(("spec", "workload"), [("synthetic:6x8", "inference"),
+                                                ("synthetic:6x8:llm", "llm_inference"),
+                                                ("synthetic:6x8:train", "training")])
+def test_plan_solves_the_synthetic_instance_to_a_proven_optimum(
+        tmp_path: Path, spec: str, workload: str) -> None:
+    data = _run(["--scenario", spec, "--k", "2", "--no-schedule"], tmp_path)
+    model = CostModel(benchmark_scenario(6, 8, workload))  # type: ignore[arg-type]
+    best = solve(model, "energy")
+    assert data["scenario"] == "bench_6x8" and data["proven_optimal"] is True
+    assert data["plans"][0]["energy_j"] == pytest.approx(best.energy_j)
+    assert data["solve_time_s"] > 0
+
+
+@pytest.mark.parametrize("argv", [["--scenario", "synthetic:6"],
+                                  ["--scenario", "synthetic:6x3:gpu"],
+                                  ["--scenario", "synthetic:6x1"],
+                                  ["--scenario", "tiny", "--time-limit", "0"],
+                                  ["--scenario", "tiny", "--time-limit", "nan"]])
+def test_bad_synthetic_specs_and_time_limits_are_one_line(
+        capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --")
