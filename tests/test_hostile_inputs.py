@@ -5,6 +5,7 @@ memory bomb or a silent change. Probes go through the real CLIs' ``main`` in-pro
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import time
 import tracemalloc
@@ -21,10 +22,12 @@ from dora_rl import plan as plan_cli
 from dora_rl.config import load_scenario
 from dora_rl.config.limits import MAX_FILE_BYTES, MAX_LAYERS, MAX_YAML_BYTES
 from dora_rl.config.names import display_text, plain_text, require_name
+from dora_rl.controllers.card import load_baseline_settings
 from dora_rl.dynamics.traces import load_trace, load_traces
 from dora_rl.env.observation import DecisionLayout, ObservationError, encode
 from dora_rl.errors import ConfigError, DoraError, run_cli
 from dora_rl.pipeedge import load_pipeedge, to_model
+from dora_rl.training.card import load_agent_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = (ROOT / "envs" / "tiny.yaml").read_text(encoding="utf-8")
@@ -415,3 +418,24 @@ def test_a_checkpoint_copy_of_a_card_gets_the_same_checks(tmp_path: Path) -> Non
     text = TINY.replace("  backbone_mbps: 1000", "  backbone_mbps: 1000\n  backbone_mbps: 10")
     with pytest.raises(ConfigError, match=r"run/config.yaml: network.backbone_mbps: duplicate"):
         load_scenario_text(text, "run/config.yaml", tmp_path)
+
+
+@pytest.mark.parametrize(("card", "problem"), [
+    ("default:\n  timesteps: '300'\n", "default.timesteps: must be a valid integer, not a string"),
+    ("default:\n  timesteps: true\n", "default.timesteps: must be a valid integer, not a boolean"),
+    ("default:\n  ppo: {gamma: 'high'}\n", "default.ppo.gamma: must be a valid number"),
+    ("default:\n  eval: {oracle_regret: 1}\n", "default.eval.oracle_regret"),
+])
+def test_controller_cards_take_numbers_and_flags_strictly(tmp_path: Path, card: str,
+                                                          problem: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(card)
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_agent_settings("tiny", path)
+
+
+def test_baseline_cards_take_numbers_strictly(tmp_path: Path) -> None:
+    path = tmp_path / "baselines.yaml"
+    path.write_text("foresight: {horizon_intervals: '30'}\n")
+    with pytest.raises(ConfigError, match="foresight.horizon_intervals: must be a valid integer"):
+        load_baseline_settings(path)

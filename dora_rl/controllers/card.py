@@ -20,6 +20,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from dora_rl.config.loader import read_yaml, validate
+from dora_rl.config.schema import Float, NonNegInt
 
 BASELINES_CARD = Path(__file__).resolve().parent.parent.parent / "agents" / "baselines.yaml"
 
@@ -31,44 +32,44 @@ class _Frozen(BaseModel):
 class DoraSettings(_Frozen):
     """The rule-based adapter."""
 
-    qoe_margin: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.1
+    qoe_margin: Annotated[Float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.1
     """Relative slack a candidate must keep on every target to count as meeting QoE."""
-    hysteresis: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.05
+    hysteresis: Annotated[Float, Field(ge=0, allow_inf_nan=False)] = 0.05
     """Keep the current plan unless another compliant one saves more than this fraction."""
-    miss_tolerance: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    miss_tolerance: Annotated[Float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     """Share of a job's requests it may miss, beyond what its attainment target allows, while
     dora lowers power modes (0: lower a mode only while every job keeps within its SLO)."""
-    backoff_intervals: Annotated[int, Field(ge=1)] = 2
+    backoff_intervals: Annotated[NonNegInt, Field(ge=1)] = 2
     """Calm intervals a device waits before trying a slower mode again after one failed."""
-    backoff_max_intervals: Annotated[int, Field(ge=1)] = 64
+    backoff_max_intervals: Annotated[NonNegInt, Field(ge=1)] = 64
     """Longest such wait (the wait doubles after each failure up to this)."""
 
 
 class GreedySettings(_Frozen):
     """The privileged one-interval peek."""
 
-    max_combinations: Annotated[int, Field(gt=0)] = 4096
+    max_combinations: Annotated[NonNegInt, Field(gt=0)] = 4096
     """Joint choices of plans scored per interval at most."""
 
 
 class ForesightSettings(_Frozen):
     """The privileged receding-horizon peek."""
 
-    horizon_intervals: Annotated[int, Field(gt=0, le=100_000)] = 30
+    horizon_intervals: Annotated[NonNegInt, Field(gt=0, le=100_000)] = 30
     """Coming intervals each decision is scored over (more: sees longer pay-offs, slower)."""
 
 
 class OracleSettings(_Frozen):
     """The privileged hindsight search."""
 
-    beam: Annotated[int, Field(gt=0, le=100_000)] = 64
+    beam: Annotated[NonNegInt, Field(gt=0, le=100_000)] = 64
     """Distinct control states kept alive per interval (more: slower, closer to exact)."""
 
 
 class RandomSettings(_Frozen):
     """Uniform random actions."""
 
-    seed: int = 0
+    seed: NonNegInt = 0
 
 
 class BaselineSettings(_Frozen):

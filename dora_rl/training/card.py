@@ -18,21 +18,25 @@ from __future__ import annotations
 import copy
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from dora_rl.config.loader import read_yaml, validate
+from dora_rl.config.schema import (
+    NonNegFloat,
+    NonNegInt,
+    PositiveFloat,
+    PositiveInt,
+    UnitFraction,
+)
 from dora_rl.errors import ConfigError
 
 AGENTS_DIR = Path(__file__).resolve().parent.parent.parent / "agents"
 DEFAULT_CARD = AGENTS_DIR / "ppo.yaml"
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-UnitFloat = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+# the scenario schema's strict numbers: ``true`` is not 1 and ``"3"`` is not 3
+UnitFloat = UnitFraction
 Bandwidth = Literal["trace", "synthetic", "static"]
 TRAIN_BANDWIDTH: tuple[Bandwidth, ...] = ("trace", "synthetic")
 
@@ -89,7 +93,7 @@ class EvalSettings(_Frozen):
     """Environment steps (all envs together) between validations."""
     episodes: PositiveInt = 3
     episode_steps: PositiveInt = 300
-    oracle_regret: bool = True
+    oracle_regret: StrictBool = True
     """Score the hindsight ``oracle`` on the validation episodes once, before training, and log
     each validation's regret against it (``eval/regret/...``)."""
 
@@ -127,7 +131,7 @@ class AgentSettings(_Frozen):
     timesteps: PositiveInt = 200_000
     n_envs: PositiveInt = 2
     vec_env: Literal["dummy", "subproc"] = "dummy"
-    seed: int = 0
+    seed: NonNegInt = 0
     torch_threads: PositiveInt = 1
     env: EnvSettings = EnvSettings()
     ppo: PPOSettings = PPOSettings()
