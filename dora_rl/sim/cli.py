@@ -28,6 +28,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
 from dora_rl.config import Scenario
 from dora_rl.errors import ConfigError, run_cli
 from dora_rl.scenarios import load
@@ -144,9 +153,18 @@ def _main(argv: Sequence[str] | None) -> int:
     ns = parse(argv)
     scenario = _scenario(ns.scenario)
     arrivals = read_arrivals(ns.arrivals, scenario) if ns.arrivals else None
-    run = simulate(scenario, ns.controller, duration_s=ns.duration, seed=ns.seed,
-                   split=ns.split, bandwidth=ns.bandwidth, compare_analytic=ns.compare_analytic,
-                   rate_scale=ns.rate_scale, queue_capacity=ns.queue, arrivals=arrivals)
+    with Progress(TextColumn("simulating {task.fields[what]}"), BarColumn(),
+                  MofNCompleteColumn(), TextColumn("intervals"), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("sim", total=None, what=f"{scenario.name} under {ns.controller}")
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        run = simulate(scenario, ns.controller, duration_s=ns.duration, seed=ns.seed,
+                       split=ns.split, bandwidth=ns.bandwidth,
+                       compare_analytic=ns.compare_analytic, rate_scale=ns.rate_scale,
+                       queue_capacity=ns.queue, arrivals=arrivals, progress=advance)
     print(table(run, ns.compare_analytic))
     if ns.json:
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -162,8 +162,12 @@ def _summary(env: SimEnv, j: int, arrived: int, scored: float, missed: float,
 def simulate(scenario: Scenario, controller: str, duration_s: float = 600.0, seed: int = 0,
              split: str = "test", bandwidth: str | None = None, compare_analytic: bool = False,
              rate_scale: float = 1.0, queue_capacity: int = QUEUE_CAPACITY,
-             arrivals: dict[str, Sequence[float]] | None = None) -> SimRun:
+             arrivals: dict[str, Sequence[float]] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> SimRun:
     """Run ``controller`` (a baseline name or a run directory) for ``duration_s`` seconds.
+
+    ``progress(done, total)`` is called after every control interval with the intervals
+    simulated so far (for a progress bar on long runs).
 
     Raises:
         SimUsageError: unknown controller, a trained controller of another scenario, or a
@@ -185,7 +189,9 @@ def simulate(scenario: Scenario, controller: str, duration_s: float = 600.0, see
     scored, missed = [0.0] * env.n_jobs, [0.0] * env.n_jobs
     nan = (math.nan,) * env.n_jobs
     state, first = None, True
-    for _ in range(steps):
+    for step in range(steps):
+        if progress is not None:
+            progress(step, steps)
         action, state = ctl.predict(obs, state, episode_start=np.array([first]),
                                     deterministic=True)
         obs, _, _, _, info = env.step(action)
