@@ -153,9 +153,10 @@ def _main(argv: Sequence[str] | None) -> int:
     ns = parse(argv)
     scenario = _scenario(ns.scenario)
     arrivals = read_arrivals(ns.arrivals, scenario) if ns.arrivals else None
+    err = Console(stderr=True)
     with Progress(TextColumn("simulating {task.fields[what]}"), BarColumn(),
                   MofNCompleteColumn(), TextColumn("intervals"), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("sim", total=None, what=f"{scenario.name} under {ns.controller}")
 
         def advance(done: int, total: int) -> None:
