@@ -175,7 +175,8 @@ def simulate(scenario: Scenario, controller: str, duration_s: float = 600.0, see
         DoraError: an unusable checkpoint or card (from the loaders).
     """
     if not (math.isfinite(duration_s) and duration_s > 0):
-        raise SimUsageError(f"--duration: must be > 0 seconds, got {duration_s}")
+        raise SimUsageError(f"--duration: must be a finite number of seconds above 0, "
+                            f"got {duration_s}")
     kwargs: dict[str, Any] = {"split": split, "bandwidth": bandwidth,
                               "compare_analytic": compare_analytic, "rate_scale": rate_scale,
                               "queue_capacity": queue_capacity, "arrivals": arrivals}
