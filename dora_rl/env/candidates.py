@@ -44,7 +44,6 @@ class CandidateCache:
         self.solves = 0
         self.unplannable: dict[str, str] = {}
         """Per job with no plan at all on every device: the planner's reason, in words."""
-        self._why = ""
 
     def get(self, usable: np.ndarray | list[bool]) -> list[JobCandidates]:
         """Candidates of every job with exactly the ``usable`` devices present."""
@@ -173,7 +172,7 @@ class CandidateCache:
             best = solve(model, None, state)
             extra = [(best.plan, best.energy_j)]
         except InfeasibleError:
-            plans, energy = self._fallback(model, state)
+            plans, energy, _ = self._fallback(model, state)
             extra = list(zip(plans, energy, strict=True))
         merged = extra + [pe for pe in kept if pe[0] not in {p for p, _ in extra}]
         return JobCandidates(plans=tuple(p for p, _ in merged[: self.k]),
@@ -187,23 +186,24 @@ class CandidateCache:
             plans = [e.plan for e in entries]
             energy = [e.energy_j for e in entries]
         except InfeasibleError:
-            plans, energy = self._fallback(model, state)
+            plans, energy, why = self._fallback(model, state)
             if not plans and usable.all():
-                self.unplannable[model.tables.job.name] = self._why
+                self.unplannable[model.tables.job.name] = why
         log.info("candidates of %s with %d devices: %d plans", model.tables.job.name,
                  int(usable.sum()), len(plans))
         return JobCandidates(plans=tuple(plans[: self.k]), energy_j=tuple(energy[: self.k]))
 
-    def _fallback(self, model: CostModel, state: State) -> tuple[list[Plan], list[float]]:
-        """No plan meets QoE with these devices: keep the fastest that fits memory."""
+    @staticmethod
+    def _fallback(model: CostModel, state: State) -> tuple[list[Plan], list[float], str]:
+        """No plan meets QoE with these devices: keep the fastest that fits memory (none, and
+        the planner's reason, when nothing fits)."""
         from dora_rl.planner.formulation import Limits
 
         try:
             r = solve(model, "time", state, limits=Limits(ignore_qoe=True))
         except InfeasibleError as error:
-            self._why = str(error)
-            return [], []
-        return [r.plan], [r.energy_j]
+            return [], [], str(error)
+        return [r.plan], [r.energy_j], ""
 
 
 _SHARED: dict[int, tuple[object, dict[int, CandidateCache]]] = {}

@@ -13,6 +13,7 @@ leaves that state as soon as the last plan's devices answer again or a candidate
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from dora_rl.costmodel import CostModel, Plan
@@ -49,9 +50,8 @@ class PlanKeeper:
     emulator: Emulator
     model: CostModel
     usage: Usage
-
-    def _send_links(self) -> None:
-        raise NotImplementedError
+    _send_links: Callable[[], None]
+    """Sends every worker the links' state (the runtime's method)."""
 
     def available(self) -> tuple[bool, ...]:
         """Per device: its worker is alive and, in the emulated world, it is present."""
