@@ -22,6 +22,8 @@ from dora_rl.errors import InfeasibleError
 log = logging.getLogger("dora_rl.runtime")
 MAX_ERRORS_KEPT = 20
 
+STOPPED = "serve was stopped"
+"""Why requests cut short by a signal were not completed."""
 
 class NoPlan(InfeasibleError):
     """No plan fits the devices left (or the planner failed on them)."""
@@ -128,11 +130,13 @@ class Health:
                    "kept")
 
     def not_completed(self, index: int, reason: str) -> None:
-        """Request ``index`` will not complete, for ``reason``."""
+        """Request ``index`` will not complete, for ``reason`` (said once per reason, except
+        :data:`STOPPED`: the stop's own line counts those)."""
         with self._lock:
             self.failed[index] = reason
-        self._warn(f"request {index} not completed: {reason} (said once per reason)",
-                   key=f"request: {reason}")
+        if reason != STOPPED:
+            self._warn(f"request {index} not completed: {reason} (said once per reason)",
+                       key=f"request: {reason}")
 
     def reasons(self) -> dict[str, int]:
         """Requests not completed per reason, most frequent first."""

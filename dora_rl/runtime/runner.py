@@ -33,7 +33,7 @@ from dora_rl.runtime import agent, inbox
 from dora_rl.runtime.cluster import SERVER_NAME, Cluster
 from dora_rl.runtime.control import Decider
 from dora_rl.runtime.emulation import Emulator, auto_time_scale, host_seconds
-from dora_rl.runtime.health import Health, Interrupted, Refused, StopFlag, describe
+from dora_rl.runtime.health import STOPPED, Health, Interrupted, Refused, StopFlag, describe
 from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample_input
 from dora_rl.runtime.live import LiveControl
 from dora_rl.runtime.loop import control_loop, write_status
@@ -175,7 +175,7 @@ class Runtime(PlanKeeper):
         with self.changed:
             while True:
                 if self.stop.is_set():
-                    raise Refused("serve was stopped")
+                    raise Refused(STOPPED)
                 if self.health.blocked is None:
                     return self.live.plan, self.live.plan_id
                 if self.health.for_good:
@@ -205,7 +205,7 @@ class Runtime(PlanKeeper):
                     why = str(stalled)
                     continue  # every device answers: run it again
                 except Aborted:
-                    raise Refused("serve was stopped") from None
+                    raise Refused(STOPPED) from None
                 done_t = time.monotonic()
                 with self.lock:
                     self.records.append(Record(i, sent_t, done_t, plan_id, attempt,
@@ -280,7 +280,7 @@ class Runtime(PlanKeeper):
         pool.shutdown(wait=True, cancel_futures=True)
         for future, i in futures.items():
             if future.cancelled():
-                self.health.not_completed(i, "serve was stopped")
+                self.health.not_completed(i, STOPPED)
 
     def run(self) -> dict[str, Any]:
         """Run to the last request (or a stop); always stops the workers.
