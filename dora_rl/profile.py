@@ -5,6 +5,15 @@ Usage::
     python -m dora_rl.profile --model vit_b16                # print the summary table
     python -m dora_rl.profile --model gpt2 --out             # write dora_rl/data/profiles/gpt2.yaml
     python -m dora_rl.profile --model resnet50 --measure --out envs/profiles/resnet50_x86_cpu.yaml
+    python -m dora_rl.profile --model my_net.py:build --input-shape 1,3,224,224 --out my_net.yaml
+    python -m dora_rl.profile --model torchvision.models:mobilenet_v2 --input-shape 1,3,224,224
+    python -m dora_rl.profile --model my_lm.py:build --tokens 512 --split-points layers.5
+    python -m dora_rl.profile --gguf tinyllama-1.1b.Q4_0.gguf --out tinyllama_q4.yaml
+
+``--model`` takes a registered model or any ``torch.nn.Module`` from its factory
+(``FILE.py:FUNCTION`` or ``package.module:FUNCTION``, called with no arguments), profiled by
+:mod:`dora_rl.models.module_profile`; ``--gguf`` reads a llama-style GGUF file
+(:mod:`dora_rl.models.gguf_profile`). See docs/profiles.md.
 
 Every figure is exact for the model as built by :mod:`dora_rl.models` (float32, random weights),
 counted by :mod:`dora_rl.models.counting` on fake CPU tensors: forward and backward FLOPs with
@@ -47,6 +56,13 @@ from dora_rl.config.schema import Layer, Measured, Model
 from dora_rl.errors import DoraError, run_cli
 from dora_rl.models import MODELS, ModelSpec
 from dora_rl.models.counting import BlockCount, count_fake, time_blocks
+from dora_rl.models.gguf_profile import profile_gguf
+from dora_rl.models.module_profile import (
+    measure_module,
+    module_source,
+    profile_module,
+    relative_factory,
+)
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "data" / "profiles"
 """Where ``--out`` without a path writes (``dora_rl/data/profiles/<model>.yaml``)."""
@@ -58,8 +74,19 @@ _BUILTIN = "\0builtin"
 class Args:
     """Command-line arguments of ``python -m dora_rl.profile``."""
 
-    model: str
-    """Registered model to profile (a key of ``dora_rl.models.MODELS``)."""
+    model: str | None = None
+    """Registered model (a key of ``dora_rl.models.MODELS``) or ``FILE.py:FUNCTION`` /
+    ``package.module:FUNCTION`` returning a ``torch.nn.Module``."""
+    gguf: str | None = None
+    """A GGUF file to profile instead of a torch module."""
+    input_shape: str | None = None
+    """Input batch shape of a module taking float tensors, e.g. ``1,3,224,224``."""
+    tokens: int | None = None
+    """Tokens per sequence of a module taking token ids, or of a GGUF model's attention."""
+    split_points: str | None = None
+    """Comma-separated module names to cut the module after (default: found from its graph)."""
+    name: str | None = None
+    """Profile name (default: the factory's function name, or the GGUF file's stem)."""
     measure: bool = False
     """Also time every block on this machine and record it under ``measured``."""
     batch: int = 1
@@ -80,7 +107,15 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     """Parse the command line into :class:`Args`."""
     p = argparse.ArgumentParser(prog="python -m dora_rl.profile",
                                 description=(__doc__ or "").split("\n")[0])
-    p.add_argument("--model", required=True, help=f"one of {', '.join(sorted(MODELS))}")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help=f"one of {', '.join(sorted(MODELS))}, or FILE.py:FUNCTION "
+                      "or package.module:FUNCTION returning a torch.nn.Module")
+    what.add_argument("--gguf", help="a llama-style GGUF file")
+    p.add_argument("--input-shape", help="input batch shape of a module, e.g. 1,3,224,224")
+    p.add_argument("--tokens", type=int, help="tokens per sequence (a module taking token ids; "
+                   "a GGUF model's attention, default its context length, at most 2048)")
+    p.add_argument("--split-points", help="comma-separated module names to cut the module after")
+    p.add_argument("--name", help="profile name (default: the factory or GGUF file name)")
     p.add_argument("--measure", action="store_true", help="time every block on this machine")
     p.add_argument("--batch", type=int, default=1, help="samples or sequences per batch")
     p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (token models)")
@@ -93,10 +128,20 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     return Args(**vars(ns))
 
 
+_MODULE_FLAGS = (("--input-shape", "input_shape"), ("--tokens", "tokens"),
+                 ("--split-points", "split_points"), ("--name", "name"))
+
+
 def _check(args: Args) -> ModelSpec:
+    assert args.model is not None
     if args.model not in MODELS:
         raise DoraError(f"--model: unknown model {args.model!r} "
-                        f"(known: {', '.join(sorted(MODELS))})")
+                        f"(known: {', '.join(sorted(MODELS))}; or FILE.py:FUNCTION or "
+                        "package.module:FUNCTION returning a torch.nn.Module)")
+    for flag, field in _MODULE_FLAGS:
+        if getattr(args, field) is not None:
+            raise DoraError(f"{flag}: only for a module factory or --gguf, not the registered "
+                            f"model {args.model!r}")
     spec = MODELS[args.model]
     for flag, value, low in (("--batch", args.batch, 1), ("--seq-len", args.seq_len, 1),
                              ("--warmup", args.warmup, 0), ("--repeats", args.repeats, 1)):
@@ -108,6 +153,35 @@ def _check(args: Args) -> ModelSpec:
     if args.seq_len is not None and context is not None and args.seq_len > context:
         raise DoraError(f"--seq-len: {args.seq_len} exceeds {spec.name}'s context of {context}")
     return spec
+
+
+def _profile_other(args: Args, path: Path | None) -> Model:
+    """Profile a module factory or a GGUF file (with --measure: also time a module's blocks)."""
+    if args.gguf is not None:
+        for flag, value in (("--input-shape", args.input_shape), ("--seq-len", args.seq_len),
+                            ("--split-points", args.split_points),
+                            ("--measure", args.measure or None)):
+            if value is not None:
+                raise DoraError(f"{flag}: not for --gguf (a GGUF profile is counted from the "
+                                "file's dimensions; --tokens sets its sequence length)")
+        if args.tokens is not None and args.tokens < 1:
+            raise DoraError(f"--tokens: must be >= 1, got {args.tokens}")
+        return profile_gguf(args.gguf, seq_len=args.tokens, name=args.name)
+    if args.seq_len is not None:
+        raise DoraError("--seq-len: for registered models; a module factory takes --tokens")
+    source = module_source(str(args.model), input_shape=args.input_shape, tokens=args.tokens,
+                           split_points=args.split_points, batch=args.batch)
+    model = profile_module(source, name=args.name, batch=args.batch)
+    if args.measure:
+        measured = measure_module(source, device=args.device_name or socket.gethostname(),
+                                  batch=args.batch, warmup=args.warmup, repeats=args.repeats)
+        model = model.model_copy(update={"measured": [measured], "source": (
+            f"{model.source}; measured on {_cpu_name()}, {torch.get_num_threads()} threads, "
+            f"torch {torch.__version__}")})
+    if path is not None:
+        model = model.model_copy(update={"module": source.model_copy(
+            update={"factory": relative_factory(source.factory, path.parent)})})
+    return model
 
 
 def profile_model(spec: ModelSpec, *, batch: int = 1, seq_len: int | None = None,
@@ -208,16 +282,22 @@ def write_yaml(model: Model, path: Path, command: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Profile ``--model``, print the summary and write the YAML when ``--out`` is given."""
+    """Profile ``--model`` or ``--gguf``, print the summary and write the YAML with ``--out``."""
     args = parse_args(argv)
-    spec = _check(args)
-    path = _out_path(args, spec.name)
-    model, s = profile_model(spec, batch=args.batch, seq_len=args.seq_len)
-    if args.measure:
-        measured = measure(spec, args, s)
-        source = (f"{model.source}; measured on {_cpu_name()}, {torch.get_num_threads()} threads, "
-                  f"torch {torch.__version__}")
-        model = model.model_copy(update={"measured": [measured], "source": source})
+    if args.gguf is not None or (args.model not in MODELS and ":" in str(args.model)):
+        if args.out == _BUILTIN:
+            raise DoraError("--out: give a file name for the profile of a module or GGUF file")
+        path = _out_path(args, "")
+        model = _profile_other(args, path)
+    else:
+        spec = _check(args)
+        path = _out_path(args, spec.name)
+        model, s = profile_model(spec, batch=args.batch, seq_len=args.seq_len)
+        if args.measure:
+            measured = measure(spec, args, s)
+            source = (f"{model.source}; measured on {_cpu_name()}, {torch.get_num_threads()} "
+                      f"threads, torch {torch.__version__}")
+            model = model.model_copy(update={"measured": [measured], "source": source})
     print(f"{model.name}: {len(model.layers)} layers, unit {model.unit}"
           + (f", seq_len {model.seq_len}" if model.seq_len else ""))
     print(summary(model))

@@ -26,6 +26,7 @@ from dora_rl.config.schema import (
     Job,
     Layer,
     Model,
+    ModuleSource,
     Network,
     Objective,
     Reward,
@@ -52,9 +53,18 @@ def builtin_profiles() -> list[str]:
 
 
 def load_model(path: str | Path) -> Model:
-    """Load a model profile file written by ``python -m dora_rl.profile``."""
+    """Load a model profile file written by ``python -m dora_rl.profile``; the file of its
+    module factory (``module.factory``, relative to the profile) is made absolute."""
     path = Path(path)
-    return validate(Model, read_yaml(path), str(path))
+    model = validate(Model, read_yaml(path), str(path))
+    if model.module is None:
+        return model
+    where, _, attr = model.module.factory.rpartition(":")
+    if not (where.endswith(".py") or "/" in where) or Path(where).is_absolute():
+        return model
+    factory = f"{(path.parent / where).resolve()}:{attr}"
+    return model.model_copy(update={"module": model.module.model_copy(
+        update={"factory": factory})})
 
 
 def load_builtin_model(name: str) -> Model:
@@ -224,6 +234,9 @@ def _resolve_models(spec: ScenarioSpec, label: str, base_dir: Path) -> dict[str,
         where = f"models[{i}]"
         if ref.profile is not None and ref.layers is not None:
             raise ConfigError(label, where, "give one of 'profile' or 'layers', not both")
+        if ref.layers is not None and ref.weights is not None:
+            raise ConfigError(label, f"{where}.weights", "only with a 'profile' of a torch "
+                              "module (inline layers have no module)")
         if ref.layers is not None:
             fmt = {"weight_format": ref.weight_format} if ref.weight_format else {}
             models[ref.name] = _build_model(
@@ -242,6 +255,8 @@ def _resolve_models(spec: ScenarioSpec, label: str, base_dir: Path) -> dict[str,
         update: dict[str, Any] = {"name": ref.name}
         if ref.weight_format is not None:
             update["weight_format"] = ref.weight_format
+        if ref.weights is not None:
+            update["module"] = _with_weights(model, ref.weights, label, where, base_dir)
         models[ref.name] = model.model_copy(update=update)
     for job in spec.jobs:
         if job.model not in models and job.model in builtin:
@@ -252,6 +267,18 @@ def _resolve_models(spec: ScenarioSpec, label: str, base_dir: Path) -> dict[str,
 _NEEDS = {"inference": ("inference", ("latency_ms",)),
           "llm_inference": ("llm", ("ttft_ms", "tpot_ms")),
           "training": ("training", ("iteration_ms", "deadline_s"))}
+
+
+def _with_weights(model: Model, weights: str, label: str, where: str,
+                  base_dir: Path) -> ModuleSource:
+    """The profile's module with the card's weights file (made absolute, checked to exist)."""
+    if model.module is None:
+        raise ConfigError(label, f"{where}.weights", "the profile has no torch module to load "
+                          "weights into (profile one with --model FILE.py:FUNCTION)")
+    path = (base_dir / weights).resolve()
+    if not path.is_file():
+        raise ConfigError(label, f"{where}.weights", f"no such file {str(path)!r}")
+    return model.module.model_copy(update={"weights": str(path)})
 
 
 def _build_model(label: str, where: str, **fields: Any) -> Model:

@@ -130,6 +130,30 @@ class Measured(Frozen):
     """Seconds for the whole batch, one entry per layer, in layer order."""
 
 
+class ModuleSource(Frozen):
+    """The torch module a profile was counted on, so the live runtime can run its real layers
+    (written by ``python -m dora_rl.profile --model FILE.py:FACTORY``, docs/profiles.md)."""
+
+    factory: Text
+    """``path/to/file.py:function`` (a relative path is relative to the profile file) or
+    ``package.module:function``; called with no arguments, it returns the module."""
+    input_shape: Annotated[list[Annotated[PositiveInt, Field(le=1 << 20)]],
+                           Field(min_length=1, max_length=8)] | None = None
+    """Shape of one input batch (sample models; the first dimension is the batch)."""
+    tokens: Tokens | None = None
+    """Tokens per sequence (token models, whose input is token ids)."""
+    split_points: list[Word] | None = Field(default=None, max_length=MAX_LAYERS)
+    """Module names the blocks were cut after; None: cut where the module path changes."""
+    weights: Text | None = None
+    """A safetensors file of the module's weights (set by the card's ``weights``); None: random."""
+
+    @model_validator(mode="after")
+    def _one_input(self) -> ModuleSource:
+        if (self.input_shape is None) == (self.tokens is None):
+            raise ValueError("give one of input_shape (sample models) or tokens (token models)")
+        return self
+
+
 class Model(Frozen):
     """A model as an ordered list of layers, as written by the profiler.
 
@@ -147,6 +171,8 @@ class Model(Frozen):
     source: Text = ""
     layers: list[Layer] = Field(min_length=1, max_length=MAX_LAYERS)
     measured: list[Measured] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    module: ModuleSource | None = None
+    """The torch module the layers were counted on (the live runtime runs it); None: none."""
 
     @model_validator(mode="before")
     @classmethod
@@ -175,6 +201,9 @@ class ModelRef(Frozen):
     seq_len: Tokens | None = None
     weight_format: WeightFormat | None = None
     """Format of the weights; the profile's own (or that of ``dtype_bytes``) when omitted."""
+    weights: Text | None = None
+    """A safetensors file (relative to the card) of the weights of the profile's torch module,
+    which the live runtime loads; omitted: random weights."""
 
 
 # --------------------------------------------------------------------------- devices

@@ -1,23 +1,31 @@
-"""The job's model as torch layers, one module per card layer, with random weights.
+"""The job's model as torch layers, one module per card layer.
 
-A card whose model is registered in :mod:`dora_rl.models` (``vit_b16``, ``resnet50``, ``gpt2``,
-``llama_1b``) is built from the same definitions the profiler uses. A model defined inline in
-the card (a list of layers with FLOPs and bytes, like ``envs/tiny.yaml``) has no torch
-definition; each of its layers becomes a :class:`SizedLayer` on float32 vectors whose output
-holds exactly the layer's ``activation_bytes`` per item, so stage boundaries carry the bytes
-the cost model charges and a partitioned run can be checked against the whole model.
+A model whose profile records its torch module (``python -m dora_rl.profile --model
+FILE.py:FUNCTION``) runs that module's own blocks, split as when it was profiled, with the
+weights of the card's ``weights`` file (safetensors) or random ones. A card whose model is
+registered in :mod:`dora_rl.models` (``vit_b16``, ``resnet50``, ``gpt2``, ``llama_1b``) is built
+from the same definitions the profiler uses, with random weights. Any other model (inline layers
+like ``envs/tiny.yaml``, a GGUF profile) has no torch definition here; each of its layers
+becomes a :class:`SizedLayer` stand-in on float32 vectors whose output holds exactly the layer's
+``activation_bytes`` per item, so stage boundaries carry the bytes the cost model charges, and
+:func:`layer_specs` warns once, on one line, that stand-ins run.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor, nn
 
 from dora_rl.config import Scenario
+from dora_rl.config.schema import ModuleSource
 from dora_rl.errors import DoraError
 from dora_rl.models import MODELS
+
+log = logging.getLogger(__name__)
 
 INPUT_FLOATS = 64
 """Width of an inline model's input vector (float32 per item)."""
@@ -37,6 +45,8 @@ class LayerSpec:
         index: Layer index (0-based).
         in_floats: Input width per item (inline models).
         out_floats: Output width per item (inline models).
+        module: The profiled torch module the layer is a block of (else None).
+        name: The layer's name in the profile (checked against the module's block).
     """
 
     model: str
@@ -44,6 +54,8 @@ class LayerSpec:
     index: int
     in_floats: int = 0
     out_floats: int = 0
+    module: ModuleSource | None = None
+    name: str = ""
 
 
 class SizedLayer(nn.Module):
@@ -80,8 +92,14 @@ def layer_specs(scenario: Scenario, job: int) -> list[LayerSpec]:
     """
     name = scenario.jobs[job].model
     model = scenario.models[name]
+    if model.module is not None:
+        return [LayerSpec(name, False, i, module=model.module, name=layer.name)
+                for i, layer in enumerate(model.layers)]
     if name in MODELS:
         return [LayerSpec(name, True, i) for i in range(len(model.layers))]
+    log.warning("serve: model %r has no torch module (inline layers, or a profile without "
+                "one): its %d layers run as stand-in layers sized by the profile, not the real "
+                "network", name, len(model.layers))
     widths = [INPUT_FLOATS] + [max(1, round(layer.activation_bytes / 4))
                                for layer in model.layers]
     return [LayerSpec(name, False, i, widths[i], widths[i + 1])
@@ -96,6 +114,8 @@ def build_layers(specs: list[LayerSpec], seed: int = 0) -> dict[int, nn.Module]:
     """
     if not specs:
         return {}
+    if specs[0].module is not None:
+        return _module_layers(specs, specs[0].module, seed)
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -114,10 +134,43 @@ def build_layers(specs: list[LayerSpec], seed: int = 0) -> dict[int, nn.Module]:
     return modules
 
 
+def _module_layers(specs: list[LayerSpec], source: ModuleSource,
+                   seed: int) -> dict[int, nn.Module]:
+    """The profiled module's blocks for ``specs``, checked to be the profile's layers."""
+    from dora_rl.models.user_module import build_blocks
+
+    blocks = build_blocks(source, seed=seed)
+    names = [info.name for info in blocks.infos]
+    for s in specs:
+        if s.index >= len(blocks) or names[s.index] != s.name:
+            found = names[s.index] if s.index < len(names) else "nothing"
+            raise ModelError(f"model {s.model!r}: {source.factory} now splits into "
+                             f"{len(blocks)} blocks; block {s.index} is {found!r}, the profile "
+                             f"says {s.name!r} (profile the module again)")
+    return {s.index: blocks[s.index] for s in specs}
+
+
+@lru_cache(maxsize=8)
+def _vocabulary(factory: str) -> int:
+    """Token ids a profiled token module takes (its first embedding's rows)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from dora_rl.models.user_module import build_module, vocabulary
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        return vocabulary(build_module(ModuleSource(factory=factory, tokens=1)))
+
+
 def sample_input(scenario: Scenario, job: int, items: int, seed: int) -> Tensor:
     """A random input of ``items`` items for job ``job``'s model."""
     name = scenario.jobs[job].model
     gen = torch.Generator().manual_seed(seed)
+    source = scenario.models[name].module
+    if source is not None and source.tokens is not None:
+        ids = (items, min(source.tokens, 16))
+        return torch.randint(0, _vocabulary(source.factory), ids, generator=gen)
+    if source is not None:
+        return torch.randn([items, *(source.input_shape or [1])[1:]], generator=gen)
     if name in MODELS:
         spec = MODELS[name]
         state = torch.random.get_rng_state()
