@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint wheel-check bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 2; }
@@ -26,6 +26,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check dora_rl tests experiments
 	$(PY) -m mypy dora_rl
+
+# Build the wheel, install it into a fresh venv (reusing .venv's dependencies) and run the
+# examples from a folder outside the repository.
+wheel-check: $(STAMP)
+	PY=$(abspath $(PY)) .ci/wheel-check
 
 bench: $(STAMP)
 	$(PY) experiments/bench_costmodel.py

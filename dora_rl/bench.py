@@ -42,7 +42,7 @@ from dora_rl.benchmark.controllers import (
 from dora_rl.benchmark.runner import EPISODES_PER_SEED_MAX, run_all
 from dora_rl.config import Scenario
 from dora_rl.errors import ConfigError, run_cli
-from dora_rl.scenarios import load
+from dora_rl.scenarios import TRACE_UNITS_HELP, load, with_trace_units
 
 DEFAULT_CONTROLLERS = "static,throughput,dora,greedy,oracle"
 
@@ -120,6 +120,7 @@ def parse(argv: Sequence[str] | None) -> Args:
                    help="comma-separated: static, throughput, dora, greedy, oracle, random, "
                         f"label=RUN_DIR of a trained controller (default {DEFAULT_CONTROLLERS})")
     p.add_argument("--traces", metavar="DIR", help="bandwidth traces (default: the card's)")
+    p.add_argument("--trace-units", choices=("relative", "absolute"), help=TRACE_UNITS_HELP)
     p.add_argument("--episodes", type=int, default=3, help="episodes per seed (default 3)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated (default 0,1,2,3,4)")
     p.add_argument("--episode-steps", type=int, metavar="N",
@@ -141,7 +142,8 @@ def parse(argv: Sequence[str] | None) -> Args:
     seeds = parse_seeds(ns.seeds)
     traces = _traces(ns.traces)
     controllers = tuple(parse_controllers(ns.controllers))
-    return Args(scenario=_scenario(ns.scenario), controllers=controllers, seeds=seeds,
+    scenario = with_trace_units(_scenario(ns.scenario), ns.trace_units)
+    return Args(scenario=scenario, controllers=controllers, seeds=seeds,
                 episodes=ns.episodes, episode_steps=ns.episode_steps, traces=traces,
                 json=Path(ns.json) if ns.json else None, out=Path(ns.out),
                 plots=not ns.no_plots, argv=tuple(argv), backend=ns.backend)
@@ -150,9 +152,11 @@ def parse(argv: Sequence[str] | None) -> Args:
 def _notes(args: Args, steps: int, wall: dict[str, float]) -> list[str]:
     seeds = ",".join(map(str, args.seeds))
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in wall.items())
+    absolute = args.scenario.dynamics.trace_units == "absolute"
     return [f"scenario `{args.scenario.name}` ({args.backend} backend), test split of the "
             "bandwidth traces"
-            f"{f' in `{args.traces}`' if args.traces else ''}; seeds {seeds}, "
+            f"{f' in `{args.traces}`' if args.traces else ''}"
+            f"{' at their absolute rates' if absolute else ''}; seeds {seeds}, "
             f"{args.episodes} episode(s) per seed of {steps} intervals; episode e of seed s "
             "resets with seed s * 1000 + e, the same for every controller",
             "cells: mean ± sample std over seeds of each seed's figure "

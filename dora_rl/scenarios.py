@@ -1,27 +1,31 @@
 """Find scenario cards by name or path.
 
-A name such as ``smart_home`` resolves to ``envs/smart_home.yaml`` of the source tree (the cards
-are data, shipped beside the package, not inside it); any other argument is a path.
+A name such as ``smart_home`` resolves to the shipped card ``envs/smart_home.yaml`` (see
+:mod:`dora_rl.paths` for where the shipped data is); any other argument is a path, and a relative
+``envs/...`` path missing from the working directory is the shipped card.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from dora_rl.config import Scenario, load_scenario
 from dora_rl.errors import ConfigError
+from dora_rl.paths import find, shipped
 
-ENVS_DIR = Path(__file__).resolve().parent.parent / "envs"
+ENVS_DIR = shipped("envs")
+"""The shipped scenario cards (``envs/`` of the repository)."""
 
 
 def available() -> list[str]:
-    """Names of the cards in the ``envs/`` directory."""
+    """Names of the shipped cards."""
     return sorted(p.stem for p in ENVS_DIR.glob("*.yaml")) if ENVS_DIR.is_dir() else []
 
 
 def resolve_path(name_or_path: str | Path) -> Path:
-    """Path of a card given as a path or as a name from ``envs/``."""
-    path = Path(name_or_path)
+    """Path of a card given as a path or as the name of a shipped card."""
+    path = find(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
     candidate = ENVS_DIR / f"{name_or_path}.yaml"
@@ -49,3 +53,24 @@ def load(name_or_path: str | Path) -> Scenario:
 
 
 _LOADED: dict[tuple[Path, int], Scenario] = {}
+
+TRACE_UNITS_HELP = ("how a bandwidth trace's Mbps become link rates: relative (each trace "
+                    "scaled to its 95th percentile at the card's link_mbps) or absolute (the "
+                    "recorded Mbps as the link rate, at most 1.2 x link_mbps); default: the "
+                    "card's dynamics.trace_units, relative unless the card says otherwise")
+"""The ``--trace-units`` help of every command line that replays traces."""
+
+
+def with_trace_units(scenario: Scenario, units: str | None) -> Scenario:
+    """``scenario`` with ``dynamics.trace_units`` set to ``units`` (None: the card's).
+
+    Example:
+        >>> with_trace_units(load("tiny"), "absolute").dynamics.trace_units
+        'absolute'
+    """
+    if units is None or units == scenario.dynamics.trace_units:
+        return scenario
+    if units not in ("relative", "absolute"):
+        raise ConfigError("--trace-units", "", f"must be relative or absolute, got {units!r}")
+    dynamics = scenario.dynamics.model_copy(update={"trace_units": units})
+    return dataclasses.replace(scenario, dynamics=dynamics)

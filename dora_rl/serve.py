@@ -48,6 +48,7 @@ from typing import Any, NoReturn
 
 from dora_rl.config import Scenario
 from dora_rl.errors import ConfigError, DoraError, run_cli
+from dora_rl.paths import find
 from dora_rl.scenarios import load
 
 
@@ -156,6 +157,23 @@ def _output(name: str, text: str | None, directory: bool = False) -> None:
         raise UsageError(f"{name} {text}: {folder} is not writable")
 
 
+def _controller(name: str) -> str:
+    """A live controller's name, or the run folder ``name`` finds (``checkpoints/...`` may be
+    the shipped one: :func:`dora_rl.paths.find`)."""
+    from dora_rl.controllers.baselines import CONTROLLERS, HINDSIGHT
+
+    live = [c for c in CONTROLLERS if c not in HINDSIGHT]
+    if name in HINDSIGHT:
+        raise UsageError(f"--controller {name}: needs the coming intervals in advance, "
+                         f"which a live run cannot know (live: {', '.join(live)})")
+    if name in CONTROLLERS:
+        return name
+    if not find(name).is_dir():
+        raise UsageError(f"--controller {name}: neither a controller name "
+                         f"({', '.join(live)}) nor a run folder")
+    return str(find(name))
+
+
 def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     """Parse and check the command line (raises :class:`UsageError` naming the argument)."""
     p = _Parser(prog="python -m dora_rl.serve", description="Serve a card's job live.")
@@ -217,15 +235,7 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     devices = [d.name for d in scenario.devices]
     _network(ns, devices)
     kills = tuple(parse_kill(k, devices) for k in ns.kill)
-    from dora_rl.controllers.baselines import CONTROLLERS, HINDSIGHT
-
-    live = [name for name in CONTROLLERS if name not in HINDSIGHT]
-    if ns.controller in HINDSIGHT:
-        raise UsageError(f"--controller {ns.controller}: needs the coming intervals in advance, "
-                         f"which a live run cannot know (live: {', '.join(live)})")
-    if ns.controller not in CONTROLLERS and not Path(ns.controller).is_dir():
-        raise UsageError(f"--controller {ns.controller}: neither a controller name "
-                         f"({', '.join(live)}) nor a run folder")
+    ns.controller = _controller(ns.controller)
     plan = None
     if ns.plan is not None:
         from dora_rl.runtime.control import parse_plan

@@ -29,6 +29,7 @@ from dora_rl.config import Scenario
 from dora_rl.controllers import CONTROLLERS, make
 from dora_rl.controllers.evaluate import Predictor
 from dora_rl.errors import ConfigError, DoraError
+from dora_rl.paths import find
 
 ENV_ID = "dora_rl/Edge-v1"
 BACKEND_ENV_IDS = {"analytic": ENV_ID, "sim": "dora_rl/Sim-v1"}
@@ -139,20 +140,20 @@ def _parse_entry(entry: str) -> ControllerSpec:
         if not _LABEL.match(label):
             raise UsageError(f"--controllers: label {label!r} must be letters, digits, "
                              "'_', '.', '+' or '-'")
-        if value in CONTROLLERS and not Path(value).is_dir():
+        if value in CONTROLLERS and not find(value).is_dir():
             return ControllerSpec(label, baseline=value)
-        if not Path(value).is_dir():
+        if not find(value).is_dir():
             raise UsageError(f"--controllers: {entry!r}: {value!r} is neither a run directory "
                              f"nor a controller ({known})")
-        return ControllerSpec(label, run_dir=Path(value))
+        return ControllerSpec(label, run_dir=find(value))
     if entry in CONTROLLERS:
         return ControllerSpec(entry, baseline=entry)
-    if Path(entry).is_dir():
-        label = Path(entry).resolve().name
+    if find(entry).is_dir():
+        label = find(entry).resolve().name
         if not _LABEL.match(label):
             raise UsageError(f"--controllers: name the run directory {entry!r} as "
                              "label=DIR (its name is not a usable label)")
-        return ControllerSpec(label, run_dir=Path(entry))
+        return ControllerSpec(label, run_dir=find(entry))
     raise UsageError(f"--controllers: unknown controller {entry!r} (known: {known}; or "
                      "label=RUN_DIR for a trained one)")
 

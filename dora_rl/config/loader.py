@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -107,8 +108,32 @@ class Scenario:
     measured_format: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
 
     def device_index(self, name: str) -> int:
-        """Index of the device called ``name``."""
-        return [d.name for d in self.devices].index(name)
+        """Index of the device called ``name``.
+
+        Raises:
+            ConfigError: no device has that name (the message lists the card's devices).
+        """
+        for i, device in enumerate(self.devices):
+            if device.name == name:
+                return i
+        known = ", ".join(d.name for d in self.devices)
+        raise ConfigError(self.source, "devices", f"no device named {name!r} (devices: {known})")
+
+    def device_groups(self, *groups: str | Sequence[str]) -> tuple[tuple[int, ...], ...]:
+        """Device indices of each group of device names: a plan's ``stage_devices`` by name.
+
+        A group is one name or a list of names.
+
+        Example:
+            >>> from dora_rl.scenarios import load
+            >>> load("tiny").device_groups("slow", ["mid", "fast"])
+            ((0,), (1, 2))
+
+        Raises:
+            ConfigError: a name is no device of the scenario (the message lists them).
+        """
+        return tuple((self.device_index(g),) if isinstance(g, str)
+                     else tuple(self.device_index(name) for name in g) for g in groups)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -151,6 +176,7 @@ def resolve(spec: ScenarioSpec, label: str, base_dir: Path) -> Scenario:
     for j, job in enumerate(spec.jobs):
         _check_job(job, j, label, names, models)
     _check_profiles(spec, label)
+    _check_dynamics_files(spec.dynamics, label, base_dir)
     measured, measured_format = _resolve_measured(devices, models, label, base_dir)
     return Scenario(
         name=spec.name, description=spec.description, source=label, devices=devices,
@@ -289,6 +315,21 @@ def _build_model(label: str, where: str, **fields: Any) -> Model:
         path = format_loc(tuple(err["loc"]))
         raise ConfigError(label, f"{where}.{path}" if path else where, problem_text(dict(err))) \
             from None
+
+
+def _check_dynamics_files(dyn: Dynamics, label: str, base_dir: Path) -> None:
+    """The trace folder and the load-profile file a card names exist (their contents are
+    read, and checked line by line, when the dynamics are built)."""
+    if dyn.traces_dir is not None:
+        folder = base_dir / dyn.traces_dir
+        if not folder.is_dir():
+            raise ConfigError(label, "dynamics.traces_dir", f"no such folder {str(folder)!r}")
+        if not any(p.is_file() for p in folder.glob("*.csv")):
+            raise ConfigError(label, "dynamics.traces_dir", f"{str(folder)!r} holds no trace "
+                              "files (*.csv)")
+    if dyn.load_profiles is not None and not (base_dir / dyn.load_profiles).is_file():
+        raise ConfigError(label, "dynamics.load_profiles",
+                          f"no such file {str(base_dir / dyn.load_profiles)!r}")
 
 
 def _check_profiles(spec: ScenarioSpec, label: str) -> None:

@@ -2,7 +2,8 @@
 
 YAML is only the serialisation: :mod:`dora_rl.config.loader` parses it with ``yaml.safe_load``
 and validates it against these models. Unknown keys are errors, every number must be finite, and
-sizes and rates must be positive. Units are in the field names.
+sizes and rates must be positive. Units are in the field names; sizes and rates may also be
+written with a unit (``4GB``, ``866.7Mbps``: :mod:`dora_rl.config.units`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import (
 from dora_rl.config.formats import WeightFormat, default_format
 from dora_rl.config.limits import MAX_EPISODE_STEPS, MAX_LAYERS, MAX_LIST_ITEMS
 from dora_rl.config.names import check_name
+from dora_rl.config.units import parse_rate_gbytes, parse_rate_mbps, parse_size_bytes
 
 
 def _number(value: Any) -> Any:
@@ -62,14 +64,15 @@ Word = Annotated[str, Field(max_length=256)]
 
 # Physical limits (docs/cards.md, "Limits"): far above any edge deployment, low enough that
 # no figure derived from them overflows or allocates without bound.
-Bytes = Annotated[NonNegFloat, Field(le=1e12)]
-"""Bytes per item of one layer: at most 1 TB."""
+_SIZE, _RATE = BeforeValidator(parse_size_bytes), BeforeValidator(parse_rate_mbps)
+Bytes = Annotated[NonNegFloat, _SIZE, Field(le=1e12)]
+"""Bytes per item of one layer: at most 1 TB (a number, or a size such as ``2MiB``)."""
 Flops = Annotated[NonNegFloat, Field(le=1e15)]
 """FLOPs per item of one layer: at most 1e15."""
 Watts = Annotated[NonNegFloat, Field(le=1e5)]
 """Power of one device: at most 100 kW."""
-Mbps = Annotated[PositiveFloat, Field(ge=1e-3, le=1e6)]
-"""A link or read rate: 1 kbit/s to 1 Tbit/s."""
+Mbps = Annotated[PositiveFloat, _RATE, Field(ge=1e-3, le=1e6)]
+"""A link or read rate: 1 kbit/s to 1 Tbit/s (a number, or a rate such as ``10Gbps``)."""
 Rate = Annotated[PositiveFloat, Field(le=1e4)]
 """Requests per second of one job: at most 10,000 (the simulator models each request)."""
 Tokens = Annotated[PositiveInt, Field(le=1_048_576)]
@@ -80,8 +83,8 @@ Millis = Annotated[PositiveFloat, Field(le=8.64e7)]
 """A time target in ms: at most one day."""
 Weight = Annotated[NonNegFloat, Field(le=1e6)]
 """A relative weight: at most 1e6."""
-MemoryBytes = Annotated[PositiveInt, Field(le=10**15)]
-"""Memory of one device: at most 1 PB."""
+MemoryBytes = Annotated[PositiveInt, _SIZE, Field(le=10**15)]
+"""Memory of one device: at most 1 PB (a number, or a size such as ``8GB``)."""
 BatteryWh = Annotated[PositiveFloat, Field(le=1e6)]
 """Battery of one device: at most 1 MWh."""
 
@@ -233,8 +236,10 @@ class Compute(Frozen):
     )
     """Achieved fraction of peak per layer kind; kinds not listed use ``default_efficiency``."""
     default_efficiency: UnitFraction = 0.3
-    memory_bandwidth_gbps: Annotated[PositiveFloat, Field(le=1e5)] | None = None
-    """DRAM bandwidth in GB/s; bounds each layer below by the time to read its weights."""
+    memory_bandwidth_gbps: Annotated[PositiveFloat, BeforeValidator(parse_rate_gbytes),
+                                     Field(le=1e5)] | None = None
+    """DRAM bandwidth in GB/s (or a rate such as ``68GB/s``); bounds each layer below by the
+    time to read its weights."""
     measured: dict[Word, Text] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
     """Model name -> profile file (relative to the card) holding ``measured`` times."""
     format_speed: dict[WeightFormat, Annotated[PositiveFloat, Field(le=1e3)]] = Field(
@@ -442,7 +447,11 @@ class Dynamics(Frozen):
     """References to run-time dynamics, used by the environment."""
 
     traces_dir: Text | None = None
-    """Directory of bandwidth traces, relative to the card."""
+    """Directory of bandwidth traces, relative to the card (checked when the card is loaded)."""
+    trace_units: Literal["relative", "absolute"] = "relative"
+    """How a trace's Mbps become link rates: ``relative`` scales each trace by its 95th
+    percentile (the shape of the recording, at the card's ``link_mbps``); ``absolute`` keeps
+    the recorded Mbps as each device's link rate (at most 1.2 x its ``link_mbps``)."""
     bandwidth: Literal["trace", "synthetic", "static"] = "trace"
     churn_per_hour: Annotated[NonNegFloat, Field(le=3600)] = 0.0
     """Expected leave events per hour for devices with ``can_leave``."""

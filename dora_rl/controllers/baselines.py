@@ -56,7 +56,6 @@ from dora_rl.controllers.hindsight import action as schedule_action
 from dora_rl.controllers.mpc import Mpc
 from dora_rl.costmodel import Plan
 from dora_rl.dynamics import RuntimeDynamics, WorldState
-from dora_rl.dynamics.traces import trace_scale
 from dora_rl.env.edge_env import EdgeEnv, WorldHandle
 from dora_rl.planner.baselines import throughput as throughput_plan
 from dora_rl.world import SLEEP, Decision
@@ -91,13 +90,12 @@ class StaticRobust(Controller):
         super().__init__(env)
         base: EdgeEnv = env.unwrapped  # type: ignore[assignment]
         model, scenario = base.model, base.scenario
-        scale = 1.0
+        links = np.ones(len(scenario.devices))
         if base.dynamics.bandwidth == "trace" and base.dynamics.wifi.any():
             offline = RuntimeDynamics(scenario, bandwidth="trace", split="train")
-            pooled = np.concatenate([trace_scale(t.mbps) for t in offline.traces])
-            scale = float(np.percentile(pooled, self.PERCENTILE))
+            for d in np.flatnonzero(base.dynamics.wifi):
+                links[d] = np.percentile(offline.trace_multipliers(int(d)), self.PERCENTILE)
         state = model.models[0].nominal
-        links = np.where(base.dynamics.wifi, scale, 1.0)
         world = WorldState(state.replace(link_scale=links), np.ones(model.n_jobs, bool),
                            np.ones(model.n_jobs), 0)
         cands = base.cache.get(state.lists[1])

@@ -21,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dora_rl.config.loader import read_yaml, validate
 from dora_rl.config.schema import Float, NonNegInt
+from dora_rl.paths import find, shipped
 
-BASELINES_CARD = Path(__file__).resolve().parent.parent.parent / "agents" / "baselines.yaml"
+BASELINES_CARD = shipped("agents") / "baselines.yaml"
 
 
 class _Frozen(BaseModel):
@@ -90,6 +91,6 @@ def load_baseline_settings(path: str | Path | None = None) -> BaselineSettings:
     """
     if path is None and not BASELINES_CARD.exists():
         return BaselineSettings()
-    path = Path(path) if path is not None else BASELINES_CARD
+    path = find(path) if path is not None else BASELINES_CARD
     raw = read_yaml(path)
     return validate(BaselineSettings, raw if raw is not None else {}, str(path))

@@ -23,6 +23,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from dora_rl.config import Scenario
 from dora_rl.config.loader import load_scenario_text, read_yaml, validate
 from dora_rl.controllers.checkpoint import CheckpointError, read_weights, require_complete
+from dora_rl.paths import find, from_portable
 from dora_rl.scenarios import ENVS_DIR
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
@@ -180,12 +181,15 @@ class LearnedController:
 def load(run_dir: str | Path, which: Literal["best", "final"] = "best") -> LearnedController:
     """The controller of a run folder (``best_model.zip`` by default, else ``model.zip``).
 
+    A relative ``checkpoints/...`` folder missing from the working directory is the shipped one
+    (:func:`dora_rl.paths.find`).
+
     Raises:
         CheckpointError: one line naming the file and the problem (an incomplete run folder,
             missing, truncated or oversized files, non-finite weights, another env version,
             another observation or action size).
     """
-    run_dir = Path(run_dir)
+    run_dir = find(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder")
     require_complete(run_dir)
@@ -225,9 +229,7 @@ def _scenario(config: RunConfig, path: Path) -> Scenario:
     if hashlib.sha256(rec.content.encode()).hexdigest() != rec.sha256:
         raise CheckpointError(f"{path}: scenario.content: does not match scenario.sha256 "
                               "(the recorded card was edited)")
-    base = Path(rec.base_dir)
-    if not base.is_absolute():  # recorded relative to the source tree
-        base = ENVS_DIR.parent / base
+    base = from_portable(rec.base_dir)  # a relative folder is in the shipped data
     return load_scenario_text(rec.content, f"{path}: scenario.content",
                               base if base.is_dir() else ENVS_DIR)
 

@@ -32,6 +32,7 @@ from dora_rl.dynamics.synthetic import (
     two_state_chain,
 )
 from dora_rl.dynamics.traces import (
+    LINK_SCALE_MAX,
     SPLITS,
     Trace,
     default_traces_dir,
@@ -116,7 +117,9 @@ class RuntimeDynamics:
     Behaviour (see the module constants for the time scales):
 
     - WiFi devices (on a ``wifi`` domain) each replay their own trace from a random offset,
-      scaled by the trace's 95th percentile and clipped to [0, 1.2], wrapping at the end (trace),
+      wrapping at the end (trace): scaled by the trace's 95th percentile (the card's
+      ``dynamics.trace_units: relative``, the default) or divided by the device's
+      ``link_mbps`` (``absolute``: the recorded rates), clipped to [0, 1.2],
       or follow :func:`~dora_rl.dynamics.synthetic.synthetic_bandwidth` (synthetic); wired
       devices get rare short dips (static: everything exactly 1.0).
     - WiFi domains add :func:`~dora_rl.dynamics.synthetic.contention_bursts` to the card's
@@ -183,6 +186,9 @@ class RuntimeDynamics:
                 raise ConfigError(str(directory), "", f"no trace in split {split!r} "
                                   f"({len(every)} traces in all; at least 3 are needed)")
             self._scaled = [trace_scale(t.mbps) for t in self.traces]
+        self.trace_units = dyn.trace_units
+        self._link_mbps = np.array([d.network.link_mbps for d in devices])
+        self._absolute: dict[tuple[int, int], NDArray[np.float64]] = {}
         self._share = _frozen(np.ones(len(scenario.network.domains)))
         self.profiles: DailyProfiles | None = None
         self.profile_days: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
@@ -193,6 +199,25 @@ class RuntimeDynamics:
             self._read_profiles(scenario, Path(scenario.base_dir) / dyn.load_profiles)
         self._day, self._hour0 = 0, 0.0
         self._world: WorldState | None = None
+
+    def link_multipliers(self, trace: int, device: int) -> NDArray[np.float64]:
+        """Link-rate multipliers of ``device`` replaying trace number ``trace``, one a second:
+        the trace over its 95th percentile (``trace_units: relative``) or over the device's
+        ``link_mbps`` (``absolute``), clipped to [0, 1.2]."""
+        if self.trace_units == "relative":
+            return self._scaled[trace]
+        key = (trace, device)
+        if key not in self._absolute:
+            rates = self.traces[trace].mbps / self._link_mbps[device]
+            self._absolute[key] = np.clip(rates, 0.0, LINK_SCALE_MAX)
+        return self._absolute[key]
+
+    def trace_multipliers(self, device: int) -> NDArray[np.float64]:
+        """Every trace's :meth:`link_multipliers` for ``device``, end to end (empty without
+        traces)."""
+        if not self.traces:
+            return np.zeros(0)
+        return np.concatenate([self.link_multipliers(i, device) for i in range(len(self.traces))])
 
     def _read_profiles(self, scenario: Scenario, path: Path) -> None:
         profiles = self.profiles = load_profiles(path)
@@ -237,6 +262,7 @@ class RuntimeDynamics:
             k = len(self._scaled)
             self._pick[wifi] = rng.choice(k, size=wifi.size, replace=wifi.size > k)
             self._offset = np.array([rng.integers(self._scaled[i].size) for i in self._pick])
+            self._series = [self.link_multipliers(int(i), d) for d, i in enumerate(self._pick)]
         self._present = np.ones(n, dtype=bool)
         self._busy = np.zeros(n, dtype=bool)
         self._load_level = np.zeros(n)
@@ -373,7 +399,7 @@ class RuntimeDynamics:
                                  mean_dip=self._steps(WIRED_DIP_S))
                 out[:, d] = dips if spread == 1.0 else 1.0 - (1.0 - dips) * spread
             elif self.bandwidth == "trace":
-                scaled = self._scaled[self._pick[d]]
+                scaled = self._series[d]
                 at = self._offset[d] + seconds[:, None] + np.arange(width)[None, :]
                 out[:, d] = scaled[at[:, 0] % scaled.size] if width == 1 else \
                     scaled[at % scaled.size].mean(axis=1)

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from dora_rl.config.limits import MAX_TRACE_MBPS, MAX_TRACE_SPAN_S, read_limited, short
 from dora_rl.errors import ConfigError
+from dora_rl.paths import shipped
 
 LINK_SCALE_MAX = 1.2
 """Largest link-rate multiplier (also of :mod:`dora_rl.dynamics.synthetic`)."""
@@ -54,8 +55,8 @@ class Trace:
 
 
 def default_traces_dir() -> Path:
-    """The repository's campus-walk WiFi/cellular traces (``envs/traces/wifi_cellular_walks``)."""
-    return Path(__file__).resolve().parents[2] / "envs" / "traces" / "wifi_cellular_walks"
+    """The shipped campus-walk WiFi/cellular traces (``envs/traces/wifi_cellular_walks``)."""
+    return shipped("envs") / "traces" / "wifi_cellular_walks"
 
 
 def bytes_to_mbps(bytes_per_second: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -39,7 +39,7 @@ from rich.progress import (
 
 from dora_rl.config import Scenario
 from dora_rl.errors import ConfigError, run_cli
-from dora_rl.scenarios import load
+from dora_rl.scenarios import TRACE_UNITS_HELP, load, with_trace_units
 from dora_rl.sim.run import SimRun, SimUsageError, simulate
 from dora_rl.sim.simulator import QUEUE_CAPACITY
 
@@ -96,6 +96,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="bandwidth traces to replay (default test)")
     p.add_argument("--bandwidth", choices=("trace", "synthetic", "static"),
                    help="bandwidth model (default: the card's)")
+    p.add_argument("--trace-units", choices=("relative", "absolute"), help=TRACE_UNITS_HELP)
     p.add_argument("--rate-scale", type=float, default=1.0, metavar="X",
                    help="multiply every request rate by X (default 1)")
     p.add_argument("--queue", type=int, default=QUEUE_CAPACITY, metavar="N",
@@ -151,7 +152,7 @@ def _scenario(text: str) -> Scenario:
 
 def _main(argv: Sequence[str] | None) -> int:
     ns = parse(argv)
-    scenario = _scenario(ns.scenario)
+    scenario = with_trace_units(_scenario(ns.scenario), ns.trace_units)
     arrivals = read_arrivals(ns.arrivals, scenario) if ns.arrivals else None
     err = Console(stderr=True)
     with Progress(TextColumn("simulating {task.fields[what]}"), BarColumn(),

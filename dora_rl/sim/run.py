@@ -17,7 +17,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from dora_rl.config import Scenario
 from dora_rl.controllers import CONTROLLERS, make
 from dora_rl.errors import DoraError
+from dora_rl.paths import find
 from dora_rl.sim.env import SimEnv
 from dora_rl.sim.simulator import QUEUE_CAPACITY
 
@@ -114,7 +114,7 @@ def _controller(name: str, scenario: Scenario,
     if name in CONTROLLERS:
         env = SimEnv(scenario, **env_kwargs)
         return make(name, env), env
-    if not Path(name).is_dir():
+    if not find(name).is_dir():
         raise SimUsageError(f"--controller: {name!r} is neither a controller "
                             f"({', '.join(CONTROLLERS)}) nor a run directory")
     from dora_rl.controllers import load

@@ -31,8 +31,10 @@ from dora_rl.config.schema import (
     UnitFraction,
 )
 from dora_rl.errors import ConfigError
+from dora_rl.paths import find, shipped
 
-AGENTS_DIR = Path(__file__).resolve().parent.parent.parent / "agents"
+AGENTS_DIR = shipped("agents")
+"""The shipped controller cards (``agents/`` of the repository)."""
 DEFAULT_CARD = AGENTS_DIR / "ppo.yaml"
 
 # the scenario schema's strict numbers: ``true`` is not 1 and ``"3"`` is not 3
@@ -174,7 +176,7 @@ def load_agent_settings(scenario: str, path: str | Path | None = None,
     Raises:
         ConfigError: naming the card, the field path and the problem.
     """
-    path = Path(path) if path is not None else DEFAULT_CARD
+    path = find(path) if path is not None else DEFAULT_CARD
     label = str(path)
     raw = read_yaml(path, label)
     card = validate(_CardFile, raw if raw is not None else {}, label)

@@ -39,6 +39,7 @@ from dora_rl.config.names import require_name
 from dora_rl.controllers.checkpoint import RUN_RECORD
 from dora_rl.controllers.learned import CONFIG_FORMAT
 from dora_rl.errors import DoraError
+from dora_rl.paths import portable
 
 REPO_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -85,7 +86,10 @@ def new_run_dir(out_dir: Path, scenario_name: str, run_id: str | None = None) ->
 
 
 def git_commit() -> str:
-    """The source revision, with ``+dirty`` if the tree has uncommitted changes."""
+    """The source revision, with ``+dirty`` if the tree has uncommitted changes; ``unknown``
+    for an installed package (not a checkout)."""
+    if not (REPO_DIR / ".git").exists():
+        return "unknown"
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
@@ -105,18 +109,9 @@ def scenario_record(scenario: Scenario) -> dict[str, Any]:
     except OSError as exc:
         raise DoraError(f"{path}: cannot read the scenario card to record it "
                         f"({exc.strerror})") from None
-    return {"name": scenario.name, "path": _portable(path),
-            "base_dir": _portable(scenario.base_dir),
+    return {"name": scenario.name, "path": portable(path),
+            "base_dir": portable(scenario.base_dir),
             "sha256": hashlib.sha256(text.encode()).hexdigest(), "content": text}
-
-
-def _portable(path: Path) -> str:
-    """A path inside the source tree relative to it (so a shipped run folder works on another
-    checkout), any other path absolute."""
-    try:
-        return str(path.resolve().relative_to(REPO_DIR))
-    except ValueError:
-        return str(path.resolve())
 
 
 class _Dumper(yaml.SafeDumper):
