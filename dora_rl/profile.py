@@ -52,6 +52,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from dora_rl.config.formats import weight_bytes
 from dora_rl.config.schema import Layer, Measured, Model
 from dora_rl.errors import DoraError, run_cli
 from dora_rl.models import MODELS, ModelSpec
@@ -247,22 +248,25 @@ def _cpu_name() -> str:
 
 
 def summary(model: Model) -> str:
-    """A short table: layer, kind, forward GFLOPs, parameter MB and output KB per item.
+    """A short table: layer, kind, forward GFLOPs, weight MB (in the model's weight format,
+    :func:`~dora_rl.config.formats.weight_bytes`) and output KB per item.
 
     Example:
         >>> m = Model(name="m", layers=[Layer(name="fc", kind="linear", forward_flops=2e9,
         ...                                   param_bytes=4e6, activation_bytes=4096)])
         >>> print(summary(m))  # doctest: +NORMALIZE_WHITESPACE
-        layer   kind    GFLOPs  params MB  act KB
-        fc      linear   2.000      4.000   4.096
-        total            2.000      4.000
+        layer   kind    GFLOPs  weights MB  act KB
+        fc      linear   2.000       4.000   4.096
+        total            2.000       4.000
     """
-    rows = [(layer.name, layer.kind, f"{layer.forward_flops / 1e9:.3f}",
-             f"{layer.param_bytes / 1e6:.3f}", f"{layer.activation_bytes / 1e3:.3f}")
-            for layer in model.layers]
+    def mb(layer: Layer) -> float:
+        return weight_bytes(layer.param_bytes, model.dtype_bytes, model.weight_format) / 1e6
+
+    rows = [(layer.name, layer.kind, f"{layer.forward_flops / 1e9:.3f}", f"{mb(layer):.3f}",
+             f"{layer.activation_bytes / 1e3:.3f}") for layer in model.layers]
     total = ("total", "", f"{sum(lay.forward_flops for lay in model.layers) / 1e9:.3f}",
-             f"{sum(lay.param_bytes for lay in model.layers) / 1e6:.3f}", "")
-    head = ("layer", "kind", "GFLOPs", "params MB", "act KB")
+             f"{sum(mb(lay) for lay in model.layers):.3f}", "")
+    head = ("layer", "kind", "GFLOPs", "weights MB", "act KB")
     table = [head, *rows, total]
     widths = [max(len(r[i]) for r in table) for i in range(5)]
     lines = []

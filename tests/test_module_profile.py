@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dora_rl.config import load_model
 from dora_rl.config.schema import ModuleSource
 from dora_rl.errors import run_cli
-from dora_rl.models.counting import CPU_SDPA_FLOPS
+from dora_rl.models.counting import FLOP_FORMULAS
 from dora_rl.models.module_profile import profile_module
 from dora_rl.models.user_module import build_module, make_input, partition
 from dora_rl.profile import main
@@ -29,16 +29,35 @@ MOBILENET = ModuleSource(factory=f"{NETS}/vision.py:mobilenet_v2", input_shape=[
 DECODER = ModuleSource(factory=f"{NETS}/decoder.py:build", tokens=16)
 
 
-def _torch_counts(source: ModuleSource, factory: str | None = None) -> tuple[int, int, int]:
-    """Forward FLOPs, backward FLOPs and parameters of the whole module, counted by torch."""
+def _torch_counts(source: ModuleSource) -> tuple[int, int, int]:
+    """Forward FLOPs, backward FLOPs and parameters of the whole module, counted by torch.
+
+    With torch's formulas for its CPU attention kernel, and a grouped convolution's backward
+    counted once (torch's own counts it once per group: test below).
+    """
     torch.manual_seed(0)
     model = build_module(source)
     x = make_input(model, source, 1)
-    with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as fwd:
+    with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as fwd:
         y = model(x)
-    with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as bwd:
+    with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as bwd:
         y.backward(torch.ones_like(y))
     return fwd.get_total_flops(), bwd.get_total_flops(), sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("groups", [1, 4, 16])
+def test_conv_backward_is_two_forwards_and_torchs_own_count_where_groups_is_1(
+        groups: int) -> None:
+    conv = torch.nn.Conv2d(16, 32, 3, padding=1, groups=groups)
+    x = torch.randn(2, 16, 8, 8, requires_grad=True)
+    with FlopCounterMode(display=False) as fwd:
+        y = conv(x)
+    with FlopCounterMode(display=False) as stock:
+        y.sum().backward(retain_graph=True)
+    with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as ours:
+        y.sum().backward()
+    assert ours.get_total_flops() == 2 * fwd.get_total_flops()
+    assert (stock.get_total_flops() == ours.get_total_flops()) == (groups == 1)
 
 
 @pytest.mark.parametrize("source", [RESNET, MOBILENET, DECODER], ids=["resnet18", "mobilenet_v2",

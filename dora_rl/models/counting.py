@@ -6,7 +6,8 @@ operations (norms, activations, softmax) count zero, as in the published GFLOP f
 PyTorch runs :func:`~torch.nn.functional.scaled_dot_product_attention` with a kernel the counter
 does not know (``_scaled_dot_product_flash_attention_for_cpu``), so :data:`CPU_SDPA_FLOPS` maps
 it to the counter's own attention formulas (full, non-causal ``S x S`` cost, as for the GPU
-kernels).
+kernels), and :func:`conv_backward_flops` counts a grouped convolution's backward once, not once
+per group (:data:`FLOP_FORMULAS` holds both).
 
 Counting runs on fake CPU tensors (:class:`~torch._subclasses.fake_tensor.FakeTensorMode`):
 shapes, dtypes, kernel choice and what autograd saves are those of a real CPU run, but nothing is
@@ -35,6 +36,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils.flop_counter import (
     FlopCounterMode,
+    conv_flop_count,
     sdpa_backward_flop_count,
     sdpa_flop_count,
 )
@@ -59,6 +61,35 @@ CPU_SDPA_FLOPS: dict[Any, Callable[..., int]] = {
     aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flops,
 }
 """FLOP formulas for the CPU attention kernels, passed to ``FlopCounterMode(custom_mapping=)``."""
+
+
+def conv_backward_flops(grad_out_shape: Any, x_shape: Any, w_shape: Any, _bias: Any,
+                        _stride: Any, _padding: Any, _dilation: Any, transposed: bool,
+                        _output_padding: Any, _groups: Any, output_mask: Any,
+                        out_shape: Any = None, **kwargs: Any) -> int:
+    """A convolution's backward FLOPs: the forward's for each gradient asked for.
+
+    The input gradient (a transposed convolution of the output gradient) and the weight
+    gradient (a convolution of the input with the output gradient) each take the forward's
+    multiply-adds. torch's own formula builds them from the full input and output channel
+    counts, ignoring ``groups``: it puts a 96-channel depthwise 3x3's backward at 97 times its
+    forward instead of 2. For ``groups == 1`` the two agree.
+
+    Example:
+        A depthwise 3x3 on 8 channels of 4 x 4: forward 2 * 8 * 9 * 16 = 2304 FLOPs.
+
+        >>> conv_backward_flops([1, 8, 4, 4], [1, 8, 4, 4], [8, 1, 3, 3], None, 1, 1, 1,
+        ...                     False, 0, 8, [True, True, False])
+        4608
+    """
+    fwd = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape),
+                          transposed=transposed)
+    return int(fwd * (bool(output_mask[0]) + bool(output_mask[1])))
+
+
+FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
+    **CPU_SDPA_FLOPS, aten.convolution_backward: conv_backward_flops}
+"""Every formula :func:`count_flops` replaces or adds to torch's counter."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +123,7 @@ class BlockCount:
 
 def count_flops(fn: Callable[[], Any]) -> tuple[int, Any]:
     """Run ``fn()`` under a FLOP counter; return (FLOPs, its result)."""
-    with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as counter:
+    with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter:
         result = fn()
     return int(counter.get_total_flops()), result
 
