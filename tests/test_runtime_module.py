@@ -113,3 +113,20 @@ def test_a_profile_that_no_longer_matches_its_module_is_refused(tmp_path: Path) 
     profile.write_text(profile.read_text().replace("name: layer1.0", "name: renamed"))
     with pytest.raises(DoraError, match="now splits into .* 'renamed'"):
         build_layers(layer_specs(load_scenario(card), 0))
+
+
+def test_where_the_modules_file_lies_does_not_change_what_plans_depend_on(tmp_path: Path) -> None:
+    from dora_rl.planner.disk import scenario_text
+
+    first = tmp_path / "a"
+    first.mkdir()
+    (first / "net.py").write_text((NETS / "vision.py").read_text())
+    source = VISION.model_copy(update={"factory": f"{first}/net.py:small_resnet"})
+    card = _card(first, source, None)
+    second = tmp_path / "b"
+    second.mkdir()
+    for name in ("net.py", "net.yaml", "card.yaml"):
+        (second / name).write_text((first / name).read_text())
+    a, b = load_scenario(card), load_scenario(second / "card.yaml")
+    assert a.models["tiny8"].module != b.models["tiny8"].module
+    assert scenario_text(a) == scenario_text(b)

@@ -174,8 +174,10 @@ class Model(Frozen):
     source: Text = ""
     layers: list[Layer] = Field(min_length=1, max_length=MAX_LAYERS)
     measured: list[Measured] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
-    module: ModuleSource | None = None
-    """The torch module the layers were counted on (the live runtime runs it); None: none."""
+    module: ModuleSource | None = Field(default=None, exclude=True)
+    """The torch module the layers were counted on (the live runtime runs it); None: none.
+    Not a cost-model input, so left out of ``model_dump`` (plans do not depend on where the
+    module's file or weights lie); the profile writer adds it."""
 
     @model_validator(mode="before")
     @classmethod
