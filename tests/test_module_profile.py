@@ -292,3 +292,15 @@ def test_torchvision_models_profile_like_their_replicas_where_torchvision_import
         assert sum(lay.param_bytes for lay in profile.layers) == 4 * params
         assert [lay.name for lay in profile.layers] == [
             lay.name for lay in profile_module(replica).layers]
+
+
+def test_measure_times_every_block_of_a_module(tmp_path: Path) -> None:
+    out = tmp_path / "net.yaml"
+    argv = ["--model", f"{NETS}/vision.py:small_resnet", "--input-shape", "1,3,32,32",
+            "--measure", "--warmup", "0", "--repeats", "1", "--device-name", "here",
+            "--out", str(out)]
+    assert run_cli(main, argv) == 0
+    model = load_model(out)
+    (measured,) = model.measured
+    assert measured.device == "here" and measured.batch == 1 and measured.dtype == "float32"
+    assert len(measured.time_s) == len(model.layers) and all(t > 0 for t in measured.time_s)

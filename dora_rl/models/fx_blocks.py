@@ -92,14 +92,16 @@ def fx_partition(model: nn.Module, example: Tensor, *,
             cuts.append(i)
     while True:
         drop = next((k for k in range(len(cuts)) if g.bad_queries(cuts, k)), None)
-        if drop is None:
-            part = _build(g, cuts, unit, example)
-            idle = [k for k, (info, block) in enumerate(part.blocks.named_blocks())
-                    if k > 0 and info.kind == "other" and not any(True for _ in block.parameters())]
-            if not idle:
-                return part
-            drop = idle[0] - 1
-        del cuts[drop]
+        if drop is not None:
+            del cuts[drop]
+            continue
+        part = _build(g, cuts, unit, example)
+        idle = [k for k, (info, block) in enumerate(part.blocks.named_blocks())
+                if k > 0 and info.kind == "other" and not any(True for _ in block.parameters())]
+        if not idle:
+            return part
+        for k in reversed(idle):
+            del cuts[k - 1]
 
 
 def _named_cuts(g: Graph, names: Sequence[str]) -> list[int]:

@@ -111,14 +111,16 @@ def vocabulary(model: nn.Module) -> int:
 
 def make_input(model: nn.Module, source: ModuleSource, batch: int,
                seq_len: int | None = None, seed: int = 0) -> Tensor:
-    """An input of ``batch`` items: a float tensor of ``input_shape`` with its first dimension
-    set to ``batch``, or ``batch`` sequences of ``seq_len`` (default ``tokens``) token ids."""
+    """An input of ``batch`` items: a tensor of ``input_shape`` with its first dimension set to
+    ``batch`` (in the dtype of the module's parameters), or ``batch`` sequences of ``seq_len``
+    (default ``tokens``) token ids."""
     gen = torch.Generator().manual_seed(seed)
     if source.tokens is not None:
         vocab = vocabulary(model)
         return torch.randint(0, vocab, (batch, seq_len or source.tokens), generator=gen)
     shape = list(source.input_shape or [])
-    return torch.randn([batch, *shape[1:]], generator=gen)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return torch.randn([batch, *shape[1:]], generator=gen).to(dtype)
 
 
 def partition(model: nn.Module, source: ModuleSource) -> Partition:
