@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
-from dora_rl.costmodel import CostModel
+from dora_rl.costmodel import CostModel, Plan
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner.bruteforce import brute_force
+from dora_rl.planner import search as search_module
+from dora_rl.planner.bruteforce import all_plans, brute_force
+from dora_rl.planner.candidates import Candidates, build_candidates
+from dora_rl.planner.formulation import Limits
 from dora_rl.planner.partition import solve
+from dora_rl.planner.pathbound import PathBound
 from dora_rl.planner.space import SearchSpace
 from dora_rl.synthetic import random_scenario
 
@@ -82,3 +88,79 @@ def test_milp_matches_brute_force_where_the_1f1b_round_trip_binds() -> None:
         if binding >= 4:
             break
     assert binding >= 4
+
+
+def test_milp_fallback_optimum_equals_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the plan search given no budget, every solve goes to the mixed-integer program
+    over the candidates the path bound keeps; its optimum is still brute force's."""
+    monkeypatch.setattr(search_module, "MAX_PLANS", 0)
+    feasible = 0
+    for i, model, mode in _instances(505, 45):
+        space = SearchSpace.build(model, max_stages=4)
+        best = brute_force(model, mode, space=space)
+        try:
+            result = solve(model, mode, space=space)
+        except InfeasibleError:
+            assert best is None, f"instance {i}: program infeasible, brute force found {best}"
+            continue
+        assert best is not None, f"instance {i}: brute force found nothing, got {result.plan}"
+        expected = best[1]["energy_j"] if mode == "energy" else best[1]["latency_s"]
+        assert result.objective == pytest.approx(expected, rel=1e-6), (i, best[0], result.plan)
+        feasible += 1
+    assert feasible >= 20
+
+
+def _chain_of(space: SearchSpace, cands: Candidates, plan: Plan) -> list[int] | None:
+    """Candidate indices of ``plan``'s stages (None when a stage is not a candidate)."""
+    cls_of = {d: ci for ci, members in enumerate(space.classes) for d in members}
+    chain = []
+    for k, devices in enumerate(plan.stage_devices):
+        counts = tuple(sorted(Counter(cls_of[d] for d in devices).items()))
+        first, end = plan.stage_layers(k)
+        hit = [i for i in np.flatnonzero((cands.first == first) & (cands.end == end))
+               if tuple(sorted(space.groups[cands.group[i]].class_counts)) == counts]
+        if not hit:
+            return None
+        chain.append(int(hit[0]))
+    return chain
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_path_bound_never_exceeds_a_plans_objective(seed: int) -> None:
+    """The shortest-path bound the plan search cuts with is a lower bound on every plan of
+    the space: energy and time, every workload, dedicated and switch-off devices."""
+    checked = 0
+    for _, model, mode in _instances(seed, 45):
+        space = SearchSpace.build(model, max_stages=4)
+        for m in space.micro_batches:
+            cands = build_candidates(model, space, model.nominal, m)
+            bound = PathBound.build(model, space, cands, model.nominal, m, mode)
+            if bound is None:
+                continue
+            plans = [p for p in all_plans(model, space) if p.micro_batches == m]
+            metrics = model.evaluate_many(model.batch(plans, check=False))
+            value = metrics.energy_j if mode == "energy" else metrics.latency_s
+            per_candidate = bound.through(cands)
+            lowest = bound.global_bound()
+            t = bound.terms
+            for plan, v in zip(plans, value, strict=True):
+                chain = _chain_of(space, cands, plan)
+                if chain is None:
+                    continue
+                lb = t.weight[chain].sum() + t.slope * t.floor[chain].max() + t.offset
+                assert lb <= v * (1 + 1e-9) + 1e-12, (plan, lb, v)
+                assert per_candidate[chain].max() <= v * (1 + 1e-9) + 1e-12, (plan, v)
+                assert lowest <= v * (1 + 1e-9) + 1e-12
+                checked += 1
+    assert checked >= 500
+
+
+def test_plan_search_hands_over_when_a_level_admits_too_many_plans() -> None:
+    model = CostModel(random_scenario(np.random.default_rng(3), 4, 8, "inference"))
+    space = SearchSpace.build(model, max_stages=4)
+    cands = build_candidates(model, space, model.nominal, 1)
+    many = search_module.search(model, space, cands, model.nominal, 1, "energy", Limits(),
+                                max_plans=0)
+    assert many.status == "budget"
+    full = search_module.search(model, space, cands, model.nominal, 1, "energy", Limits())
+    assert full.status in ("optimal", "none") and full.plans_scored >= 1

@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.costmodel import CostModel, Plan, State
+from dora_rl.costmodel.metrics import Metrics
 from dora_rl.planner.candidates import Candidates
 from dora_rl.planner.formulation import Limits
 from dora_rl.planner.space import SearchSpace
@@ -136,6 +137,39 @@ def reduce(model: CostModel, c: Candidates, m: int, mode: str, incumbent: float 
     return keep
 
 
+def admissible(model: CostModel, metrics: Metrics, mode: str,
+               limits: Limits) -> NDArray[np.bool_]:
+    """Plans the program of ``mode`` under ``limits`` admits: memory, devices, QoE (unless
+    ignored), the plan-set limits and, in time mode, the card's energy budget."""
+    ok = metrics.memory_ok & metrics.usable_ok
+    if not limits.ignore_qoe:
+        ok = ok & metrics.feasible
+    if limits.max_time_s is not None:
+        ok = ok & (metrics.latency_s <= limits.max_time_s * (1 + TOL))
+    if limits.max_energy_j is not None:
+        ok = ok & (metrics.energy_j <= limits.max_energy_j * (1 + TOL))
+    budget = model.scenario.objective.energy_budget_j
+    if mode == "time" and budget is not None and not limits.ignore_qoe:
+        ok = ok & (metrics.energy_j <= budget * (1 + TOL))
+    return np.asarray(ok, dtype=bool)
+
+
+def time_caps(model: CostModel, m: int, limits: Limits) -> float:
+    """The tightest cap on the job's time figure (``latency_s``) the program imposes."""
+    job, q = model.tables.job, model.tables.job.qoe
+    caps = [limits.max_time_s]
+    if not limits.ignore_qoe:
+        if job.inference is not None:
+            caps.append(q.latency_ms and q.latency_ms / 1e3)
+        elif job.llm is not None:
+            caps.append(1.0 / job.llm.request_rate_per_s)
+        elif job.training is not None:
+            caps.append(q.iteration_ms and q.iteration_ms / 1e3)
+            if q.deadline_s and job.training.iterations:
+                caps.append(q.deadline_s / job.training.iterations)
+    return min((float(v) for v in caps if v), default=np.inf)
+
+
 def incumbent_plans(model: CostModel, space: SearchSpace, m: int) -> list[Plan]:
     """Cheap plans to start from: every single-group plan and every two-stage singleton split."""
     n_layers = model.tables.n_layers
@@ -159,14 +193,7 @@ def best_incumbent(model: CostModel, space: SearchSpace, state: State, m: int,
         return np.inf, None
     metrics = model.evaluate_many(model.batch(plans, check=False), state)
     value = metrics.energy_j if mode == "energy" else metrics.latency_s
-    ok = metrics.feasible.copy()
-    if limits.max_time_s is not None:
-        ok &= metrics.latency_s <= limits.max_time_s
-    if limits.max_energy_j is not None:
-        ok &= metrics.energy_j <= limits.max_energy_j
-    budget = model.scenario.objective.energy_budget_j
-    if mode == "time" and budget is not None:
-        ok &= metrics.energy_j <= budget
+    ok = admissible(model, metrics, mode, limits)
     if not ok.any():
         return np.inf, None
     best = int(np.argmin(np.where(ok, value, np.inf)))

@@ -24,6 +24,8 @@ from dora_rl.planner.bounds import best_incumbent
 from dora_rl.planner.candidates import Candidates, build_candidates
 from dora_rl.planner.diagnose import explain_infeasible
 from dora_rl.planner.formulation import Formulation, Limits, _Parts
+from dora_rl.planner.pathbound import PathBound
+from dora_rl.planner.search import SearchResult, chain_plan, search
 from dora_rl.planner.solver import NumericRangeError
 from dora_rl.planner.space import SearchSpace
 
@@ -101,35 +103,31 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
     # more micro-batches usually shorten the pipeline fill: try them first for a strong bound
     for m in sorted(space.micro_batches, reverse=True):
         cands = build_candidates(model, space, state, m)
-        incumbent, start_plan = np.inf, None
+        incumbent, inc_plan = np.inf, None
         if not limits.ignore_qoe:
-            incumbent, start_plan = best_incumbent(model, space, state, m, mode, limits)
+            incumbent, inc_plan = best_incumbent(model, space, state, m, mode, limits)
+        start_plan = inc_plan
         if warm_start is not None and warm_start.micro_batches == m:
             start_plan = warm_start
+            value = _value_of(model, warm_start, state, mode, limits)
+            if value < incumbent:
+                incumbent, inc_plan = value, warm_start
         if best is not None:
             incumbent = min(incumbent, best[0])
         cands = cands.subset(bounds.reduce(model, cands, m, mode, incumbent, limits))
         n_cands = max(n_cands, len(cands))
         if not len(cands):
             continue
-        form = formulate(model, space, cands, state, m, mode, limits)
-        try:
-            res = form.builder.solve(time_limit_s=time_limit_s,
-                                     warm_start=warm_start_of(space, cands, form, start_plan),
-                                     cutoff=best[0] * (1 + 1e-9) if best is not None else None)
-        except NumericRangeError as error:
-            raise InfeasibleError(f"job {model.tables.job.name!r}: {error}; the card holds an "
-                                  "extreme value (link_mbps, activation_bytes, peak_flops, "
-                                  "token counts or QoE targets)") from None
-        if res.x is None:
-            continue
-        if res.status != "optimal":
-            raise DoraError(f"job {model.tables.job.name!r}: solver stopped with status "
-                            f"{res.status!r} after {res.solve_time_s:.1f} s (gap "
-                            f"{res.mip_gap:.2%}); raise the time limit")
-        plan = extract_plan(space, cands, res.x[form.x], m)
-        if best is None or res.objective < best[0] - 1e-12 * abs(best[0]):
-            best = (res.objective, plan, res.status)
+        found = search(model, space, cands, state, m, mode, limits, cutoff=incumbent)
+        if found.status == "budget":
+            found = _solve_program(model, space, cands, state, m, mode, limits, time_limit_s,
+                                   found, start_plan, incumbent)
+        if found.plan is not None and (best is None
+                                       or found.objective < best[0] - 1e-12 * abs(best[0])):
+            best = (found.objective, found.plan, "optimal")
+        elif best is None and inc_plan is not None:
+            # nothing in the candidate space beats this incumbent: it is the optimum
+            best = (incumbent, inc_plan, "optimal")
     if best is None:
         raise InfeasibleError(explain_infeasible(model, state, space, limits, mode))
     objective, plan, status = best
@@ -138,6 +136,17 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
     return PartitionResult(plan=plan, metrics=metrics, objective=objective, mode=mode,
                            status=status, solve_time_s=time.perf_counter() - start,
                            n_candidates=n_cands)
+
+
+def _value_of(model: CostModel, plan: Plan, state: State, mode: Mode, limits: Limits) -> float:
+    """The objective of ``plan`` if the program admits it in ``state`` (inf otherwise)."""
+    try:
+        metrics = model.evaluate_many(model.batch([plan], check=False), state)
+    except DoraError:  # a plan of devices that no longer exist
+        return np.inf
+    if not bounds.admissible(model, metrics, mode, limits)[0]:
+        return np.inf
+    return float(metrics.energy_j[0] if mode == "energy" else metrics.latency_s[0])
 
 
 def formulate(model: CostModel, space: SearchSpace, cands: Candidates, state: State, m: int,
@@ -154,18 +163,43 @@ def formulate(model: CostModel, space: SearchSpace, cands: Candidates, state: St
 
 def extract_plan(space: SearchSpace, cands: Candidates, x: np.ndarray, m: int) -> Plan:
     """The plan of a solution: chosen candidates in layer order, concrete devices per class."""
-    chosen = np.flatnonzero(x > 0.5)
-    chosen = chosen[np.argsort(cands.first[chosen])]
-    taken = [0] * len(space.classes)
-    groups = []
-    for ci in chosen:
-        devices: list[int] = []
-        for cls, count in space.groups[cands.group[ci]].class_counts:
-            devices.extend(space.classes[cls][taken[cls]:taken[cls] + count])
-            taken[cls] += count
-        groups.append(tuple(sorted(devices)))
-    return Plan(stage_end=tuple(int(cands.end[ci]) for ci in chosen),
-                stage_devices=tuple(groups), micro_batches=m)
+    return chain_plan(space, cands, np.flatnonzero(x > 0.5), m)
+
+
+def _solve_program(model: CostModel, space: SearchSpace, cands: Candidates, state: State,
+                   m: int, mode: Mode, limits: Limits, time_limit_s: float,
+                   seen: SearchResult, start_plan: Plan | None,
+                   cutoff: float) -> SearchResult:
+    """The mixed-integer program over the candidates the path bound keeps, for a search that
+    ran out of budget; ``seen`` is the best plan the search scored."""
+    level = min(cutoff, seen.objective)
+    bound = PathBound.build(model, space, cands, state, m, mode)
+    if bound is not None and np.isfinite(level):
+        cands = cands.subset(bound.through(cands) <= level * (1 + 1e-9) + 1e-12)
+    if seen.plan is not None:
+        start_plan = seen.plan
+    if not len(cands):
+        return seen
+    form = formulate(model, space, cands, state, m, mode, limits)
+    try:
+        res = form.builder.solve(time_limit_s=time_limit_s,
+                                 warm_start=warm_start_of(space, cands, form, start_plan),
+                                 cutoff=level * (1 + 1e-9) if np.isfinite(level) else None)
+    except NumericRangeError as error:
+        raise InfeasibleError(f"job {model.tables.job.name!r}: {error}; the card holds an "
+                              "extreme value (link_mbps, activation_bytes, peak_flops, "
+                              "token counts or QoE targets)") from None
+    if res.x is None:
+        return seen if seen.plan is not None else SearchResult("none", None, np.inf,
+                                                                seen.plans_scored, level)
+    if res.status != "optimal":
+        raise DoraError(f"job {model.tables.job.name!r}: solver stopped with status "
+                        f"{res.status!r} after {res.solve_time_s:.1f} s (gap "
+                        f"{res.mip_gap:.2%}); raise the time limit")
+    plan = extract_plan(space, cands, res.x[form.x], m)
+    if seen.plan is not None and seen.objective <= res.objective:
+        return seen
+    return SearchResult("optimal", plan, float(res.objective), seen.plans_scored, level)
 
 
 def _verify(model: CostModel, plan: Plan, metrics: dict[str, Any], objective: float,

@@ -1,0 +1,200 @@
+"""Exact plan search: enumerate every plan whose lower bound can beat a level, score them all.
+
+A depth-first search grows chains of stage candidates from layer 0, keeping the device count of
+every class within what the space has, and cuts a branch as soon as the chain's cost so far
+plus the least completion cost of :class:`~dora_rl.planner.pathbound.PathBound` exceeds the
+level (and, in energy mode, as soon as the time figure's bound exceeds the job's time limit).
+Every complete chain is a plan; the cost model scores them all at once, and the best one that
+meets memory, QoE and the limits is kept. Since no plan whose objective is at most the level is
+cut, a best plan at or under the level is the optimum over the whole space; otherwise the
+level rises (from just above the global bound towards the cutoff) and the search repeats.
+
+The search stops with ``"budget"`` when a level admits more than ``max_plans`` chains; the
+partitioner then solves the mixed-integer program over the candidates the bound keeps.
+
+Example:
+    >>> from dora_rl.scenarios import load
+    >>> from dora_rl.costmodel import CostModel
+    >>> from dora_rl.planner.candidates import build_candidates
+    >>> from dora_rl.planner.formulation import Limits
+    >>> from dora_rl.planner.space import SearchSpace
+    >>> model = CostModel(load("tiny"))
+    >>> space = SearchSpace.build(model)
+    >>> cands = build_candidates(model, space, model.nominal, 1)
+    >>> r = search(model, space, cands, model.nominal, 1, "energy", Limits())
+    >>> r.status, r.plan is not None
+    ('optimal', True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dora_rl.costmodel import CostModel, Plan, State
+from dora_rl.planner.bounds import admissible, time_caps
+from dora_rl.planner.candidates import Candidates
+from dora_rl.planner.formulation import Limits
+from dora_rl.planner.pathbound import PathBound, time_terms
+from dora_rl.planner.space import SearchSpace
+
+IntArray = NDArray[np.int64]
+TOL = 1e-9
+MAX_PLANS = 50_000
+"""Chains one level may admit before the search hands over to the mixed-integer program."""
+FIRST_GAP = 0.01
+"""The first level lies this fraction above the global bound; each next one four times as
+far."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Outcome of :func:`search`.
+
+    Attributes:
+        status: ``"optimal"`` (``plan`` is the best plan with objective at most the cutoff),
+            ``"none"`` (no plan meets the constraints at or under the cutoff) or ``"budget"``
+            (a level admitted more than ``max_plans`` chains; ``plan`` is the best seen).
+        plan: The best admissible plan found (None if none).
+        objective: Its objective (inf if none).
+        plans_scored: Chains scored by the cost model over all levels.
+        level: The last level searched.
+    """
+
+    status: Literal["optimal", "none", "budget"]
+    plan: Plan | None
+    objective: float
+    plans_scored: int
+    level: float
+
+
+class _Budget(Exception):
+    """A level admits more chains than the budget."""
+
+
+def chain_plan(space: SearchSpace, cands: Candidates, chain: IntArray | Sequence[int],
+               m: int) -> Plan:
+    """The plan of a chain of candidates: stages in layer order, concrete devices per class."""
+    chosen = np.asarray(chain, dtype=np.int64)
+    chosen = chosen[np.argsort(cands.first[chosen], kind="stable")]
+    taken = [0] * len(space.classes)
+    groups = []
+    for ci in chosen:
+        devices: list[int] = []
+        for cls, count in space.groups[cands.group[ci]].class_counts:
+            devices.extend(space.classes[cls][taken[cls]:taken[cls] + count])
+            taken[cls] += count
+        groups.append(tuple(sorted(devices)))
+    return Plan(stage_end=tuple(int(cands.end[ci]) for ci in chosen),
+                stage_devices=tuple(groups), micro_batches=m)
+
+
+class _Walk:
+    """The depth-first enumeration of one level."""
+
+    def __init__(self, space: SearchSpace, cands: Candidates, n_layers: int, bound: PathBound,
+                 timing: tuple[PathBound, float] | None, max_plans: int) -> None:
+        self.space, self.c, self.bound, self.timing = space, cands, bound, timing
+        self.max_plans = max_plans
+        self.n_layers = n_layers
+        self.by_first = [np.flatnonzero(cands.first == j) for j in range(self.n_layers)]
+        use = np.zeros((len(space.groups), len(space.classes)), dtype=np.int64)
+        for gi, g in enumerate(space.groups):
+            for ci, n in g.class_counts:
+                use[gi, ci] = n
+        self.use = use[cands.group]
+        self.caps = np.array([len(k) for k in space.classes], dtype=np.int64)
+        self.chains: list[tuple[int, ...]] = []
+
+    def run(self, level: float) -> list[tuple[int, ...]]:
+        self.level, self.chains = level, []
+        k = len(self.caps)
+        self._grow(0, np.zeros(k, dtype=np.int64), 0.0, 0.0, 0.0, 0.0, ())
+        return self.chains
+
+    def _cut(self, b: PathBound, idx: IntArray, used: IntArray, acc: float, floor: float,
+             limit: float) -> tuple[NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64]]:
+        """Children of ``idx`` whose bound stays within ``limit``; their sums and floors."""
+        sums = acc + b.terms.weight[idx]
+        floors = np.maximum(floor, b.terms.floor[idx])
+        code = (used[None, :] + self.use[idx]) @ b.usage.radix
+        rest = b.completion(self.c.end[idx], code, floors)
+        ok = sums + rest + b.terms.offset <= limit * (1 + TOL) + TOL * abs(limit)
+        return ok, sums, floors
+
+    def _grow(self, layer: int, used: IntArray, acc: float, floor: float, t_acc: float,
+              t_floor: float, chain: tuple[int, ...]) -> None:
+        if len(chain) >= self.space.max_stages:
+            return
+        idx = self.by_first[layer]
+        idx = idx[np.all(used[None, :] + self.use[idx] <= self.caps[None, :], axis=1)]
+        if not len(idx):
+            return
+        ok, sums, floors = self._cut(self.bound, idx, used, acc, floor, self.level)
+        t_sums, t_floors = sums, floors
+        if self.timing is not None:
+            t_ok, t_sums, t_floors = self._cut(self.timing[0], idx, used, t_acc, t_floor,
+                                               self.timing[1])
+            ok &= t_ok
+        for i in np.flatnonzero(ok):
+            ci = int(idx[i])
+            nxt = chain + (ci,)
+            end = int(self.c.end[ci])
+            if end == self.n_layers:
+                self.chains.append(nxt)
+                if len(self.chains) > self.max_plans:
+                    raise _Budget
+            else:
+                self._grow(end, used + self.use[ci], float(sums[i]), float(floors[i]),
+                           float(t_sums[i]), float(t_floors[i]), nxt)
+
+
+def search(model: CostModel, space: SearchSpace, cands: Candidates, state: State, m: int,
+           mode: str, limits: Limits, cutoff: float = np.inf,
+           max_plans: int | None = None) -> SearchResult:
+    """The best plan over ``cands`` with ``m`` micro-batches, if its objective is <= cutoff.
+
+    ``max_plans`` defaults to :data:`MAX_PLANS`.
+    """
+    max_plans = MAX_PLANS if max_plans is None else max_plans
+    bound = PathBound.build(model, space, cands, state, m, mode)
+    if bound is None:
+        return SearchResult("none", None, np.inf, 0, np.nan)
+    timing = None
+    cap = time_caps(model, m, limits)
+    if mode == "energy" and np.isfinite(cap):
+        t_bound = PathBound.build(model, space, cands, state, m, "time",
+                                  terms=time_terms(model, cands, state, m))
+        timing = (t_bound, cap) if t_bound is not None else None
+    walk = _Walk(space, cands, model.tables.n_layers, bound, timing, max_plans)
+    lowest = bound.global_bound()
+    if not np.isfinite(lowest):  # no chain of candidates covers every layer
+        return SearchResult("none", None, np.inf, 0, lowest)
+    best: tuple[float, Plan | None] = (np.inf, None)
+    scored, gap, level = 0, FIRST_GAP, lowest
+    seen: set[tuple[int, ...]] = set()
+    while True:
+        level = min(cutoff, lowest + gap * max(abs(lowest), 1e-12))
+        try:
+            chains = [ch for ch in walk.run(level) if ch not in seen]
+        except _Budget:
+            return SearchResult("budget", best[1], best[0], scored, level)
+        seen.update(chains)
+        if chains:
+            plans = [chain_plan(space, cands, ch, m) for ch in chains]
+            metrics = model.evaluate_many(model.batch(plans, check=False), state)
+            value = metrics.energy_j if mode == "energy" else metrics.latency_s
+            value = np.where(admissible(model, metrics, mode, limits), value, np.inf)
+            i = int(np.argmin(value))
+            scored += len(plans)
+            if value[i] < best[0]:
+                best = (float(value[i]), plans[i])
+        if best[0] <= level * (1 + TOL) + TOL * abs(level):
+            return SearchResult("optimal", best[1], best[0], scored, level)
+        if level >= cutoff or not np.isfinite(level):
+            return SearchResult("none", None, np.inf, scored, level)
+        gap *= 4.0
