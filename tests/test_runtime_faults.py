@@ -255,7 +255,9 @@ def test_a_signal_stops_the_workers_writes_the_partial_result_and_cleans_up(
     returncode, out, err = run.finish(timeout_s=30)
     assert returncode == code
     lines = err.strip().splitlines()
-    assert len(lines) == 1, err[-2000:]
+    stand_in = [line for line in lines if "run as stand-in layers" in line]  # said once
+    lines = [line for line in lines if line not in stand_in]
+    assert len(stand_in) == 1 and len(lines) == 1, err[-2000:]
     name = signal.Signals(sig).name
     assert lines[0].startswith(f"serve: interrupted by {name}: sent ")
     assert "partial result in --json" in lines[0]
