@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,6 +132,8 @@ class Usage:
     """Devices used per class, encoded as one mixed-radix integer per state."""
 
     caps: IntArray
+    use: IntArray
+    """[G, C] devices of each class a group takes."""
     radix: IntArray
     code: IntArray
     """[G] each group's usage as a code to add."""
@@ -143,21 +146,22 @@ class Usage:
         return int(self.fits.shape[1])
 
     @classmethod
-    def build(cls, space: SearchSpace, track: bool) -> Usage:
-        """Usage states of ``space`` (one state standing for all when ``track`` is false)."""
+    def build(cls, space: SearchSpace, tracked: Sequence[int] = ()) -> Usage:
+        """Usage states counting the classes in ``tracked`` (the others are not counted)."""
         caps = np.array([len(m) for m in space.classes], dtype=np.int64)
         use = np.zeros((len(space.groups), len(caps)), dtype=np.int64)
         for gi, g in enumerate(space.groups):
             for ci, n in g.class_counts:
                 use[gi, ci] = n
-        if not track:
-            return cls(caps, np.zeros_like(caps), np.zeros(len(use), dtype=np.int64),
-                       np.ones((len(use), 1), dtype=bool))
-        radix = np.cumprod(np.concatenate([[1], caps[:-1] + 1])).astype(np.int64)
-        n_states = int(np.prod(caps + 1))
-        digits = (np.arange(n_states)[:, None] // radix[None, :]) % (caps + 1)[None, :]
-        fits = np.all(digits[None, :, :] + use[:, None, :] <= caps[None, None, :], axis=2)
-        return cls(caps, radix, use @ radix, fits)
+        on = np.zeros(len(caps), dtype=bool)
+        on[list(tracked)] = True
+        span = np.where(on, caps + 1, 1)
+        place = np.cumprod(np.concatenate([[1], span[:-1]])).astype(np.int64)
+        n_states = int(np.prod(span))
+        digits = (np.arange(n_states)[:, None] // place[None, :]) % span[None, :]
+        fits = np.all(digits[None, :, :] + use[:, None, :] * on <= caps[None, None, :], axis=2)
+        radix = np.where(on, place, 0)
+        return cls(caps, use, radix, use @ radix, fits)
 
 
 @dataclass(frozen=True)
@@ -191,14 +195,42 @@ class PathBound:
         if not np.isfinite(terms.weight).all() or not np.isfinite(terms.floor).all():
             return None
         n_layers = model.tables.n_layers
-        n_states = float(np.prod([len(k) + 1.0 for k in space.classes]))
-        usage = Usage.build(space, n_states <= MAX_STATES and len(c) * n_states <= MAX_CELLS
-                            and (n_layers + 1) * n_states <= MAX_CELLS)
-        n_bands = max(1, min(N_BANDS, MAX_CELLS // ((n_layers + 1) * usage.n_states)))
-        lo, hi = _bands(terms, n_bands)
-        to_end = np.stack([_to_end(c, usage, terms.weight, terms.floor <= h, n_layers)
-                           for h in hi])
-        return cls(terms, usage, c.first, c.end, c.group, lo, hi, to_end)
+        tracked: list[int] = []
+        while True:
+            usage = Usage.build(space, tracked)
+            n_bands = max(1, min(N_BANDS, MAX_CELLS // ((n_layers + 1) * usage.n_states)))
+            lo, hi = _bands(terms, n_bands)
+            to_end = np.stack([_to_end(c, usage, terms.weight, terms.floor <= h, n_layers)
+                               for h in hi])
+            bound = cls(terms, usage, c.first, c.end, c.group, lo, hi, to_end)
+            more = bound._overused(c)
+            states = usage.n_states * float(np.prod(usage.caps[more] + 1))
+            if not more or states > MAX_STATES or len(c) * states > MAX_CELLS \
+                    or (n_layers + 1) * states > MAX_CELLS:
+                return bound
+            tracked += more
+
+    def _overused(self, c: Candidates) -> list[int]:
+        """Classes the chain attaining the global bound uses more often than they have devices
+        (the next ones to count: decremental state-space relaxation)."""
+        rest = self.completion(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64),
+                               np.zeros(1))[0]
+        if not np.isfinite(rest):
+            return []
+        cycle = self.terms.slope * self.band_lo
+        k = int(np.argmin(self.to_end[:, 0, 0] + cycle))
+        active = self.terms.floor <= self.band_hi[k]
+        layer, code, used = 0, 0, np.zeros(len(self.usage.caps), dtype=np.int64)
+        n_layers = self.to_end.shape[1] - 1
+        while layer < n_layers:
+            idx = np.flatnonzero(active & (c.first == layer))
+            g = c.group[idx]
+            idx, g = idx[self.usage.fits[g, code]], g[self.usage.fits[g, code]]
+            nxt = code + self.usage.code[g]
+            i = int(np.argmin(self.terms.weight[idx] + self.to_end[k, c.end[idx], nxt]))
+            used += self.usage.use[g[i]]
+            layer, code = int(c.end[idx[i]]), int(nxt[i])
+        return [int(v) for v in np.flatnonzero(used > self.usage.caps)]
 
     def through(self, c: Candidates) -> FloatArray:
         """Per candidate: a lower bound on the objective of every plan that uses it."""

@@ -9,8 +9,9 @@ meets memory, QoE and the limits is kept. Since no plan whose objective is at mo
 cut, a best plan at or under the level is the optimum over the whole space; otherwise the
 level rises (from just above the global bound towards the cutoff) and the search repeats.
 
-The search stops with ``"budget"`` when a level admits more than ``max_plans`` chains; the
-partitioner then solves the mixed-integer program over the candidates the bound keeps.
+The search stops with ``"budget"`` when a level admits more than ``max_plans`` chains or grows
+weighs more than :data:`MAX_WORK` children; the partitioner then solves the mixed-integer program
+over the candidates the bound keeps.
 
 Example:
     >>> from dora_rl.scenarios import load
@@ -46,6 +47,8 @@ IntArray = NDArray[np.int64]
 TOL = 1e-9
 MAX_PLANS = 50_000
 """Chains one level may admit before the search hands over to the mixed-integer program."""
+MAX_WORK = 3_000_000
+"""Children one level may weigh (about a second) before it hands over likewise."""
 FIRST_GAP = 0.01
 """The first level lies this fraction above the global bound; each next one four times as
 far."""
@@ -109,9 +112,10 @@ class _Walk:
         self.use = use[cands.group]
         self.caps = np.array([len(k) for k in space.classes], dtype=np.int64)
         self.chains: list[tuple[int, ...]] = []
+        self.work = 0
 
     def run(self, level: float) -> list[tuple[int, ...]]:
-        self.level, self.chains = level, []
+        self.level, self.chains, self.work = level, [], 0
         k = len(self.caps)
         self._grow(0, np.zeros(k, dtype=np.int64), 0.0, 0.0, 0.0, 0.0, ())
         return self.chains
@@ -131,6 +135,9 @@ class _Walk:
         if len(chain) >= self.space.max_stages:
             return
         idx = self.by_first[layer]
+        self.work += len(idx)
+        if self.work > MAX_WORK:
+            raise _Budget
         idx = idx[np.all(used[None, :] + self.use[idx] <= self.caps[None, :], axis=1)]
         if not len(idx):
             return
