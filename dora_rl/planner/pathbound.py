@@ -195,7 +195,9 @@ class PathBound:
         if not np.isfinite(terms.weight).all() or not np.isfinite(terms.floor).all():
             return None
         n_layers = model.tables.n_layers
-        tracked: list[int] = []
+        # count every class when the states fit; otherwise only those the best chain over-uses
+        everything = float(np.prod([len(k) + 1.0 for k in space.classes]))
+        tracked = list(range(len(space.classes))) if _fits(everything, len(c), n_layers) else []
         while True:
             usage = Usage.build(space, tracked)
             n_bands = max(1, min(N_BANDS, MAX_CELLS // ((n_layers + 1) * usage.n_states)))
@@ -205,8 +207,7 @@ class PathBound:
             bound = cls(terms, usage, c.first, c.end, c.group, lo, hi, to_end)
             more = bound._overused(c)
             states = usage.n_states * float(np.prod(usage.caps[more] + 1))
-            if not more or states > MAX_STATES or len(c) * states > MAX_CELLS \
-                    or (n_layers + 1) * states > MAX_CELLS:
+            if not more or not _fits(states, len(c), n_layers):
                 return bound
             tracked += more
 
@@ -252,6 +253,9 @@ class PathBound:
     def completion(self, layer: IntArray, code: IntArray, floor: FloatArray) -> FloatArray:
         """Least ``sum weight`` after ``layer`` plus the cycle term, for chains whose floor so
         far is ``floor`` (arrays of equal shape)."""
+        if len(self.band_lo) == 1:  # one band, open above
+            return self.to_end[0, layer, code] + self.terms.slope * np.maximum(
+                self.band_lo[0], floor)
         ok = self.band_hi[None, :] >= floor[:, None]  # [n, K]
         rest = self.to_end[:, layer, code].T  # [n, K]
         cycle = self.terms.slope * np.maximum(self.band_lo[None, :], floor[:, None])
@@ -261,6 +265,12 @@ class PathBound:
         """A lower bound on the objective of every plan."""
         return float(self.completion(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64),
                                      np.zeros(1))[0] + self.terms.offset)
+
+
+def _fits(n_states: float, n_cands: int, n_layers: int) -> bool:
+    """Whether the program over ``n_states`` usage states stays within the limits."""
+    return (n_states <= MAX_STATES and n_cands * n_states <= MAX_CELLS
+            and (n_layers + 1) * n_states <= MAX_CELLS)
 
 
 def _bands(terms: Terms, n_bands: int) -> tuple[FloatArray, FloatArray]:

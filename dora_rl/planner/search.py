@@ -10,7 +10,7 @@ cut, a best plan at or under the level is the optimum over the whole space; othe
 level rises (from just above the global bound towards the cutoff) and the search repeats.
 
 The search stops with ``"budget"`` when a level admits more than ``max_plans`` chains or grows
-weighs more than :data:`MAX_WORK` children; the partitioner then solves the mixed-integer program
+extends more than :data:`MAX_NODES` chains; the partitioner then solves the mixed-integer program
 over the candidates the bound keeps.
 
 Example:
@@ -48,7 +48,10 @@ TOL = 1e-9
 MAX_PLANS = 50_000
 """Chains one level may admit before the search hands over to the mixed-integer program."""
 MAX_WORK = 3_000_000
-"""Children one level may weigh (about a second) before it hands over likewise."""
+"""Children one level may weigh before it hands over likewise."""
+MAX_NODES = 10_000
+"""Chains one level may extend (each costs a few numpy calls) before it hands over
+likewise."""
 FIRST_GAP = 0.01
 """The first level lies this fraction above the global bound; each next one four times as
 far."""
@@ -112,23 +115,25 @@ class _Walk:
         self.use = use[cands.group]
         self.caps = np.array([len(k) for k in space.classes], dtype=np.int64)
         self.chains: list[tuple[int, ...]] = []
-        self.work = 0
+        self.work = self.nodes = 0
+        self.next_level = np.inf
+        """Least bound of a chain the level cut (inf: the level cut none)."""
 
     def run(self, level: float) -> list[tuple[int, ...]]:
-        self.level, self.chains, self.work = level, [], 0
+        self.level, self.chains, self.work, self.nodes = level, [], 0, 0
+        self.next_level = np.inf
         k = len(self.caps)
         self._grow(0, np.zeros(k, dtype=np.int64), 0.0, 0.0, 0.0, 0.0, ())
         return self.chains
 
-    def _cut(self, b: PathBound, idx: IntArray, used: IntArray, acc: float, floor: float,
-             limit: float) -> tuple[NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64]]:
-        """Children of ``idx`` whose bound stays within ``limit``; their sums and floors."""
+    def _cut(self, b: PathBound, idx: IntArray, used: IntArray, acc: float,
+             floor: float) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Bounds of the children ``idx`` of a chain, their sums and their floors."""
         sums = acc + b.terms.weight[idx]
         floors = np.maximum(floor, b.terms.floor[idx])
-        code = (used[None, :] + self.use[idx]) @ b.usage.radix
+        code = int(used @ b.usage.radix) + self.use[idx] @ b.usage.radix
         rest = b.completion(self.c.end[idx], code, floors)
-        ok = sums + rest + b.terms.offset <= limit * (1 + TOL) + TOL * abs(limit)
-        return ok, sums, floors
+        return sums + rest + b.terms.offset, sums, floors
 
     def _grow(self, layer: int, used: IntArray, acc: float, floor: float, t_acc: float,
               t_floor: float, chain: tuple[int, ...]) -> None:
@@ -136,17 +141,22 @@ class _Walk:
             return
         idx = self.by_first[layer]
         self.work += len(idx)
-        if self.work > MAX_WORK:
+        self.nodes += 1
+        if self.work > MAX_WORK or self.nodes > MAX_NODES:
             raise _Budget
         idx = idx[np.all(used[None, :] + self.use[idx] <= self.caps[None, :], axis=1)]
         if not len(idx):
             return
-        ok, sums, floors = self._cut(self.bound, idx, used, acc, floor, self.level)
+        lower, sums, floors = self._cut(self.bound, idx, used, acc, floor)
         t_sums, t_floors = sums, floors
+        fast = np.ones(len(idx), dtype=bool)
         if self.timing is not None:
-            t_ok, t_sums, t_floors = self._cut(self.timing[0], idx, used, t_acc, t_floor,
-                                               self.timing[1])
-            ok &= t_ok
+            t_lower, t_sums, t_floors = self._cut(self.timing[0], idx, used, t_acc, t_floor)
+            fast = t_lower <= _above(self.timing[1])
+        ok = fast & (lower <= _above(self.level))
+        over = lower[fast & ~ok]
+        if len(over):  # the least bound cut by the level: where the next level starts
+            self.next_level = min(self.next_level, float(over.min()))
         for i in np.flatnonzero(ok):
             ci = int(idx[i])
             nxt = chain + (ci,)
@@ -182,10 +192,10 @@ def search(model: CostModel, space: SearchSpace, cands: Candidates, state: State
     if not np.isfinite(lowest):  # no chain of candidates covers every layer
         return SearchResult("none", None, np.inf, 0, lowest)
     best: tuple[float, Plan | None] = (np.inf, None)
-    scored, gap, level = 0, FIRST_GAP, lowest
+    scored, gap = 0, FIRST_GAP
     seen: set[tuple[int, ...]] = set()
+    level = min(cutoff, lowest + FIRST_GAP * max(abs(lowest), 1e-12))
     while True:
-        level = min(cutoff, lowest + gap * max(abs(lowest), 1e-12))
         try:
             chains = [ch for ch in walk.run(level) if ch not in seen]
         except _Budget:
@@ -200,8 +210,15 @@ def search(model: CostModel, space: SearchSpace, cands: Candidates, state: State
             scored += len(plans)
             if value[i] < best[0]:
                 best = (float(value[i]), plans[i])
-        if best[0] <= level * (1 + TOL) + TOL * abs(level):
+        if best[0] <= _above(level):
             return SearchResult("optimal", best[1], best[0], scored, level)
-        if level >= cutoff or not np.isfinite(level):
+        if level >= cutoff or not np.isfinite(walk.next_level):
             return SearchResult("none", None, np.inf, scored, level)
+        # at least the next chain's bound, and a geometric step so that levels stay few
         gap *= 4.0
+        level = min(cutoff, max(walk.next_level, lowest + gap * max(abs(lowest), 1e-12)))
+
+
+def _above(level: float) -> float:
+    """``level`` with the tolerance a bound may exceed it by."""
+    return level * (1 + TOL) + TOL * abs(level)
