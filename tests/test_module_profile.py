@@ -279,21 +279,6 @@ def test_the_cli_writes_a_profile_whose_module_the_loader_finds(
     assert model.module.input_shape == [1, 3, 32, 32]
 
 
-def test_torchvision_models_profile_like_their_replicas_where_torchvision_imports() -> None:
-    try:
-        import torchvision.models  # noqa: F401
-    except (ImportError, RuntimeError) as exc:  # a CUDA build beside the CPU torch
-        pytest.skip(f"torchvision does not import here: {exc}")
-    for name, replica in (("resnet18", RESNET), ("mobilenet_v2", MOBILENET)):
-        source = replica.model_copy(update={"factory": f"torchvision.models:{name}"})
-        profile = profile_module(source)
-        fwd, _, params = _torch_counts(source)
-        assert sum(lay.forward_flops for lay in profile.layers) == fwd
-        assert sum(lay.param_bytes for lay in profile.layers) == 4 * params
-        assert [lay.name for lay in profile.layers] == [
-            lay.name for lay in profile_module(replica).layers]
-
-
 def test_measure_times_every_block_of_a_module(tmp_path: Path) -> None:
     out = tmp_path / "net.yaml"
     argv = ["--model", f"{NETS}/vision.py:small_resnet", "--input-shape", "1,3,32,32",

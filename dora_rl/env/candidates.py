@@ -169,7 +169,8 @@ class CandidateCache:
         state = model.nominal.replace(available=usable)
         self.solves += 1
         try:
-            best = solve(model, None, state)
+            # warm-started from the plan that served before the device left
+            best = solve(model, None, state, warm_start=full.plans[0] if full.plans else None)
             extra = [(best.plan, best.energy_j)]
         except InfeasibleError:
             plans, energy, _ = self._fallback(model, state)
