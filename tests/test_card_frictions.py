@@ -128,6 +128,8 @@ def test_a_plan_built_from_device_names_equals_the_one_from_indices() -> None:
     by_name = Plan(stage_end=(6, model.tables.n_layers), stage_devices=groups)
     by_index = Plan(stage_end=(6, model.tables.n_layers), stage_devices=((0,), (1, 2)))
     assert model.evaluate(by_name)["energy_j"] == model.evaluate(by_index)["energy_j"]
+    named = Plan.named(scenario, (6, model.tables.n_layers), [names[0], [names[1], names[2]]])
+    assert named == by_index
 
 
 def test_an_unknown_device_name_lists_the_devices() -> None:
@@ -135,3 +137,5 @@ def test_an_unknown_device_name_lists_the_devices() -> None:
     with pytest.raises(ConfigError) as info:
         scenario.device_groups(["fast", "toaster"])
     assert "no device named 'toaster' (devices: slow, mid, fast)" in str(info.value)
+    with pytest.raises(ConfigError, match="no device named 'toaster'"):
+        Plan.named(scenario, (4, 8), ["slow", "toaster"])

@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.costmodel.tables import JobTables
 from dora_rl.errors import DoraError
+
+if TYPE_CHECKING:
+    from dora_rl.config.loader import Scenario
 
 
 class PlanError(DoraError):
@@ -68,6 +72,23 @@ class Plan:
     def devices(self) -> tuple[int, ...]:
         """All devices the plan uses, sorted."""
         return tuple(sorted(d for group in self.stage_devices for d in group))
+
+    @classmethod
+    def named(cls, scenario: Scenario, stage_end: Sequence[int],
+              stage_devices: Sequence[str | Sequence[str]], micro_batches: int = 1) -> Plan:
+        """A plan whose stage groups are given by device name (one name or a list each).
+
+        Example:
+            >>> from dora_rl.scenarios import load
+            >>> Plan.named(load("tiny"), (3, 8), ["slow", ["mid", "fast"]]).stage_devices
+            ((0,), (1, 2))
+
+        Raises:
+            ConfigError: a name is no device of the scenario (the message lists them).
+        """
+        return cls(stage_end=tuple(int(e) for e in stage_end),
+                   stage_devices=scenario.device_groups(*stage_devices),
+                   micro_batches=micro_batches)
 
     @classmethod
     def single(cls, device: int, n_layers: int) -> Plan:
