@@ -50,8 +50,8 @@ IntArray = NDArray[np.int64]
 MAX_STATES = 4096
 """Most (devices used per class) states the program tracks; beyond, counts are dropped."""
 MAX_CELLS = 4_000_000
-"""Most candidate x state pairs per band, and most table cells over all bands (memory and time
-of the programs)."""
+"""Most candidate x state pairs of one layer, and most table cells over all bands (memory and
+time of the programs)."""
 N_BANDS = 48
 """Most bands of the cycle floor; more bands tighten the bound and cost one program each."""
 
@@ -197,7 +197,8 @@ class PathBound:
         n_layers = model.tables.n_layers
         # count every class when the states fit; otherwise only those the best chain over-uses
         everything = float(np.prod([len(k) + 1.0 for k in space.classes]))
-        tracked = list(range(len(space.classes))) if _fits(everything, len(c), n_layers) else []
+        widest = int(np.bincount(c.first, minlength=n_layers).max())
+        tracked = list(range(len(space.classes))) if _fits(everything, widest, n_layers) else []
         while True:
             usage = Usage.build(space, tracked)
             n_bands = max(1, min(N_BANDS, MAX_CELLS // ((n_layers + 1) * usage.n_states)))
@@ -207,7 +208,7 @@ class PathBound:
             bound = cls(terms, usage, c.first, c.end, c.group, lo, hi, to_end)
             more = bound._overused(c)
             states = usage.n_states * float(np.prod(usage.caps[more] + 1))
-            if not more or not _fits(states, len(c), n_layers):
+            if not more or not _fits(states, widest, n_layers):
                 return bound
             tracked += more
 
@@ -237,17 +238,20 @@ class PathBound:
         """Per candidate: a lower bound on the objective of every plan that uses it."""
         n_layers = self.to_end.shape[1] - 1
         states = np.arange(self.usage.n_states)[None, :]
-        g = c.group
-        fits = self.usage.fits[g]  # [n, S]
-        nxt = np.where(fits, states + self.usage.code[g][:, None], 0)
         out = np.full(len(c), np.inf)
+        layers = [np.flatnonzero(c.first == j) for j in range(n_layers)]
         for k, (lo, hi) in enumerate(zip(self.band_lo, self.band_hi, strict=True)):
             active = self.terms.floor <= hi
             start = _from_start(c, self.usage, self.terms.weight, active, n_layers)
-            via = start[c.first] + self.terms.weight[:, None] + self.to_end[k][c.end[:, None], nxt]
-            best = np.where(fits, via, np.inf).min(axis=1)
             cycle = self.terms.slope * np.maximum(lo, self.terms.floor)
-            out = np.minimum(out, np.where(active, best + cycle, np.inf))
+            for j, idx in enumerate(layers):  # a layer at a time: [n_j, S] arrays
+                g = c.group[idx]
+                fits = self.usage.fits[g]
+                nxt = np.where(fits, states + self.usage.code[g][:, None], 0)
+                via = (start[j][None, :] + self.terms.weight[idx][:, None]
+                       + self.to_end[k][c.end[idx][:, None], nxt])
+                best = np.where(fits & active[idx][:, None], via, np.inf).min(axis=1)
+                out[idx] = np.minimum(out[idx], best + cycle[idx])
         return out + self.terms.offset
 
     def completion(self, layer: IntArray, code: IntArray, floor: FloatArray) -> FloatArray:
@@ -267,9 +271,10 @@ class PathBound:
                                      np.zeros(1))[0] + self.terms.offset)
 
 
-def _fits(n_states: float, n_cands: int, n_layers: int) -> bool:
-    """Whether the program over ``n_states`` usage states stays within the limits."""
-    return (n_states <= MAX_STATES and n_cands * n_states <= MAX_CELLS
+def _fits(n_states: float, widest: int, n_layers: int) -> bool:
+    """Whether the program over ``n_states`` usage states stays within the limits, with at
+    most ``widest`` candidates starting at one layer."""
+    return (n_states <= MAX_STATES and widest * n_states <= MAX_CELLS
             and (n_layers + 1) * n_states <= MAX_CELLS)
 
 
