@@ -69,9 +69,13 @@ def bench(workload: str, n_layers: int, n_devices: int, singles: int, repeats: i
 
 def main() -> int:
     """Run the benchmark and write the results."""
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for the result tables (default: experiments/results)")
     parser.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
     args = parser.parse_args()
+    RESULTS = args.out
     singles, repeats = (200, 5) if args.quick else (3000, 41)
     rows = [bench(w, 48, 8, singles, repeats) for w in ("inference", "llm_inference", "training")]
     header = list(rows[0])

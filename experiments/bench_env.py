@@ -55,9 +55,13 @@ def yardstick_ms() -> float:
 
 
 def main() -> int:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for the result tables (default: experiments/results)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    RESULTS = args.out
     steps, rounds = (300, 1) if args.quick else (3000, 3)
     envs = {}
     for env_id in ENV_IDS:

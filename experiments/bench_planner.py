@@ -249,11 +249,15 @@ def resolve_speed() -> list[dict[str, Any]]:
 
 def main() -> int:
     """Run every part and print the tables."""
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for the result tables (default: experiments/results)")
     parser.add_argument("--quick", action="store_true", help="48 x 8 only, one repeat")
     parser.add_argument("--only", choices=("cache", "resolve", "speed"),
                         help="run only this part")
     args = parser.parse_args()
+    RESULTS = args.out
     if args.only in (None, "resolve"):
         print(_write("planner_resolve", "Re-solving after a device leaves", resolve_speed(),
                      "Wall seconds of one solve to a proven optimum (energy mode, HiGHS, one "
@@ -261,13 +265,14 @@ def main() -> int:
                      "device present, on this 2-core machine. Target: at most 1 s."))
         if args.only == "resolve":
             return 0
-    print(_write("planner_cache", "Plan cache: cold and warm", cache_speed(),
-                 "Wall seconds of a fresh process on this 2-core machine: building the card's "
-                 "-v1 env (gymnasium.make and the first reset) and `python -m dora_rl.plan "
-                 "--scenario envs/<card>.yaml`, first with an empty plan cache, then with the "
-                 "cache the first run filled (dora_rl/planner/disk.py). Process start-up and "
-                 "imports (about 1 s) are included. same_plans: the plan JSON of both runs is "
-                 "equal apart from solve times."))
+    if args.only in (None, "cache"):
+        print(_write("planner_cache", "Plan cache: cold and warm", cache_speed(),
+                     "Wall seconds of a fresh process on this 2-core machine: building the card's "
+                     "-v1 env (gymnasium.make and the first reset) and `python -m dora_rl.plan "
+                     "--scenario envs/<card>.yaml`, first with an empty plan cache, then with the "
+                     "cache the first run filled (dora_rl/planner/disk.py). Process start-up and "
+                     "imports (about 1 s) are included. same_plans: the plan JSON of both runs is "
+                     "equal apart from solve times."))
     if args.only == "cache":
         return 0
     print(_write("planner_speed", "Planner speed", speed(args.quick),

@@ -218,9 +218,13 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    global RESULTS
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, default=RESULTS,
+                   help="folder for the result tables (default: experiments/results)")
     p.add_argument("--quick", action="store_true")
     ns = p.parse_args()
+    RESULTS = ns.out
     plans = PLANS[:2] if ns.quick else PLANS
     result: dict[str, Any] = {"decision": decision_times(200 if ns.quick else 1000)}
     result["decision_live"] = live_decisions(5 if ns.quick else 20)

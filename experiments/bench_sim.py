@@ -80,11 +80,15 @@ def yardstick_ms() -> float:
 
 
 def main() -> int:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for the result tables (default: experiments/results)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--duration", type=float, default=3600.0)
     parser.add_argument("--cards", default="smart_home,traffic_analytics,tiny")
     args = parser.parse_args()
+    RESULTS = args.out
     duration = 300.0 if args.quick else args.duration
     rounds = 1 if args.quick else 3
     rows = []

@@ -361,7 +361,10 @@ def controllers(card: str, quick: bool) -> None:
 
 
 def main() -> int:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for the result tables (default: experiments/results)")
     parser.add_argument("--part", choices=("isolated", "load", "interval", "controllers", "all"),
                         default="all")
     parser.add_argument("--cards", default=",".join(CARDS))
@@ -369,6 +372,7 @@ def main() -> int:
                         help="episodes per card in the interval part (seeds 0..N-1)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    RESULTS = args.out
     cards = [c for c in args.cards.split(",") if c]
     if args.part in ("isolated", "all"):
         isolated(cards)
