@@ -10,11 +10,13 @@ import pytest
 from dora_rl.costmodel import CostModel, Plan
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner import search as search_module
+from dora_rl.planner.bounds import admissible
 from dora_rl.planner.bruteforce import all_plans, brute_force
 from dora_rl.planner.candidates import Candidates, build_candidates
 from dora_rl.planner.formulation import Limits
+from dora_rl.planner.lagrange import strongest
 from dora_rl.planner.partition import solve
-from dora_rl.planner.pathbound import PathBound
+from dora_rl.planner.pathbound import PathBound, time_limits
 from dora_rl.planner.space import SearchSpace
 from dora_rl.synthetic import random_scenario
 
@@ -143,7 +145,17 @@ def test_path_bound_never_exceeds_a_plans_objective(seed: int) -> None:
             per_candidate = bound.through(cands)
             lowest = bound.global_bound()
             t = bound.terms
-            for plan, v in zip(plans, value, strict=True):
+            # every capped time figure, and the Lagrangian bound over the plans that meet them
+            limits = Limits(max_time_s=1e9)
+            timed = time_limits(model, cands, model.nominal, m, limits)
+            figures = [metrics.latency_s] + [
+                getattr(metrics, f) for f, ms in (("ttft_s", model.tables.job.qoe.ttft_ms),
+                                                  ("tpot_s", model.tables.job.qoe.tpot_ms))
+                if model.tables.job.llm is not None and ms is not None]
+            assert len(figures) == len(timed)
+            strong = strongest(model, space, cands, model.nominal, m, mode, Limits())
+            ok = admissible(model, metrics, mode, Limits())
+            for p, (plan, v) in enumerate(zip(plans, value, strict=True)):
                 chain = _chain_of(space, cands, plan)
                 if chain is None:
                     continue
@@ -151,6 +163,11 @@ def test_path_bound_never_exceeds_a_plans_objective(seed: int) -> None:
                 assert lb <= v * (1 + 1e-9) + 1e-12, (plan, lb, v)
                 assert per_candidate[chain].max() <= v * (1 + 1e-9) + 1e-12, (plan, v)
                 assert lowest <= v * (1 + 1e-9) + 1e-12
+                for (tt, _), figure in zip(timed, figures, strict=True):
+                    t_lb = tt.weight[chain].sum() + tt.slope * tt.floor[chain].max()
+                    assert t_lb <= figure[p] * (1 + 1e-9) + 1e-12, (plan, t_lb, figure[p])
+                if ok[p] and strong is not None:
+                    assert strong.global_bound() <= v * (1 + 1e-9) + 1e-12, (plan, v)
                 checked += 1
     assert checked >= 500
 
@@ -164,3 +181,30 @@ def test_plan_search_hands_over_when_a_level_admits_too_many_plans() -> None:
     assert many.status == "budget"
     full = search_module.search(model, space, cands, model.nominal, 1, "energy", Limits())
     assert full.status in ("optimal", "none") and full.plans_scored >= 1
+
+
+def test_lagrangian_bound_is_tighter_where_the_time_cap_binds_and_stays_below_the_optimum(
+) -> None:
+    """Where the cheapest chain misses its latency cap, pricing time lifts the bound above
+    the plain one, and never above the best plan that meets the cap."""
+    lifted = 0
+    rng = np.random.default_rng(23)
+    for _ in range(1000):
+        workload = ("inference", "llm_inference")[int(rng.integers(0, 2))]
+        model = CostModel(random_scenario(rng, int(rng.integers(2, 5)), int(rng.integers(2, 9)),
+                                          workload))  # type: ignore[arg-type]
+        space = SearchSpace.build(model, max_stages=4)
+        cands = build_candidates(model, space, model.nominal, 1)
+        plain = PathBound.build(model, space, cands, model.nominal, 1, "energy")
+        strong = strongest(model, space, cands, model.nominal, 1, "energy", Limits())
+        if plain is None or strong is None:
+            continue
+        assert strong.global_bound() >= plain.global_bound() - 1e-12
+        best = brute_force(model, "energy", space=space)
+        if best is None or strong.global_bound() <= plain.global_bound() * (1 + 1e-6):
+            continue
+        assert strong.global_bound() <= best[1]["energy_j"] * (1 + 1e-9), best[0]
+        lifted += 1
+        if lifted >= 5:
+            break
+    assert lifted >= 5

@@ -24,7 +24,7 @@ from dora_rl.planner.bounds import best_incumbent
 from dora_rl.planner.candidates import Candidates, build_candidates
 from dora_rl.planner.diagnose import explain_infeasible
 from dora_rl.planner.formulation import Formulation, Limits, _Parts
-from dora_rl.planner.pathbound import PathBound
+from dora_rl.planner.lagrange import strongest
 from dora_rl.planner.search import SearchResult, chain_plan, search
 from dora_rl.planner.solver import NumericRangeError
 from dora_rl.planner.space import SearchSpace
@@ -173,7 +173,7 @@ def _solve_program(model: CostModel, space: SearchSpace, cands: Candidates, stat
     """The mixed-integer program over the candidates the path bound keeps, for a search that
     ran out of budget; ``seen`` is the best plan the search scored."""
     level = min(cutoff, seen.objective)
-    bound = PathBound.build(model, space, cands, state, m, mode)
+    bound = strongest(model, space, cands, state, m, mode, limits)
     if bound is not None and np.isfinite(level):
         cands = cands.subset(bound.through(cands) <= level * (1 + 1e-9) + 1e-12)
     if seen.plan is not None:

@@ -42,7 +42,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.costmodel import CostModel, State
+from dora_rl.planner.bounds import time_caps
 from dora_rl.planner.candidates import Candidates
+from dora_rl.planner.formulation import Limits
 from dora_rl.planner.space import SearchSpace
 
 FloatArray = NDArray[np.float64]
@@ -106,6 +108,26 @@ def time_terms(model: CostModel, c: Candidates, state: State, m: int) -> Terms:
     weight = c.time_s + items * (send + recv) + exposed
     floor = np.maximum(c.time_s, 2.0 * items * np.maximum(send, recv))
     return Terms(weight, floor, float(m - 1), 0.0)
+
+
+def time_limits(model: CostModel, c: Candidates, state: State, m: int,
+                limits: Limits) -> list[tuple[Terms, float]]:
+    """Lower-bound terms of every time figure the program caps, with the cap: the job's time
+    figure (``latency_s``) and, for an LLM job, its time to first token and time per token."""
+    out = []
+    cap = time_caps(model, m, limits)
+    if np.isfinite(cap):
+        out.append((time_terms(model, c, state, m), cap))
+    job = model.tables.job
+    if job.llm is not None and not limits.ignore_qoe:
+        send, recv = _boundary_s(model, c, state)
+        w, q, zero = job.llm, job.qoe, np.zeros(len(c))
+        for target_ms, stage_s, items in ((q.ttft_ms, c.time_s, w.batch * w.prompt_tokens),
+                                          (q.tpot_ms, c.decode_s, w.batch)):
+            if target_ms is not None:
+                out.append((Terms(stage_s + 0.5 * float(items) * (send + recv), zero, 0.0, 0.0),
+                            target_ms / 1e3))
+    return out
 
 
 def objective_terms(model: CostModel, c: Candidates, state: State, m: int, mode: str) -> Terms:
@@ -215,14 +237,22 @@ class PathBound:
     def _overused(self, c: Candidates) -> list[int]:
         """Classes the chain attaining the global bound uses more often than they have devices
         (the next ones to count: decremental state-space relaxation)."""
+        chain = self.best_chain(c)
+        if not len(chain):
+            return []
+        used = self.usage.use[c.group[chain]].sum(axis=0)
+        return [int(v) for v in np.flatnonzero(used > self.usage.caps)]
+
+    def best_chain(self, c: Candidates) -> IntArray:
+        """Candidates of a chain attaining :meth:`global_bound` (empty if there is none)."""
         rest = self.completion(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64),
                                np.zeros(1))[0]
         if not np.isfinite(rest):
-            return []
+            return np.zeros(0, dtype=np.int64)
         cycle = self.terms.slope * self.band_lo
         k = int(np.argmin(self.to_end[:, 0, 0] + cycle))
         active = self.terms.floor <= self.band_hi[k]
-        layer, code, used = 0, 0, np.zeros(len(self.usage.caps), dtype=np.int64)
+        layer, code, chain = 0, 0, []
         n_layers = self.to_end.shape[1] - 1
         while layer < n_layers:
             idx = np.flatnonzero(active & (c.first == layer))
@@ -230,9 +260,9 @@ class PathBound:
             idx, g = idx[self.usage.fits[g, code]], g[self.usage.fits[g, code]]
             nxt = code + self.usage.code[g]
             i = int(np.argmin(self.terms.weight[idx] + self.to_end[k, c.end[idx], nxt]))
-            used += self.usage.use[g[i]]
+            chain.append(int(idx[i]))
             layer, code = int(c.end[idx[i]]), int(nxt[i])
-        return [int(v) for v in np.flatnonzero(used > self.usage.caps)]
+        return np.array(chain, dtype=np.int64)
 
     def through(self, c: Candidates) -> FloatArray:
         """Per candidate: a lower bound on the objective of every plan that uses it."""

@@ -37,19 +37,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.costmodel import CostModel, Plan, State
-from dora_rl.planner.bounds import admissible, time_caps
+from dora_rl.planner.bounds import admissible
 from dora_rl.planner.candidates import Candidates
 from dora_rl.planner.formulation import Limits
-from dora_rl.planner.pathbound import PathBound, time_terms
+from dora_rl.planner.lagrange import strongest
+from dora_rl.planner.pathbound import PathBound, time_limits
 from dora_rl.planner.space import SearchSpace
 
 IntArray = NDArray[np.int64]
 TOL = 1e-9
 MAX_PLANS = 50_000
 """Chains one level may admit before the search hands over to the mixed-integer program."""
-MAX_WORK = 3_000_000
+MAX_WORK = 60_000_000
 """Children one level may weigh before it hands over likewise."""
-MAX_NODES = 10_000
+MAX_NODES = 50_000
 """Chains one level may extend (each costs a few numpy calls) before it hands over
 likewise."""
 FIRST_GAP = 0.01
@@ -103,7 +104,7 @@ class _Walk:
     """The depth-first enumeration of one level."""
 
     def __init__(self, space: SearchSpace, cands: Candidates, n_layers: int, bound: PathBound,
-                 timing: tuple[PathBound, float] | None, max_plans: int) -> None:
+                 timing: list[tuple[PathBound, float]], max_plans: int) -> None:
         self.space, self.c, self.bound, self.timing = space, cands, bound, timing
         self.max_plans = max_plans
         self.n_layers = n_layers
@@ -123,7 +124,8 @@ class _Walk:
         self.level, self.chains, self.work, self.nodes = level, [], 0, 0
         self.next_level = np.inf
         k = len(self.caps)
-        self._grow(0, np.zeros(k, dtype=np.int64), 0.0, 0.0, 0.0, 0.0, ())
+        self._grow(0, np.zeros(k, dtype=np.int64), 0.0, 0.0,
+                   tuple((0.0, 0.0) for _ in self.timing), ())
         return self.chains
 
     def _cut(self, b: PathBound, idx: IntArray, used: IntArray, acc: float,
@@ -135,8 +137,10 @@ class _Walk:
         rest = b.completion(self.c.end[idx], code, floors)
         return sums + rest + b.terms.offset, sums, floors
 
-    def _grow(self, layer: int, used: IntArray, acc: float, floor: float, t_acc: float,
-              t_floor: float, chain: tuple[int, ...]) -> None:
+    def _grow(self, layer: int, used: IntArray, acc: float, floor: float,
+              t_accs: tuple[tuple[float, float], ...], chain: tuple[int, ...]) -> None:
+        """Extend ``chain`` (ending at ``layer``); ``t_accs`` holds each time bound's sum and
+        floor so far."""
         if len(chain) >= self.space.max_stages:
             return
         idx = self.by_first[layer]
@@ -148,11 +152,12 @@ class _Walk:
         if not len(idx):
             return
         lower, sums, floors = self._cut(self.bound, idx, used, acc, floor)
-        t_sums, t_floors = sums, floors
         fast = np.ones(len(idx), dtype=bool)
-        if self.timing is not None:
-            t_lower, t_sums, t_floors = self._cut(self.timing[0], idx, used, t_acc, t_floor)
-            fast = t_lower <= _above(self.timing[1])
+        timed = []
+        for (bound, cap), (t_acc, t_floor) in zip(self.timing, t_accs, strict=True):
+            t_lower, t_sums, t_floors = self._cut(bound, idx, used, t_acc, t_floor)
+            fast &= t_lower <= _above(cap)
+            timed.append((t_sums, t_floors))
         ok = fast & (lower <= _above(self.level))
         over = lower[fast & ~ok]
         if len(over):  # the least bound cut by the level: where the next level starts
@@ -167,7 +172,7 @@ class _Walk:
                     raise _Budget
             else:
                 self._grow(end, used + self.use[ci], float(sums[i]), float(floors[i]),
-                           float(t_sums[i]), float(t_floors[i]), nxt)
+                           tuple((float(ts[i]), float(tf[i])) for ts, tf in timed), nxt)
 
 
 def search(model: CostModel, space: SearchSpace, cands: Candidates, state: State, m: int,
@@ -178,23 +183,28 @@ def search(model: CostModel, space: SearchSpace, cands: Candidates, state: State
     ``max_plans`` defaults to :data:`MAX_PLANS`.
     """
     max_plans = MAX_PLANS if max_plans is None else max_plans
-    bound = PathBound.build(model, space, cands, state, m, mode)
+    bound = strongest(model, space, cands, state, m, mode, limits)
     if bound is None:
         return SearchResult("none", None, np.inf, 0, np.nan)
-    timing = None
-    cap = time_caps(model, m, limits)
-    if mode == "energy" and np.isfinite(cap):
-        t_bound = PathBound.build(model, space, cands, state, m, "time",
-                                  terms=time_terms(model, cands, state, m))
-        timing = (t_bound, cap) if t_bound is not None else None
+    timing = _timing(model, space, cands, state, m, limits) if mode == "energy" else []
     walk = _Walk(space, cands, model.tables.n_layers, bound, timing, max_plans)
     lowest = bound.global_bound()
     if not np.isfinite(lowest):  # no chain of candidates covers every layer
         return SearchResult("none", None, np.inf, 0, lowest)
+    # the chain attaining the bound first: when it is admissible it is often the optimum
+    # (many plans may tie with it, which no enumeration could afford to list)
+    first = tuple(int(ci) for ci in bound.best_chain(cands))
+    seen: set[tuple[int, ...]] = {first}
     best: tuple[float, Plan | None] = (np.inf, None)
-    scored, gap = 0, FIRST_GAP
-    seen: set[tuple[int, ...]] = set()
-    level = min(cutoff, lowest + FIRST_GAP * max(abs(lowest), 1e-12))
+    if first and len(first) <= space.max_stages:
+        plan = chain_plan(space, cands, first, m)
+        value = float(_score(model, [plan], state, mode, limits)[0])
+        if value <= _above(lowest):
+            return SearchResult("optimal", plan, value, 1, lowest)
+        if np.isfinite(value):
+            best = (value, plan)
+    scored, gap = 1, FIRST_GAP
+    level = min(cutoff, best[0], lowest + FIRST_GAP * max(abs(lowest), 1e-12))
     while True:
         try:
             chains = [ch for ch in walk.run(level) if ch not in seen]
@@ -203,20 +213,38 @@ def search(model: CostModel, space: SearchSpace, cands: Candidates, state: State
         seen.update(chains)
         if chains:
             plans = [chain_plan(space, cands, ch, m) for ch in chains]
-            metrics = model.evaluate_many(model.batch(plans, check=False), state)
-            value = metrics.energy_j if mode == "energy" else metrics.latency_s
-            value = np.where(admissible(model, metrics, mode, limits), value, np.inf)
-            i = int(np.argmin(value))
+            values = _score(model, plans, state, mode, limits)
+            i = int(np.argmin(values))
             scored += len(plans)
-            if value[i] < best[0]:
-                best = (float(value[i]), plans[i])
+            if values[i] < best[0]:
+                best = (float(values[i]), plans[i])
         if best[0] <= _above(level):
             return SearchResult("optimal", best[1], best[0], scored, level)
         if level >= cutoff or not np.isfinite(walk.next_level):
             return SearchResult("none", None, np.inf, scored, level)
         # at least the next chain's bound, and a geometric step so that levels stay few
         gap *= 4.0
-        level = min(cutoff, max(walk.next_level, lowest + gap * max(abs(lowest), 1e-12)))
+        level = min(cutoff, best[0],
+                    max(walk.next_level, lowest + gap * max(abs(lowest), 1e-12)))
+
+
+def _timing(model: CostModel, space: SearchSpace, cands: Candidates, state: State, m: int,
+            limits: Limits) -> list[tuple[PathBound, float]]:
+    """The bound and cap of every time figure the program caps (energy mode cuts by them)."""
+    out = []
+    for terms, cap in time_limits(model, cands, state, m, limits):
+        t_bound = PathBound.build(model, space, cands, state, m, "time", terms=terms)
+        if t_bound is not None:
+            out.append((t_bound, cap))
+    return out
+
+
+def _score(model: CostModel, plans: list[Plan], state: State, mode: str,
+           limits: Limits) -> NDArray[np.float64]:
+    """Objective of each plan, inf where the program does not admit it."""
+    metrics = model.evaluate_many(model.batch(plans, check=False), state)
+    value = metrics.energy_j if mode == "energy" else metrics.latency_s
+    return np.where(admissible(model, metrics, mode, limits), value, np.inf)
 
 
 def _above(level: float) -> float:
