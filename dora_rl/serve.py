@@ -6,6 +6,7 @@ Usage::
         [--job NAME] [--requests N] [--rate R] [--batch B] [--time-scale S] \
         [--kill DEVICE@REQUEST] [--status F] [--json F] [--png F] [--tb DIR] \
         [--host H --token T] [--port P] [--remote DEVICE] [--plan-wait S]
+    python -m dora_rl.serve --scenario envs/tiny_llm.yaml --http 127.0.0.1:8000 [--token T]
 
 One worker process per device of the card is spawned on this machine and joined over
 ``torch.distributed`` RPC; the job's model is built in torch with random weights, placed per
@@ -25,6 +26,11 @@ needs ``--token`` (or ``DORA_JOIN_TOKEN``), which workers prove by HMAC without 
 ``--remote mid`` does not spawn ``mid``'s worker: it joins from elsewhere with ``python -m
 dora_rl.worker --connect H:P --device mid`` (``--port P`` fixes the port). torch.distributed
 RPC is neither authenticated nor encrypted beyond the join: use it on a network you trust.
+
+``--http HOST:PORT`` serves the card's ``llm_inference`` job instead, until stopped, over an
+OpenAI-compatible HTTP API (``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``,
+``/status``, ``/metrics``; :mod:`dora_rl.runtime.http_api`). An address beyond loopback needs
+``--token``, which clients then send as ``Authorization: Bearer <token>``.
 
 Exit status: 0 when every request sent completed; 1 when some did not (the summary, then one
 line on stderr with the reasons); 2 with one line ``error: ...`` for bad input; 130 after
@@ -118,20 +124,47 @@ def _network(ns: argparse.Namespace, devices: list[str]) -> None:
         raise UsageError("--remote: needs --port, so that remote workers know where to join")
 
 
-def _job(scenario: Scenario, name: str | None) -> int:
+def _job(scenario: Scenario, name: str | None, http: bool = False) -> int:
+    """The job to serve: an inference job for the batch benchmark, an ``llm_inference`` job
+    with ``--http``."""
     jobs = [j.name for j in scenario.jobs]
+    kind = "llm_inference" if http else "inference"
     if name is None:
-        job = next((i for i, j in enumerate(scenario.jobs) if j.workload == "inference"), None)
+        job = next((i for i, j in enumerate(scenario.jobs) if j.workload == kind), None)
         if job is None:
-            raise UsageError(f"--scenario {scenario.name}: no inference job to serve")
+            raise UsageError(f"--scenario {scenario.name}: no {kind} job to serve"
+                             f"{'' if http else ' (llm_inference jobs: --http HOST:PORT)'}")
         return job
     if name not in jobs:
         raise UsageError(f"--job {name}: unknown job (card has {', '.join(jobs)})")
     job = jobs.index(name)
-    if scenario.jobs[job].workload != "inference":
-        raise UsageError(f"--job {name}: only inference jobs are served "
+    if scenario.jobs[job].workload != kind:
+        how = "with --http" if http else "in the batch mode (--http serves llm_inference)"
+        raise UsageError(f"--job {name}: only {kind} jobs are served {how} "
                          f"(it is {scenario.jobs[job].workload})")
     return job
+
+
+def parse_http(text: str, token: str) -> tuple[str, int]:
+    """``HOST:PORT`` of ``--http``; an address beyond loopback needs a token.
+
+    Example:
+        >>> parse_http("127.0.0.1:8000", "")
+        ('127.0.0.1', 8000)
+    """
+    from dora_rl.runtime.rendezvous import is_loopback
+
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError(f"--http {text}: expected HOST:PORT such as 127.0.0.1:8000")
+    if host in ("0.0.0.0", "::"):
+        raise UsageError(f"--http {text}: a wildcard address is refused; name the interface's "
+                         "address")
+    if not is_loopback(host) and not token:
+        raise UsageError(f"--http {text}: listening beyond loopback needs --token (or "
+                         "DORA_JOIN_TOKEN); clients then send Authorization: Bearer <token>")
+    return host, int(port)
 
 
 def _output(name: str, text: str | None, directory: bool = False) -> None:
@@ -206,12 +239,16 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     p.add_argument("--port", type=int, default=0, help="join port (default: a free one)")
     p.add_argument("--remote", action="append", default=[], metavar="DEVICE",
                    help="do not spawn this device's worker: it joins from elsewhere")
+    p.add_argument("--http", metavar="HOST:PORT",
+                   help="serve the card's llm_inference job over an OpenAI-compatible HTTP "
+                        "API until stopped (instead of --requests)")
     p.add_argument("--plan-wait", type=float, default=10.0,
                    help="wall seconds a request waits while no plan fits the devices left, "
                         "before it is refused (default 10)")
     ns = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     scenario = _scenario(ns.scenario)
-    job = _job(scenario, ns.job)
+    http = parse_http(ns.http, ns.token) if ns.http is not None else None
+    job = _job(scenario, ns.job, http is not None)
     if ns.requests < 1:
         raise UsageError(f"--requests {ns.requests}: must be at least 1")
     if ns.max_missed < 1:
@@ -246,7 +283,7 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
         except DoraError as error:
             raise UsageError(str(error)) from None
     return {"scenario": scenario, "job": job, "ns": ns, "kills": kills, "plan": plan,
-            "time_scale": time_scale}
+            "time_scale": time_scale, "http": http}
 
 
 def _write(what: str, path: str, text: str) -> None:
@@ -333,6 +370,11 @@ def _main(argv: Sequence[str] | None) -> int:
                 host=ns.host, token=ns.token, port=ns.port, remote=tuple(ns.remote))
             if stop.is_set():
                 raise Interrupted(stop.signum)
+            if args["http"] is not None:
+                from dora_rl.runtime.http_serve import run_http
+
+                http_host, http_port = args["http"]
+                return run_http(cfg, decider, http_host, http_port, ns.token, stop)
             result, _ = serve(cfg, decider, stop)
         except Interrupted as stopped:
             print(f"serve: {stopped} before the first request; nothing served",

@@ -24,6 +24,7 @@ from dora_rl.config import Scenario
 from dora_rl.config.schema import ModuleSource
 from dora_rl.errors import DoraError
 from dora_rl.models import MODELS
+from dora_rl.runtime import tiny_lm
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class LayerSpec:
         out_floats: Output width per item (inline models).
         module: The profiled torch module the layer is a block of (else None).
         name: The layer's name in the profile (checked against the module's block).
+        family: A model built from code in the runtime (``tiny_lm``:
+            :mod:`dora_rl.runtime.tiny_lm`), else empty.
     """
 
     model: str
@@ -56,6 +59,7 @@ class LayerSpec:
     out_floats: int = 0
     module: ModuleSource | None = None
     name: str = ""
+    family: str = ""
 
 
 class SizedLayer(nn.Module):
@@ -97,6 +101,13 @@ def layer_specs(scenario: Scenario, job: int) -> list[LayerSpec]:
                 for i, layer in enumerate(model.layers)]
     if name in MODELS:
         return [LayerSpec(name, True, i) for i in range(len(model.layers))]
+    if name == tiny_lm.MODEL_NAME:
+        blocks = tiny_lm.CONFIG.layers + 2
+        if len(model.layers) != blocks:
+            raise ModelError(f"model {name!r}: the card has {len(model.layers)} layers, the "
+                             f"built-in {name} has {blocks} (embedding, "
+                             f"{tiny_lm.CONFIG.layers} decoder blocks, head)")
+        return [LayerSpec(name, False, i, family=name) for i in range(blocks)]
     log.warning("serve: model %r has no torch module (inline layers, or a profile without "
                 "one): its %d layers run as stand-in layers sized by the profile, not the real "
                 "network", name, len(model.layers))
@@ -116,6 +127,9 @@ def build_layers(specs: list[LayerSpec], seed: int = 0) -> dict[int, nn.Module]:
         return {}
     if specs[0].module is not None:
         return _module_layers(specs, specs[0].module, seed)
+    if specs[0].family == tiny_lm.MODEL_NAME:
+        lm_blocks = tiny_lm.build_blocks(tiny_lm.CONFIG, seed)
+        return {s.index: lm_blocks[s.index] for s in specs}
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -169,6 +183,8 @@ def sample_input(scenario: Scenario, job: int, items: int, seed: int) -> Tensor:
     if source is not None and source.tokens is not None:
         ids = (items, min(source.tokens, 16))
         return torch.randint(0, _vocabulary(source.factory), ids, generator=gen)
+    if name == tiny_lm.MODEL_NAME:
+        return torch.randint(0, 256, (items, 16), generator=gen)
     if source is not None:
         return torch.randn([items, *(source.input_shape or [1])[1:]], generator=gen)
     if name in MODELS:

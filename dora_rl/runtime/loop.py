@@ -92,32 +92,37 @@ def _power(rt: Runtime) -> None:
         rt.power_now = rt.control.power.interval(rt.present, rt.used())
 
 
-def write_status(rt: Runtime, tel: IntervalTelemetry | None = None,
-                 final: bool = False) -> None:
-    """Rewrite the status file (if any), atomically: state (``serving``, ``no_plan``,
-    ``stopping``, ``finished``, ``interrupted``), workers, counts, the no-plan reason, control
-    errors, and the last interval's telemetry."""
-    if rt.cfg.status is None:
-        return
+def status(rt: Runtime, tel: IntervalTelemetry | None = None,
+           final: bool = False) -> dict[str, object]:
+    """The status: state (``serving``, ``no_plan``, ``stopping``, ``finished``,
+    ``interrupted``), workers, counts, the no-plan reason, control errors, and the last
+    interval's telemetry (``tel``, else none)."""
     state = rt.health.state()
     if rt.stop.is_set():
         state = "interrupted" if final else "stopping"
     elif final:
         state = "finished"
     with rt.lock:
-        status = {"state": state, "updated_s": time.monotonic() - rt.start_t,
-                  "workers": rt.cluster.status(), "sent": rt.sent,
-                  "completed": len(rt.records), "not_completed": len(rt.health.failed),
-                  "plan_id": rt.live.plan_id, "replans": len(rt.live.switches) - 1,
-                  "faults": [f["device"] for f in rt.live.faults],
-                  "no_plan": rt.health.blocked, "control_errors": rt.health.error_count,
-                  "last_error": rt.health.errors[-1]["error"] if rt.health.errors else None,
-                  "intervals": len(rt.telemetry.intervals),
-                  "interval": tel.to_dict() if tel is not None else None}
+        return {"state": state, "updated_s": time.monotonic() - rt.start_t,
+                "workers": rt.cluster.status(), "sent": rt.sent,
+                "completed": len(rt.records), "not_completed": len(rt.health.failed),
+                "plan_id": rt.live.plan_id, "replans": len(rt.live.switches) - 1,
+                "faults": [f["device"] for f in rt.live.faults],
+                "no_plan": rt.health.blocked, "control_errors": rt.health.error_count,
+                "last_error": rt.health.errors[-1]["error"] if rt.health.errors else None,
+                "intervals": len(rt.telemetry.intervals),
+                "interval": tel.to_dict() if tel is not None else None}
+
+
+def write_status(rt: Runtime, tel: IntervalTelemetry | None = None,
+                 final: bool = False) -> None:
+    """Rewrite the status file (if any) with :func:`status`, atomically."""
+    if rt.cfg.status is None:
+        return
     path = rt.cfg.status
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status))
+    tmp.write_text(json.dumps(status(rt, tel, final)))
     os.replace(tmp, path)
 
 
-__all__ = ["control_loop", "control_step", "guarded", "write_status"]
+__all__ = ["control_loop", "control_step", "guarded", "status", "write_status"]
