@@ -209,8 +209,10 @@ class PathBound:
 
     @classmethod
     def build(cls, model: CostModel, space: SearchSpace, c: Candidates, state: State, m: int,
-              mode: str, terms: Terms | None = None) -> PathBound | None:
-        """The bound of ``mode``'s objective over ``c`` (None when there are no candidates)."""
+              mode: str, terms: Terms | None = None,
+              max_bands: int = N_BANDS) -> PathBound | None:
+        """The bound of ``mode``'s objective over ``c`` (None when there are no candidates);
+        ``max_bands`` trades its tightness on the cycle for the time to build it."""
         if not len(c):
             return None
         terms = terms or objective_terms(model, c, state, m, mode)
@@ -223,7 +225,7 @@ class PathBound:
         tracked = list(range(len(space.classes))) if _fits(everything, widest, n_layers) else []
         while True:
             usage = Usage.build(space, tracked)
-            n_bands = max(1, min(N_BANDS, MAX_CELLS // ((n_layers + 1) * usage.n_states)))
+            n_bands = max(1, min(max_bands, MAX_CELLS // ((n_layers + 1) * usage.n_states)))
             lo, hi = _bands(terms, n_bands)
             to_end = np.stack([_to_end(c, usage, terms.weight, terms.floor <= h, n_layers)
                                for h in hi])

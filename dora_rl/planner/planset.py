@@ -178,18 +178,24 @@ def _solve_plan_set(model: CostModel, mode: Mode, k: int, state: State, space: S
         eps = hi - (hi - lo) * i / (n_eps + 1)
         if eps <= lo * (1 + 1e-9):
             break
+        # the least-energy plan found so far that meets this limit starts the solve
+        seed = min((r for r in found if r.time_s <= eps), key=lambda r: r.energy_j,
+                   default=fastest)
         try:
             found.append(solve(model, "energy", state, space, Limits(max_time_s=eps),
-                               time_limit_s=time_limit_s, warm_start=fastest.plan))
+                               time_limit_s=time_limit_s, warm_start=seed.plan))
         except InfeasibleError:
             continue
     entries = [PlanEntry(r.plan, r.metrics, robustness(model, r.plan, state),
                          "optimum" if i == 0 else "pareto") for i, r in enumerate(found)]
     for scale in ROBUST_SCALES:
         faded = state.replace(link_scale=state.link_scale * scale)
+        # the least-energy plan so far that still meets QoE at this fade starts the solve
+        tolerant = [e for e in entries if e.robustness >= 1.0 - scale]
+        start_plan = min(tolerant, key=lambda e: e.energy_j).plan if tolerant else None
         try:
             r = solve(model, "energy", faded, SearchSpace.build(model, faded),
-                      time_limit_s=time_limit_s)
+                      time_limit_s=time_limit_s, warm_start=start_plan)
         except InfeasibleError:
             break
         metrics = model.evaluate(r.plan, state)

@@ -233,7 +233,9 @@ def _timing(model: CostModel, space: SearchSpace, cands: Candidates, state: Stat
     """The bound and cap of every time figure the program caps (energy mode cuts by them)."""
     out = []
     for terms, cap in time_limits(model, cands, state, m, limits):
-        t_bound = PathBound.build(model, space, cands, state, m, "time", terms=terms)
+        # one band: a cut on feasibility, cheap to build, however loose on the cycle
+        t_bound = PathBound.build(model, space, cands, state, m, "time", terms=terms,
+                                  max_bands=1)
         if t_bound is not None:
             out.append((t_bound, cap))
     return out
