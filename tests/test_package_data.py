@@ -22,13 +22,22 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ("envs", "agents", "checkpoints")
 
 
-def _tracked(*folders: str) -> list[str]:
-    """The repository's tracked files under ``folders`` (skips outside a git checkout)."""
-    if not (ROOT / ".git").exists() or shutil.which("git") is None:
-        pytest.skip("not a git checkout")
-    out = subprocess.run(["git", "ls-files", "-z", "--", *folders], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    return [name for name in out.split("\0") if name]
+def _source_files(*folders: str) -> list[str]:
+    """Files under ``folders`` (relative to the repository), without byte code; under
+    ``checkpoints/`` only the shipped ``<card>/ppo_v<N>`` run folders."""
+    out = []
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*")):
+            rel = path.relative_to(ROOT)
+            if path.is_dir() or "__pycache__" in rel.parts or path.suffix == ".pyc":
+                continue
+            if rel.parts[0] == "checkpoints" and not (len(rel.parts) > 3
+                                                      and rel.parts[2].startswith("ppo_v")):
+                continue
+            if rel.parts[:2] == ("dora_rl", "shipped"):
+                continue  # links to the folders listed themselves
+            out.append(rel.as_posix())
+    return out
 
 
 def _needed() -> set[str]:
@@ -36,14 +45,11 @@ def _needed() -> set[str]:
     profiles, and every shipped card, trace, controller card and run folder (not the run
     folders' TensorBoard logs, nor placeholder dotfiles)."""
     needed = set()
-    for name in _tracked("dora_rl", *SHIPPED):
+    for name in _source_files("dora_rl", *SHIPPED):
         parts = Path(name).parts
         if parts[-1].startswith(".") or "tb" in parts[:-1]:
             continue
-        if parts[0] in SHIPPED:
-            needed.add(f"dora_rl/shipped/{name}")
-        elif parts[1] != "shipped":  # the links themselves; their targets are listed above
-            needed.add(name)
+        needed.add(f"dora_rl/shipped/{name}" if parts[0] in SHIPPED else name)
     return needed
 
 
