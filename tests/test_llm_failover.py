@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
 from dora_rl.runtime import tiny_lm
 
 RUN = """
@@ -45,12 +43,7 @@ finally:
 
 def reference(text: str, max_tokens: int) -> list[int]:
     """Greedy tokens of the whole model in this process (seed 0, the runtime's)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return tiny_lm.generate(tiny_lm.build_blocks(seed=0), tiny_lm.encode(text), max_tokens)
-    finally:
-        torch.set_num_threads(threads)
+    return tiny_lm.reference_tokens(text, max_tokens)
 
 
 def test_three_worker_tokens_equal_the_unpartitioned_model_even_after_a_worker_dies() -> None:

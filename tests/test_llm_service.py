@@ -33,12 +33,7 @@ from dora_rl.runtime.http_api import Message, chat_prompt, create_app
 
 def reference(text: str, max_tokens: int) -> list[int]:
     """Greedy tokens of the whole model in this process (seed 0, the service's)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return tiny_lm.generate(tiny_lm.build_blocks(seed=0), tiny_lm.encode(text), max_tokens)
-    finally:
-        torch.set_num_threads(threads)
+    return tiny_lm.reference_tokens(text, max_tokens)
 
 
 @pytest.fixture(scope="module")

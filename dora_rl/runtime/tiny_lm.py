@@ -175,3 +175,14 @@ def generate(blocks: list[nn.Module], prompt: list[int], max_tokens: int) -> lis
         start += int(x.shape[1])
         x = torch.tensor([[token]])
     return out
+
+
+def reference_tokens(text: str, max_tokens: int, seed: int = 0) -> list[int]:
+    """Greedy tokens of the unpartitioned model built with ``seed``, on one thread (as the
+    workers run): what a served completion of ``text`` must equal."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return generate(build_blocks(seed=seed), encode(text), max_tokens)
+    finally:
+        torch.set_num_threads(threads)
