@@ -109,12 +109,8 @@ class _Walk:
         self.max_plans = max_plans
         self.n_layers = n_layers
         self.by_first = [np.flatnonzero(cands.first == j) for j in range(self.n_layers)]
-        use = np.zeros((len(space.groups), len(space.classes)), dtype=np.int64)
-        for gi, g in enumerate(space.groups):
-            for ci, n in g.class_counts:
-                use[gi, ci] = n
-        self.use = use[cands.group]
-        self.caps = np.array([len(k) for k in space.classes], dtype=np.int64)
+        self.use = bound.usage.use[cands.group]  # devices per class of each candidate
+        self.caps = bound.usage.caps
         self.chains: list[tuple[int, ...]] = []
         self.work = self.nodes = 0
         self.next_level = np.inf
