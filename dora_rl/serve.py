@@ -5,7 +5,8 @@ Usage::
     python -m dora_rl.serve --scenario envs/tiny.yaml --controller static \
         [--job NAME] [--requests N] [--rate R] [--batch B] [--time-scale S] \
         [--kill DEVICE@REQUEST] [--status F] [--json F] [--png F] [--tb DIR] \
-        [--host H --token T] [--port P] [--remote DEVICE] [--plan-wait S]
+        [--host H --token T] [--port P] [--remote DEVICE] [--plan-wait S] \
+        [--progress auto|live|lines|off]
     python -m dora_rl.serve --scenario envs/tiny_llm.yaml --http 127.0.0.1:8000 [--token T]
 
 One worker process per device of the card is spawned on this machine and joined over
@@ -19,7 +20,9 @@ power mode; see ``docs/runtime.md``). ``--kill mid@50`` SIGKILLs device ``mid``'
 request 50 is sent. ``--plan 4:slow+mid,8:fast`` serves a fixed plan (the controller then only
 re-plans after a fault). The summary is printed; ``--json`` writes the full result,
 ``--status`` a JSON status file kept current while running, ``--png`` a timeline, ``--tb``
-TensorBoard scalars under ``dora/``.
+TensorBoard scalars under ``dora/``. While it runs, progress goes to standard error
+(:mod:`dora_rl.runtime.console`): a table redrawn in place on a terminal, a line every 30 s
+otherwise (``--progress`` chooses).
 
 The join store and RPC listen on ``--host`` only (127.0.0.1 by default); any other address
 needs ``--token`` (or ``DORA_JOIN_TOKEN``), which workers prove by HMAC without sending it.
@@ -242,6 +245,9 @@ def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     p.add_argument("--http", metavar="HOST:PORT",
                    help="serve the card's llm_inference job over an OpenAI-compatible HTTP "
                         "API until stopped (instead of --requests)")
+    p.add_argument("--progress", choices=("auto", "live", "lines", "off"), default="auto",
+                   help="progress on stderr: a live table (on a terminal), a line every 30 s "
+                        "(auto elsewhere), or none")
     p.add_argument("--plan-wait", type=float, default=10.0,
                    help="wall seconds a request waits while no plan fits the devices left, "
                         "before it is refused (default 10)")
@@ -367,7 +373,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 max_missed=ns.max_missed, status=Path(ns.status) if ns.status else None,
                 seed=ns.seed, bandwidth=ns.bandwidth,
                 tensorboard=Path(ns.tb) if ns.tb else None, plan_wait_s=ns.plan_wait,
-                host=ns.host, token=ns.token, port=ns.port, remote=tuple(ns.remote))
+                host=ns.host, token=ns.token, port=ns.port, remote=tuple(ns.remote),
+                progress=ns.progress)
             if stop.is_set():
                 raise Interrupted(stop.signum)
             if args["http"] is not None:

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+RECENT = 2048
+"""Completed requests whose TTFT and TPOT are kept for percentiles (the latest ones)."""
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Histogram bucket bounds (seconds)."""
 
@@ -53,6 +56,9 @@ class JobFigures:
     latency: Histogram = field(default_factory=Histogram)
     ttft: Histogram = field(default_factory=Histogram)
     tpot: Histogram = field(default_factory=Histogram)
+    recent: deque[tuple[float, float | None]] = field(
+        default_factory=lambda: deque(maxlen=RECENT))
+    """(TTFT, TPOT) of the latest completed requests (seconds)."""
 
 
 class LlmMetrics:
@@ -78,6 +84,14 @@ class LlmMetrics:
             fig.ttft.observe(ttft_s)
             if tpot_s is not None:
                 fig.tpot.observe(tpot_s)
+            fig.recent.append((ttft_s, tpot_s))
+
+    def recent(self, job: str) -> tuple[list[float], list[float]]:
+        """TTFT and TPOT (seconds) of the job's latest :data:`RECENT` completed requests
+        (TPOT of those with more than one token)."""
+        with self.lock:
+            pairs = list(self.jobs[job].recent)
+        return [t for t, _ in pairs], [p for _, p in pairs if p is not None]
 
     def refused(self, job: str) -> None:
         """A request was not completed (refused, or its devices failed too often)."""

@@ -96,11 +96,13 @@ class LlmRuntime(Runtime):
         write_status(self)
         self.control_thread = threading.Thread(target=control_loop, args=(self,), daemon=True)
         self.control_thread.start()
+        self.monitor.start()
 
     def close(self) -> None:
         """Stop the control thread and the workers (the status file says ``finished``, or
         ``interrupted`` after a signal)."""
         self.done.set()
+        self.monitor.stop()
         if self.control_thread is not None:
             self.control_thread.join(timeout=30)
             try:

@@ -31,6 +31,7 @@ from dora_rl.costmodel import CostModel, Plan
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.runtime import agent, inbox
 from dora_rl.runtime.cluster import SERVER_NAME, Cluster
+from dora_rl.runtime.console import Monitor
 from dora_rl.runtime.control import Decider
 from dora_rl.runtime.emulation import Emulator, auto_time_scale, host_seconds
 from dora_rl.runtime.health import STOPPED, Health, Interrupted, Refused, StopFlag, describe
@@ -92,6 +93,7 @@ class Runtime(PlanKeeper):
         self.lock_dir = ""
         """Folder of the emulated media's lock files (made by :meth:`run`, removed after)."""
         self.records: list[Record] = []
+        self.monitor = Monitor(self, cfg.progress)
         self.outputs: dict[int, Tensor] = {}
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
@@ -302,10 +304,12 @@ class Runtime(PlanKeeper):
             write_status(self)
             control = threading.Thread(target=control_loop, args=(self,), daemon=True)
             control.start()
+            self.monitor.start()
             pool = ThreadPoolExecutor(cfg.max_in_flight)
             self._drain(pool, self._send_all(pool, start))
             self.done.set()
             control.join(timeout=30)
+            self.monitor.stop()
             wall_s = time.monotonic() - start
             write_status(self, self.close_interval(), final=True)
             result = summarise(self, wall_s)
@@ -315,6 +319,7 @@ class Runtime(PlanKeeper):
             return result
         finally:
             self.done.set()
+            self.monitor.stop()
             if self.board is not None:
                 self.board.writer.close()
             self.cluster.close()

@@ -44,6 +44,9 @@ class ServeConfig:
             port (0: a free one).
         remote: Devices whose worker joins from elsewhere (``python -m dora_rl.worker``);
             the others are spawned on this machine.
+        progress: How progress is shown on standard error while running
+            (:data:`dora_rl.runtime.console.Progress`; the command line's default is
+            ``auto``).
     """
 
     scenario: Scenario
@@ -68,6 +71,7 @@ class ServeConfig:
     token: str = field(default="", repr=False)
     port: int = 0
     remote: tuple[str, ...] = ()
+    progress: str = "off"
 
 
 @dataclass
