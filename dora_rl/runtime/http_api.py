@@ -15,12 +15,14 @@ prompt ``"<role>: <content>\\n"`` per message, then ``"assistant: "``.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import hmac
 import json
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -139,6 +141,48 @@ def _events(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:
     yield "data: [DONE]\n\n"
 
 
+async def _threaded(events: Iterator[str]) -> AsyncIterator[str]:
+    """``events`` produced by one thread of their own and handed to the event loop as they
+    come (a sync iterator given to ``StreamingResponse`` would cost a thread-pool round trip
+    per token). When the client goes away, the thread stops at the next event and closes
+    ``events`` (the request is then counted as not completed)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    gone = threading.Event()
+
+    def put(kind: str, value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            pass
+
+    def produce() -> None:
+        try:
+            for event in events:
+                if gone.is_set():
+                    break
+                put("event", event)
+        except Exception as error:  # noqa: BLE001 - handed to the loop, raised there
+            put("error", error)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+            put("end", None)
+
+    threading.Thread(target=produce, name="dora-stream", daemon=True).start()
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        gone.set()
+
+
 def _pieces(tokens: Iterator[int], done: dict[str, Any]) -> Iterator[str]:
     """Text pieces of ``tokens`` (bytes decoded as UTF-8 across tokens); ``done`` gets the
     token count and the finish reason."""
@@ -166,7 +210,7 @@ def _complete(service: TokenService, body: _Body, text: str, chat: bool,
     done: dict[str, Any] = {}
     pieces = _pieces(service.generate(body.model, prompt, limit), done)
     if body.stream:
-        return StreamingResponse(_events(_chunks(head, pieces, done, chat)),
+        return StreamingResponse(_threaded(_events(_chunks(head, pieces, done, chat))),
                                  media_type="text/event-stream")
     try:
         text_out = "".join(pieces)

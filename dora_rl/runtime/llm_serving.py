@@ -13,8 +13,11 @@ job re-planned as for inference, and the request goes on on the new plan: its KV
 rebuilt by a prefill over the prompt and the tokens generated so far, so no token is lost or
 repeated.
 
-Times are measured on this host (the LLM path does not emulate the card's compute and link
-times); figures divide them by the time scale, as the inference path does.
+The card's world is emulated as on the inference path: each stage of a step stays busy for
+the cost model's time of that step (:func:`dora_rl.costmodel.llm_steps.llm_step_s`: its
+layers over the step's new tokens, reading the cached ones) in the devices' power modes, times
+the time scale, and the hidden states cross the emulated links. Figures divide the times
+measured on this host by the time scale, as the inference path does.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.distributed import rpc
 
 from dora_rl.costmodel import Plan
+from dora_rl.costmodel.llm_steps import llm_step_s
 from dora_rl.runtime.cluster import SERVER_NAME
 from dora_rl.runtime.control import Decider
 from dora_rl.runtime.health import Refused, StopFlag, describe
@@ -42,6 +46,8 @@ from dora_rl.runtime.runner import MAX_ATTEMPTS, Runtime
 from dora_rl.runtime.settings import ServeConfig
 from dora_rl.runtime.tiny_lm import CONFIG, EOS
 
+STEP_MEMO = 4096
+"""Most step times :meth:`LlmRuntime.emulated` keeps."""
 _REQUESTS = itertools.count(1)
 """Ids of attempts (the workers' cache keys)."""
 
@@ -80,6 +86,10 @@ class LlmRuntime(Runtime):
         self.slots = threading.BoundedSemaphore(cfg.max_in_flight)
         self.index = itertools.count()
         self.control_thread: threading.Thread | None = None
+        self.step_overhead_s = [0.0] * len(self.names)
+        """Per device, the measured overhead of a step through it (:meth:`_calibrate_steps`)."""
+        self._step_s: dict[tuple[Plan, int, int], list[float]] = {}
+        """Emulated stage seconds of a step by (plan in its modes, new tokens, cached)."""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -90,6 +100,7 @@ class LlmRuntime(Runtime):
         """
         torch.set_num_threads(1)
         self._start()
+        self._calibrate_steps()
         self.start_t = self.telemetry.start_t = self.telemetry.last_t = time.monotonic()
         self.telemetry.last = self.usage.snapshot()
         self.moved_seen = self.live.migrated_bytes
@@ -97,6 +108,25 @@ class LlmRuntime(Runtime):
         self.control_thread = threading.Thread(target=control_loop, args=(self,), daemon=True)
         self.control_thread.start()
         self.monitor.start()
+
+    def _calibrate_steps(self, calls: int = 15) -> None:
+        """Measure, per device, the overhead of a step through it: a call of
+        :func:`~dora_rl.runtime.llm_stage.step` over no layers (the RPC round trip, the
+        worker's bookkeeping), median of ``calls``. A stage then sleeps its emulated time less
+        this (:meth:`emulated`)."""
+        x = torch.zeros(1, 1, 4)
+        for d, name in enumerate(self.names):
+            if not self.present[d]:
+                continue
+            chain, times = (StageHop(name, d, 0, 0),), []
+            for _ in range(calls):
+                request = next(_REQUESTS)
+                start = time.perf_counter()
+                rpc.rpc_sync(name, step, args=(chain, SERVER_NAME, request, x, 0, 5.0),
+                             timeout=5.0)
+                times.append(time.perf_counter() - start)
+                self._release(chain, request)
+            self.step_overhead_s[d] = sorted(times)[len(times) // 2]
 
     def close(self) -> None:
         """Stop the control thread and the workers (the status file says ``finished``, or
@@ -120,13 +150,41 @@ class LlmRuntime(Runtime):
                      for first, end, group in zip((0, *plan.stage_end[:-1]), plan.stage_end,
                                                   plan.stage_devices, strict=True))
 
-    def _step(self, chain: tuple[StageHop, ...], request: int, tokens: list[int],
+    def emulated(self, plan: Plan, tokens: int, start: int
+                 ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+        """A step over ``tokens`` new tokens with ``start`` cached, in the devices' power
+        modes now: per stage its emulated compute seconds (times the time scale) and the
+        part of them its device sleeps (less the measured overhead of a call to it, so that
+        the step as the server sees it lasts the emulated time), and per boundary the bytes
+        it moves."""
+        with self.lock:
+            modes = self.power_now.modes
+        levels = tuple(m if m > 0 else 0 for m in modes)
+        moded = replace(plan, dvfs_levels=levels) if any(levels) else plan
+        tables = self.model.tables
+        key = (moded, tokens, start)
+        compute = self._step_s.get(key)
+        if compute is None:
+            if len(self._step_s) >= STEP_MEMO:
+                self._step_s.clear()
+            compute = self._step_s[key] = [s * self.time_scale
+                                           for s in llm_step_s(tables, moded, tokens, start)]
+        overhead = self.step_overhead_s
+        sleep = [max(c - overhead[group[0]], 0.0)
+                 for c, group in zip(compute, plan.stage_devices, strict=True)]
+        act = tables.lists.act
+        return (tuple(compute), tuple(sleep),
+                tuple(act[end - 1] * tokens for end in plan.stage_end[:-1]))
+
+    def _step(self, chain: tuple[StageHop, ...], plan: Plan, request: int, tokens: list[int],
               start: int) -> int:
         x = torch.tensor([tokens], dtype=torch.long)
+        compute_s, sleep_s, send = self.emulated(plan, len(tokens), start)
+        timeout = self.cfg.rpc_timeout_s + sum(compute_s)
         return int(rpc.rpc_sync(chain[0].name, step,
-                                args=(chain, SERVER_NAME, request, x, start,
-                                      self.cfg.rpc_timeout_s),
-                                timeout=self.cfg.rpc_timeout_s * len(chain)))
+                                args=(chain, SERVER_NAME, request, x, start, timeout,
+                                      compute_s, sleep_s, send, self.lock_dir),
+                                timeout=timeout * len(chain)))
 
     def _release(self, chain: tuple[StageHop, ...], request: int) -> None:
         for hop in chain:
@@ -179,7 +237,7 @@ class LlmRuntime(Runtime):
                 while len(out) < max_tokens and (not out or out[-1] != EOS):
                     if self.stop.is_set():
                         raise Refused("serve was stopped")
-                    token = self._step(chain, request, tokens, start)
+                    token = self._step(chain, plan, request, tokens, start)
                     start += len(tokens)
                     tokens = [token]
                     out.append(token)

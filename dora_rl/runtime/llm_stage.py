@@ -5,11 +5,19 @@ device: the server calls :func:`step` on stage 0's device, each device runs its 
 the hidden states with its own key/value caches for that request (kept in this process,
 :data:`_CACHES`) and calls the next stage's device, and the last stage returns the greedy
 next token, which travels back up the chain to the server. Each stage reports its busy time
-to the server's usage account (:func:`dora_rl.runtime.inbox.account`), as inference stages do.
+and its transfer to the server's usage account (:func:`dora_rl.runtime.inbox.account`), as
+inference stages do.
 
-A device computes one step at a time (the lock every stage of this worker shares with
-:func:`dora_rl.runtime.agent.forward`). Caches are freed by :func:`release` when a request
-ends, and those idle for :data:`STALE_S` are dropped (a request abandoned by a lost server).
+The card's world is emulated as on the inference path: each stage stays busy for its
+emulated compute time of the step (the server sends it, from
+:func:`dora_rl.costmodel.llm_steps.llm_step_s` times the time scale), sleeping out what its
+real compute leaves, and the hidden states cross the emulated link to the next stage
+(:func:`dora_rl.runtime.agent.send_bytes`, holding the WiFi medium). A device computes one
+step at a time (the lock every stage of this worker shares with
+:func:`dora_rl.runtime.agent.forward`), so the requests in flight share it step by step.
+
+Caches are freed by :func:`release` when a request ends, and those idle for :data:`STALE_S`
+are dropped (a request abandoned by a lost server).
 """
 
 from __future__ import annotations
@@ -57,9 +65,15 @@ def _caches(request: int) -> dict[int, dict[str, Tensor]]:
 
 
 def step(chain: tuple[StageHop, ...], server: str, request: int, x: Tensor, start: int,
-         timeout_s: float) -> int:
+         timeout_s: float, compute_s: tuple[float, ...] = (), sleep_s: tuple[float, ...] = (),
+         send_bytes: tuple[float, ...] = (), lock_dir: str = "") -> int:
     """Run stage ``chain[0]`` on ``x`` (token ids for the first stage, hidden states after;
     positions from ``start``), then the rest of the chain; returns the greedy next token.
+
+    ``compute_s``: per stage of the chain, its emulated compute time of this step (none: no
+    emulation), of which the device stays busy ``sleep_s`` (the rest is the measured cost of
+    calling it); ``send_bytes``: per boundary, the bytes the step moves to the next stage
+    (emulated over the links when ``lock_dir``, the media's lock folder, is given).
 
     Raises:
         RuntimeError: this worker lacks a layer of its stage, or a later stage failed.
@@ -69,19 +83,32 @@ def step(chain: tuple[StageHop, ...], server: str, request: int, x: Tensor, star
     if missing:
         raise RuntimeError(f"device {hop.device} holds no weights for layers {missing}")
     caches = _caches(request)
+    emulated = compute_s[0] if compute_s else 0.0
+    budget = sleep_s[0] if sleep_s else emulated
     with agent._BUSY:
         t0 = time.perf_counter()
         y = run_cached(agent._HELD, hop.first, hop.end, x, start, caches)
-        busy_s = time.perf_counter() - t0
-    try:
-        rpc.rpc_async(server, inbox.account, args=([("busy", hop.device, busy_s)],))
-    except Exception:  # noqa: BLE001, S110 - the server is gone: nothing left to tell
-        pass
+        real_s = time.perf_counter() - t0
+        if budget > real_s:
+            time.sleep(budget - real_s)
+    report: list[tuple[object, ...]] = [("busy", hop.device, max(emulated, real_s))]
+    if len(chain) > 1 and send_bytes and lock_dir:
+        airtime, wall = agent.send_bytes(lock_dir, hop.device, chain[1].device, send_bytes[0])
+        report.append(("xfer", hop.device, chain[1].device, airtime, send_bytes[0], wall))
+    agent._COURIER.submit(_account, server, report)  # off the step's critical path
     if len(chain) == 1:
         return next_token(y)
     return int(rpc.rpc_sync(chain[1].name, step,
-                            args=(chain[1:], server, request, y.contiguous(), start, timeout_s),
+                            args=(chain[1:], server, request, y.contiguous(), start, timeout_s,
+                                  compute_s[1:], sleep_s[1:], send_bytes[1:], lock_dir),
                             timeout=timeout_s))
+
+
+def _account(server: str, report: list[tuple[object, ...]]) -> None:
+    try:
+        rpc.rpc_async(server, inbox.account, args=(report,))
+    except Exception:  # noqa: BLE001, S110 - the server is gone: nothing left to tell
+        pass
 
 
 def release(request: int) -> None:
