@@ -30,9 +30,11 @@ needs ``--token`` (or ``DORA_JOIN_TOKEN``), which workers prove by HMAC without 
 dora_rl.worker --connect H:P --device mid`` (``--port P`` fixes the port). torch.distributed
 RPC is neither authenticated nor encrypted beyond the join: use it on a network you trust.
 
-``--http HOST:PORT`` serves the card's ``llm_inference`` job instead, until stopped, over an
-OpenAI-compatible HTTP API (``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``,
-``/status``, ``/metrics``; :mod:`dora_rl.runtime.http_api`). An address beyond loopback needs
+``--http HOST:PORT`` serves the job instead, until stopped, over HTTP
+(:mod:`dora_rl.runtime.http_api`): an ``llm_inference`` job (the card's first, by default) over
+an OpenAI-compatible API (``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``), an
+``inference`` job as ``POST /v1/infer/<job>`` (tensor in, tensor out, JSON or raw bytes); both
+with ``/status`` and ``/metrics``. An address beyond loopback needs
 ``--token``, which clients then send as ``Authorization: Bearer <token>``.
 
 Exit status: 0 when every request sent completed; 1 when some did not (the summary, then one
@@ -128,22 +130,24 @@ def _network(ns: argparse.Namespace, devices: list[str]) -> None:
 
 
 def _job(scenario: Scenario, name: str | None, http: bool = False) -> int:
-    """The job to serve: an inference job for the batch benchmark, an ``llm_inference`` job
-    with ``--http``."""
+    """The job to serve: an inference job for the batch benchmark; with ``--http`` an
+    ``llm_inference`` or ``inference`` job (by default the card's first LLM job, else its
+    first inference job)."""
     jobs = [j.name for j in scenario.jobs]
-    kind = "llm_inference" if http else "inference"
+    kinds = ("llm_inference", "inference") if http else ("inference",)
     if name is None:
-        job = next((i for i, j in enumerate(scenario.jobs) if j.workload == kind), None)
-        if job is None:
-            raise UsageError(f"--scenario {scenario.name}: no {kind} job to serve"
-                             f"{'' if http else ' (llm_inference jobs: --http HOST:PORT)'}")
-        return job
+        for kind in kinds:
+            job = next((i for i, j in enumerate(scenario.jobs) if j.workload == kind), None)
+            if job is not None:
+                return job
+        raise UsageError(f"--scenario {scenario.name}: no {' or '.join(kinds)} job to serve"
+                         f"{'' if http else ' (llm_inference jobs: --http HOST:PORT)'}")
     if name not in jobs:
         raise UsageError(f"--job {name}: unknown job (card has {', '.join(jobs)})")
     job = jobs.index(name)
-    if scenario.jobs[job].workload != kind:
+    if scenario.jobs[job].workload not in kinds:
         how = "with --http" if http else "in the batch mode (--http serves llm_inference)"
-        raise UsageError(f"--job {name}: only {kind} jobs are served {how} "
+        raise UsageError(f"--job {name}: only {' and '.join(kinds)} jobs are served {how} "
                          f"(it is {scenario.jobs[job].workload})")
     return job
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -138,26 +138,12 @@ def test_models_lists_the_cards_llm_job(client: httpx.Client) -> None:
     assert [m["id"] for m in models["data"]] == ["chat"]
 
 
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.e+-]+|NaN|\+Inf)$')
-
-
-def parse_prometheus(text: str) -> dict[str, float]:
-    """Samples of a Prometheus text exposition (raises on a malformed line)."""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("# HELP ") or line.startswith("# TYPE "):
-            continue
-        m = SAMPLE.match(line)
-        assert m, f"not a sample line: {line!r}"
-        out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return out
-
-
-def test_metrics_parse_and_count_the_requests_served(client: httpx.Client) -> None:
+def test_metrics_parse_and_count_the_requests_served(
+        client: httpx.Client, prometheus_samples: Callable[[str], dict[str, float]]) -> None:
     client.post("/v1/completions", json={"model": "chat", "prompt": "x", "max_tokens": 3})
     r = client.get("/metrics")
     assert r.headers["content-type"].startswith("text/plain")
-    samples = parse_prometheus(r.text)
+    samples = prometheus_samples(r.text)
     assert 'dora_power_mode{device="fast"}' in samples
     done = samples['dora_llm_requests_total{job="chat",outcome="completed"}']
     assert done >= 1

@@ -31,42 +31,38 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from dora_rl.runtime.health import Refused
+from dora_rl.runtime.http_errors import ApiError
+from dora_rl.runtime.http_status import ServiceStatus
+from dora_rl.runtime.http_tensors import infer_request
 from dora_rl.runtime.tiny_lm import EOS, encode
 
 DEFAULT_MAX_TOKENS = 16
 
 
 class TokenService(Protocol):
-    """What the API serves: greedy generation per model id, status and metrics."""
+    """What the API serves: greedy generation per model id, status and metrics; an inference
+    service answers :meth:`infer_jobs` and :meth:`infer` (and has no model ids)."""
 
     context_tokens: int
 
     def model_ids(self) -> list[str]:
-        """The model ids (job names) served."""
+        """The model ids (LLM job names) served."""
 
     def generate(self, model: str, prompt: list[int], max_tokens: int) -> Iterator[int]:
         """Output tokens of one request (raises :class:`Refused` when it cannot be served)."""
+
+    def infer_jobs(self) -> dict[str, tuple[Any, int | None]]:
+        """Per inference job served: one item of its input (a tensor) and its vocabulary."""
+
+    def infer(self, job: str, x: Any) -> tuple[Any, float, int]:
+        """(output tensor, latency in the card's ms, plan id) of one inference request
+        (raises :class:`Refused` when it cannot be served)."""
 
     def status(self) -> dict[str, Any]:
         """The status as JSON-ready data."""
 
     def metrics_text(self) -> str:
         """The Prometheus text exposition."""
-
-
-class ApiError(Exception):
-    """An error answered as OpenAI's JSON error object."""
-
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None, kind: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = (status, message, param,
-                                                                       code, kind)
-
-    def body(self) -> dict[str, Any]:
-        """``{"error": {...}}``."""
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param,
-                          "code": self.code}}
 
 
 class _Body(BaseModel):
@@ -280,12 +276,16 @@ def create_app(service: TokenService, token: str = "") -> FastAPI:
             body.max_tokens
         return _complete(service, body, chat_prompt(body.messages), True, limit)
 
+    @app.post("/v1/infer/{job}")
+    async def infer(job: str, request: Request) -> Any:
+        return await infer_request(service, job, request)
+
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
                                             "owned_by": "dora_rl"} for m in service.model_ids()]}
 
-    @app.get("/status")
+    @app.get("/status", response_model=ServiceStatus)
     def status() -> dict[str, Any]:
         return service.status()
 

@@ -12,14 +12,15 @@ import logging
 import signal
 import socket
 import sys
-from typing import Any
+from typing import Any, cast
 
 from dora_rl.errors import DoraError
 from dora_rl.runtime.control import Decider
-from dora_rl.runtime.health import StopFlag
-from dora_rl.runtime.llm_metrics import render
+from dora_rl.runtime.health import Refused, StopFlag
+from dora_rl.runtime.llm_metrics import LlmMetrics, render
 from dora_rl.runtime.llm_serving import LlmRuntime
 from dora_rl.runtime.loop import status
+from dora_rl.runtime.service import InferRuntime, ServiceRuntime
 from dora_rl.runtime.settings import ServeConfig
 
 log = logging.getLogger(__name__)
@@ -38,27 +39,73 @@ class RuntimeService:
     def generate(self, model: str, prompt: list[int], max_tokens: int) -> Any:
         return self.rt.generate(prompt, max_tokens)
 
-    def _last(self) -> Any:
-        intervals = self.rt.telemetry.intervals
-        return intervals[-1] if intervals else None
+    def infer_jobs(self) -> dict[str, tuple[Any, int | None]]:
+        return {}
+
+    def infer(self, job: str, x: Any) -> tuple[Any, float, int]:
+        raise Refused(f"job {job!r} is not served here")
 
     def status(self) -> dict[str, Any]:
-        out = status(self.rt, self._last())
-        out["job"] = self.rt.job.name
-        out["qoe_attainment"] = self.rt.metrics.attainment(self.rt.job.name)
-        return out
+        return _status(self.rt, self.rt.metrics)
 
     def metrics_text(self) -> str:
-        rt = self.rt
-        intervals = list(rt.telemetry.intervals)
-        with rt.lock:
-            plan_id = rt.live.plan_id
-            modes = rt.power_now.modes
-        return render(rt.metrics, {
-            "plan_id": plan_id,
-            "energy_j": sum(t.energy_j for t in intervals),
-            "jobs_energy_j": sum(t.jobs_energy_j for t in intervals),
-            "modes": dict(zip(rt.names, modes, strict=True))})
+        return _metrics_text(self.rt, self.rt.metrics, "dora_llm", tokens=True)
+
+
+class InferService:
+    """The HTTP API's view of a running :class:`InferRuntime` (``/v1/infer/<its job>``)."""
+
+    context_tokens = 0
+
+    def __init__(self, rt: InferRuntime) -> None:
+        self.rt = rt
+        self.metrics = LlmMetrics([rt.job.name])
+
+    def model_ids(self) -> list[str]:
+        return []
+
+    def generate(self, model: str, prompt: list[int], max_tokens: int) -> Any:
+        raise Refused(f"model {model!r} is not served here")
+
+    def infer_jobs(self) -> dict[str, tuple[Any, int | None]]:
+        return {self.rt.job.name: (self.rt.template, self.rt.vocab)}
+
+    def infer(self, job: str, x: Any) -> tuple[Any, float, int]:
+        try:
+            y, latency_ms, plan_id = self.rt.infer(x)
+        except Refused:
+            self.metrics.refused(job)
+            raise
+        target = self.rt.job.qoe.latency_ms
+        self.metrics.completed(job, latency_ms / 1e3, latency_ms / 1e3, None, 0,
+                               target is None or latency_ms <= target)
+        return y, latency_ms, plan_id
+
+    def status(self) -> dict[str, Any]:
+        return _status(self.rt, self.metrics)
+
+    def metrics_text(self) -> str:
+        return _metrics_text(self.rt, self.metrics, "dora_infer", tokens=False)
+
+
+def _status(rt: ServiceRuntime, metrics: LlmMetrics) -> dict[str, Any]:
+    intervals = rt.telemetry.intervals
+    out = status(rt, intervals[-1] if intervals else None)
+    out["job"] = rt.job.name
+    out["qoe_attainment"] = metrics.attainment(rt.job.name)
+    return out
+
+
+def _metrics_text(rt: ServiceRuntime, metrics: LlmMetrics, prefix: str, tokens: bool) -> str:
+    intervals = list(rt.telemetry.intervals)
+    with rt.lock:
+        plan_id = rt.live.plan_id
+        modes = rt.power_now.modes
+    return render(metrics, {
+        "plan_id": plan_id,
+        "energy_j": sum(t.energy_j for t in intervals),
+        "jobs_energy_j": sum(t.jobs_energy_j for t in intervals),
+        "modes": dict(zip(rt.names, modes, strict=True))}, prefix, tokens)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -94,14 +141,19 @@ def run_http(cfg: ServeConfig, decider: Decider, host: str, port: int, token: st
     from dora_rl.runtime.http_api import create_app
 
     sock = bind(host, port)
-    rt = LlmRuntime(cfg, decider, stop)
+    llm = cfg.scenario.jobs[cfg.job].workload == "llm_inference"
+    rt: ServiceRuntime = LlmRuntime(cfg, decider, stop) if llm else InferRuntime(cfg, decider,
+                                                                                 stop)
     try:
         rt.start()
-        app = create_app(RuntimeService(rt), token)
+        service: RuntimeService | InferService = RuntimeService(rt) \
+            if isinstance(rt, LlmRuntime) else InferService(cast(InferRuntime, rt))
+        app = create_app(service, token)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                                timeout_graceful_shutdown=5))
         where = sock.getsockname()
-        print(f"serve: {cfg.scenario.name}/{rt.job.name} on http://{host}:{where[1]}/v1 "
+        route = "/v1" if llm else f"/v1/infer/{rt.job.name}"
+        print(f"serve: {cfg.scenario.name}/{rt.job.name} on http://{host}:{where[1]}{route} "
               f"(plan {rt.live.plan.stage_end} on "
               f"{[[rt.names[d] for d in g] for g in rt.live.plan.stage_devices]}); "
               "Ctrl-C stops", flush=True)

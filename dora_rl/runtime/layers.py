@@ -198,6 +198,20 @@ def sample_input(scenario: Scenario, job: int, items: int, seed: int) -> Tensor:
     return torch.randn(items, INPUT_FLOATS, generator=gen)
 
 
+def input_vocabulary(scenario: Scenario, job: int) -> int | None:
+    """Token ids job ``job``'s model takes (None: its input is not token ids)."""
+    name = scenario.jobs[job].model
+    source = scenario.models[name].module
+    if source is not None and source.tokens is not None:
+        return _vocabulary(source.factory)
+    if name == tiny_lm.MODEL_NAME:
+        return tiny_lm.CONFIG.vocab
+    if source is None and name in MODELS:
+        vocab = getattr(MODELS[name].config, "vocab", None)
+        return int(vocab) if vocab is not None else None
+    return None
+
+
 def run_layers(modules: dict[int, nn.Module], first: int, end: int, x: Tensor) -> Tensor:
     """Run layers ``[first, end)`` on ``x`` without autograd."""
     with torch.no_grad():

@@ -1,17 +1,16 @@
 """Serving an LLM job until stopped: prefill and greedy decode pipelined across the plan.
 
-:class:`LlmRuntime` is the serving run of :class:`~dora_rl.runtime.runner.Runtime` (workers,
-weights placed per the decider's plan, the control thread with its heartbeats, decisions,
-energy and status file) without the batch of requests: :meth:`LlmRuntime.generate` serves one
-request when it comes (from the HTTP API, :mod:`dora_rl.runtime.http_api`). A request runs
-on the plan in force when it starts: its prompt's prefill and then each decode token travel
-the plan's stages (the first device of each stage) device to device
-(:func:`dora_rl.runtime.llm_stage.step`), each stage keeping its own KV cache for the
-request. Plans switch between requests: a switch the controller decides never moves a
-running request. When a device of the plan fails mid-request, the device is removed and the
-job re-planned as for inference, and the request goes on on the new plan: its KV caches are
-rebuilt by a prefill over the prompt and the tokens generated so far, so no token is lost or
-repeated.
+:class:`LlmRuntime` is a :class:`~dora_rl.runtime.service.ServiceRuntime` (workers, weights
+placed per the decider's plan, the control thread with its heartbeats, decisions, energy and
+status file, until stopped): :meth:`LlmRuntime.generate` serves one request when it comes (from
+the HTTP API, :mod:`dora_rl.runtime.http_api`). A request runs on the plan in force when it
+starts: its prompt's prefill and then each decode token travel the plan's stages (the first
+device of each stage) device to device (:func:`dora_rl.runtime.llm_stage.step`), each stage
+keeping its own KV cache for the request. Plans switch between requests: a switch the controller
+decides never moves a running request. When a device of the plan fails mid-request, the device
+is removed and the job re-planned as for inference, and the request goes on on the new plan: its
+KV caches are rebuilt by a prefill over the prompt and the tokens generated so far, so no token
+is lost or repeated.
 
 The card's world is emulated as on the inference path: each stage of a step stays busy for
 the cost model's time of that step (:func:`dora_rl.costmodel.llm_steps.llm_step_s`: its
@@ -23,8 +22,6 @@ measured on this host by the time scale, as the inference path does.
 from __future__ import annotations
 
 import itertools
-import shutil
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -40,9 +37,9 @@ from dora_rl.runtime.health import Refused, StopFlag, describe
 from dora_rl.runtime.layers import ModelError
 from dora_rl.runtime.llm_metrics import LlmMetrics
 from dora_rl.runtime.llm_stage import StageHop, release, step
-from dora_rl.runtime.loop import control_loop, write_status
 from dora_rl.runtime.report import Record
-from dora_rl.runtime.runner import MAX_ATTEMPTS, Runtime
+from dora_rl.runtime.runner import MAX_ATTEMPTS
+from dora_rl.runtime.service import ServiceRuntime
 from dora_rl.runtime.settings import ServeConfig
 from dora_rl.runtime.tiny_lm import CONFIG, EOS
 
@@ -62,7 +59,7 @@ class Progress:
     attempt: int = 0
 
 
-class LlmRuntime(Runtime):
+class LlmRuntime(ServiceRuntime):
     """A live LLM service on the card's devices (see the module docstring).
 
     Args:
@@ -83,31 +80,14 @@ class LlmRuntime(Runtime):
                              "the built-in tiny_lm (envs/tiny_llm.yaml) can")
         self.context_tokens = CONFIG.context_tokens
         self.metrics = LlmMetrics([job.name])
-        self.slots = threading.BoundedSemaphore(cfg.max_in_flight)
-        self.index = itertools.count()
-        self.control_thread: threading.Thread | None = None
         self.step_overhead_s = [0.0] * len(self.names)
         """Per device, the measured overhead of a step through it (:meth:`_calibrate_steps`)."""
         self._step_s: dict[tuple[Plan, int, int], list[float]] = {}
         """Emulated stage seconds of a step by (plan in its modes, new tokens, cached)."""
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        """Workers up, the first plan placed, the control thread running.
-
-        Raises:
-            Interrupted: stopped while starting.
-        """
-        torch.set_num_threads(1)
-        self._start()
+    def _calibrate(self) -> None:
         self._calibrate_steps()
-        self.start_t = self.telemetry.start_t = self.telemetry.last_t = time.monotonic()
-        self.telemetry.last = self.usage.snapshot()
-        self.moved_seen = self.live.migrated_bytes
-        write_status(self)
-        self.control_thread = threading.Thread(target=control_loop, args=(self,), daemon=True)
-        self.control_thread.start()
-        self.monitor.start()
 
     def _calibrate_steps(self, calls: int = 15) -> None:
         """Measure, per device, the overhead of a step through it: a call of
@@ -127,21 +107,6 @@ class LlmRuntime(Runtime):
                 times.append(time.perf_counter() - start)
                 self._release(chain, request)
             self.step_overhead_s[d] = sorted(times)[len(times) // 2]
-
-    def close(self) -> None:
-        """Stop the control thread and the workers (the status file says ``finished``, or
-        ``interrupted`` after a signal)."""
-        self.done.set()
-        self.monitor.stop()
-        if self.control_thread is not None:
-            self.control_thread.join(timeout=30)
-            try:
-                write_status(self, self.close_interval(), final=True)
-            except Exception as error:  # noqa: BLE001 - stopping must not fail on a status
-                self.health.error("status", error)
-        self.cluster.close()
-        if self.lock_dir:
-            shutil.rmtree(self.lock_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ one request
     def _chain(self, plan: Plan) -> tuple[StageHop, ...]:

@@ -191,36 +191,45 @@ class Runtime(PlanKeeper):
 
     def _one(self, i: int, x: Tensor, sent_t: float, target_ms: float) -> None:
         """Run request ``i`` to completion, or record why it was not completed."""
-        why = "no attempt"
         try:
-            for attempt in range(MAX_ATTEMPTS):
-                plan, plan_id = self._serving_plan(sent_t)
-                started_t = time.monotonic()
-                try:
-                    y = run_plan(plan, x, self.names, self.emulator, SERVER_NAME,
-                                 self.lock_dir, self.cfg.rpc_timeout_s, self._probe)
-                except WorkerLost as lost:
-                    why = f"device {self.names[lost.device]} lost"
-                    self.on_lost(lost.device)
-                    continue
-                except Stalled as stalled:
-                    why = str(stalled)
-                    continue  # every device answers: run it again
-                except Aborted:
-                    raise Refused(STOPPED) from None
-                done_t = time.monotonic()
-                with self.lock:
-                    self.records.append(Record(i, sent_t, done_t, plan_id, attempt,
-                                               (done_t - sent_t) * 1e3 / self.time_scale,
-                                               target_ms, started_t))
-                    if self.cfg.keep_outputs:
-                        self.outputs[i] = y
-                return
-            self.health.not_completed(i, f"gave up after {MAX_ATTEMPTS} attempts ({why})")
+            _, _ = self._run(i, x, sent_t, target_ms)
         except Refused as refusal:
             self.health.not_completed(i, str(refusal))
         except Exception as error:  # noqa: BLE001 - a request never vanishes without a reason
             self.health.not_completed(i, describe(error))
+
+    def _run(self, i: int, x: Tensor, sent_t: float, target_ms: float) -> tuple[Tensor, Record]:
+        """Run request ``i`` through the plan in force, again on a new plan after a lost
+        device (at most :data:`MAX_ATTEMPTS` times); records and returns its output.
+
+        Raises:
+            Refused: it could not be completed (the reason says why).
+        """
+        why = "no attempt"
+        for attempt in range(MAX_ATTEMPTS):
+            plan, plan_id = self._serving_plan(sent_t)
+            started_t = time.monotonic()
+            try:
+                y = run_plan(plan, x, self.names, self.emulator, SERVER_NAME,
+                             self.lock_dir, self.cfg.rpc_timeout_s, self._probe)
+            except WorkerLost as lost:
+                why = f"device {self.names[lost.device]} lost"
+                self.on_lost(lost.device)
+                continue
+            except Stalled as stalled:
+                why = str(stalled)
+                continue  # every device answers: run it again
+            except Aborted:
+                raise Refused(STOPPED) from None
+            done_t = time.monotonic()
+            record = Record(i, sent_t, done_t, plan_id, attempt,
+                            (done_t - sent_t) * 1e3 / self.time_scale, target_ms, started_t)
+            with self.lock:
+                self.records.append(record)
+                if self.cfg.keep_outputs:
+                    self.outputs[i] = y
+            return y, record
+        raise Refused(f"gave up after {MAX_ATTEMPTS} attempts ({why})")
 
     # ------------------------------------------------------------------ run
     def _check_stop(self) -> None:
