@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,10 @@ from dora_rl.errors import InfeasibleError
 from dora_rl.planner.candidates import MAX_FIGURE
 from dora_rl.planner.formulation import Limits
 from dora_rl.planner.space import SearchSpace
+
+Solver = Callable[..., Any]
+"""``solve(model, mode, state, space, limits, time_limit_s=...)`` returning a result with
+``plan``, ``metrics`` and ``time_s`` (:func:`dora_rl.planner.partition.solve`)."""
 
 GB = 1e9
 
@@ -90,9 +95,8 @@ def _fit_problem(model: CostModel, space: SearchSpace) -> str:
             "counted")
 
 
-def _qoe_problem(model: CostModel, state: State, space: SearchSpace, limits: Limits) -> str:
-    from dora_rl.planner.partition import solve
-
+def _qoe_problem(model: CostModel, state: State, space: SearchSpace, limits: Limits,
+                 solve: Solver) -> str:
     job = model.tables.job
     try:
         fastest = solve(model, "time", state, space, Limits(ignore_qoe=True), time_limit_s=60.0)
@@ -137,8 +141,10 @@ def describe(model: CostModel, plan: Any) -> str:
 
 
 def explain_infeasible(model: CostModel, state: State, space: SearchSpace, limits: Limits,
-                       mode: str) -> str:
-    """One sentence naming why no plan exists.
+                       mode: str, solve: Solver) -> str:
+    """One sentence naming why no plan exists; ``solve`` (the partitioner's
+    :func:`~dora_rl.planner.partition.solve`, passed in so that this module does not import
+    it) finds the fastest plan ignoring QoE, to name the targets it misses.
 
     With ``limits.ignore_qoe`` (the solve a diagnosis makes itself) it never solves again, so a
     diagnosis cannot recurse.
@@ -146,5 +152,5 @@ def explain_infeasible(model: CostModel, state: State, space: SearchSpace, limit
     reason = _memory_problem(model, state, space)
     if reason is None:
         reason = (_fit_problem(model, space) if limits.ignore_qoe
-                  else _qoe_problem(model, state, space, limits))
+                  else _qoe_problem(model, state, space, limits, solve))
     return f"job {model.tables.job.name!r}: {reason}"

@@ -129,7 +129,7 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
             # nothing in the candidate space beats this incumbent: it is the optimum
             best = (incumbent, inc_plan, "optimal")
     if best is None:
-        raise InfeasibleError(explain_infeasible(model, state, space, limits, mode))
+        raise InfeasibleError(explain_infeasible(model, state, space, limits, mode, solve))
     objective, plan, status = best
     metrics = model.evaluate(plan, state)
     _verify(model, plan, metrics, objective, mode, limits)
