@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint wheel-check bench clean
+.PHONY: demo test test-slow lint docs wheel-check bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 2; }
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The documentation site from mkdocs.yml and docs/, offline, warnings as errors (into a
+# temporary folder; `$(VENV)/bin/mkdocs serve` shows it locally).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"
 
 lint: $(STAMP)
 	$(PY) -m ruff check dora_rl tests experiments
