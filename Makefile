@@ -38,11 +38,11 @@ wheel-check: $(STAMP)
 	PY=$(abspath $(PY)) .ci/wheel-check
 
 bench: $(STAMP)
-	$(PY) experiments/bench_costmodel.py
-	$(PY) experiments/bench_planner.py
-	$(PY) experiments/bench_env.py
-	$(PY) experiments/headline.py
-	$(PY) experiments/bench_controllers.py
+	$(PY) experiments/bench_costmodel.py --update-results
+	$(PY) experiments/bench_planner.py --update-results
+	$(PY) experiments/bench_env.py --update-results
+	$(PY) experiments/headline.py --update-results
+	$(PY) experiments/bench_controllers.py --update-results
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

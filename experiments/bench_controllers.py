@@ -20,7 +20,7 @@ On a card without headroom: an episode reward at least ``static-robust``'s.
 The episode reward is the env's (the lexicographic price, :class:`~dora_rl.env.EdgeEnv`),
 computed from each episode's weighted excess misses and the jobs' energy.
 
-Writes ``controllers_vs_targets.{md,json}`` under ``--out`` (default ``experiments/results``).
+Writes ``controllers_vs_targets.{md,json}`` under ``--out`` (or, with ``--update-results``, ``experiments/results``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 import dora_rl  # noqa: F401  (registers the ids)
+from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.env.edge_env import EdgeEnv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -109,8 +110,9 @@ def main() -> int:
     """Judge every card of the headroom file that has ``ppo`` rows; write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--headroom", type=Path, default=RESULTS / "headroom.json")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_output_options(parser, RESULTS)
     args = parser.parse_args()
+    args.out = output_folder(args, RESULTS)
     try:
         rows = json.loads(args.headroom.read_text())["episodes"]
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.costmodel import CostModel
 from dora_rl.synthetic import random_plan, random_scenario
 
@@ -71,10 +72,10 @@ def main() -> int:
     """Run the benchmark and write the results."""
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="folder for the result tables (default: experiments/results)")
+    add_output_options(parser, RESULTS)
     parser.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
     args = parser.parse_args()
+    args.out = output_folder(args, RESULTS)
     RESULTS = args.out
     singles, repeats = (200, 5) if args.quick else (3000, 41)
     rows = [bench(w, 48, 8, singles, repeats) for w in ("inference", "llm_inference", "training")]

@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 import dora_rl  # noqa: F401  (registers the ids)
+from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.registration import ENV_IDS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,10 +58,10 @@ def yardstick_ms() -> float:
 def main() -> int:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="folder for the result tables (default: experiments/results)")
+    add_output_options(parser, RESULTS)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    args.out = output_folder(args, RESULTS)
     RESULTS = args.out
     steps, rounds = (300, 1) if args.quick else (3000, 3)
     envs = {}

@@ -14,7 +14,7 @@ over seeds with 95 % confidence intervals (Student's t).
 Headroom = (E_best-static - E_oracle) / E_best-static, counted when the oracle misses no more
 (weighted) requests than best-static; ``at most`` uses the bound instead of the oracle.
 
-Writes ``headroom.{md,csv,json}`` under ``--out`` (default ``experiments/results``).
+Writes ``headroom.{md,csv,json}`` under ``--out`` (or, with ``--update-results``, ``experiments/results``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 import dora_rl  # noqa: F401  (registers the ids)
+from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.controllers import learned, make, run_episode_infos
 from dora_rl.controllers.bound import free_switch_bound
 from dora_rl.controllers.hindsight import action, best_static, lookahead
@@ -227,7 +228,7 @@ def main() -> int:
                         help="intervals per episode (default: the card's episode)")
     parser.add_argument("--beam", type=int, default=None,
                         help="states the oracle's search keeps (default: the baselines card's)")
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+    add_output_options(parser, ROOT / "experiments" / "results")
     parser.add_argument("--controllers", default=",".join(CONTROLLERS),
                         help="comma-separated names, or label=RUN_FOLDER for a trained one")
     parser.add_argument("--no-references", action="store_true",
@@ -240,6 +241,7 @@ def main() -> int:
                              "a later file's episode replaces an earlier one of the same card, "
                              "seed and controller (a controller re-run alone)")
     args = parser.parse_args()
+    args.out = output_folder(args, ROOT / "experiments" / "results")
     if args.combine is not None:
         return combine(args)
     cards = args.cards.split(",")

@@ -13,7 +13,7 @@ and streams completions with the card's prompt and output lengths (``/v1/complet
   (these include waiting for one of the service's 8 request slots and sharing the devices).
 
 Target: one client within 15 % of the cost model; 50 clients: no error. Writes
-``llm_service.{md,json}`` under ``--out`` (default ``experiments/results``).
+``llm_service.{md,json}`` under ``--out`` (or, with ``--update-results``, ``experiments/results``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.costmodel import CostModel
 from dora_rl.runtime.control import parse_plan
 from dora_rl.scenarios import load
@@ -168,14 +169,14 @@ def many_clients(time_scale: float, clients: int, duration_s: float, prompt: str
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="folder for llm_service.{md,json} (default experiments/results)")
+    add_output_options(parser, RESULTS)
     parser.add_argument("--quick", action="store_true", help="a smoke run (fewer, shorter)")
     parser.add_argument("--time-scale", type=float, default=4.0)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--requests", type=int, default=10, help="one-client requests per plan")
     args = parser.parse_args()
+    args.out = output_folder(args, RESULTS)
     if args.quick:
         args.clients, args.duration, args.requests = 10, 10.0, 3
     job = load(CARD).jobs[0]

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.costmodel import CostModel
 from dora_rl.errors import DoraError, InfeasibleError
 from dora_rl.planner.baselines import BASELINES
@@ -251,12 +252,12 @@ def main() -> int:
     """Run every part and print the tables."""
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="folder for the result tables (default: experiments/results)")
+    add_output_options(parser, RESULTS)
     parser.add_argument("--quick", action="store_true", help="48 x 8 only, one repeat")
     parser.add_argument("--only", choices=("cache", "resolve", "speed"),
                         help="run only this part")
     args = parser.parse_args()
+    args.out = output_folder(args, RESULTS)
     RESULTS = args.out
     if args.only in (None, "resolve"):
         print(_write("planner_resolve", "Re-solving after a device leaves", resolve_speed(),

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.errors import DoraError
 from dora_rl.runtime.control import make_decider
 from dora_rl.runtime.live import LiveControl
@@ -220,10 +221,10 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     global RESULTS
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=RESULTS,
-                   help="folder for the result tables (default: experiments/results)")
+    add_output_options(p, RESULTS)
     p.add_argument("--quick", action="store_true")
     ns = p.parse_args()
+    ns.out = output_folder(ns, RESULTS)
     RESULTS = ns.out
     plans = PLANS[:2] if ns.quick else PLANS
     result: dict[str, Any] = {"decision": decision_times(200 if ns.quick else 1000)}

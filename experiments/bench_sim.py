@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.controllers import make
 from dora_rl.scenarios import load
 from dora_rl.sim import SimEnv, Simulator
@@ -82,12 +83,12 @@ def yardstick_ms() -> float:
 def main() -> int:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="folder for the result tables (default: experiments/results)")
+    add_output_options(parser, RESULTS)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--duration", type=float, default=3600.0)
     parser.add_argument("--cards", default="smart_home,traffic_analytics,tiny")
     args = parser.parse_args()
+    args.out = output_folder(args, RESULTS)
     RESULTS = args.out
     duration = 300.0 if args.quick else args.duration
     rounds = 1 if args.quick else 3

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.costmodel import CostModel
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner.baselines import throughput
@@ -162,8 +163,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cards", default=",".join(CARDS),
                         help=f"comma-separated card names (default {','.join(CARDS)})")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    add_output_options(parser, RESULTS)
     args = parser.parse_args()
+    args.out = output_folder(args, RESULTS)
     rows = headline_rows(tuple(c.strip() for c in args.cards.split(",") if c.strip()))
     lines = summary(rows)
     print(write(rows, lines, args.out))

@@ -36,6 +36,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.controllers import load as load_trained
 from dora_rl.controllers import make
 from dora_rl.costmodel import CostModel, Plan
@@ -363,8 +364,7 @@ def controllers(card: str, quick: bool) -> None:
 def main() -> int:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="folder for the result tables (default: experiments/results)")
+    add_output_options(parser, RESULTS)
     parser.add_argument("--part", choices=("isolated", "load", "interval", "controllers", "all"),
                         default="all")
     parser.add_argument("--cards", default=",".join(CARDS))
@@ -372,6 +372,7 @@ def main() -> int:
                         help="episodes per card in the interval part (seeds 0..N-1)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    args.out = output_folder(args, RESULTS)
     RESULTS = args.out
     cards = [c for c in args.cards.split(",") if c]
     if args.part in ("isolated", "all"):
