@@ -20,7 +20,8 @@ On a card without headroom: an episode reward at least ``static-robust``'s.
 The episode reward is the env's (the lexicographic price, :class:`~dora_rl.env.EdgeEnv`),
 computed from each episode's weighted excess misses and the jobs' energy.
 
-Writes ``controllers_vs_targets.{md,json}`` under ``--out`` (or, with ``--update-results``, ``experiments/results``).
+Writes ``controllers_vs_targets.{md,json}`` under ``--out`` (or, with ``--update-results``,
+``experiments/results``).
 """
 
 from __future__ import annotations

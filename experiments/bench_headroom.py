@@ -14,7 +14,8 @@ over seeds with 95 % confidence intervals (Student's t).
 Headroom = (E_best-static - E_oracle) / E_best-static, counted when the oracle misses no more
 (weighted) requests than best-static; ``at most`` uses the bound instead of the oracle.
 
-Writes ``headroom.{md,csv,json}`` under ``--out`` (or, with ``--update-results``, ``experiments/results``).
+Writes ``headroom.{md,csv,json}`` under ``--out`` (or, with ``--update-results``,
+``experiments/results``).
 """
 
 from __future__ import annotations
