@@ -22,12 +22,11 @@ The Markdown table is printed to stdout, a progress bar to stderr. Bad input pri
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from tqdm import tqdm
 
@@ -41,7 +40,7 @@ from dora_rl.benchmark.controllers import (
 )
 from dora_rl.benchmark.runner import EPISODES_PER_SEED_MAX, run_all
 from dora_rl.config import Scenario
-from dora_rl.errors import ConfigError, run_cli
+from dora_rl.errors import ArgParser, ConfigError, run_cli
 from dora_rl.scenarios import TRACE_UNITS_HELP, load, with_trace_units
 
 DEFAULT_CONTROLLERS = "static,throughput,dora,greedy,oracle"
@@ -68,10 +67,6 @@ class Args:
         """Results file stem: ``bench_<scenario>``, with ``_sim`` on the simulator."""
         return f"bench_{self.scenario.name}" + ("_sim" if self.backend == "sim" else "")
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -113,7 +108,7 @@ def _scenario(text: str) -> Scenario:
 
 def parse(argv: Sequence[str] | None) -> Args:
     """Parse and check the command line (raises :class:`UsageError` naming the argument)."""
-    p = _Parser(prog="python -m dora_rl.bench",
+    p = ArgParser(prog="python -m dora_rl.bench",
                 description="Compare controllers on the same held-out episodes.")
     p.add_argument("--scenario", required=True, help="card name (smart_home) or path")
     p.add_argument("--controllers", default=DEFAULT_CONTROLLERS,

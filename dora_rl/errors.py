@@ -8,8 +8,10 @@ traceback.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 
 class DoraError(Exception):
@@ -39,6 +41,28 @@ class ConfigError(DoraError):
 
 class InfeasibleError(DoraError):
     """No plan can satisfy the constraints; the message names the binding one."""
+
+
+class UsageError(DoraError):
+    """A bad command-line argument (the message names it)."""
+
+
+class ArgParser(argparse.ArgumentParser):
+    """The parser of every command: argparse's, whose errors are a :class:`UsageError` (one
+    line and exit status 2 through :func:`run_cli`) instead of a usage dump.
+
+    Example:
+        >>> parser = ArgParser(prog="x")
+        >>> _ = parser.add_argument("--n", type=int)
+        >>> try:
+        ...     parser.parse_args(["--n", "two"])
+        ... except UsageError as error:
+        ...     print(error)
+        argument --n: invalid int value: 'two'
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,6 @@ A bad card prints one line naming the file, field and problem, and exits with st
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from dora_rl.config import Scenario, weight_bytes
 from dora_rl.config.names import display_text
 from dora_rl.config.schema import Device, Job
 from dora_rl.costmodel import CostModel, Plan
-from dora_rl.errors import run_cli
+from dora_rl.errors import ArgParser, run_cli
 from dora_rl.scenarios import load
 
 
@@ -171,7 +170,7 @@ def _print_plans(console: Console, scenario: Scenario) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m dora_rl.inspect",
+    parser = ArgParser(prog="python -m dora_rl.inspect",
                                      description="Summarise a scenario card.")
     parser.add_argument("scenario", help="card path or name (e.g. envs/tiny.yaml or tiny)")
     parser.add_argument("--plans", action="store_true", help="also cost simple plans")

@@ -17,14 +17,13 @@ files instead. Bad input prints one line and exits with status 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -33,7 +32,7 @@ from rich.table import Table
 from dora_rl.config import Scenario
 from dora_rl.config.names import display_text
 from dora_rl.costmodel import CostModel, Plan
-from dora_rl.errors import DoraError, InfeasibleError, run_cli
+from dora_rl.errors import ArgParser, InfeasibleError, UsageError, run_cli
 from dora_rl.pipeedge import load_pipeedge
 from dora_rl.planner import disk, plots
 from dora_rl.planner.baselines import BASELINES
@@ -44,10 +43,6 @@ from dora_rl.planner.planset import PlanSet, plan_set
 from dora_rl.planner.scheduler import Schedule, schedule
 from dora_rl.scenarios import load
 from dora_rl.synthetic import benchmark_scenario
-
-
-class UsageError(DoraError):
-    """The command line is inconsistent (unknown job or mode, options that do not combine)."""
 
 
 @dataclass(frozen=True)
@@ -99,14 +94,10 @@ class JobReport:
     baselines: dict[str, tuple[Plan, dict[str, Any]] | str]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
 
 def parse(argv: Sequence[str] | None) -> Args:
     """Parse and check the command line."""
-    p = _Parser(prog="python -m dora_rl.plan", description="Plan a scenario's jobs.")
+    p = ArgParser(prog="python -m dora_rl.plan", description="Plan a scenario's jobs.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--scenario", help="card path or name (e.g. envs/tiny.yaml or tiny), or "
                      "synthetic:LxD[:llm|:train] for the synthetic benchmark instance")

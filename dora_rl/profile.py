@@ -39,7 +39,6 @@ TinyLlama-1.1B 1,100,048,384 parameters (1.1B).
 
 from __future__ import annotations
 
-import argparse
 import platform
 import socket
 import sys
@@ -54,7 +53,7 @@ from tqdm import tqdm
 
 from dora_rl.config.formats import weight_bytes
 from dora_rl.config.schema import Layer, Measured, Model
-from dora_rl.errors import DoraError, run_cli
+from dora_rl.errors import ArgParser, DoraError, run_cli
 from dora_rl.models import MODELS, ModelSpec
 from dora_rl.models.counting import BlockCount, count_fake, time_blocks
 from dora_rl.models.gguf_profile import profile_gguf
@@ -106,7 +105,7 @@ class Args:
 
 def parse_args(argv: Sequence[str] | None) -> Args:
     """Parse the command line into :class:`Args`."""
-    p = argparse.ArgumentParser(prog="python -m dora_rl.profile",
+    p = ArgParser(prog="python -m dora_rl.profile",
                                 description=(__doc__ or "").split("\n")[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help=f"one of {', '.join(sorted(MODELS))}, or FILE.py:FUNCTION "

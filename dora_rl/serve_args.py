@@ -13,21 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from dora_rl.config import Scenario
-from dora_rl.errors import ConfigError, DoraError
+from dora_rl.errors import ArgParser, ConfigError, DoraError, UsageError
 from dora_rl.paths import find
 from dora_rl.scenarios import load
-
-
-class UsageError(DoraError):
-    """A bad command-line argument."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 def parse_kill(text: str, devices: list[str]) -> tuple[str, int]:
@@ -174,7 +165,7 @@ def _controller(name: str) -> str:
 
 def parse(argv: Sequence[str] | None) -> dict[str, Any]:
     """Parse and check the command line (raises :class:`UsageError` naming the argument)."""
-    p = _Parser(prog="python -m dora_rl.serve", description="Serve a card's job live.")
+    p = ArgParser(prog="python -m dora_rl.serve", description="Serve a card's job live.")
     p.add_argument("--scenario", required=True, help="card name or path")
     p.add_argument("--controller", default="static", help="baseline name or run folder")
     p.add_argument("--job", help="job name (default: the card's first inference job; with "

@@ -38,7 +38,7 @@ from dora_rl.config.names import display_text
 from dora_rl.controllers import load, make, run_episode_infos
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.env.metrics import summarise
-from dora_rl.errors import run_cli
+from dora_rl.errors import ArgParser, run_cli
 from dora_rl.scenarios import load as load_scenario
 from dora_rl.training.card import load_agent_settings
 from dora_rl.training.run_folder import safe_component
@@ -57,7 +57,7 @@ BASELINES = ("static", "throughput", "dora")
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line arguments."""
-    p = argparse.ArgumentParser(prog="python -m dora_rl.train", description=__doc__.split("\n")[0])
+    p = ArgParser(prog="python -m dora_rl.train", description=__doc__.split("\n")[0])
     p.add_argument("--scenario", required=True, help="card name in envs/ or a path")
     p.add_argument("--agent", default=None, help="controller card (default agents/ppo.yaml)")
     p.add_argument("--timesteps", type=int, help="environment steps to train for")

@@ -16,23 +16,12 @@ itself ignore Ctrl-C (the server stops them).
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
-from dora_rl.errors import DoraError, run_cli
-
-
-class UsageError(DoraError):
-    """A bad command-line argument."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+from dora_rl.errors import ArgParser, UsageError, run_cli
 
 
 def parse_connect(text: str) -> tuple[str, int]:
@@ -49,7 +38,7 @@ def parse_connect(text: str) -> tuple[str, int]:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    p = _Parser(prog="python -m dora_rl.worker", description="Join a server as a device.")
+    p = ArgParser(prog="python -m dora_rl.worker", description="Join a server as a device.")
     p.add_argument("--connect", required=True, metavar="HOST:PORT")
     p.add_argument("--device", required=True, help="device name from the card")
     p.add_argument("--token", default=os.environ.get("DORA_JOIN_TOKEN", ""))

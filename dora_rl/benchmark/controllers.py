@@ -28,7 +28,7 @@ import gymnasium as gym
 from dora_rl.config import Scenario
 from dora_rl.controllers import CONTROLLERS, make
 from dora_rl.controllers.evaluate import Predictor
-from dora_rl.errors import ConfigError, DoraError
+from dora_rl.errors import ConfigError, UsageError
 from dora_rl.paths import find
 
 ENV_ID = "dora_rl/Edge-v1"
@@ -36,9 +36,6 @@ BACKEND_ENV_IDS = {"analytic": ENV_ID, "sim": "dora_rl/Sim-v1"}
 """The env id of each backend: the cost model, or the discrete-event simulator."""
 _LABEL = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
-
-class UsageError(DoraError):
-    """A command-line argument is wrong; the message names it."""
 
 
 @dataclass(frozen=True)

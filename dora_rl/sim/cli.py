@@ -26,7 +26,6 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from rich.console import Console
 from rich.progress import (
@@ -38,15 +37,10 @@ from rich.progress import (
 )
 
 from dora_rl.config import Scenario
-from dora_rl.errors import ConfigError, run_cli
+from dora_rl.errors import ArgParser, ConfigError, run_cli
 from dora_rl.scenarios import TRACE_UNITS_HELP, load, with_trace_units
 from dora_rl.sim.run import SimRun, SimUsageError, simulate
 from dora_rl.sim.simulator import QUEUE_CAPACITY
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise SimUsageError(message)
 
 
 def read_arrivals(path: str, scenario: Scenario) -> dict[str, Sequence[float]]:
@@ -80,7 +74,7 @@ def read_arrivals(path: str, scenario: Scenario) -> dict[str, Sequence[float]]:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line (raises :class:`SimUsageError` naming the argument)."""
-    p = _Parser(prog="python -m dora_rl.sim",
+    p = ArgParser(prog="python -m dora_rl.sim",
                 description="Simulate a scenario under a controller, event by event.")
     p.add_argument("--scenario", required=True, help="card path or name (smart_home)")
     p.add_argument("--controller", required=True,

@@ -23,7 +23,7 @@ import numpy as np
 
 from dora_rl.config import Scenario
 from dora_rl.controllers import CONTROLLERS, make
-from dora_rl.errors import DoraError
+from dora_rl.errors import UsageError
 from dora_rl.paths import find
 from dora_rl.sim.env import SimEnv
 from dora_rl.sim.simulator import QUEUE_CAPACITY
@@ -31,7 +31,7 @@ from dora_rl.sim.simulator import QUEUE_CAPACITY
 PERCENTILES = (50, 95, 99)
 
 
-class SimUsageError(DoraError):
+class SimUsageError(UsageError):
     """A simulation request is inconsistent (unknown controller, wrong scenario, bad number)."""
 
 
