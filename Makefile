@@ -23,6 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Learning and long checks (the `slow` marker), minutes each.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
 # The documentation site from mkdocs.yml and docs/, offline, warnings as errors (into a
 # temporary folder; `$(VENV)/bin/mkdocs serve` shows it locally).
 docs: $(STAMP)
