@@ -19,7 +19,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from dora_rl.config import Scenario
-from dora_rl.costmodel import Plan, State
+from dora_rl.costmodel import Plan
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.dynamics.daily import RATE_STEP
 from dora_rl.env.candidates import JobCandidates, shared_cache
@@ -33,7 +33,7 @@ from dora_rl.env.observation import (
 from dora_rl.errors import DoraError
 from dora_rl.scenarios import load
 from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
-from dora_rl.world.predict import predict_in_view
+from dora_rl.world.predict import RoundedView, predict_in_view
 from dora_rl.world.queues import DeviceQueues, at_load, combine
 from dora_rl.world.requests import arrivals, excess_missed
 from dora_rl.world.weights import gained, held_mask, mask_bytes, plan_masks
@@ -375,6 +375,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             [1.0] * len(active)
         serving = [model.kernel_load(i, jc.plan, rates[i]) if active[i] and jc.plan is not None
                    else None for i, jc in enumerate(ctl.jobs)]
+        view = RoundedView(model.view(state, share, usable), PREDICT_STEP)
         jobs, cands = [], []
         for j, jc in enumerate(ctl.jobs):
             out = last.jobs[j] if last is not None else None
@@ -389,6 +390,9 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)]
                 + ([rates[j]] if self.layout.rates else []))
             others = combine(serving, self.n_devices, skip=j)
+            queue = list(zip(others.utilisation, others.residual_s, strict=True))
+            qoe_scale = float(world.qoe_scale[j])
+            rate = float(world.rate_scale[j]) if world.rate_scale is not None else 1.0
             rows = []
             plans = self.cands[j].plans
             for i in range(self.k):
@@ -397,8 +401,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                     continue
                 plan = plans[i]
                 ok = all([usable[d] for d in plan.devices])
-                slack, power = self._predicted(j, plan, share, others) if ok \
-                    else (-1.0, 0.0)
+                slack, power = self._predicted(j, plan, view, others, queue, qoe_scale, rate) \
+                    if ok else (-1.0, 0.0)
                 rows.append([float(ok), slack, power * self.interval_s / self.max_energy_j,
                              moving[j][i] / total, float(plan == jc.plan)])
             cands.append(rows)
@@ -428,40 +432,36 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._weights_memo[key] = (residency, moving)
         return residency, moving
 
-    def _predicted(self, j: int, plan: Plan, share: float,
-                   others: DeviceQueues) -> tuple[float, float]:
-        """Job ``j``'s predicted slack and power running ``plan`` at nominal power modes with
-        ``share`` of each medium, the other jobs' kernels putting ``others`` (at nominal
-        load) on the devices (:func:`~dora_rl.world.predict.predict_in_view`), in the
-        measured world with loads, link rates and free airtime rounded to
-        :data:`PREDICT_STEP` (the observation needs no finer figure; the rounded view is what
-        is evaluated), memoised on exactly what that evaluation reads."""
-        world, model = self.world, self.model
-        view = model.view(world.state, share, world.state.lists[1])
-        q = 1.0 / PREDICT_STEP
-        load, usable, link, free = view.lists
+    def _predicted(self, j: int, plan: Plan, view: RoundedView, others: DeviceQueues,
+                   queue: list[tuple[float, float]], qoe_scale: float,
+                   rate: float) -> tuple[float, float]:
+        """Job ``j``'s predicted slack and power running ``plan`` (every device of it usable)
+        at nominal power modes in ``view`` (its share of each medium in the measured world,
+        with loads, link rates and free airtime rounded to :data:`PREDICT_STEP`: the
+        observation needs no finer figure, and the rounded view is what is evaluated), the
+        other jobs' kernels putting ``others`` (``queue``: per device its utilisation and
+        residual work, at nominal load) on the devices
+        (:func:`~dora_rl.world.predict.predict_in_view`), memoised on exactly what that
+        evaluation reads. The plan's devices are all usable here, so usability is no part of
+        the key."""
         devices = plan.devices
-        loads = tuple([round(load[d] * q) for d in devices])
-        links = tuple([round(link[d] * q) for d in devices]) if len(devices) > 1 else None
-        frees = tuple([round(f * q) for f in free]) if len(devices) > 1 else None
-        queue = tuple([(others.utilisation[d], others.residual_s[d]) for d in devices])
-        qoe_scale = float(world.qoe_scale[j])
-        rate = float(world.rate_scale[j]) if world.rate_scale is not None else 1.0
-        key = (j, plan, tuple([usable[d] for d in devices]), loads, links, frees, queue,
-               qoe_scale, rate)
+        loads = view.loads
+        if len(devices) > 1:
+            links = view.links
+            key: tuple[Any, ...] = (
+                j, plan, tuple([loads[d] for d in devices]), tuple([links[d] for d in devices]),
+                view.frees, tuple([queue[d] for d in devices]), qoe_scale, rate)
+        else:  # one device: nothing crosses the network
+            d = devices[0]
+            key = (j, plan, loads[d], queue[d], qoe_scale, rate)
         hit = self._predictions.get(key)
         if hit is None:
-            rounded = object.__new__(State)
-            rounded.__dict__.update(view.__dict__)
-            rounded_load = [round(x * q) / q for x in load]
-            rounded.__dict__["lists"] = (
-                rounded_load, usable,
-                [round(x * q) / q for x in link], [max(round(f * q) / q, 1e-3) for f in free])
+            rounded = view.rounded()
             if len(self._predictions) >= PREDICT_MEMO:
                 self._predictions.clear()
             hit = self._predictions[key] = predict_in_view(
-                model, self._nominal_modes, j, plan, rounded, qoe_scale,
-                at_load(others, rounded_load), rate)
+                self.model, self._nominal_modes, j, plan, rounded, qoe_scale,
+                at_load(others, rounded.lists[0]), rate)
         return hit
 
     def _to_move(self, j: int, plan: Plan) -> float:
