@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from dora_rl.costmodel.formulas import (
@@ -41,6 +42,8 @@ def evaluate_one(t: JobTables, plan: Plan, state: State, memo: bool = True) -> d
         >>> model.evaluate(plan) is model.evaluate(plan, busy)  # one device: links irrelevant
         True
     """
+    if plan.dvfs_levels is not None:
+        plan = _own_levels(plan)
     load, usable, scale, free = state.lists
     devices = plan.devices
     loads = tuple([load[d] for d in devices])
@@ -70,6 +73,27 @@ def evaluate_one(t: JobTables, plan: Plan, state: State, memo: bool = True) -> d
             results.clear()
         results[key] = out
     return out
+
+
+_OWN_LEVELS: dict[Plan, Plan] = {}
+
+
+def _own_levels(plan: Plan) -> Plan:
+    """``plan`` with the power levels of the devices it does not use set to nominal (no
+    levels at all when its own are nominal): the plan evaluates to the same figures, and the
+    memos then share one entry among the plans that differ only in other devices' levels (a
+    controller sets every device's mode; each plan reads its own devices')."""
+    hit = _OWN_LEVELS.get(plan)
+    if hit is None:
+        levels = plan.dvfs_levels
+        assert levels is not None
+        devices = plan.devices
+        own = tuple(lv if d in devices else 0 for d, lv in enumerate(levels))
+        hit = replace(plan, dvfs_levels=own if any(own) else None) if own != levels else plan
+        if len(_OWN_LEVELS) >= MEMO_ENTRIES:
+            _OWN_LEVELS.clear()
+        _OWN_LEVELS[plan] = hit
+    return hit
 
 
 def _pad(values: list[float], n: int) -> list[float]:
