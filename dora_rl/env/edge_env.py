@@ -404,19 +404,35 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 slack, power = self._predicted(j, plan, view, others, queue, qoe_scale, rate) \
                     if ok else (-1.0, 0.0)
                 rows.append([float(ok), slack, power * self.interval_s / self.max_energy_j,
-                             moving[j][i] / total, float(plan == jc.plan)])
+                             moving[j][i] / total, float(plan is jc.plan or plan == jc.plan)])
             cands.append(rows)
         cross = state.cross_traffic.tolist()
         return encode(self.layout, self.history, devices, residency, cross, jobs, cands)
 
     def _weights_block(self) -> tuple[list[list[float]], list[list[float]]]:
         """The residency rows and, per job and candidate, the bytes a switch would move
-        (memoised on the plans, switches and kept weights: they change only on switches)."""
+        (memoised on the plans, switches and kept weights: they change only on switches).
+
+        Most intervals hold the very objects of the last one (plans, transfers under way,
+        kept weights, the candidate list), so these are compared by identity first, which
+        spares hashing them; the last ones are held, so their identities stay theirs."""
         ctl = self.ctl
+        parts: list[Any] = [ctl.resident, self.cands]
+        for jc in ctl.jobs:
+            parts += (jc.plan, jc.target, jc.pending)
+        last: tuple[list[Any], tuple[list[list[float]], list[list[float]]]] | None = \
+            self.__dict__.get("_weights_last")
+        if last is not None and len(last[0]) == len(parts):
+            for a, b in zip(last[0], parts, strict=True):
+                if a is not b:
+                    break
+            else:
+                return last[1]
         key = (tuple((jc.plan, jc.target, jc.pending) for jc in ctl.jobs), ctl.resident,
                tuple(c.plans for c in self.cands))
         hit = self._weights_memo.get(key)
         if hit is not None:
+            self._weights_last = (parts, hit)
             return hit
         residency = []
         for d in range(self.n_devices):
@@ -430,6 +446,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         if len(self._weights_memo) >= PREDICT_MEMO:
             self._weights_memo.clear()
         self._weights_memo[key] = (residency, moving)
+        self._weights_last = (parts, (residency, moving))
         return residency, moving
 
     def _predicted(self, j: int, plan: Plan, view: RoundedView, others: DeviceQueues,
