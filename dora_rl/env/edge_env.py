@@ -36,7 +36,7 @@ from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, 
 from dora_rl.world.predict import RoundedView, predict_in_view
 from dora_rl.world.queues import DeviceQueues, at_load, combine
 from dora_rl.world.requests import arrivals, excess_missed
-from dora_rl.world.weights import gained, held_mask, mask_bytes, plan_masks
+from dora_rl.world.weights import Resident, gained, held_mask, mask_bytes, plan_masks
 
 
 def lexicographic_reward(missed_requests: float, jobs_energy_j: float, price_j: float,
@@ -410,44 +410,44 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return encode(self.layout, self.history, devices, residency, cross, jobs, cands)
 
     def _weights_block(self) -> tuple[list[list[float]], list[list[float]]]:
-        """The residency rows and, per job and candidate, the bytes a switch would move
-        (memoised on the plans, switches and kept weights: they change only on switches).
+        """The residency rows and, per job and candidate, the bytes a switch would move.
 
-        Most intervals hold the very objects of the last one (plans, transfers under way,
-        kept weights, the candidate list), so these are compared by identity first, which
-        spares hashing them; the last ones are held, so their identities stay theirs."""
+        Both depend on the serving plans and the kept weights, which change only when a
+        switch cuts over: the residency rows and each candidate's bytes (but those of the
+        switch under way, which shrink as it moves) are kept until then."""
         ctl = self.ctl
-        parts: list[Any] = [ctl.resident, self.cands]
-        for jc in ctl.jobs:
-            parts += (jc.plan, jc.target, jc.pending)
-        last: tuple[list[Any], tuple[list[list[float]], list[list[float]]]] | None = \
-            self.__dict__.get("_weights_last")
-        if last is not None and len(last[0]) == len(parts):
-            for a, b in zip(last[0], parts, strict=True):
-                if a is not b:
-                    break
-            else:
-                return last[1]
-        key = (tuple((jc.plan, jc.target, jc.pending) for jc in ctl.jobs), ctl.resident,
-               tuple(c.plans for c in self.cands))
-        hit = self._weights_memo.get(key)
-        if hit is not None:
-            self._weights_last = (parts, hit)
-            return hit
-        residency = []
-        for d in range(self.n_devices):
+        resident = ctl.resident
+        serving = tuple([jc.plan for jc in ctl.jobs])
+        held: tuple[Resident, tuple[Plan | None, ...], list[list[float]],
+                    dict[tuple[int, Plan], float]] | None = self.__dict__.get("_weights_held")
+        if held is None or held[0] is not resident or held[1] != serving:
+            residency = []
+            for d in range(self.n_devices):
+                row = []
+                for j, jc in enumerate(ctl.jobs):
+                    mask = plan_masks(jc.plan).get(d, 0) | held_mask(resident, d, j)
+                    total = self.total_weight_bytes[j]
+                    row.append(self._bytes(j, mask) / total if total else 0.0)
+                residency.append(row)
+            held = (resident, serving, residency, {})
+            self._weights_held = held
+        moves = held[3]
+        moving = []
+        for j, c in enumerate(self.cands):
+            jc = ctl.jobs[j]
             row = []
-            for j, jc in enumerate(ctl.jobs):
-                mask = plan_masks(jc.plan).get(d, 0) | held_mask(ctl.resident, d, j)
-                total = self.total_weight_bytes[j]
-                row.append(self._bytes(j, mask) / total if total else 0.0)
-            residency.append(row)
-        moving = [[self._to_move(j, p) for p in c.plans] for j, c in enumerate(self.cands)]
-        if len(self._weights_memo) >= PREDICT_MEMO:
-            self._weights_memo.clear()
-        self._weights_memo[key] = (residency, moving)
-        self._weights_last = (parts, (residency, moving))
-        return residency, moving
+            for p in c.plans:
+                if p is jc.plan or p == jc.plan:
+                    row.append(0.0)
+                elif jc.target is not None and (p is jc.target or p == jc.target):
+                    row.append(jc.pending_bytes)
+                else:
+                    hit = moves.get((j, p))
+                    if hit is None:
+                        hit = moves[(j, p)] = self._to_move(j, p)
+                    row.append(hit)
+            moving.append(row)
+        return held[2], moving
 
     def _predicted(self, j: int, plan: Plan, view: RoundedView, others: DeviceQueues,
                    queue: list[tuple[float, float]], qoe_scale: float,
