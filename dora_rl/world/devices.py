@@ -117,6 +117,13 @@ class DeviceEnergy:
     wake_j: float
     dedicated: bool
 
+    def __init__(self, idle_j: float, busy_j: float, tx_j: float, rx_j: float, sleep_j: float,
+                 wake_j: float, dedicated: bool) -> None:
+        # the generated frozen __init__ sets each field through object.__setattr__; one
+        # update of the instance dict does the same (every device, every interval)
+        self.__dict__.update(idle_j=idle_j, busy_j=busy_j, tx_j=tx_j, rx_j=rx_j,
+                             sleep_j=sleep_j, wake_j=wake_j, dedicated=dedicated)
+
     @property
     def total_j(self) -> float:
         """Everything the device drew."""

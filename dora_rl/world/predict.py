@@ -81,7 +81,9 @@ def predict_in_view(model: IntervalModel, modes: Sequence[int], j: int, plan: Pl
     job's request rate, the other jobs' kernels putting ``others`` on the devices (none when
     omitted)."""
     cost = model.at_rate(j, rate_scale)
-    raw = cost.evaluate(model.moded(plan, modes), view, check=False)
+    # every device nominal (or asleep): the plan runs as it is (IntervalModel.moded)
+    moded = plan if plan.dvfs_levels is None and not any(modes) else model.moded(plan, modes)
+    raw = cost.evaluate(moded, view, check=False)
     metrics = queued(cost.tables.job, raw, plan,
                      others if others is not None else DeviceQueues.empty(model.n_devices))
     slacks = scaled_slacks(metrics, qoe_scale)

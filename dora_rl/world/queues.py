@@ -38,6 +38,10 @@ class DeviceQueues:
     utilisation: tuple[float, ...]
     residual_s: tuple[float, ...]
 
+    def __init__(self, utilisation: tuple[float, ...], residual_s: tuple[float, ...]) -> None:
+        # as the generated frozen __init__, in one update of the instance dict (hot)
+        self.__dict__.update(utilisation=utilisation, residual_s=residual_s)
+
     @classmethod
     def empty(cls, n_devices: int) -> DeviceQueues:
         """No kernels anywhere."""
