@@ -311,7 +311,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     def decode(self, action: NDArray[np.int64] | list[int]) -> tuple[Decision, int]:
         """The decision an action asks for, through the safety layer, and how many of its
         choices were infeasible."""
-        values = [int(a) for a in np.asarray(action).ravel().tolist()]
+        flat = np.asarray(action).ravel()
+        values = flat.tolist() if flat.dtype.kind in "iu" else [int(a) for a in flat.tolist()]
         if len(values) != self.n_jobs + self.n_devices:
             raise ValueError(f"action: expected {self.n_jobs + self.n_devices} values (one per "
                              f"job, then one per device), got {len(values)}")
@@ -321,20 +322,28 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         for j, cand in enumerate(self.cands):
             pick, level = divmod(values[j], LEVELS)
             levels.append(level)
-            wanted = cand.plans[pick - 1] if 0 < pick <= len(cand.plans) else None
-            if pick == 0 or (wanted is not None and all(usable[d] for d in wanted.devices)):
-                plans.append(wanted)
+            if pick == 0:
+                plans.append(None)
                 continue
+            wanted = cand.plans[pick - 1] if 0 < pick <= len(cand.plans) else None
+            if wanted is not None:
+                for d in wanted.devices:
+                    if not usable[d]:
+                        break
+                else:  # every device of it usable
+                    plans.append(wanted)
+                    continue
             invalid += 1
             options = [i for i, p in enumerate(cand.plans) if all(usable[d] for d in p.devices)]
             plans.append(cand.plans[min(options, key=lambda i: cand.energy_j[i])]
                          if options else None)
         modes = []
+        n_jobs, sleep = self.n_jobs, self.n_modes
         for d, f in enumerate(self.model.devices):
-            v = values[self.n_jobs + d]
-            if v == self.n_modes:
+            v = values[n_jobs + d]
+            if v == sleep:
                 modes.append(SLEEP)
-            elif v < f.n_modes:
+            elif v < len(f.busy_w):  # its power modes (DeviceFacts.n_modes)
                 modes.append(v)
             else:
                 invalid += 1
@@ -353,21 +362,30 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         load, usable, _, _ = state.lists
         present = state.available.tolist()
         battery = state.battery_wh.tolist()
-        used = self.model.used_devices(self.ctl.jobs)
+        used = model.used_devices(ctl.jobs)
+        # per device: battery capacity, the power-mode scale and whether it may sleep
+        # (fixed by the card)
+        fixed: list[tuple[float | None, int, bool]] | None = self.__dict__.get("_device_fixed")
+        if fixed is None:
+            fixed = [(self.capacity_wh[d], max(f.n_modes - 1, 1), f.can_sleep)
+                     for d, f in enumerate(model.devices)]
+            self._device_fixed = fixed
+        modes, wake_left = ctl.modes, ctl.wake_left_s
+        thermal = self.layout.thermal
         devices = []
-        for d, f in enumerate(model.devices):
-            cap = self.capacity_wh[d]
-            mode = ctl.modes[d]
-            devices.append([float(present[d]), load[d],
-                            1.0 if cap is None else battery[d] / cap,
-                            (mode if mode >= 0 else 0) / max(f.n_modes - 1, 1),
-                            float(mode == SLEEP and ctl.wake_left_s[d] <= 0),
-                            float(ctl.wake_left_s[d] > 0), float(d in used),
-                            float(f.can_sleep and d not in used)]
-                           + ([f.heat(ctl.temp_c[d])] if self.layout.thermal else []))
+        for d, (cap, scale, can_sleep) in enumerate(fixed):
+            mode = modes[d]
+            busy = d in used
+            row = [float(present[d]), load[d], 1.0 if cap is None else battery[d] / cap,
+                   (mode if mode >= 0 else 0) / scale, float(mode == SLEEP and wake_left[d] <= 0),
+                   float(wake_left[d] > 0), float(busy), float(can_sleep and not busy)]
+            if thermal:
+                row.append(model.devices[d].heat(ctl.temp_c[d]))
+            devices.append(row)
         residency, moving = self._weights_block()
         last = self.last
         active = world.job_active.tolist()
+        qoe_scales = world.qoe_scale.tolist()
         # candidates are scored at nominal modes with an equal share of the media: what a
         # plan would do in the measured world, apart from the levers the action sets anew
         share = 1.0 / max(sum(active), 1)
@@ -381,18 +399,17 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             out = last.jobs[j] if last is not None else None
             finish = self._finish_s(j) if jc.target is not None else 0.0
             total = self.total_weight_bytes[j] or 1.0
-            jobs.append([
-                float(active[j]), float(world.qoe_scale[j]) / QOE_SCALE_MAX,
-                out.slack if out is not None else 0.0,
-                out.missed / out.scored if out is not None and out.scored > 0 else 0.0,
-                self.choice[j] / self.k, float(jc.target is not None),
-                jc.pending_bytes / total, finish / FINISH_SCALE_S,
-                jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)]
-                + ([rates[j]] if self.layout.rates else []))
+            row = [float(active[j]), qoe_scales[j] / QOE_SCALE_MAX,
+                   out.slack if out is not None else 0.0,
+                   out.missed / out.scored if out is not None and out.scored > 0 else 0.0,
+                   self.choice[j] / self.k, float(jc.target is not None),
+                   jc.pending_bytes / total, finish / FINISH_SCALE_S,
+                   jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)]
+            if self.layout.rates:
+                row.append(rates[j])
+            jobs.append(row)
             others = combine(serving, self.n_devices, skip=j)
             queue = list(zip(others.utilisation, others.residual_s, strict=True))
-            qoe_scale = float(world.qoe_scale[j])
-            rate = float(world.rate_scale[j]) if world.rate_scale is not None else 1.0
             rows = []
             plans = self.cands[j].plans
             for i in range(self.k):
@@ -400,9 +417,13 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                     rows.append([0.0, -1.0, 1.0, 1.0, 0.0])
                     continue
                 plan = plans[i]
-                ok = all([usable[d] for d in plan.devices])
-                slack, power = self._predicted(j, plan, view, others, queue, qoe_scale, rate) \
-                    if ok else (-1.0, 0.0)
+                ok = True
+                for d in plan.devices:
+                    if not usable[d]:
+                        ok = False
+                        break
+                slack, power = self._predicted(j, plan, view, others, queue, qoe_scales[j],
+                                               rates[j]) if ok else (-1.0, 0.0)
                 rows.append([float(ok), slack, power * self.interval_s / self.max_energy_j,
                              moving[j][i] / total, float(plan is jc.plan or plan == jc.plan)])
             cands.append(rows)
