@@ -184,6 +184,11 @@ def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
         for row in job:
             values += row
     flat = np.array(values, dtype=np.float64)
+    if np.isfinite(flat).all():  # the common case: nothing unknown, nothing infinite
+        # np.clip with bounds +-1 is minimum(maximum(.)) (a tie is the bound itself)
+        return np.concatenate([np.clip(flat[:n_links], 0.0, LINK_MAX) / LINK_MAX,
+                               np.minimum(np.maximum(flat[n_links:], -1.0), 1.0)]
+                              ).astype(np.float32)
     if np.isinf(flat[:checked]).any():  # name the first infinite entry, block by block
         for name, entries in zip(_FINITE_BLOCKS, (rows, devices, residency, cross_traffic),
                                  strict=True):
