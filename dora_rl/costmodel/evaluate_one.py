@@ -45,14 +45,12 @@ def evaluate_one(t: JobTables, plan: Plan, state: State, memo: bool = True) -> d
     if plan.dvfs_levels is not None:
         plan = _own_levels(plan)
     load, usable, scale, free = state.lists
-    devices = plan.devices
-    loads = tuple([load[d] for d in devices])
+    at = plan.at_devices
+    loads = at(load)
     results, evals = t.memo
     if memo:
-        networked = len(devices) > 1
-        key = (plan, loads, tuple([usable[d] for d in devices]),
-               tuple([scale[d] for d in devices]) if networked else None,
-               tuple(free) if networked else None)
+        key = (plan, loads, at(usable), at(scale), tuple(free)) if len(plan.devices) > 1 else \
+            (plan, loads, at(usable))  # one device: nothing crosses the network
         hit = results.get(key)
         if hit is not None:
             return hit

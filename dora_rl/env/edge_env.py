@@ -482,16 +482,10 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         (:func:`~dora_rl.world.predict.predict_in_view`), memoised on exactly what that
         evaluation reads. The plan's devices are all usable here, so usability is no part of
         the key."""
-        devices = plan.devices
-        loads = view.loads
-        if len(devices) > 1:
-            links = view.links
-            key: tuple[Any, ...] = (
-                j, plan, tuple([loads[d] for d in devices]), tuple([links[d] for d in devices]),
-                view.frees, tuple([queue[d] for d in devices]), qoe_scale, rate)
-        else:  # one device: nothing crosses the network
-            d = devices[0]
-            key = (j, plan, loads[d], queue[d], qoe_scale, rate)
+        at = plan.at_devices
+        key: tuple[Any, ...] = \
+            (j, plan, at(view.loads), at(view.links), view.frees, at(queue), qoe_scale, rate) \
+            if len(plan.devices) > 1 else (j, plan, at(view.loads), at(queue), qoe_scale, rate)
         hit = self._predictions.get(key)
         if hit is None:
             rounded = view.rounded()
