@@ -53,12 +53,13 @@ class Plan:
     dvfs_levels: tuple[int, ...] | None = None
 
     def __hash__(self) -> int:  # cached: plans key the evaluator's and the env's memos
-        cached: int | None = self.__dict__.get("_hash")  # (no typing.cast: a call per hash)
-        if cached is None:
+        try:  # the instance dict's "_hash", set below (no field: not compared, not shown)
+            return self._hash  # type: ignore[attr-defined]
+        except AttributeError:
             cached = hash((self.stage_end, self.stage_devices, self.micro_batches,
                            self.boundary_shares, self.allreduce_shares, self.dvfs_levels))
             self.__dict__["_hash"] = cached
-        return cached
+            return cached
 
     @property
     def n_stages(self) -> int:

@@ -435,13 +435,15 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
         Both depend on the serving plans and the kept weights, which change only when a
         switch cuts over: the residency rows and each candidate's bytes (but those of the
-        switch under way, which shrink as it moves) are kept until then."""
-        ctl = self.ctl
+        switch under way, which shrink as it moves) are kept until then, or until the
+        candidates change (the candidate list is held, so its identity stays its own)."""
+        ctl, cands = self.ctl, self.cands
         resident = ctl.resident
         serving = tuple([jc.plan for jc in ctl.jobs])
-        held: tuple[Resident, tuple[Plan | None, ...], list[list[float]],
-                    dict[tuple[int, Plan], float]] | None = self.__dict__.get("_weights_held")
-        if held is None or held[0] is not resident or held[1] != serving:
+        held: tuple[Resident, tuple[Plan | None, ...], list[JobCandidates], list[list[float]],
+                    dict[tuple[int, int], float]] | None = self.__dict__.get("_weights_held")
+        if held is None or held[0] is not resident or held[1] != serving \
+                or held[2] is not cands:
             residency = []
             for d in range(self.n_devices):
                 row = []
@@ -450,25 +452,25 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                     total = self.total_weight_bytes[j]
                     row.append(self._bytes(j, mask) / total if total else 0.0)
                 residency.append(row)
-            held = (resident, serving, residency, {})
+            held = (resident, serving, cands, residency, {})
             self._weights_held = held
-        moves = held[3]
+        moves = held[4]
         moving = []
-        for j, c in enumerate(self.cands):
+        for j, c in enumerate(cands):
             jc = ctl.jobs[j]
             row = []
-            for p in c.plans:
+            for i, p in enumerate(c.plans):
                 if p is jc.plan or p == jc.plan:
                     row.append(0.0)
                 elif jc.target is not None and (p is jc.target or p == jc.target):
                     row.append(jc.pending_bytes)
                 else:
-                    hit = moves.get((j, p))
+                    hit = moves.get((j, i))
                     if hit is None:
-                        hit = moves[(j, p)] = self._to_move(j, p)
+                        hit = moves[(j, i)] = self._to_move(j, p)
                     row.append(hit)
             moving.append(row)
-        return held[2], moving
+        return held[3], moving
 
     def _predicted(self, j: int, plan: Plan, view: RoundedView, others: DeviceQueues,
                    queue: list[tuple[float, float]], qoe_scale: float,
