@@ -394,6 +394,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         serving = [model.kernel_load(i, jc.plan, rates[i]) if active[i] and jc.plan is not None
                    else None for i, jc in enumerate(ctl.jobs)]
         view = RoundedView(model.view(state, share, usable), PREDICT_STEP)
+        loaded: dict[int, DeviceQueues] = {}  # per job, ``others`` at the view's loads
         jobs, cands = [], []
         for j, jc in enumerate(ctl.jobs):
             out = last.jobs[j] if last is not None else None
@@ -423,7 +424,7 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                         ok = False
                         break
                 slack, power = self._predicted(j, plan, view, others, queue, qoe_scales[j],
-                                               rates[j]) if ok else (-1.0, 0.0)
+                                               rates[j], loaded) if ok else (-1.0, 0.0)
                 rows.append([float(ok), slack, power * self.interval_s / self.max_energy_j,
                              moving[j][i] / total, float(plan is jc.plan or plan == jc.plan)])
             cands.append(rows)
@@ -473,8 +474,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return held[3], moving
 
     def _predicted(self, j: int, plan: Plan, view: RoundedView, others: DeviceQueues,
-                   queue: list[tuple[float, float]], qoe_scale: float,
-                   rate: float) -> tuple[float, float]:
+                   queue: list[tuple[float, float]], qoe_scale: float, rate: float,
+                   loaded: dict[int, DeviceQueues]) -> tuple[float, float]:
         """Job ``j``'s predicted slack and power running ``plan`` (every device of it usable)
         at nominal power modes in ``view`` (its share of each medium in the measured world,
         with loads, link rates and free airtime rounded to :data:`PREDICT_STEP`: the
@@ -483,7 +484,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         residual work, at nominal load) on the devices
         (:func:`~dora_rl.world.predict.predict_in_view`), memoised on exactly what that
         evaluation reads. The plan's devices are all usable here, so usability is no part of
-        the key."""
+        the key. ``loaded`` keeps, per job, ``others`` at the rounded view's loads (the same
+        for every candidate of the job)."""
         at = plan.at_devices
         key: tuple[Any, ...] = \
             (j, plan, at(view.loads), at(view.links), view.frees, at(queue), qoe_scale, rate) \
@@ -491,11 +493,13 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         hit = self._predictions.get(key)
         if hit is None:
             rounded = view.rounded()
+            queues = loaded.get(j)
+            if queues is None:
+                queues = loaded[j] = at_load(others, rounded.lists[0])
             if len(self._predictions) >= PREDICT_MEMO:
                 self._predictions.clear()
             hit = self._predictions[key] = predict_in_view(
-                self.model, self._nominal_modes, j, plan, rounded, qoe_scale,
-                at_load(others, rounded.lists[0]), rate)
+                self.model, self._nominal_modes, j, plan, rounded, qoe_scale, queues, rate)
         return hit
 
     def _to_move(self, j: int, plan: Plan) -> float:

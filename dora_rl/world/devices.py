@@ -10,6 +10,7 @@ and only while no plan uses it). A sleeping device asked to work wakes: it is un
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from dora_rl.config import Scenario, Thermal
 from dora_rl.costmodel.formulas import device_energy_j
@@ -49,7 +50,7 @@ class DeviceFacts:
     domain: int
     thermal: Thermal | None = None
 
-    @property
+    @cached_property
     def n_modes(self) -> int:
         """Power modes the device has (nominal plus its slower levels)."""
         return len(self.busy_w)
@@ -74,7 +75,7 @@ class DeviceFacts:
         """Whether the firmware throttles it at ``temp_c``."""
         return self.thermal is not None and temp_c >= self.thermal.throttle_c
 
-    @property
+    @cached_property
     def can_sleep(self) -> bool:
         """Whether a controller may put the device to sleep."""
         return self.dedicated and self.sleep_w is not None
