@@ -395,6 +395,11 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                    else None for i, jc in enumerate(ctl.jobs)]
         view = RoundedView(model.view(state, share, usable), PREDICT_STEP)
         loaded: dict[int, DeviceQueues] = {}  # per job, ``others`` at the view's loads
+        kept: dict[int, tuple[list[Any], DeviceQueues, list[tuple[float, float]]]] | None = \
+            self.__dict__.get("_others_kept")
+        if kept is None:
+            kept = {}
+            self._others_kept = kept
         jobs, cands = [], []
         for j, jc in enumerate(ctl.jobs):
             out = last.jobs[j] if last is not None else None
@@ -409,8 +414,16 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             if self.layout.rates:
                 row.append(rates[j])
             jobs.append(row)
-            others = combine(serving, self.n_devices, skip=j)
-            queue = list(zip(others.utilisation, others.residual_s, strict=True))
+            # the other jobs' kernel loads: the last ones of this job while the serving
+            # loads are the very same objects (held, so their identities stay theirs)
+            last_others = kept.get(j)
+            if last_others is not None and all([a is b for a, b in zip(
+                    last_others[0], serving, strict=True)]):
+                others, queue = last_others[1], last_others[2]
+            else:
+                others = combine(serving, self.n_devices, skip=j)
+                queue = list(zip(others.utilisation, others.residual_s, strict=True))
+                kept[j] = (serving, others, queue)
             rows = []
             plans = self.cands[j].plans
             for i in range(self.k):
