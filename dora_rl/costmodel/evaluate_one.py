@@ -59,18 +59,22 @@ def evaluate_one(t: JobTables, plan: Plan, state: State, memo: bool = True) -> d
         if len(evals) >= MEMO_ENTRIES:
             evals.clear()
         ev = evals[(plan, loads)] = _Eval(t, plan, load)
-    ev.bind(state)
-    if t.job.training is not None:
-        out = _training(ev)
-    elif t.job.llm is not None:
-        out = _llm(ev)
-    else:
-        out = _inference(ev)
+    out = _figures(ev.bind(state))
     if memo:
         if len(results) >= MEMO_ENTRIES:
             results.clear()
         results[key] = out
     return out
+
+
+def _figures(ev: _Eval) -> dict[str, Any]:
+    """The figures of the plan ``ev`` was built for, in the state it is bound to."""
+    job = ev.t.job
+    if job.training is not None:
+        return _training(ev)
+    if job.llm is not None:
+        return _llm(ev)
+    return _inference(ev)
 
 
 _OWN_LEVELS: dict[Plan, Plan] = {}
