@@ -447,31 +447,42 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     def _weights_block(self) -> tuple[list[list[float]], list[list[float]]]:
         """The residency rows and, per job and candidate, the bytes a switch would move.
 
-        Both depend on the serving plans and the kept weights, which change only when a
-        switch cuts over: the residency rows and each candidate's bytes (but those of the
-        switch under way, which shrink as it moves) are kept until then, or until the
-        candidates change (the candidate list is held, so its identity stays its own)."""
+        Both depend on the serving plans, the kept weights and the candidates (and the switch
+        under way, whose bytes shrink as it moves: read anew), which change only when a switch
+        cuts over or devices come and go. They are memoised on those, each candidate's bytes
+        worked out when first asked for (NaN until then); while they are the very same
+        objects as at the last call (held, so their identities stay theirs) not even the
+        memo key is built."""
         ctl, cands = self.ctl, self.cands
         resident = ctl.resident
         serving = tuple([jc.plan for jc in ctl.jobs])
-        held: tuple[Resident, tuple[Plan | None, ...], list[JobCandidates], list[list[float]],
-                    dict[tuple[int, int], float]] | None = self.__dict__.get("_weights_held")
+        held: tuple[Resident, tuple[Plan | None, ...], list[JobCandidates],
+                    tuple[list[list[float]], list[list[float]]]] | None = \
+            self.__dict__.get("_weights_held")
         if held is None or held[0] is not resident or held[1] != serving \
                 or held[2] is not cands:
-            residency = []
-            for d in range(self.n_devices):
-                row = []
-                for j, jc in enumerate(ctl.jobs):
-                    mask = plan_masks(jc.plan).get(d, 0) | held_mask(resident, d, j)
-                    total = self.total_weight_bytes[j]
-                    row.append(self._bytes(j, mask) / total if total else 0.0)
-                residency.append(row)
-            held = (resident, serving, cands, residency, {})
+            key = (serving, resident, tuple([c.plans for c in cands]))
+            hit = self._weights_memo.get(key)
+            if hit is None:
+                residency = []
+                for d in range(self.n_devices):
+                    row = []
+                    for j, jc in enumerate(ctl.jobs):
+                        mask = plan_masks(jc.plan).get(d, 0) | held_mask(resident, d, j)
+                        total = self.total_weight_bytes[j]
+                        row.append(self._bytes(j, mask) / total if total else 0.0)
+                    residency.append(row)
+                if len(self._weights_memo) >= PREDICT_MEMO:
+                    self._weights_memo.clear()
+                hit = self._weights_memo[key] = (
+                    residency, [[math.nan] * len(c.plans) for c in cands])
+            held = (resident, serving, cands, hit)
             self._weights_held = held
-        moves = held[4]
+        residency, moves = held[3]
         moving = []
         for j, c in enumerate(cands):
             jc = ctl.jobs[j]
+            known = moves[j]
             row = []
             for i, p in enumerate(c.plans):
                 if p is jc.plan or p == jc.plan:
@@ -479,12 +490,12 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 elif jc.target is not None and (p is jc.target or p == jc.target):
                     row.append(jc.pending_bytes)
                 else:
-                    hit = moves.get((j, i))
-                    if hit is None:
-                        hit = moves[(j, i)] = self._to_move(j, p)
-                    row.append(hit)
+                    x = known[i]
+                    if x != x:  # not worked out yet
+                        x = known[i] = self._to_move(j, p)
+                    row.append(x)
             moving.append(row)
-        return held[3], moving
+        return residency, moving
 
     def _predicted(self, j: int, plan: Plan, view: RoundedView, others: DeviceQueues,
                    queue: list[tuple[float, float]], qoe_scale: float, rate: float,
