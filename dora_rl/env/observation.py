@@ -185,10 +185,12 @@ def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
             values += row
     flat = np.array(values, dtype=np.float64)
     if np.isfinite(flat).all():  # the common case: nothing unknown, nothing infinite
-        # np.clip with bounds +-1 is minimum(maximum(.)) (a tie is the bound itself)
-        return np.concatenate([np.clip(flat[:n_links], 0.0, LINK_MAX) / LINK_MAX,
-                               np.minimum(np.maximum(flat[n_links:], -1.0), 1.0)]
-                              ).astype(np.float32)
+        # computed in float64 and rounded to float32 on the way out (as astype would);
+        # clipping to +-1 is minimum(maximum(.)) (a tie is the bound itself)
+        obs = np.empty(len(values), dtype=np.float32)
+        np.divide(flat[:n_links].clip(0.0, LINK_MAX), LINK_MAX, out=obs[:n_links])
+        np.minimum(np.maximum(flat[n_links:], -1.0), 1.0, out=obs[n_links:])
+        return obs
     if np.isinf(flat[:checked]).any():  # name the first infinite entry, block by block
         for name, entries in zip(_FINITE_BLOCKS, (rows, devices, residency, cross_traffic),
                                  strict=True):
