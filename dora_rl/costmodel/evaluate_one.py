@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 from dora_rl.costmodel.formulas import (
     one_f_one_b_iteration_s,
@@ -41,15 +42,15 @@ def evaluate_one(t: JobTables, plan: Plan, state: State, memo: bool = True) -> d
         >>> model.evaluate(plan) is model.evaluate(plan, busy)  # one device: links irrelevant
         True
     """
+    if plan.dvfs_levels is not None:
+        plan = _own_levels(plan)
     load, usable, scale, free = state.lists
-    devices = plan.devices
-    loads = tuple([load[d] for d in devices])
+    at = plan.at_devices
+    loads = at(load)
     results, evals = t.memo
     if memo:
-        networked = len(devices) > 1
-        key = (plan, loads, tuple([usable[d] for d in devices]),
-               tuple([scale[d] for d in devices]) if networked else None,
-               tuple(free) if networked else None)
+        key = (plan, loads, at(usable), at(scale), tuple(free)) if len(plan.devices) > 1 else \
+            (plan, loads, at(usable))  # one device: nothing crosses the network
         hit = results.get(key)
         if hit is not None:
             return hit
@@ -58,18 +59,43 @@ def evaluate_one(t: JobTables, plan: Plan, state: State, memo: bool = True) -> d
         if len(evals) >= MEMO_ENTRIES:
             evals.clear()
         ev = evals[(plan, loads)] = _Eval(t, plan, load)
-    ev.bind(state)
-    if t.job.training is not None:
-        out = _training(ev)
-    elif t.job.llm is not None:
-        out = _llm(ev)
-    else:
-        out = _inference(ev)
+    out = _figures(ev.bind(state))
     if memo:
         if len(results) >= MEMO_ENTRIES:
             results.clear()
         results[key] = out
     return out
+
+
+def _figures(ev: _Eval) -> dict[str, Any]:
+    """The figures of the plan ``ev`` was built for, in the state it is bound to."""
+    job = ev.t.job
+    if job.training is not None:
+        return _training(ev)
+    if job.llm is not None:
+        return _llm(ev)
+    return _inference(ev)
+
+
+_OWN_LEVELS: dict[Plan, Plan] = {}
+
+
+def _own_levels(plan: Plan) -> Plan:
+    """``plan`` with the power levels of the devices it does not use set to nominal (no
+    levels at all when its own are nominal): the plan evaluates to the same figures, and the
+    memos then share one entry among the plans that differ only in other devices' levels (a
+    controller sets every device's mode; each plan reads its own devices')."""
+    hit = _OWN_LEVELS.get(plan)
+    if hit is None:
+        levels = plan.dvfs_levels
+        assert levels is not None
+        devices = plan.devices
+        own = tuple(lv if d in devices else 0 for d, lv in enumerate(levels))
+        hit = replace(plan, dvfs_levels=own if any(own) else None) if own != levels else plan
+        if len(_OWN_LEVELS) >= MEMO_ENTRIES:
+            _OWN_LEVELS.clear()
+        _OWN_LEVELS[plan] = hit
+    return hit
 
 
 def _pad(values: list[float], n: int) -> list[float]:
@@ -153,82 +179,147 @@ def _finish(
     }
 
 
+class _Fixed(NamedTuple):
+    """The figures of an inference or LLM plan that depend on the load alone (kept per
+    _Eval, shared by every result under that load: read only)."""
+
+    stage_s: list[float]
+    """Stage times (the prefill's for an LLM), padded to every device."""
+    busy: list[float]
+    memory: list[float]
+    memory_ok: bool
+    power: tuple[tuple[int, float, float, float, float], ...]
+    """(device, idle, busy, transmit, receive watts) of each device the plan uses."""
+
+
+def _fixed(ev: _Eval, stage: list[float], busy: list[float], memory: list[float]) -> _Fixed:
+    lt = ev.L
+    return _Fixed(_pad_stages(ev, stage), busy, memory, _memory_ok(ev, memory),
+                  tuple((d, lt.idle_w[d], ev.pw[d], lt.tx_w[d], lt.rx_w[d])
+                        for d in ev.plan.devices))
+
+
+def _plain_row(ev: _Eval, fx: _Fixed, latency: float, period: float, interval: float,
+               throughput: float, ttft: float, tpot: float, transfer: list[float],
+               tx: list[float], rx: list[float], slack: dict[str, float]) -> dict[str, Any]:
+    """:func:`_finish` of an inference or LLM plan (nothing all-reduces): the same figures
+    from the load-only ones kept in ``fx``, device energy (:meth:`_Eval.energy`) inline."""
+    t, n = ev.t, ev.n_dev
+    busy = fx.busy
+    per_dev = [0.0] * n if t.unused_power_off else [w * interval for w in ev.L.idle_w]
+    finite = math.isfinite(interval)
+    idle = [interval] * n  # unused devices idle all along
+    if interval == math.inf:  # device_energy_j: a plan that never completes costs inf
+        for p in fx.power:
+            per_dev[p[0]] = math.inf
+    else:
+        for d, idle_w, busy_w, tx_w, rx_w in fx.power:
+            b, x, r = busy[d], tx[d], rx[d]
+            rest = interval - b - x - r
+            per_dev[d] = busy_w * b + tx_w * x + rx_w * r + idle_w * rest
+            if finite:
+                idle[d] = rest
+    energy = sum(per_dev)
+    if t.job.qoe.energy_j is not None:
+        slack["energy_j"] = relative_slack(t.job.qoe.energy_j, energy)
+    qoe_met = True
+    for s in slack.values():
+        if not s >= 0:  # missed, or NaN
+            qoe_met = False
+            break
+    usable = ev.usable
+    usable_ok = True
+    for d in ev.plan.devices:
+        if not usable[d]:
+            usable_ok = False
+            break
+    memory_ok = fx.memory_ok
+    return {
+        "latency_s": latency,
+        "period_s": period,
+        "interval_s": interval,
+        "throughput_per_s": throughput,
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "iteration_s": NAN,
+        "stage_s": fx.stage_s,
+        "transfer_s": transfer + [0.0] * (n - len(transfer)),
+        "allreduce_s": [0.0] * n,
+        "busy_s": busy,
+        "tx_s": tx,
+        "rx_s": rx,
+        "idle_s": idle,
+        "energy_per_device_j": per_dev,
+        "energy_j": energy,
+        "power_w": energy / interval if finite else math.inf,
+        "memory_bytes": fx.memory,
+        "memory_ok": memory_ok,
+        "usable_ok": usable_ok,
+        "qoe_slack": slack,
+        "qoe_met": qoe_met,
+        "feasible": qoe_met and memory_ok and usable_ok,
+        "used": ev.used,
+    }
+
+
 def _inference(ev: _Eval) -> dict[str, Any]:
+    t = ev.t
+    work = t.job.inference
+    assert work is not None
+    items, fx, compute_s, slowest = ev.once("inference", _inference_compute, ev)
+    bnd, cap, tx_i, rx_i = ev.network_plain()
+    x_s = [x * items for x in bnd]
+    latency = compute_s + sum(x_s)
+    period = max(slowest, max(x_s, default=0.0), cap * items)
+    interval = max(1.0 / work.request_rate_per_s, period)
+    tx = [x * items for x in tx_i]
+    rx = [x * items for x in rx_i]
+    slack = {"throughput": relative_slack(1.0 / work.request_rate_per_s, period)}
+    if t.job.qoe.latency_ms is not None:
+        slack["latency_ms"] = relative_slack(t.job.qoe.latency_ms, latency * 1e3)
+    return _plain_row(ev, fx, latency, period, interval, 1.0 / period, NAN, NAN, x_s, tx, rx,
+                      slack)
+
+
+def _inference_compute(ev: _Eval) -> tuple[float, _Fixed, float, float]:
+    """The load-dependent part of :func:`_inference` (memoised on the _Eval): items per
+    request, the fixed figures, the stages' summed and slowest time."""
     work = ev.t.job.inference
     assert work is not None
     items = float(work.batch * ev.t.tokens_per_sample)
     stage, busy = ev.stage_times(items)
-    net = ev.network([0.0] * ev.k)
-    x_s = [x * items for x in net["boundary"]]
-    latency = sum(stage[: ev.k]) + sum(x_s)
-    period = max(max(stage[: ev.k]), max(x_s, default=0.0), net["cap"] * items)
-    interval = max(1.0 / work.request_rate_per_s, period)
-    tx = [x * items for x in net["tx"]]
-    rx = [x * items for x in net["rx"]]
-    slack = {"throughput": relative_slack(1.0 / work.request_rate_per_s, period)}
-    if ev.t.job.qoe.latency_ms is not None:
-        slack["latency_ms"] = relative_slack(ev.t.job.qoe.latency_ms, latency * 1e3)
-    return _finish(
-        ev,
-        latency=latency,
-        period=period,
-        interval=interval,
-        throughput=1.0 / period,
-        stage=stage,
-        transfer=x_s,
-        allreduce=net["allreduce"],
-        busy=busy,
-        tx=tx,
-        rx=rx,
-        per_dev=ev.energy(interval, busy, tx, rx),
-        memory=ev.once("memory", ev.memory, items),
-        slack=slack,
-    )
+    fx = _fixed(ev, stage, busy, ev.memory(items))
+    return items, fx, sum(stage[: ev.k]), max(stage[: ev.k])
 
 
 def _llm(ev: _Eval) -> dict[str, Any]:
-    work = ev.t.job.llm
+    t = ev.t
+    work = t.job.llm
     assert work is not None
     prefill = float(work.batch * work.prompt_tokens)
     steps = work.output_tokens - 1
-    t_pre, pre_s, dec_s, busy, memory = ev.once("llm", _llm_compute, ev)
-    net = ev.network([0.0] * ev.k)
-    per_item = sum(net["boundary"])
+    pre_s, dec_s, tokens, fx = ev.once("llm", _llm_compute, ev)
+    bnd, _, tx_i, rx_i = ev.network_plain()
+    per_item = sum(bnd)
     ttft = pre_s + prefill * per_item
     tpot = dec_s + work.batch * per_item
     service = ttft + steps * tpot
     interval = max(1.0 / work.request_rate_per_s, service)
-    tokens = prefill + steps * work.batch
-    tx = [x * tokens for x in net["tx"]]
-    rx = [x * tokens for x in net["rx"]]
+    tx = [x * tokens for x in tx_i]
+    rx = [x * tokens for x in rx_i]
     slack = {"throughput": relative_slack(1.0 / work.request_rate_per_s, service)}
-    if ev.t.job.qoe.ttft_ms is not None:
-        slack["ttft_ms"] = relative_slack(ev.t.job.qoe.ttft_ms, ttft * 1e3)
-    if ev.t.job.qoe.tpot_ms is not None:
-        slack["tpot_ms"] = relative_slack(ev.t.job.qoe.tpot_ms, tpot * 1e3)
-    return _finish(
-        ev,
-        latency=service,
-        period=service,
-        interval=interval,
-        throughput=work.batch / service,
-        stage=t_pre,
-        transfer=[x * prefill for x in net["boundary"]],
-        allreduce=net["allreduce"],
-        busy=busy,
-        tx=tx,
-        rx=rx,
-        per_dev=ev.energy(interval, busy, tx, rx),
-        memory=memory,
-        slack=slack,
-        ttft=ttft,
-        tpot=tpot,
-    )
+    if t.job.qoe.ttft_ms is not None:
+        slack["ttft_ms"] = relative_slack(t.job.qoe.ttft_ms, ttft * 1e3)
+    if t.job.qoe.tpot_ms is not None:
+        slack["tpot_ms"] = relative_slack(t.job.qoe.tpot_ms, tpot * 1e3)
+    return _plain_row(ev, fx, service, service, interval, work.batch / service, ttft, tpot,
+                      [x * prefill for x in bnd], tx, rx, slack)
 
 
-def _llm_compute(ev: _Eval) -> tuple[Any, ...]:
-    """The load-dependent part of :func:`_llm` (memoised on the _Eval): prefill stage times,
-    prefill and per-token decode seconds, busy seconds and memory per device."""
+def _llm_compute(ev: _Eval) -> tuple[float, float, float, _Fixed]:
+    """The load-dependent part of :func:`_llm` (memoised on the _Eval): prefill and per-token
+    decode seconds, tokens per request and the fixed figures (prefill stage times, busy
+    seconds and memory per device)."""
     work, lt = ev.t.job.llm, ev.L
     assert work is not None
     prefill = float(work.batch * work.prompt_tokens)
@@ -245,7 +336,8 @@ def _llm_compute(ev: _Eval) -> tuple[Any, ...]:
         ev.span(lt.kv, d) * (work.prompt_tokens + work.output_tokens) * work.batch
         * ev.frac[d] for d in range(ev.n_dev)
     ]
-    return t_pre, sum(t_pre[: ev.k]), sum(t_dec[: ev.k]), busy, ev.memory(prefill, kv)
+    fx = _fixed(ev, t_pre, busy, ev.memory(prefill, kv))
+    return sum(t_pre[: ev.k]), sum(t_dec[: ev.k]), prefill + steps * work.batch, fx
 
 
 def _memory_ok(ev: _Eval, memory: list[float]) -> bool:

@@ -6,10 +6,11 @@ fixed-shape arrays so the evaluator can score thousands at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,12 +53,13 @@ class Plan:
     dvfs_levels: tuple[int, ...] | None = None
 
     def __hash__(self) -> int:  # cached: plans key the evaluator's and the env's memos
-        cached: int | None = self.__dict__.get("_hash")  # (no typing.cast: a call per hash)
-        if cached is None:
+        try:  # the instance dict's "_hash", set below (no field: not compared, not shown)
+            return self._hash  # type: ignore[attr-defined]
+        except AttributeError:
             cached = hash((self.stage_end, self.stage_devices, self.micro_batches,
                            self.boundary_shares, self.allreduce_shares, self.dvfs_levels))
             self.__dict__["_hash"] = cached
-        return cached
+            return cached
 
     @property
     def n_stages(self) -> int:
@@ -72,6 +74,17 @@ class Plan:
     def devices(self) -> tuple[int, ...]:
         """All devices the plan uses, sorted."""
         return tuple(sorted(d for group in self.stage_devices for d in group))
+
+    @cached_property
+    def at_devices(self) -> Callable[[Sequence[Any]], Any]:
+        """A function giving a per-device sequence's entries at :attr:`devices`: a tuple, or
+        the one entry of a one-device plan (a memo key of what the plan reads, built in C).
+
+        Example:
+            >>> Plan(stage_end=(3, 8), stage_devices=((0,), (2, 1))).at_devices("abcd")
+            ('a', 'b', 'c')
+        """
+        return itemgetter(*self.devices)
 
     @classmethod
     def named(cls, scenario: Scenario, stage_end: Sequence[int],

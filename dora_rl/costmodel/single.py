@@ -82,6 +82,7 @@ class _Eval:
         self.usable: list[bool] = []
         self.free: list[float] = []
         self.inv: list[float] = []
+        self._plain_flows: _Flows | None = None
 
     def once(self, name: Any, compute: Callable[..., T], *args: Any) -> T:
         """``compute(*args)``, memoised under ``name`` for this plan and load (callers pass
@@ -199,7 +200,7 @@ class _Eval:
                     "allreduce": [0.0], "ar_tx": list(zeros)}
         key = ("flows", *sync_bytes)
         flows = self.once(key, self._flows, key[1:])
-        n_dom, free = flows.n_domains, self.free
+        n_dom = flows.n_domains
         bnd = self._boundary_air(flows)
         if flows.synced:
             ars = [self._allreduce(per_dev, terms, backbone, n_dom)
@@ -217,7 +218,50 @@ class _Eval:
                     if air[w] > 0:
                         n_flows[w] += 1
             allreduce = [0.0] * len(flows.allreduces)
-        cap = 0.0  # the busiest medium's seconds per item, as max(..., default=0.0)
+        cap = self._capacity(bnd, n_dom)
+        tx, rx, ar_tx = self._radio_times(flows)
+        return {"boundary": self._boundary_walls(bnd, n_flows), "cap": cap, "tx": tx, "rx": rx,
+                "allreduce": allreduce, "ar_tx": ar_tx}
+
+    def network_plain(self) -> tuple[list[float], float, list[float], list[float]]:
+        """:meth:`network` of a plan none of whose stages all-reduce (every inference and LLM
+        plan): per-item boundary seconds, the capacity figure, and per device transmit and
+        receive seconds per item; its all-reduce figures are all 0. The same arithmetic as
+        :meth:`network`, in one pass (this runs on every link change)."""
+        n = self.n_dev
+        if self.k == 1 and len(self.plan.stage_devices[0]) == 1:  # nothing crosses the network
+            return [], 0.0, [0.0] * n, [0.0] * n
+        flows = self._plain_flows
+        if flows is None:
+            flows = self._plain_flows = self._flows((0.0,) * self.k)
+        inv, n_dom = self.inv, flows.n_domains
+        bnd = []
+        n_flows = [0] * n_dom
+        for nbytes, terms, bb in flows.boundaries:  # as _boundary_air
+            air, wired = [0.0] * n_dom, 0.0
+            for d, w, f in terms:
+                per = f * inv[d] * nbytes
+                if w >= 0:
+                    air[w] += per
+                elif per > wired:
+                    wired = per
+            for w in range(n_dom):
+                if air[w] > 0:
+                    n_flows[w] += 1
+            bnd.append((air, wired, bb))
+        cap = self._capacity(bnd, n_dom)
+        tx, rx = [0.0] * n, [0.0] * n  # as _radio_times
+        for d, f, nbytes in flows.tx_terms:
+            tx[d] += f * inv[d] * nbytes
+        for d, f, nbytes in flows.rx_terms:
+            rx[d] += f * inv[d] * nbytes
+        return self._boundary_walls(bnd, n_flows), cap, tx, rx
+
+    def _capacity(self, bnd: list[tuple[list[float], float, float]], n_dom: int) -> float:
+        """The busiest medium's seconds per item of the boundaries' airtime, as
+        ``max(..., default=0.0)``."""
+        free = self.free
+        cap = 0.0
         first = True
         for w in range(n_dom):
             tot = sum([b[0][w] for b in bnd])
@@ -225,9 +269,7 @@ class _Eval:
                 x = tot / free[w]
                 if first or x > cap:
                     cap, first = x, False
-        tx, rx, ar_tx = self._radio_times(flows)
-        return {"boundary": self._boundary_walls(bnd, n_flows), "cap": cap, "tx": tx, "rx": rx,
-                "allreduce": allreduce, "ar_tx": ar_tx}
+        return cap
 
     # hot when links change every interval: loops instead of helper calls, and
     # ``x if x > y else y`` for max(y, x) (builtin calls cost ~0.3 us on Python 3.11)

@@ -343,6 +343,7 @@ class RuntimeDynamics:
                 usable[d] = b != b or b > 0
         state.__dict__["lists"] = (self._load[row].tolist(), usable, self._link[row].tolist(),
                                    self._free[row].tolist())
+        state.__dict__["usable"] = np.array(usable)  # State.usable, from the list just made
         world = object.__new__(WorldState)  # as _fast_state: no frozen-dataclass __init__
         world.__dict__.update(state=state, job_active=self._jobs[row], qoe_scale=self._qoe[row],
                               step=self._t,

@@ -19,7 +19,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from dora_rl.config import Scenario
-from dora_rl.costmodel import Plan, State
+from dora_rl.costmodel import Plan
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.dynamics.daily import RATE_STEP
 from dora_rl.env.candidates import JobCandidates, shared_cache
@@ -33,10 +33,10 @@ from dora_rl.env.observation import (
 from dora_rl.errors import DoraError
 from dora_rl.scenarios import load
 from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
-from dora_rl.world.predict import predict_in_view
+from dora_rl.world.predict import RoundedView, predict_in_view
 from dora_rl.world.queues import DeviceQueues, at_load, combine
 from dora_rl.world.requests import arrivals, excess_missed
-from dora_rl.world.weights import gained, held_mask, mask_bytes, plan_masks
+from dora_rl.world.weights import Resident, gained, held_mask, mask_bytes, plan_masks
 
 
 def lexicographic_reward(missed_requests: float, jobs_energy_j: float, price_j: float,
@@ -311,7 +311,8 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     def decode(self, action: NDArray[np.int64] | list[int]) -> tuple[Decision, int]:
         """The decision an action asks for, through the safety layer, and how many of its
         choices were infeasible."""
-        values = [int(a) for a in np.asarray(action).ravel().tolist()]
+        flat = np.asarray(action).ravel()
+        values = flat.tolist() if flat.dtype.kind in "iu" else [int(a) for a in flat.tolist()]
         if len(values) != self.n_jobs + self.n_devices:
             raise ValueError(f"action: expected {self.n_jobs + self.n_devices} values (one per "
                              f"job, then one per device), got {len(values)}")
@@ -321,20 +322,28 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         for j, cand in enumerate(self.cands):
             pick, level = divmod(values[j], LEVELS)
             levels.append(level)
-            wanted = cand.plans[pick - 1] if 0 < pick <= len(cand.plans) else None
-            if pick == 0 or (wanted is not None and all(usable[d] for d in wanted.devices)):
-                plans.append(wanted)
+            if pick == 0:
+                plans.append(None)
                 continue
+            wanted = cand.plans[pick - 1] if 0 < pick <= len(cand.plans) else None
+            if wanted is not None:
+                for d in wanted.devices:
+                    if not usable[d]:
+                        break
+                else:  # every device of it usable
+                    plans.append(wanted)
+                    continue
             invalid += 1
             options = [i for i, p in enumerate(cand.plans) if all(usable[d] for d in p.devices)]
             plans.append(cand.plans[min(options, key=lambda i: cand.energy_j[i])]
                          if options else None)
         modes = []
+        n_jobs, sleep = self.n_jobs, self.n_modes
         for d, f in enumerate(self.model.devices):
-            v = values[self.n_jobs + d]
-            if v == self.n_modes:
+            v = values[n_jobs + d]
+            if v == sleep:
                 modes.append(SLEEP)
-            elif v < f.n_modes:
+            elif v < len(f.busy_w):  # its power modes (DeviceFacts.n_modes)
                 modes.append(v)
             else:
                 invalid += 1
@@ -353,21 +362,30 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         load, usable, _, _ = state.lists
         present = state.available.tolist()
         battery = state.battery_wh.tolist()
-        used = self.model.used_devices(self.ctl.jobs)
+        used = model.used_devices(ctl.jobs)
+        # per device: battery capacity, the power-mode scale and whether it may sleep
+        # (fixed by the card)
+        fixed: list[tuple[float | None, int, bool]] | None = self.__dict__.get("_device_fixed")
+        if fixed is None:
+            fixed = [(self.capacity_wh[d], max(f.n_modes - 1, 1), f.can_sleep)
+                     for d, f in enumerate(model.devices)]
+            self._device_fixed = fixed
+        modes, wake_left = ctl.modes, ctl.wake_left_s
+        thermal = self.layout.thermal
         devices = []
-        for d, f in enumerate(model.devices):
-            cap = self.capacity_wh[d]
-            mode = ctl.modes[d]
-            devices.append([float(present[d]), load[d],
-                            1.0 if cap is None else battery[d] / cap,
-                            (mode if mode >= 0 else 0) / max(f.n_modes - 1, 1),
-                            float(mode == SLEEP and ctl.wake_left_s[d] <= 0),
-                            float(ctl.wake_left_s[d] > 0), float(d in used),
-                            float(f.can_sleep and d not in used)]
-                           + ([f.heat(ctl.temp_c[d])] if self.layout.thermal else []))
+        for d, (cap, scale, can_sleep) in enumerate(fixed):
+            mode = modes[d]
+            busy = d in used
+            row = [float(present[d]), load[d], 1.0 if cap is None else battery[d] / cap,
+                   (mode if mode >= 0 else 0) / scale, float(mode == SLEEP and wake_left[d] <= 0),
+                   float(wake_left[d] > 0), float(busy), float(can_sleep and not busy)]
+            if thermal:
+                row.append(model.devices[d].heat(ctl.temp_c[d]))
+            devices.append(row)
         residency, moving = self._weights_block()
         last = self.last
         active = world.job_active.tolist()
+        qoe_scales = world.qoe_scale.tolist()
         # candidates are scored at nominal modes with an equal share of the media: what a
         # plan would do in the measured world, apart from the levers the action sets anew
         share = 1.0 / max(sum(active), 1)
@@ -375,20 +393,37 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             [1.0] * len(active)
         serving = [model.kernel_load(i, jc.plan, rates[i]) if active[i] and jc.plan is not None
                    else None for i, jc in enumerate(ctl.jobs)]
+        view = RoundedView(model.view(state, share, usable), PREDICT_STEP)
+        loaded: dict[int, DeviceQueues] = {}  # per job, ``others`` at the view's loads
+        kept: dict[int, tuple[list[Any], DeviceQueues, list[tuple[float, float]]]] | None = \
+            self.__dict__.get("_others_kept")
+        if kept is None:
+            kept = {}
+            self._others_kept = kept
         jobs, cands = [], []
         for j, jc in enumerate(ctl.jobs):
             out = last.jobs[j] if last is not None else None
             finish = self._finish_s(j) if jc.target is not None else 0.0
             total = self.total_weight_bytes[j] or 1.0
-            jobs.append([
-                float(active[j]), float(world.qoe_scale[j]) / QOE_SCALE_MAX,
-                out.slack if out is not None else 0.0,
-                out.missed / out.scored if out is not None and out.scored > 0 else 0.0,
-                self.choice[j] / self.k, float(jc.target is not None),
-                jc.pending_bytes / total, finish / FINISH_SCALE_S,
-                jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)]
-                + ([rates[j]] if self.layout.rates else []))
-            others = combine(serving, self.n_devices, skip=j)
+            row = [float(active[j]), qoe_scales[j] / QOE_SCALE_MAX,
+                   out.slack if out is not None else 0.0,
+                   out.missed / out.scored if out is not None and out.scored > 0 else 0.0,
+                   self.choice[j] / self.k, float(jc.target is not None),
+                   jc.pending_bytes / total, finish / FINISH_SCALE_S,
+                   jc.outage_s / OUTAGE_SCALE_S, jc.level / (LEVELS - 1)]
+            if self.layout.rates:
+                row.append(rates[j])
+            jobs.append(row)
+            # the other jobs' kernel loads: the last ones of this job while the serving
+            # loads are the very same objects (held, so their identities stay theirs)
+            last_others = kept.get(j)
+            if last_others is not None and all([a is b for a, b in zip(
+                    last_others[0], serving, strict=True)]):
+                others, queue = last_others[1], last_others[2]
+            else:
+                others = combine(serving, self.n_devices, skip=j)
+                queue = list(zip(others.utilisation, others.residual_s, strict=True))
+                kept[j] = (serving, others, queue)
             rows = []
             plans = self.cands[j].plans
             for i in range(self.k):
@@ -396,72 +431,99 @@ class EdgeEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                     rows.append([0.0, -1.0, 1.0, 1.0, 0.0])
                     continue
                 plan = plans[i]
-                ok = all([usable[d] for d in plan.devices])
-                slack, power = self._predicted(j, plan, share, others) if ok \
-                    else (-1.0, 0.0)
+                ok = True
+                for d in plan.devices:
+                    if not usable[d]:
+                        ok = False
+                        break
+                slack, power = self._predicted(j, plan, view, others, queue, qoe_scales[j],
+                                               rates[j], loaded) if ok else (-1.0, 0.0)
                 rows.append([float(ok), slack, power * self.interval_s / self.max_energy_j,
-                             moving[j][i] / total, float(plan == jc.plan)])
+                             moving[j][i] / total, float(plan is jc.plan or plan == jc.plan)])
             cands.append(rows)
         cross = state.cross_traffic.tolist()
         return encode(self.layout, self.history, devices, residency, cross, jobs, cands)
 
     def _weights_block(self) -> tuple[list[list[float]], list[list[float]]]:
-        """The residency rows and, per job and candidate, the bytes a switch would move
-        (memoised on the plans, switches and kept weights: they change only on switches)."""
-        ctl = self.ctl
-        key = (tuple((jc.plan, jc.target, jc.pending) for jc in ctl.jobs), ctl.resident,
-               tuple(c.plans for c in self.cands))
-        hit = self._weights_memo.get(key)
-        if hit is not None:
-            return hit
-        residency = []
-        for d in range(self.n_devices):
+        """The residency rows and, per job and candidate, the bytes a switch would move.
+
+        Both depend on the serving plans, the kept weights and the candidates (and the switch
+        under way, whose bytes shrink as it moves: read anew), which change only when a switch
+        cuts over or devices come and go. They are memoised on those, each candidate's bytes
+        worked out when first asked for (NaN until then); while they are the very same
+        objects as at the last call (held, so their identities stay theirs) not even the
+        memo key is built."""
+        ctl, cands = self.ctl, self.cands
+        resident = ctl.resident
+        serving = tuple([jc.plan for jc in ctl.jobs])
+        held: tuple[Resident, tuple[Plan | None, ...], list[JobCandidates],
+                    tuple[list[list[float]], list[list[float]]]] | None = \
+            self.__dict__.get("_weights_held")
+        if held is None or held[0] is not resident or held[1] != serving \
+                or held[2] is not cands:
+            key = (serving, resident, tuple([c.plans for c in cands]))
+            hit = self._weights_memo.get(key)
+            if hit is None:
+                residency = []
+                for d in range(self.n_devices):
+                    row = []
+                    for j, jc in enumerate(ctl.jobs):
+                        mask = plan_masks(jc.plan).get(d, 0) | held_mask(resident, d, j)
+                        total = self.total_weight_bytes[j]
+                        row.append(self._bytes(j, mask) / total if total else 0.0)
+                    residency.append(row)
+                if len(self._weights_memo) >= PREDICT_MEMO:
+                    self._weights_memo.clear()
+                hit = self._weights_memo[key] = (
+                    residency, [[math.nan] * len(c.plans) for c in cands])
+            held = (resident, serving, cands, hit)
+            self._weights_held = held
+        residency, moves = held[3]
+        moving = []
+        for j, c in enumerate(cands):
+            jc = ctl.jobs[j]
+            known = moves[j]
             row = []
-            for j, jc in enumerate(ctl.jobs):
-                mask = plan_masks(jc.plan).get(d, 0) | held_mask(ctl.resident, d, j)
-                total = self.total_weight_bytes[j]
-                row.append(self._bytes(j, mask) / total if total else 0.0)
-            residency.append(row)
-        moving = [[self._to_move(j, p) for p in c.plans] for j, c in enumerate(self.cands)]
-        if len(self._weights_memo) >= PREDICT_MEMO:
-            self._weights_memo.clear()
-        self._weights_memo[key] = (residency, moving)
+            for i, p in enumerate(c.plans):
+                if p is jc.plan or p == jc.plan:
+                    row.append(0.0)
+                elif jc.target is not None and (p is jc.target or p == jc.target):
+                    row.append(jc.pending_bytes)
+                else:
+                    x = known[i]
+                    if x != x:  # not worked out yet
+                        x = known[i] = self._to_move(j, p)
+                    row.append(x)
+            moving.append(row)
         return residency, moving
 
-    def _predicted(self, j: int, plan: Plan, share: float,
-                   others: DeviceQueues) -> tuple[float, float]:
-        """Job ``j``'s predicted slack and power running ``plan`` at nominal power modes with
-        ``share`` of each medium, the other jobs' kernels putting ``others`` (at nominal
-        load) on the devices (:func:`~dora_rl.world.predict.predict_in_view`), in the
-        measured world with loads, link rates and free airtime rounded to
-        :data:`PREDICT_STEP` (the observation needs no finer figure; the rounded view is what
-        is evaluated), memoised on exactly what that evaluation reads."""
-        world, model = self.world, self.model
-        view = model.view(world.state, share, world.state.lists[1])
-        q = 1.0 / PREDICT_STEP
-        load, usable, link, free = view.lists
-        devices = plan.devices
-        loads = tuple([round(load[d] * q) for d in devices])
-        links = tuple([round(link[d] * q) for d in devices]) if len(devices) > 1 else None
-        frees = tuple([round(f * q) for f in free]) if len(devices) > 1 else None
-        queue = tuple([(others.utilisation[d], others.residual_s[d]) for d in devices])
-        qoe_scale = float(world.qoe_scale[j])
-        rate = float(world.rate_scale[j]) if world.rate_scale is not None else 1.0
-        key = (j, plan, tuple([usable[d] for d in devices]), loads, links, frees, queue,
-               qoe_scale, rate)
+    def _predicted(self, j: int, plan: Plan, view: RoundedView, others: DeviceQueues,
+                   queue: list[tuple[float, float]], qoe_scale: float, rate: float,
+                   loaded: dict[int, DeviceQueues]) -> tuple[float, float]:
+        """Job ``j``'s predicted slack and power running ``plan`` (every device of it usable)
+        at nominal power modes in ``view`` (its share of each medium in the measured world,
+        with loads, link rates and free airtime rounded to :data:`PREDICT_STEP`: the
+        observation needs no finer figure, and the rounded view is what is evaluated), the
+        other jobs' kernels putting ``others`` (``queue``: per device its utilisation and
+        residual work, at nominal load) on the devices
+        (:func:`~dora_rl.world.predict.predict_in_view`), memoised on exactly what that
+        evaluation reads. The plan's devices are all usable here, so usability is no part of
+        the key. ``loaded`` keeps, per job, ``others`` at the rounded view's loads (the same
+        for every candidate of the job)."""
+        at = plan.at_devices
+        key: tuple[Any, ...] = \
+            (j, plan, at(view.loads), at(view.links), view.frees, at(queue), qoe_scale, rate) \
+            if len(plan.devices) > 1 else (j, plan, at(view.loads), at(queue), qoe_scale, rate)
         hit = self._predictions.get(key)
         if hit is None:
-            rounded = object.__new__(State)
-            rounded.__dict__.update(view.__dict__)
-            rounded_load = [round(x * q) / q for x in load]
-            rounded.__dict__["lists"] = (
-                rounded_load, usable,
-                [round(x * q) / q for x in link], [max(round(f * q) / q, 1e-3) for f in free])
+            rounded = view.rounded()
+            queues = loaded.get(j)
+            if queues is None:
+                queues = loaded[j] = at_load(others, rounded.lists[0])
             if len(self._predictions) >= PREDICT_MEMO:
                 self._predictions.clear()
             hit = self._predictions[key] = predict_in_view(
-                model, self._nominal_modes, j, plan, rounded, qoe_scale,
-                at_load(others, rounded_load), rate)
+                self.model, self._nominal_modes, j, plan, rounded, qoe_scale, queues, rate)
         return hit
 
     def _to_move(self, j: int, plan: Plan) -> float:

@@ -169,23 +169,36 @@ def encode(layout: DecisionLayout, link_history: Sequence[Sequence[float]],
         (True, 0.5)
     """
     rows = list(link_history)[-layout.history:]
-    for name, block in zip(_FINITE_BLOCKS, (rows, devices, residency, cross_traffic),
-                           strict=True):
-        if len(block):
-            _check_finite(name, block)
-    links = np.clip(np.array(rows, dtype=np.float64).T.ravel(), 0.0, LINK_MAX) / LINK_MAX
-    values: list[float] = []
+    # one flat list, link history first (device-major, as the layout orders it), so that one
+    # array conversion and one vectorised test cover everything
+    values: list[float] = [r[d] for d in range(len(rows[0])) for r in rows] if rows else []
+    n_links = len(values)
     for block in (devices, residency):
         for row in block:
             values += row
     values += cross_traffic
+    checked = len(values)  # the link, device, residency and cross-traffic entries: finite
     for row in jobs:
         values += row
     for job in candidates:
         for row in job:
             values += row
+    flat = np.array(values, dtype=np.float64)
+    if np.isfinite(flat).all():  # the common case: nothing unknown, nothing infinite
+        # computed in float64 and rounded to float32 on the way out (as astype would);
+        # clipping to +-1 is minimum(maximum(.)) (a tie is the bound itself)
+        obs = np.empty(len(values), dtype=np.float32)
+        np.divide(flat[:n_links].clip(0.0, LINK_MAX), LINK_MAX, out=obs[:n_links])
+        np.minimum(np.maximum(flat[n_links:], -1.0), 1.0, out=obs[n_links:])
+        return obs
+    if np.isinf(flat[:checked]).any():  # name the first infinite entry, block by block
+        for name, entries in zip(_FINITE_BLOCKS, (rows, devices, residency, cross_traffic),
+                                 strict=True):
+            if len(entries):
+                _check_finite(name, entries)
+    links = np.clip(flat[:n_links], 0.0, LINK_MAX) / LINK_MAX
     links[links != links] = 0.0  # NaN: no rate known
-    rest = np.array(values, dtype=np.float64)
+    rest = flat[n_links:]
     rest[rest != rest] = -1.0  # NaN: a figure that could not be computed
     obs = np.concatenate([links, np.clip(rest, -1.0, 1.0)]).astype(np.float32)
     if not np.isfinite(obs).all():  # impossible by construction; a guard, not a repair

@@ -10,6 +10,7 @@ and only while no plan uses it). A sleeping device asked to work wakes: it is un
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from dora_rl.config import Scenario, Thermal
 from dora_rl.costmodel.formulas import device_energy_j
@@ -49,7 +50,7 @@ class DeviceFacts:
     domain: int
     thermal: Thermal | None = None
 
-    @property
+    @cached_property
     def n_modes(self) -> int:
         """Power modes the device has (nominal plus its slower levels)."""
         return len(self.busy_w)
@@ -74,7 +75,7 @@ class DeviceFacts:
         """Whether the firmware throttles it at ``temp_c``."""
         return self.thermal is not None and temp_c >= self.thermal.throttle_c
 
-    @property
+    @cached_property
     def can_sleep(self) -> bool:
         """Whether a controller may put the device to sleep."""
         return self.dedicated and self.sleep_w is not None
@@ -116,6 +117,13 @@ class DeviceEnergy:
     sleep_j: float
     wake_j: float
     dedicated: bool
+
+    def __init__(self, idle_j: float, busy_j: float, tx_j: float, rx_j: float, sleep_j: float,
+                 wake_j: float, dedicated: bool) -> None:
+        # the generated frozen __init__ sets each field through object.__setattr__; one
+        # update of the instance dict does the same (every device, every interval)
+        self.__dict__.update(idle_j=idle_j, busy_j=busy_j, tx_j=tx_j, rx_j=rx_j,
+                             sleep_j=sleep_j, wake_j=wake_j, dedicated=dedicated)
 
     @property
     def total_j(self) -> float:

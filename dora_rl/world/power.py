@@ -39,6 +39,13 @@ class PowerStep:
     throttled: tuple[bool, ...] = ()
     chosen: tuple[int, ...] = ()
 
+    def __init__(self, modes: tuple[int, ...], wake_left_s: tuple[float, ...],
+                 woke: tuple[bool, ...], refused: int, throttled: tuple[bool, ...] = (),
+                 chosen: tuple[int, ...] = ()) -> None:
+        # as the generated frozen __init__, in one update of the instance dict (hot)
+        self.__dict__.update(modes=modes, wake_left_s=wake_left_s, woke=woke, refused=refused,
+                             throttled=throttled, chosen=chosen)
+
     @property
     def kept(self) -> tuple[int, ...]:
         """The modes to carry to the next interval (the ones chosen, before any heat cap)."""
@@ -154,12 +161,13 @@ def devices_energy(facts: Sequence[DeviceFacts], power: PowerStep, present: Sequ
         [3.0]
     """
     out = []
+    modes, wake_left = power.modes, power.wake_left_s
     for d, f in enumerate(facts):
         off = not present[d] or (power_off_unused and d not in used and not power.woke[d])
         if off:  # gone, or powered off: draws nothing, asleep or not
             out.append(DeviceEnergy(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f.dedicated))
             continue
-        on_s = 0.0 if asleep(power.modes, power.wake_left_s, d) else interval_s
+        on_s = 0.0 if modes[d] == SLEEP and wake_left[d] <= 0 else interval_s  # asleep()
         out.append(interval_energy(f, power.modes[d], interval_s, on_s, busy_s[d], tx_s[d],
                                    rx_s[d], power.woke[d]))
     return tuple(out)

@@ -36,6 +36,43 @@ def prediction_view(model: IntervalModel, ctl: ControlState, world: WorldState,
     return model.view(state, shares[j], state.lists[1])
 
 
+class RoundedView:
+    """A view (:meth:`IntervalModel.view`) with its loads, link rates and free airtime as
+    whole multiples of ``step``, and the view rounded so (built on first use): predicting in
+    a rounded view lets a controller memoise predictions on the rounded figures.
+
+    Attributes:
+        view: The view itself.
+        loads, links: Per device its load and link rate in steps.
+        frees: Per domain its free airtime in steps.
+    """
+
+    __slots__ = ("_rounded", "frees", "links", "loads", "step", "view")
+
+    def __init__(self, view: State, step: float) -> None:
+        q = 1.0 / step
+        load, _, link, free = view.lists
+        self.view, self.step = view, step
+        self.loads = [round(x * q) for x in load]
+        self.links = [round(x * q) for x in link]
+        self.frees = tuple([round(f * q) for f in free])
+        self._rounded: State | None = None
+
+    def rounded(self) -> State:
+        """The view with loads, link rates and free airtime rounded to the step (free airtime
+        at least 1e-3; unchecked, as the view)."""
+        if self._rounded is None:
+            q = 1.0 / self.step
+            view = self.view
+            rounded = object.__new__(State)
+            rounded.__dict__.update(view.__dict__)
+            rounded.__dict__["lists"] = (
+                [x / q for x in self.loads], view.lists[1], [x / q for x in self.links],
+                [max(f / q, 1e-3) for f in self.frees])
+            self._rounded = rounded
+        return self._rounded
+
+
 def predict_in_view(model: IntervalModel, modes: Sequence[int], j: int, plan: Plan,
                     view: State, qoe_scale: float,
                     others: DeviceQueues | None = None,
@@ -44,7 +81,9 @@ def predict_in_view(model: IntervalModel, modes: Sequence[int], j: int, plan: Pl
     job's request rate, the other jobs' kernels putting ``others`` on the devices (none when
     omitted)."""
     cost = model.at_rate(j, rate_scale)
-    raw = cost.evaluate(model.moded(plan, modes), view, check=False)
+    # every device nominal (or asleep): the plan runs as it is (IntervalModel.moded)
+    moded = plan if plan.dvfs_levels is None and not any(modes) else model.moded(plan, modes)
+    raw = cost.evaluate(moded, view, check=False)
     metrics = queued(cost.tables.job, raw, plan,
                      others if others is not None else DeviceQueues.empty(model.n_devices))
     slacks = scaled_slacks(metrics, qoe_scale)
@@ -91,4 +130,4 @@ def predict(model: IntervalModel, ctl: ControlState, world: WorldState, j: int,
                            others_queues(model, ctl, world, j), rate)
 
 
-__all__ = ["others_queues", "predict", "predict_in_view", "prediction_view"]
+__all__ = ["RoundedView", "others_queues", "predict", "predict_in_view", "prediction_view"]

@@ -38,6 +38,10 @@ class DeviceQueues:
     utilisation: tuple[float, ...]
     residual_s: tuple[float, ...]
 
+    def __init__(self, utilisation: tuple[float, ...], residual_s: tuple[float, ...]) -> None:
+        # as the generated frozen __init__, in one update of the instance dict (hot)
+        self.__dict__.update(utilisation=utilisation, residual_s=residual_s)
+
     @classmethod
     def empty(cls, n_devices: int) -> DeviceQueues:
         """No kernels anywhere."""
@@ -83,8 +87,12 @@ def kernel_load(job: Job, metrics: dict[str, Any],
     if not (math.isfinite(interval) and interval > 0):
         return [0.0] * len(busy), [0.0] * len(busy)
     per = kernels_per_unit(job, micro_batches)
-    util = [b / interval for b in busy]
-    return util, [u * b / per / 2.0 for u, b in zip(util, busy, strict=True)]
+    util, residual = [], []
+    for b in busy:
+        u = b / interval
+        util.append(u)
+        residual.append(u * b / per / 2.0)
+    return util, residual
 
 
 def combine(loads: Sequence[tuple[Sequence[float], Sequence[float]] | None],
@@ -117,9 +125,12 @@ def at_load(queues: DeviceQueues, load: Sequence[float]) -> DeviceQueues:
         >>> q.utilisation, round(q.residual_s[0], 6)
         ((0.4,), 0.004)
     """
-    slow = [1.0 / (1.0 - x) for x in load]
-    return DeviceQueues(tuple(u * s for u, s in zip(queues.utilisation, slow, strict=True)),
-                        tuple(r * s * s for r, s in zip(queues.residual_s, slow, strict=True)))
+    util, residual = [], []
+    for u, r, x in zip(queues.utilisation, queues.residual_s, load, strict=True):
+        slow = 1.0 / (1.0 - x)
+        util.append(u * slow)
+        residual.append(r * slow * slow)
+    return DeviceQueues(tuple(util), tuple(residual))
 
 
 def fcfs_wait_s(utilisation: float, residual_s: float) -> float:

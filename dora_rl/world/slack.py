@@ -44,8 +44,11 @@ def own_demand(metrics: dict[str, Any], view: State) -> list[float]:
     interval = metrics["interval_s"]
     if not (math.isfinite(interval) and interval > 0):
         return [0.0] * len(metrics["busy_s"])
-    return [1.0 if (x := b * (1.0 - ld) / interval) > 1.0 else x
-            for b, ld in zip(metrics["busy_s"], view.lists[0], strict=True)]
+    out = []
+    for b, ld in zip(metrics["busy_s"], view.lists[0], strict=True):
+        x = b * (1.0 - ld) / interval
+        out.append(1.0 if x > 1.0 else x)
+    return out
 
 
 __all__ = ["TIME_TARGETS", "own_demand", "scaled_slacks"]
