@@ -85,7 +85,9 @@ def stream_once(client: httpx.Client, prompt: str, max_tokens: int,
         response.raise_for_status()
         for line in response.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
-                times.append(time.perf_counter())
+                chunk = json.loads(line[6:])
+                if chunk["choices"][0]["finish_reason"] is None:  # one chunk per token
+                    times.append(time.perf_counter())
     if not times:
         raise RuntimeError("no token streamed")
     ttft = (times[0] - start) / time_scale

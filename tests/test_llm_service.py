@@ -128,8 +128,13 @@ def test_completion_streamed_and_not_give_the_models_text(client: httpx.Client) 
     assert plain["usage"] == {"prompt_tokens": 10, "completion_tokens": len(ref),
                               "total_tokens": 10 + len(ref)}
     streamed = client.post("/v1/completions", json={**body, "stream": True})
-    text = "".join(c["choices"][0]["text"] for c in _sse(streamed.text))
+    chunks = _sse(streamed.text)
+    text = "".join(c["choices"][0]["text"] for c in chunks)
     assert text == plain["choices"][0]["text"]
+    # one chunk per output token as it comes (EOS ends the stream without a chunk), then the
+    # finish reason
+    tokens = [c for c in chunks if c["choices"][0]["finish_reason"] is None]
+    assert len(tokens) == len(ref) - (ref[-1] == tiny_lm.EOS)
 
 
 def test_models_lists_the_cards_llm_job(client: httpx.Client) -> None:

@@ -180,8 +180,9 @@ async def _threaded(events: Iterator[str]) -> AsyncIterator[str]:
 
 
 def _pieces(tokens: Iterator[int], done: dict[str, Any]) -> Iterator[str]:
-    """Text pieces of ``tokens`` (bytes decoded as UTF-8 across tokens); ``done`` gets the
-    token count and the finish reason."""
+    """Text pieces of ``tokens``, one per token (bytes decoded as UTF-8 across tokens, so a
+    token that completes no character gives an empty piece: a stream still shows every
+    token as it comes); ``done`` gets the token count and the finish reason."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     done.update(n=0, finish="length")
     for token in tokens:
@@ -189,9 +190,7 @@ def _pieces(tokens: Iterator[int], done: dict[str, Any]) -> Iterator[str]:
         if token == EOS:
             done["finish"] = "stop"
             break
-        piece = decoder.decode(bytes([token])) if token < 256 else ""
-        if piece:
-            yield piece
+        yield decoder.decode(bytes([token])) if token < 256 else ""
     tail = decoder.decode(b"", final=True)
     if tail:
         yield tail
