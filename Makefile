@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m dora_rl.inspect envs/smart_home.yaml
+	$(PY) -m dora_rl.describe envs/smart_home.yaml
 	$(PY) -m dora_rl.plan --scenario envs/smart_home.yaml --json out/smart_home_plans.json --png out/smart_home_plans.png
 	$(PY) -m dora_rl.train --scenario smart_home --timesteps 20000 --out out/checkpoints
 	$(PY) -m dora_rl.bench --scenario smart_home --controllers ppo=checkpoints/smart_home/ppo_v1,static,throughput,dora,oracle --seeds 0 --episodes 1 --out out

@@ -30,7 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dora_rl.benchmark import plots, report, tblog
+from dora_rl.benchmark import bench_plots, bench_tables, tblog
 from dora_rl.benchmark.controllers import (
     ControllerSpec,
     EnvSettings,
@@ -38,7 +38,7 @@ from dora_rl.benchmark.controllers import (
     build_all,
     parse_controllers,
 )
-from dora_rl.benchmark.runner import EPISODES_PER_SEED_MAX, run_all
+from dora_rl.benchmark.episodes import EPISODES_PER_SEED_MAX, run_all
 from dora_rl.config import Scenario
 from dora_rl.errors import ArgParser, ConfigError, run_cli
 from dora_rl.scenarios import TRACE_UNITS_HELP, load, with_trace_units
@@ -155,7 +155,7 @@ def _notes(args: Args, steps: int, wall: dict[str, float]) -> list[str]:
             f"{args.episodes} episode(s) per seed of {steps} intervals; episode e of seed s "
             "resets with seed s * 1000 + e, the same for every controller",
             "cells: mean ± sample std over seeds of each seed's figure "
-            "(`dora_rl.env.metrics.summarise` over all its intervals): energy_j per interval "
+            "(`dora_rl.env.summary.summarise` over all its intervals): energy_j per interval "
             "(J), qoe_violation_rate over active job-intervals, latency_ms_p95 of the worst "
             "job, replans and migration_mb per episode, episode_reward per episode",
             f"wall time (decisions and env steps): {timing}",
@@ -187,23 +187,24 @@ def run(args: Args) -> str:
     traces = [t.name for t in dynamics.traces]
     if dynamics.profiles is not None:  # the load profile's days of the split
         traces.append(f"{Path(dynamics.profiles.source).name}: {len(dynamics.profile_days)} days")
-    rows = report.rows_of(scenario, runs, job_names, traces)
-    table = report.markdown_table(rows, job_names)
+    rows = bench_tables.rows_of(scenario, runs, job_names, traces)
+    table = bench_tables.markdown_table(rows, job_names)
     results = args.out / "results"
     steps = rows[0]["episode_steps"]
     notes = _notes(args, steps, {r.label: r.wall_s for r in runs})
-    _write("--out", report.write_markdown, results / f"{args.stem}.md", table,
+    _write("--out", bench_tables.write_markdown, results / f"{args.stem}.md", table,
            f"Controllers on {scenario}", notes)
-    _write("--out", report.write_csv, results / f"{args.stem}.csv", rows)
+    _write("--out", bench_tables.write_csv, results / f"{args.stem}.csv", rows)
     if args.json is not None:
-        _write("--json", report.write_json, args.json, rows)
+        _write("--json", bench_tables.write_json, args.json, rows)
     _write("--out", tblog.write_runs, args.out, args.stem.removeprefix("bench_"), runs,
            job_names)
     if args.plots:
         interval_s = float(contenders[0].env.unwrapped.interval_s)  # type: ignore[attr-defined]
-        _write("--out", plots.save, plots.tradeoff_figure(rows, scenario),
+        _write("--out", bench_plots.save, bench_plots.tradeoff_figure(rows, scenario),
                results / f"{args.stem}_tradeoff.png")
-        _write("--out", plots.save, plots.episode_figure(runs, args.scenario, interval_s),
+        _write("--out", bench_plots.save,
+               bench_plots.episode_figure(runs, args.scenario, interval_s),
                results / f"{args.stem}_episode.png")
     for contender in contenders:
         contender.env.close()

@@ -26,7 +26,10 @@ COMMANDS: dict[str, str] = {
     "serve": "serve a card's job live across worker processes",
     "worker": "join a running server as one device's worker",
 }
-"""Each subcommand with its one-line summary; ``dora_rl.<name>`` is the module it runs."""
+"""Each subcommand with its one-line summary; ``dora_rl.<name>`` is the module it runs unless
+:data:`MODULES` names another."""
+MODULES: dict[str, str] = {"inspect": "dora_rl.describe", "profile": "dora_rl.profiler"}
+"""Subcommands whose module has another name (no module shadows the standard library's)."""
 
 
 def usage() -> str:
@@ -42,7 +45,7 @@ def usage() -> str:
         *lines,
         "",
         "dora-rl COMMAND --help shows a command's options; dora-rl COMMAND ARGS is the same as",
-        "python -m dora_rl.COMMAND ARGS.",
+        "python -m dora_rl.COMMAND ARGS (inspect: dora_rl.describe, profile: dora_rl.profiler).",
     ])
 
 
@@ -72,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: dora-rl: unknown command {command!r} (commands: "
               f"{', '.join(COMMANDS)})", file=sys.stderr)
         return 2
-    return _run(f"dora_rl.{command}", rest)
+    return _run(MODULES.get(command, f"dora_rl.{command}"), rest)
 
 
 def _run(module: str, rest: list[str]) -> int:

@@ -11,7 +11,7 @@ flows on the shared WiFi (unless ``--no-schedule``), costs each baseline planner
 table per job and a line comparing the optimum's energy (and in time mode its speed) with each
 baseline. ``--json`` writes ``{"solve_time_s", "plans": [...]}`` with ``plans[0]`` the chosen
 plan, stages as 1-based inclusive layer ranges; ``--png`` draws the figures of
-:mod:`dora_rl.planner.plots`. ``--pipeedge`` solves PipeEdge's own objective from its profile
+:mod:`dora_rl.planner.plan_plots`. ``--pipeedge`` solves PipeEdge's own objective from its profile
 files instead. Bad input prints one line and exits with status 2.
 """
 
@@ -34,15 +34,15 @@ from dora_rl.config.names import display_text
 from dora_rl.costmodel import CostModel, Plan
 from dora_rl.errors import ArgParser, InfeasibleError, UsageError, run_cli
 from dora_rl.pipeedge import load_pipeedge
-from dora_rl.planner import disk, plots
-from dora_rl.planner.baselines import BASELINES
+from dora_rl.planner import disk, plan_plots
+from dora_rl.planner.baseline_planners import BASELINES
 from dora_rl.planner.diagnose import describe
 from dora_rl.planner.partition import Mode
 from dora_rl.planner.pipeedge_plan import PipeEdgeSchedule, solve_pipeedge
 from dora_rl.planner.planset import PlanSet, plan_set
 from dora_rl.planner.scheduler import Schedule, schedule
 from dora_rl.scenarios import load
-from dora_rl.synthetic import benchmark_scenario
+from dora_rl.synthetic_cards import benchmark_scenario
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ MAX_TIME_LIMIT_S = 86_400.0
 
 def load_card(text: str) -> Scenario:
     """The scenario ``--scenario`` names: a card (path or name), or the synthetic benchmark
-    instance (:func:`~dora_rl.synthetic.benchmark_scenario`).
+    instance (:func:`~dora_rl.synthetic_cards.benchmark_scenario`).
 
     Example:
         >>> s = load_card("synthetic:48x8:llm")
@@ -335,8 +335,8 @@ def run_scenario(args: Args, out: Console, err: Console) -> None:
                 "jobs": {j["job"]: j for j in jobs}}
         _write(args.json, json.dumps(data, indent=2))
     if args.png is not None:
-        figs = [plots.job_figure(r.model, r.plans, r.baselines) for r in reports]
-        _write(args.png, draw=lambda p: plots.save_figure(p, figs))
+        figs = [plan_plots.job_figure(r.model, r.plans, r.baselines) for r in reports]
+        _write(args.png, draw=lambda p: plan_plots.save_figure(p, figs))
 
 
 def pipeedge_table(sched: PipeEdgeSchedule, model: str) -> Table:

@@ -116,9 +116,9 @@ def _outputs(ns: argparse.Namespace, result: dict[str, Any]) -> None:
     if ns.json:
         _write("--json", ns.json, json.dumps(result, indent=1))
     if ns.png:
-        from dora_rl.runtime import figures
+        from dora_rl.runtime import timeline
 
-        figures.timeline_png(result, Path(ns.png))
+        timeline.timeline_png(result, Path(ns.png))
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -37,10 +37,10 @@ from dora_rl.config import Scenario
 from dora_rl.config.names import display_text
 from dora_rl.controllers import load, make, run_episode_infos
 from dora_rl.env.edge_env import EdgeEnv
-from dora_rl.env.metrics import summarise
+from dora_rl.env.summary import summarise
 from dora_rl.errors import ArgParser, run_cli
 from dora_rl.scenarios import load as load_scenario
-from dora_rl.training.card import load_agent_settings
+from dora_rl.training.ppo_card import load_agent_settings
 from dora_rl.training.run_folder import safe_component
 from dora_rl.training.trainer import (
     Terminated,

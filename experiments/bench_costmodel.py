@@ -25,7 +25,7 @@ import numpy as np
 
 from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.costmodel import CostModel
-from dora_rl.synthetic import random_plan, random_scenario
+from dora_rl.synthetic_cards import random_plan, random_scenario
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_ONE_US = 100.0

@@ -5,7 +5,7 @@ one repeat). It writes, under ``experiments/results/``:
 
 - ``planner_speed.{md,csv}`` (``--only speed``): wall time of one optimal solve (energy and
   time mode; inference, LLM and training) and of the K = 8 plan set on
-  :func:`dora_rl.synthetic.benchmark_scenario` instances (48 layers x 8 devices, 96 x 16),
+  :func:`dora_rl.synthetic_cards.benchmark_scenario` instances (48 layers x 8 devices, 96 x 16),
   median of repeats, and whether the optimum was proven within the 30 s limit.
 - ``planner_vs_baselines.{md,csv}``: for every job of every shipped card, the energy of the
   least-energy QoE-compliant plan against each baseline (throughput, even, memory, single),
@@ -43,13 +43,13 @@ import numpy as np
 from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.costmodel import CostModel
 from dora_rl.errors import DoraError, InfeasibleError
-from dora_rl.planner.baselines import BASELINES
-from dora_rl.planner.compare import optima, versus_all
+from dora_rl.planner.baseline_planners import BASELINES
 from dora_rl.planner.partition import solve
 from dora_rl.planner.planset import plan_set
 from dora_rl.planner.scheduler import schedule
+from dora_rl.planner.versus_baselines import optima, versus_all
 from dora_rl.scenarios import available, load
-from dora_rl.synthetic import benchmark_scenario
+from dora_rl.synthetic_cards import benchmark_scenario
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CARDS = ("tiny", "smart_home", "traffic_analytics", "edge_cluster")

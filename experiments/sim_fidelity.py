@@ -14,7 +14,7 @@ one part, ``--quick`` for a smoke run, ``--cards`` to choose cards, ``--seeds N`
   bottleneck.
 - ``sim_fidelity_v1.{md,csv}`` (interval): every shipped card under its own dynamics and load,
   the ``static`` controller on the same seeds and episodes in ``EdgeEnv`` (the interval
-  model) and ``dora_rl/Sim-v1`` (:func:`dora_rl.sim.compare.compare`): mean latency per job
+  model) and ``dora_rl/Sim-v1`` (:func:`dora_rl.sim.versus_model.compare`): mean latency per job
   (target: within 10 %) and energy per interval (target: within 5 %), with diagnostics that
   locate each gap; cards whose links follow traces are also run with static links.
 - ``sim_to_sim_<card>.{md,csv}`` (controllers, ``-v0`` stack until it is retired): the baselines
@@ -41,12 +41,12 @@ from dora_rl.controllers import load as load_trained
 from dora_rl.controllers import make
 from dora_rl.costmodel import CostModel, Plan
 from dora_rl.env.edge_env import EdgeEnv
-from dora_rl.env.metrics import summarise
+from dora_rl.env.summary import summarise
 from dora_rl.scenarios import load
 from dora_rl.sim import Simulator
-from dora_rl.sim.compare import CardFigures, compare
 from dora_rl.sim.env import SimEnv
 from dora_rl.sim.fidelity import isolated_unit
+from dora_rl.sim.versus_model import CardFigures, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
@@ -266,7 +266,7 @@ def interval_part(cards: list[str], seeds: int, steps: int, command: str) -> Non
         "intervals (`sim_p50_ms`: their median); `stamped`: the interval model's figure of "
         "the interval each of those units arrived in, averaged over the same units; "
         "`progress`: each unit run through the interval model's figures of every interval "
-        "it spans (`dora_rl.sim.compare.progress_latency_s`); `missed`: scored requests "
+        "it spans (`dora_rl.sim.versus_model.progress_latency_s`); `missed`: scored requests "
         "that missed QoE",
         f"- targets: mean latency within {LATENCY_TARGET:.0%} per job, energy within "
         f"{ENERGY_TARGET:.0%} per card; under the cards' own dynamics {met} of {len(own)} jobs "
@@ -353,7 +353,7 @@ def controllers(card: str, quick: bool) -> None:
         f"test split of the bandwidth traces, seeds {','.join(map(str, seeds))}, one episode "
         f"of {steps} intervals each, the same episodes (world) in both backends",
         "energy_j per interval, qoe_violation_rate over active job-intervals, latency_ms_p95 "
-        "of the worst job's per-interval latency (dora_rl.env.metrics.summarise); in the "
+        "of the worst job's per-interval latency (dora_rl.env.summary.summarise); in the "
         "simulator an interval's latency is the mean over the units it finished, and "
         "`<job>/attainment` is the fraction of the job's finished units (requests or "
         "iterations) that met every per-unit target",

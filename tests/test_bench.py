@@ -12,8 +12,8 @@ import pytest
 
 import dora_rl.controllers
 from dora_rl.bench import main
+from dora_rl.benchmark.bench_tables import finite_or_none
 from dora_rl.benchmark.controllers import parse_controllers
-from dora_rl.benchmark.report import finite_or_none
 from dora_rl.scenarios import load
 
 FIGURES = ("energy_j", "qoe_violation_rate", "latency_ms_p95", "replans", "migration_mb",

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from dora_rl import inspect as inspect_cli
+from dora_rl import describe as inspect_cli
 from dora_rl.config import load_scenario
 from dora_rl.costmodel import CostModel, Plan
 from dora_rl.errors import ConfigError, run_cli
 from dora_rl.scenarios import load
-from dora_rl.synthetic import scenario_dict
+from dora_rl.synthetic_cards import scenario_dict
 
 BASE = scenario_dict(np.random.default_rng(0), n_devices=3, n_layers=4)
 

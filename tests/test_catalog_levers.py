@@ -18,7 +18,7 @@ import yaml
 from dora_rl.config import device_catalog, load_scenario
 from dora_rl.config.formats import WEIGHT_FORMATS
 from dora_rl.errors import ConfigError
-from dora_rl.synthetic import scenario_dict
+from dora_rl.synthetic_cards import scenario_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 CARDS = ["tiny", "smart_home", "traffic_analytics", "edge_cluster"]

@@ -24,7 +24,7 @@ def test_help_lists_every_command_with_one_line(capsys: pytest.CaptureFixture[st
 
 def test_every_command_is_a_runnable_module() -> None:
     for name in cli.COMMANDS:
-        spec = importlib.util.find_spec(f"dora_rl.{name}")
+        spec = importlib.util.find_spec(cli.MODULES.get(name, f"dora_rl.{name}"))
         assert spec is not None and spec.origin is not None, name
         source = spec.origin if not spec.submodule_search_locations else \
             str(Path(spec.origin).with_name("__main__.py"))

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from dora_rl import inspect as inspect_cli
+from dora_rl import describe as inspect_cli
 from dora_rl.config import load_scenario
 from dora_rl.errors import ConfigError
-from dora_rl.synthetic import scenario_dict
+from dora_rl.synthetic_cards import scenario_dict
 
 BASE = scenario_dict(np.random.default_rng(0), n_devices=3, n_layers=4)
 
@@ -143,7 +143,7 @@ def test_inspect_prints_summary_and_exits_zero(capsys: pytest.CaptureFixture[str
 
 def test_inspect_on_bad_card_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     path = _write(tmp_path, _mutated(CASES["negative number"][0]))
-    proc = subprocess.run([sys.executable, "-m", "dora_rl.inspect", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "dora_rl.describe", str(path)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert proc.stdout == ""

@@ -11,7 +11,7 @@ from rich.console import Console
 from dora_rl.runtime import console
 from dora_rl.runtime.control import make_decider
 from dora_rl.runtime.llm_metrics import LlmMetrics
-from dora_rl.runtime.report import Record
+from dora_rl.runtime.result import Record
 from dora_rl.runtime.runner import Runtime, ServeConfig
 from dora_rl.runtime.settings import LiveState
 from dora_rl.scenarios import load

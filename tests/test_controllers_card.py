@@ -9,8 +9,8 @@ import pytest
 
 import dora_rl  # noqa: F401  (registers the ids)
 from dora_rl.controllers import make
+from dora_rl.controllers.baseline_card import DoraSettings, load_baseline_settings
 from dora_rl.controllers.baselines import Dora
-from dora_rl.controllers.card import DoraSettings, load_baseline_settings
 from dora_rl.errors import ConfigError
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.costmodel.formulas import MBPS_TO_BYTES_PER_S
-from dora_rl.synthetic import random_plan, random_scenario
+from dora_rl.synthetic_cards import random_plan, random_scenario
 
 WORKLOADS = ["inference", "llm_inference", "training"]
 seeds = st.integers(0, 2**32 - 1)

@@ -14,8 +14,8 @@ from dora_rl.dynamics.daily import RATE_STEP, load_profiles
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.errors import ConfigError
 from dora_rl.scenarios import load
+from dora_rl.world.control_state import Decision
 from dora_rl.world.interval import IntervalModel
-from dora_rl.world.state import Decision
 
 ENVS = Path(__file__).resolve().parent.parent / "envs"
 I94 = ENVS / "traces" / "load_by_hour" / "i94_traffic_volume.csv"

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 COMMAND = re.compile(r"(?:python3?|\.venv/bin/python) (?:-m (dora_rl[\w.]*)|(experiments/\w+\.py))"
                      r"|dora-rl (\w+)")
-MODULES = {"dora_rl.sim": "dora_rl.sim.cli"}
+MODULES = {"dora_rl.sim": "dora_rl.sim.command"}
 """Commands whose ``main`` lives in another module than the one ``-m`` names."""
 
 

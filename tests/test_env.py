@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 
 import dora_rl  # noqa: F401  (registers the ids)
 from dora_rl.controllers import make
-from dora_rl.controllers.evaluate import run_episode_infos
+from dora_rl.controllers.evaluation import run_episode_infos
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.registration import ENV_IDS
 

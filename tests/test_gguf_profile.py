@@ -23,7 +23,7 @@ from dora_rl.models.counting import count_fake
 from dora_rl.models.gguf_profile import GGUF_FORMATS, profile_gguf
 from dora_rl.models.gguf_read import read_gguf
 from dora_rl.models.llama import LlamaConfig, build, sample_input
-from dora_rl.profile import main
+from dora_rl.profiler import main
 
 DIM, HEADS, KV_HEADS, FF, VOCAB, LAYERS, CONTEXT = 256, 4, 2, 512, 320, 3, 64
 HEAD_DIM = DIM // HEADS
@@ -224,7 +224,7 @@ def test_a_huge_array_count_stays_within_bounded_memory(tmp_path: Path) -> None:
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
         "from dora_rl.errors import run_cli\n"
-        "from dora_rl.profile import main\n"
+        "from dora_rl.profiler import main\n"
         f"sys.exit(run_cli(main, ['--gguf', {str(path)!r}]))\n")],
         capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 2, run.stderr

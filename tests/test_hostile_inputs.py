@@ -17,17 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dora_rl import inspect as inspect_cli
+from dora_rl import describe as inspect_cli
 from dora_rl import plan as plan_cli
 from dora_rl.config import load_scenario
 from dora_rl.config.limits import MAX_FILE_BYTES, MAX_LAYERS, MAX_YAML_BYTES
 from dora_rl.config.names import display_text, plain_text, require_name
-from dora_rl.controllers.card import load_baseline_settings
+from dora_rl.controllers.baseline_card import load_baseline_settings
 from dora_rl.dynamics.traces import load_trace, load_traces
 from dora_rl.env.observation import DecisionLayout, ObservationError, encode
 from dora_rl.errors import ConfigError, DoraError, run_cli
 from dora_rl.pipeedge import load_pipeedge, to_model
-from dora_rl.training.card import load_agent_settings
+from dora_rl.training.ppo_card import load_agent_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = (ROOT / "envs" / "tiny.yaml").read_text(encoding="utf-8")
@@ -244,7 +244,7 @@ def test_a_pipeedge_profile_with_all_times_zero_gives_one_line(
 
 def test_profile_out_a_directory_gives_one_line(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from dora_rl import profile as profile_cli
+    from dora_rl import profiler as profile_cli
 
     code, _, err = _cli(profile_cli.main, ["--model", "resnet50", "--out", str(tmp_path)], capsys)
     _one_line(code, err, "--out", str(tmp_path), "is a directory")

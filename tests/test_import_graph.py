@@ -6,6 +6,7 @@ Imports under ``if TYPE_CHECKING:`` are left out: they never run.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import dora_rl
@@ -89,3 +90,15 @@ def test_a_cycle_would_be_found() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_name_is_used_twice_nor_shadows_the_standard_library() -> None:
+    seen: dict[str, list[str]] = {}
+    for path in ROOT.rglob("*.py"):
+        if path.stem not in ("__init__", "__main__"):
+            seen.setdefault(path.stem, []).append(str(path.relative_to(ROOT)))
+    assert len(seen) > 100
+    twice = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not twice, twice
+    shadows = sorted(set(seen) & set(sys.stdlib_module_names))
+    assert not shadows, shadows

@@ -26,7 +26,7 @@ from dora_rl.planner.candidates import MAX_STAGE_CANDIDATES
 from dora_rl.planner.partition import solve
 from dora_rl.planner.solver import NumericRangeError, solve_milp
 from dora_rl.scenarios import load
-from dora_rl.sim.cli import main as sim_main
+from dora_rl.sim.command import main as sim_main
 from dora_rl.train import main as train_main
 
 REPO = Path(__file__).resolve().parent.parent

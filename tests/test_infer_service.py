@@ -6,12 +6,10 @@ whole module; its outputs are checked against the unpartitioned model with the s
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -32,28 +30,21 @@ def reference(x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[subprocess.Popen[str]]:
-    env = dict(os.environ, TORCH_CPP_LOG_LEVEL="ERROR")
-    proc = subprocess.Popen([sys.executable, "-m", "dora_rl.serve", "--scenario", "tiny",
-                             "--http", "127.0.0.1:0", "--plan", "3:slow,6:mid,8:fast",
-                             "--progress", "off"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+def running(http_service: Callable[[list[str], str], Any]
+            ) -> Iterator[tuple[subprocess.Popen[str], httpx.Client]]:
+    with http_service(["--scenario", "tiny", "--plan", "3:slow,6:mid,8:fast"],
+                      "/v1/infer/classify") as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
-def client(service: subprocess.Popen[str]) -> Iterator[httpx.Client]:
-    assert service.stdout is not None
-    line = service.stdout.readline()
-    port = re.search(r"http://127\.0\.0\.1:(\d+)/v1/infer/classify", line)
-    assert port, f"no address in {line!r}"
-    with httpx.Client(base_url=f"http://127.0.0.1:{port.group(1)}", timeout=30.0) as c:
-        yield c
+def service(running: tuple[subprocess.Popen[str], httpx.Client]) -> subprocess.Popen[str]:
+    return running[0]
+
+
+@pytest.fixture(scope="module")
+def client(running: tuple[subprocess.Popen[str], httpx.Client]) -> httpx.Client:
+    return running[1]
 
 
 def test_a_json_item_gives_the_unpartitioned_models_output(client: httpx.Client) -> None:

@@ -17,7 +17,7 @@ from dora_rl.models.gpt2 import GPT2Config
 from dora_rl.models.llama import LlamaConfig
 from dora_rl.models.resnet import ResNetConfig
 from dora_rl.models.vit import ViTConfig
-from dora_rl.profile import main, profile_model
+from dora_rl.profiler import main, profile_model
 
 SMALL: dict[str, Any] = {
     "vit_b16": ViTConfig(image_size=32, patch_size=8, layers=2, hidden=32, mlp=64, heads=4,

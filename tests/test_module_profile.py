@@ -21,7 +21,7 @@ from dora_rl.errors import run_cli
 from dora_rl.models.counting import FLOP_FORMULAS
 from dora_rl.models.module_profile import profile_module
 from dora_rl.models.user_module import build_module, make_input, partition
-from dora_rl.profile import main
+from dora_rl.profiler import main
 
 NETS = Path(__file__).resolve().parent / "nets"
 RESNET = ModuleSource(factory=f"{NETS}/vision.py:resnet18", input_shape=[1, 3, 64, 64])
@@ -241,7 +241,7 @@ def test_bad_module_arguments_exit_2_with_one_line(
 
 def test_a_failing_fake_kernel_prints_one_line_from_the_command(tmp_path: Path) -> None:
     (tmp_path / "gate.py").write_text(UNTRACEABLE)
-    run = subprocess.run([sys.executable, "-m", "dora_rl.profile", "--model", "gate.py:skip",
+    run = subprocess.run([sys.executable, "-m", "dora_rl.profiler", "--model", "gate.py:skip",
                           "--input-shape", "2,8"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=300, check=False)
     assert run.returncode == 2

@@ -15,7 +15,7 @@ from dora_rl import paths
 from dora_rl.benchmark.controllers import parse_controllers
 from dora_rl.scenarios import load
 from dora_rl.training import run_folder
-from dora_rl.training.card import load_agent_settings
+from dora_rl.training.ppo_card import load_agent_settings
 from dora_rl.training.run_folder import scenario_record
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import pytest
 
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel
-from dora_rl.env.candidates import CandidateCache
+from dora_rl.env.plan_choices import CandidateCache
 from dora_rl.errors import InfeasibleError
 from dora_rl.plan import main as plan_main
 from dora_rl.planner import disk, planset

@@ -14,7 +14,7 @@ from dora_rl.errors import run_cli
 from dora_rl.plan import main
 from dora_rl.planner.partition import Mode, solve
 from dora_rl.scenarios import ENVS_DIR, load
-from dora_rl.synthetic import benchmark_scenario
+from dora_rl.synthetic_cards import benchmark_scenario
 
 REQUIRED = ("stages", "latency_s", "throughput_per_s", "energy_j", "bottleneck_s")
 

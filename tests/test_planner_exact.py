@@ -18,7 +18,7 @@ from dora_rl.planner.lagrange import strongest
 from dora_rl.planner.partition import solve
 from dora_rl.planner.pathbound import PathBound, time_limits
 from dora_rl.planner.space import SearchSpace
-from dora_rl.synthetic import random_scenario
+from dora_rl.synthetic_cards import random_scenario
 
 WORKLOADS = ("inference", "llm_inference", "training")
 

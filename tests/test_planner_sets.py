@@ -12,7 +12,7 @@ from dora_rl.planner.partition import solve
 from dora_rl.planner.planset import PlanEntry, _dominates, plan_set, robustness
 from dora_rl.planner.scheduler import schedule
 from dora_rl.scenarios import load
-from dora_rl.synthetic import benchmark_scenario, random_plan, random_scenario
+from dora_rl.synthetic_cards import benchmark_scenario, random_plan, random_scenario
 
 
 @pytest.fixture(scope="module")

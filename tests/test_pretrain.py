@@ -14,7 +14,7 @@ from dora_rl.controllers import make
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.errors import ConfigError
 from dora_rl.scenarios import load
-from dora_rl.training.card import load_agent_settings
+from dora_rl.training.ppo_card import load_agent_settings
 from dora_rl.training.pretrain import clone, collect, joined, policy_driver, target_action
 from dora_rl.training.trainer import build_model, make_training_envs
 from dora_rl.world import LEVELS

@@ -13,7 +13,7 @@ from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.runtime.control import ControlDecider, make_decider
 from dora_rl.runtime.live import LiveControl
 from dora_rl.runtime.observe import Measurement, observe
-from dora_rl.runtime.power import PowerRecord, device_energies
+from dora_rl.runtime.power_modes import PowerRecord, device_energies
 from dora_rl.runtime.telemetry import IntervalTelemetry
 from dora_rl.scenarios import load
 from dora_rl.world import SLEEP, Decision, IntervalModel

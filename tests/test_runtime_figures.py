@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dora_rl.runtime.figures import timeline_png, write_tensorboard
+from dora_rl.runtime.timeline import timeline_png, write_tensorboard
 
 
 def _interval(index: int, latency: float | None, energy_j: float) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dora_rl.config import load_scenario
 from dora_rl.config.schema import ModuleSource
 from dora_rl.errors import ConfigError, DoraError, run_cli
 from dora_rl.models.user_module import build_module
-from dora_rl.profile import main
+from dora_rl.profiler import main
 from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample_input
 from dora_rl.scenarios import load
 

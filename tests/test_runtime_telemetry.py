@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dora_rl.runtime.power import PowerInterval, device_energies
-from dora_rl.runtime.report import Record, request_qoe
+from dora_rl.runtime.power_modes import PowerInterval, device_energies
+from dora_rl.runtime.result import Record, request_qoe
 from dora_rl.runtime.telemetry import TelemetryLog
 from dora_rl.runtime.usage import Usage
 from dora_rl.scenarios import load

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dora_rl.scenarios import ENVS_DIR
-from dora_rl.sim.cli import main
+from dora_rl.sim.command import main
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 

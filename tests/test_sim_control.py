@@ -16,7 +16,7 @@ from dora_rl.dynamics import RuntimeDynamics
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.scenarios import load
 from dora_rl.sim.env import ENV_ID, SimEnv
-from dora_rl.sim.interval import SimulatedModel, SimulationOrderError
+from dora_rl.sim.simulated_model import SimulatedModel, SimulationOrderError
 from dora_rl.world import LEVELS, Decision, IntervalModel
 from dora_rl.world.requests import queued
 

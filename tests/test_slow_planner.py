@@ -11,7 +11,7 @@ import pytest
 from dora_rl.costmodel import CostModel
 from dora_rl.planner import search as search_module
 from dora_rl.planner.partition import solve
-from dora_rl.synthetic import benchmark_scenario
+from dora_rl.synthetic_cards import benchmark_scenario
 
 pytestmark = pytest.mark.slow
 

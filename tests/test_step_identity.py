@@ -23,7 +23,7 @@ import dora_rl  # noqa: F401  (registers the ids)
 from dora_rl.costmodel import CostModel
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.env.observation import LINK_MAX, DecisionLayout, encode
-from dora_rl.synthetic import random_plan, random_scenario
+from dora_rl.synthetic_cards import random_plan, random_scenario
 
 evaluate_one = importlib.import_module("dora_rl.costmodel.evaluate_one")
 single = importlib.import_module("dora_rl.costmodel.single")

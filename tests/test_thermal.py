@@ -19,7 +19,7 @@ from dora_rl.costmodel.formulas import device_temperature_c
 from dora_rl.dynamics import WorldState
 from dora_rl.env.edge_env import EdgeEnv
 from dora_rl.errors import ConfigError
-from dora_rl.runtime.power import PowerRecord
+from dora_rl.runtime.power_modes import PowerRecord
 from dora_rl.world import Decision, IntervalModel
 
 ENVS = Path(__file__).resolve().parent.parent / "envs"

@@ -14,7 +14,7 @@ from dora_rl.config import load_scenario
 from dora_rl.dynamics import RuntimeDynamics
 from dora_rl.errors import ConfigError
 from dora_rl.scenarios import load, with_trace_units
-from dora_rl.sim import cli as sim_cli
+from dora_rl.sim import command as sim_cli
 
 
 def _constant_traces(folder: Path, mbps: float, n: int = 3) -> Path:

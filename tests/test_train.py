@@ -17,7 +17,7 @@ import dora_rl  # noqa: F401  (registers the ids)
 from dora_rl.controllers import CheckpointError, load
 from dora_rl.errors import ConfigError, run_cli
 from dora_rl.train import main as train_main
-from dora_rl.training.card import load_agent_settings
+from dora_rl.training.ppo_card import load_agent_settings
 
 RUN_FILES = {"model.zip", "best_model.zip", "config.yaml", "command.txt", "git_commit.txt",
              "validation.json", "evaluation.json", "oracle_validation.json", "tb", "run.json"}

@@ -27,7 +27,7 @@ import gymnasium as gym
 
 from dora_rl.config import Scenario
 from dora_rl.controllers import CONTROLLERS, make
-from dora_rl.controllers.evaluate import Predictor
+from dora_rl.controllers.evaluation import Predictor
 from dora_rl.errors import ConfigError, UsageError
 from dora_rl.paths import find
 

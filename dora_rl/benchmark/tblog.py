@@ -7,7 +7,7 @@ tag                                 step and value
 ==================================  ==============================================================
 ``dora/<figure>``                   per episode (step = episode index): ``energy_j``,
                                     ``qoe_violation_rate``, ``latency_ms_p95``, ``replans``,
-                                    ``migration_mb`` (:func:`dora_rl.env.metrics.summarise` of the
+                                    ``migration_mb`` (:func:`dora_rl.env.summary.summarise` of the
                                     episode) and ``episode_reward``
 ``dora/<job>/<figure>``             per episode: ``latency_ms_p95``, ``qoe_violation_rate``
 ``dora/interval/energy_j``          per interval of the seed's first episode (step = interval)
@@ -25,8 +25,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from dora_rl.benchmark.runner import ControllerRun, SeedRun
-from dora_rl.env.metrics import SUMMARY_KEYS, summarise
+from dora_rl.benchmark.episodes import ControllerRun, SeedRun
+from dora_rl.env.summary import SUMMARY_KEYS, summarise
 
 EVENTS_GLOB = "events.out.tfevents.*"
 

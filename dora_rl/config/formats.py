@@ -123,7 +123,7 @@ def measured_time_factor(format_speed: Mapping[Any, float], measured_fmt: str | 
                          fmt: str) -> float:
     """Factor turning a time measured in ``measured_fmt`` into a time in ``fmt``.
 
-    Measured profiles are taken in one precision (FP32 for ``python -m dora_rl.profile
+    Measured profiles are taken in one precision (FP32 for ``python -m dora_rl.profiler
     --measure``). Running the model in another format scales the time by the ratio of the two
     formats' speed factors, with the same default of 1.0 for unlisted formats as the analytic
     path; an unknown measured precision leaves the time as measured.

@@ -54,7 +54,7 @@ def builtin_profiles() -> list[str]:
 
 
 def load_model(path: str | Path) -> Model:
-    """Load a model profile file written by ``python -m dora_rl.profile``; the file of its
+    """Load a model profile file written by ``python -m dora_rl.profiler``; the file of its
     module factory (``module.factory``, relative to the profile) is made absolute."""
     path = Path(path)
     model = validate(Model, read_yaml(path), str(path))

@@ -124,7 +124,7 @@ class Layer(Frozen):
 
 
 class Measured(Frozen):
-    """Per-layer times measured on one device kind with ``python -m dora_rl.profile --measure``."""
+    """Per-layer times measured on one device kind with ``python -m dora_rl.profiler --measure``."""
 
     device: Word
     batch: Annotated[PositiveInt, Field(le=10**9)]
@@ -135,7 +135,7 @@ class Measured(Frozen):
 
 class ModuleSource(Frozen):
     """The torch module a profile was counted on, so the live runtime can run its real layers
-    (written by ``python -m dora_rl.profile --model FILE.py:FACTORY``, docs/profiles.md)."""
+    (written by ``python -m dora_rl.profiler --model FILE.py:FACTORY``, docs/profiles.md)."""
 
     factory: Text
     """``path/to/file.py:function`` (a relative path is relative to the profile file) or

@@ -42,7 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.controllers.base import MID_LEVEL, Action, Controller, ControlSpec
-from dora_rl.controllers.card import DoraSettings, load_baseline_settings
+from dora_rl.controllers.baseline_card import DoraSettings, load_baseline_settings
 from dora_rl.controllers.foresight import Foresight
 from dora_rl.controllers.hindsight import (
     Schedule,
@@ -57,7 +57,7 @@ from dora_rl.controllers.mpc import Mpc
 from dora_rl.costmodel import Plan
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.env.edge_env import EdgeEnv, WorldHandle
-from dora_rl.planner.baselines import throughput as throughput_plan
+from dora_rl.planner.baseline_planners import throughput as throughput_plan
 from dora_rl.world import SLEEP, Decision
 
 

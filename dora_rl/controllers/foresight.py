@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.controllers.base import MID_LEVEL, Action, Controller
-from dora_rl.controllers.card import load_baseline_settings
+from dora_rl.controllers.baseline_card import load_baseline_settings
 from dora_rl.controllers.hindsight import (
     TIE_DIGITS,
     Episode,

@@ -5,7 +5,7 @@ not depend on the controller's actions (batteries drain with the energy drawn, b
 episode none reaches its floor on the shipped cards; :func:`replay` checks it). So with the
 episode known in advance the best schedule is a search over the interval model's own states:
 
-- :func:`search` is a dynamic program over :class:`~dora_rl.world.state.ControlState`\\ s
+- :func:`search` is a dynamic program over :class:`~dora_rl.world.control_state.ControlState`\\ s
   (every job's plan, switch under way with its pending transfers, kept weights, power modes
   and wakes), scored by :meth:`~dora_rl.world.interval.IntervalModel.transition` itself under
   the env's objective (fewest weighted misses beyond the jobs' attainment allowances, then
@@ -40,8 +40,8 @@ import numpy as np
 
 from dora_rl.costmodel import Plan
 from dora_rl.dynamics import WorldState
-from dora_rl.env.candidates import JobCandidates
 from dora_rl.env.edge_env import EdgeEnv
+from dora_rl.env.plan_choices import JobCandidates
 from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome
 from dora_rl.world.requests import excess_missed
 

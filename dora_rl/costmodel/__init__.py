@@ -22,7 +22,7 @@ from dora_rl.config import Job, Scenario
 from dora_rl.costmodel.evaluate import evaluate_batch
 from dora_rl.costmodel.evaluate_one import evaluate_one
 from dora_rl.costmodel.metrics import Metrics
-from dora_rl.costmodel.plan import Plan, PlanBatch, PlanError, check_plan
+from dora_rl.costmodel.plan_spec import Plan, PlanBatch, PlanError, check_plan
 from dora_rl.costmodel.state import State
 from dora_rl.costmodel.tables import JobTables, build_tables
 

@@ -22,7 +22,7 @@ from dora_rl.costmodel.formulas import (
 )
 from dora_rl.costmodel.metrics import Metrics
 from dora_rl.costmodel.network import FlowCosts, flow_costs
-from dora_rl.costmodel.plan import PlanBatch
+from dora_rl.costmodel.plan_spec import PlanBatch
 from dora_rl.costmodel.state import State
 from dora_rl.costmodel.tables import JobTables
 

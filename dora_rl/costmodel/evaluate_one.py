@@ -11,7 +11,7 @@ from dora_rl.costmodel.formulas import (
     relative_slack,
     round_trip_period_s,
 )
-from dora_rl.costmodel.plan import Plan
+from dora_rl.costmodel.plan_spec import Plan
 from dora_rl.costmodel.single import _Eval
 from dora_rl.costmodel.state import State
 from dora_rl.costmodel.tables import JobTables

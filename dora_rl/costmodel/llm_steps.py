@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dora_rl.costmodel.plan import Plan
+from dora_rl.costmodel.plan_spec import Plan
 from dora_rl.costmodel.single import _Eval
 from dora_rl.costmodel.tables import JobTables
 

@@ -18,7 +18,7 @@ from dora_rl.costmodel.formulas import (
     device_energy_j,
     ring_allreduce_bytes_per_device,
 )
-from dora_rl.costmodel.plan import Plan
+from dora_rl.costmodel.plan_spec import Plan
 from dora_rl.costmodel.state import State
 from dora_rl.costmodel.tables import JobTables
 

@@ -22,7 +22,6 @@ from dora_rl.config import Scenario
 from dora_rl.costmodel import Plan
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.dynamics.daily import RATE_STEP
-from dora_rl.env.candidates import JobCandidates, shared_cache
 from dora_rl.env.observation import (
     FINISH_SCALE_S,
     OUTAGE_SCALE_S,
@@ -30,6 +29,7 @@ from dora_rl.env.observation import (
     DecisionLayout,
     encode,
 )
+from dora_rl.env.plan_choices import JobCandidates, shared_cache
 from dora_rl.errors import DoraError
 from dora_rl.scenarios import load
 from dora_rl.world import LEVELS, SLEEP, ControlState, Decision, IntervalModel, Outcome

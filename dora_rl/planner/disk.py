@@ -8,7 +8,7 @@ as a small JSON file named by a hash of everything its result depends on:
   figures resolved, network, models, jobs) and the job's own figures;
 - the request: mode, ``k``, the state planned for, the solver's time limit;
 - the code: the package version and the bytes of every module of ``config``, ``costmodel``
-  and ``planner``, of ``env/candidates.py`` and of the shipped catalog
+  and ``planner``, of ``env/plan_choices.py`` and of the shipped catalog
   (:func:`code_fingerprint`), so a change to the planner or the cost model never reads an old
   answer.
 
@@ -53,7 +53,7 @@ MAX_FILE_BYTES = 1 << 20
 """Larger files are not plan sets of ours and are ignored."""
 _PACKAGE = Path(__file__).resolve().parent.parent
 _CODE_PARTS = ("config", "costmodel", "planner")
-_CODE_FILES = ("env/candidates.py",)
+_CODE_FILES = ("env/plan_choices.py",)
 T = TypeVar("T")
 
 
@@ -139,7 +139,7 @@ def plan_set_key(model: CostModel, mode: str, k: int, state: State,
 
 def candidates_key(models: Sequence[CostModel], k: int, usable: bytes) -> str:
     """The file name of the candidates of every job of a card for one set of usable devices
-    (:class:`~dora_rl.env.candidates.CandidateCache`)."""
+    (:class:`~dora_rl.env.plan_choices.CandidateCache`)."""
     return _digest(models, f"candidates/{k}/{usable.hex()}")
 
 

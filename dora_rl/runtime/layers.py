@@ -1,6 +1,6 @@
 """The job's model as torch layers, one module per card layer.
 
-A model whose profile records its torch module (``python -m dora_rl.profile --model
+A model whose profile records its torch module (``python -m dora_rl.profiler --model
 FILE.py:FUNCTION``) runs that module's own blocks, split as when it was profiled, with the
 weights of the card's ``weights`` file (safetensors) or random ones. A card whose model is
 registered in :mod:`dora_rl.models` (``vit_b16``, ``resnet50``, ``gpt2``, ``llama_1b``) is built

@@ -22,7 +22,7 @@ import numpy as np
 from dora_rl.costmodel import Plan, State
 from dora_rl.dynamics import WorldState
 from dora_rl.runtime.observe import Measurement
-from dora_rl.runtime.power import PowerRecord
+from dora_rl.runtime.power_modes import PowerRecord
 from dora_rl.runtime.telemetry import IntervalTelemetry
 from dora_rl.world import (
     LEVELS,

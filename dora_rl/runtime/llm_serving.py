@@ -37,7 +37,7 @@ from dora_rl.runtime.health import Refused, StopFlag, describe
 from dora_rl.runtime.layers import ModelError
 from dora_rl.runtime.llm_metrics import LlmMetrics
 from dora_rl.runtime.llm_stage import StageHop, release, step
-from dora_rl.runtime.report import Record
+from dora_rl.runtime.result import Record
 from dora_rl.runtime.runner import MAX_ATTEMPTS
 from dora_rl.runtime.service import ServiceRuntime
 from dora_rl.runtime.settings import ServeConfig

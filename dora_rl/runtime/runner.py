@@ -39,9 +39,9 @@ from dora_rl.runtime.layers import build_layers, layer_specs, run_layers, sample
 from dora_rl.runtime.live import LiveControl
 from dora_rl.runtime.loop import control_loop, write_status
 from dora_rl.runtime.pipeline import Aborted, Stalled, WorkerLost, calibrate, run_plan
-from dora_rl.runtime.power import PowerInterval
+from dora_rl.runtime.power_modes import PowerInterval
 from dora_rl.runtime.replan import PlanKeeper
-from dora_rl.runtime.report import Record, summarise
+from dora_rl.runtime.result import Record, summarise
 from dora_rl.runtime.settings import LiveState, ServeConfig
 from dora_rl.runtime.telemetry import IntervalTelemetry, TelemetryLog
 from dora_rl.runtime.usage import Usage
@@ -303,7 +303,7 @@ class Runtime(PlanKeeper):
         try:
             self._start()
             if cfg.tensorboard is not None:
-                from dora_rl.runtime.figures import Board
+                from dora_rl.runtime.timeline import Board
 
                 self.board = Board(cfg.tensorboard, cfg.scenario.jobs[cfg.job].name)
             start = self.start_t = self.telemetry.start_t = self.telemetry.last_t = \

@@ -6,7 +6,7 @@ completed meanwhile, the emulated links' state and the devices' power state, and
 :class:`IntervalTelemetry` (the status file shows the latest, the result lists them all,
 TensorBoard plots them live). Durations are in the card's world (wall time divided by the time
 scale), like the latencies. Energy is the interval model's
-(:func:`~dora_rl.runtime.power.device_energies`): the devices' total and the part the jobs
+(:func:`~dora_rl.runtime.power_modes.device_energies`): the devices' total and the part the jobs
 caused. Each request is scored against its own target (the card's, scaled by the QoE scale of
 the interval it was sent in).
 """
@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from dora_rl.runtime.power import PowerInterval, device_energies
-from dora_rl.runtime.report import Record
+from dora_rl.runtime.power_modes import PowerInterval, device_energies
+from dora_rl.runtime.result import Record
 from dora_rl.runtime.usage import Usage
 from dora_rl.world import DeviceEnergy, DeviceFacts
 

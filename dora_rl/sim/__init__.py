@@ -13,7 +13,7 @@ See ``docs/simulator.md``.
 """
 
 from dora_rl.sim.env import ENV_ID, SimEnv, register_sim_env
-from dora_rl.sim.interval import SimulatedModel
+from dora_rl.sim.simulated_model import SimulatedModel
 from dora_rl.sim.simulator import QUEUE_CAPACITY, Simulator
 
 __all__ = ["ENV_ID", "QUEUE_CAPACITY", "SimEnv", "SimulatedModel", "Simulator",

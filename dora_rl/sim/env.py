@@ -1,7 +1,7 @@
 """``dora_rl/Sim-v1``: the ``-v1`` environment with each control interval simulated.
 
 :class:`SimEnv` is :class:`~dora_rl.env.edge_env.EdgeEnv` with one change: its interval
-model is a :class:`~dora_rl.sim.interval.SimulatedModel`, which keeps the interval model's
+model is a :class:`~dora_rl.sim.simulated_model.SimulatedModel`, which keeps the interval model's
 control-state bookkeeping (make-before-break switches, weights, residency, power modes, wakes)
 and measures the interval's timing event by event: latency, requests served and met, busy and
 radio seconds per device, and from those the energy (the interval model's formula). Spaces,
@@ -37,8 +37,8 @@ from numpy.typing import NDArray
 
 from dora_rl.config import Scenario
 from dora_rl.env.edge_env import EdgeEnv, WorldHandle
-from dora_rl.sim.figures import IntervalReport
-from dora_rl.sim.interval import SimulatedModel
+from dora_rl.sim.measured import IntervalReport
+from dora_rl.sim.simulated_model import SimulatedModel
 from dora_rl.sim.simulator import QUEUE_CAPACITY, Simulator
 from dora_rl.world import IntervalModel
 

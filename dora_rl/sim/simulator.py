@@ -34,9 +34,9 @@ import simpy
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.sim.device import ComputeDevice
-from dora_rl.sim.figures import IntervalReport, JobInterval
 from dora_rl.sim.jobs import JobRuntime
-from dora_rl.sim.network import Network, Transfer
+from dora_rl.sim.measured import IntervalReport, JobInterval
+from dora_rl.sim.medium import Network, Transfer
 from dora_rl.sim.serving import ServingJob
 from dora_rl.sim.training import TrainingJob
 from dora_rl.sim.workload import JobSpec
@@ -57,7 +57,7 @@ class Simulator:
         rate_scale: Multiplier on every job's request rate.
         arrivals: Arrival times in seconds per job name, replacing its Poisson arrivals.
         partitioned_media: Each job holds its own part of every WiFi medium, its share of
-            the free airtime (:class:`dora_rl.sim.network.Network`).
+            the free airtime (:class:`dora_rl.sim.medium.Network`).
     """
 
     def __init__(self, scenario: Scenario, models: Sequence[CostModel] | None = None,
@@ -141,7 +141,7 @@ class Simulator:
                      on_done: Callable[[Transfer], Any]) -> Transfer | None:
         """Send ``nbytes`` of job ``j``'s weights from ``source`` (a device, or the origin when
         negative) to ``receiver`` over the simulated network, sharing it with the jobs'
-        traffic (:meth:`dora_rl.sim.network.Network.move`)."""
+        traffic (:meth:`dora_rl.sim.medium.Network.move`)."""
         return self.network.move(receiver, source, nbytes, j, on_done)
 
     def lose_devices(self, usable: Sequence[bool]) -> set[int]:

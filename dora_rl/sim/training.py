@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 
 from dora_rl.sim.jobs import JobRuntime, Pipeline
-from dora_rl.sim.network import Transfer
+from dora_rl.sim.medium import Transfer
 from dora_rl.sim.ops import StageOp
 from dora_rl.sim.work import CompiledPlan
 from dora_rl.sim.workload import Request

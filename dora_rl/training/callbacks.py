@@ -13,13 +13,13 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam
 
-from dora_rl.controllers.evaluate import run_episode_infos
-from dora_rl.env.metrics import finite_or_none, summarise
+from dora_rl.controllers.evaluation import run_episode_infos
+from dora_rl.env.summary import finite_or_none, summarise
 
 
 class DoraMetricsCallback(BaseCallback):
     """After every rollout, writes the training episodes' figures from ``info`` under
-    ``dora/`` (:func:`dora_rl.env.metrics.summarise`: energy, violation rate, p95 latency,
+    ``dora/`` (:func:`dora_rl.env.summary.summarise`: energy, violation rate, p95 latency,
     replans, migrated MB, per job), and the run's hyperparameters once at the start.
 
     Args:

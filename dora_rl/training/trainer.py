@@ -25,7 +25,7 @@ from dora_rl.config import Scenario
 from dora_rl.controllers import make
 from dora_rl.controllers.learned import policy_kwargs as learned_policy_kwargs
 from dora_rl.env.edge_env import EdgeEnv
-from dora_rl.env.metrics import finite_or_none
+from dora_rl.env.summary import finite_or_none
 from dora_rl.errors import DoraError
 from dora_rl.registration import ENV_IDS
 from dora_rl.training.callbacks import (
@@ -33,7 +33,7 @@ from dora_rl.training.callbacks import (
     ValidationCallback,
     reference_figures,
 )
-from dora_rl.training.card import AgentSettings, settings_dict
+from dora_rl.training.ppo_card import AgentSettings, settings_dict
 from dora_rl.training.pretrain import clone, collect, joined, policy_driver
 from dora_rl.training.run_folder import (
     mark_complete,
@@ -78,7 +78,7 @@ def validation_env_kwargs(settings: AgentSettings) -> dict[str, Any]:
     training reward uses, so the best model is the best by the objective.
 
     Example:
-        >>> from dora_rl.training.card import load_agent_settings
+        >>> from dora_rl.training.ppo_card import load_agent_settings
         >>> s = load_agent_settings("tiny", overrides={"env": {"violation_price_j": 50.0}})
         >>> env_kwargs(s)["violation_price_j"], "violation_price_j" in validation_env_kwargs(s)
         (50.0, False)

@@ -1,10 +1,10 @@
 """One model of a control interval: explicit state in, new state and outcome out.
 
 Shaped like Gymnasium's ``FuncEnv``: :meth:`IntervalModel.initial` gives the starting
-:class:`~dora_rl.world.state.ControlState`, :meth:`IntervalModel.transition` maps (state,
-decision, world of the interval) to the next state and an
-:class:`~dora_rl.world.state.Outcome`. There are no hidden attributes: the env, the simulator's
-accounting and the live runtime call these functions with their own world.
+:class:`~dora_rl.world.control_state.ControlState`, :meth:`IntervalModel.transition` maps
+(state, decision, world of the interval) to the next state and an
+:class:`~dora_rl.world.control_state.Outcome`. There are no hidden attributes: the env, the
+simulator's accounting and the live runtime call these functions with their own world.
 
 Per interval, in order: power modes and wakes apply; switches start (make-before-break: the old
 plan keeps serving while the new plan's weights move; break-before-make when the two do not fit
@@ -28,6 +28,7 @@ from typing import Any
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.dynamics import WorldState
+from dora_rl.world.control_state import ControlState, Decision, JobControl, JobInterval, Outcome
 from dora_rl.world.devices import SLEEP, DeviceFacts, device_facts
 from dora_rl.world.power import apply_modes, devices_energy, heated, hot_devices, idle_temps
 from dora_rl.world.queues import combine, kernel_load
@@ -42,7 +43,6 @@ from dora_rl.world.requests import (
     wait_headroom_s,
 )
 from dora_rl.world.slack import own_demand, scaled_slacks
-from dora_rl.world.state import ControlState, Decision, JobControl, JobInterval, Outcome
 from dora_rl.world.weights import advance, gained, keep, mask_bytes, plan_masks
 
 LEVELS = 4

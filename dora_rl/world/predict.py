@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 from dora_rl.costmodel import Plan, State
 from dora_rl.dynamics import WorldState
+from dora_rl.world.control_state import ControlState
 from dora_rl.world.interval import IntervalModel
 from dora_rl.world.queues import DeviceQueues, at_load, combine
 from dora_rl.world.requests import queued
 from dora_rl.world.slack import own_demand, scaled_slacks
-from dora_rl.world.state import ControlState
 
 
 def others_queues(model: IntervalModel, ctl: ControlState, world: WorldState,

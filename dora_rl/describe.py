@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m dora_rl.inspect envs/smart_home.yaml
-    python -m dora_rl.inspect smart_home --plans      # also cost a few simple plans
+    python -m dora_rl.describe envs/smart_home.yaml
+    python -m dora_rl.describe smart_home --plans      # also cost a few simple plans
 
 Shows the devices (power modes, sleep state, storage, whether they are dedicated to the jobs),
 the network, each model's weight format and weight bytes in it, total memory against what the
@@ -32,7 +32,7 @@ from dora_rl.scenarios import load
 
 @dataclass(frozen=True)
 class Args:
-    """Command-line arguments of ``python -m dora_rl.inspect``."""
+    """Command-line arguments of ``python -m dora_rl.describe``."""
 
     scenario: str
     """Card path (``envs/tiny.yaml``) or name (``tiny``)."""
@@ -170,7 +170,7 @@ def _print_plans(console: Console, scenario: Scenario) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    parser = ArgParser(prog="python -m dora_rl.inspect",
+    parser = ArgParser(prog="python -m dora_rl.describe",
                                      description="Summarise a scenario card.")
     parser.add_argument("scenario", help="card path or name (e.g. envs/tiny.yaml or tiny)")
     parser.add_argument("--plans", action="store_true", help="also cost simple plans")

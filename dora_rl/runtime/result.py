@@ -7,7 +7,7 @@ its own latency target (the card's, times the QoE scale of the emulated world wh
 sent): ``request_violation_rate`` is the share of requests sent that missed it or were lost,
 ``qoe_attainment`` the share of requests sent that completed within it (a lost request counts
 as missed), ``qoe_violation_rate`` the share of control intervals with a missed request (the
-benchmark's vocabulary, :mod:`dora_rl.env.metrics`). A fault's ``recovery_s`` is the outage it
+benchmark's vocabulary, :mod:`dora_rl.env.summary`). A fault's ``recovery_s`` is the outage it
 caused: from the last request completed before the fault (its injection, else its detection)
 to the first completed after it on a plan in force after it.
 """

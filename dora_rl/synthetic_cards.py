@@ -15,7 +15,7 @@ import numpy as np
 from dora_rl.config import Scenario
 from dora_rl.config.loader import resolve, validate
 from dora_rl.config.schema import ScenarioSpec
-from dora_rl.costmodel.plan import Plan
+from dora_rl.costmodel.plan_spec import Plan
 
 Workload = Literal["inference", "llm_inference", "training"]
 

@@ -2,13 +2,13 @@
 
 Usage::
 
-    python -m dora_rl.profile --model vit_b16                # print the summary table
-    python -m dora_rl.profile --model gpt2 --out             # write dora_rl/data/profiles/gpt2.yaml
-    python -m dora_rl.profile --model resnet50 --measure --out envs/profiles/resnet50_x86_cpu.yaml
-    python -m dora_rl.profile --model my_net.py:build --input-shape 1,3,224,224 --out my_net.yaml
-    python -m dora_rl.profile --model torchvision.models:mobilenet_v2 --input-shape 1,3,224,224
-    python -m dora_rl.profile --model my_lm.py:build --tokens 512 --split-points layers.5
-    python -m dora_rl.profile --gguf tinyllama-1.1b.Q4_0.gguf --out tinyllama_q4.yaml
+    python -m dora_rl.profiler --model vit_b16                # print the summary table
+    python -m dora_rl.profiler --model gpt2 --out     # write dora_rl/data/profiles/gpt2.yaml
+    python -m dora_rl.profiler --model resnet50 --measure --out envs/profiles/resnet50_x86_cpu.yaml
+    python -m dora_rl.profiler --model my_net.py:build --input-shape 1,3,224,224 --out my_net.yaml
+    python -m dora_rl.profiler --model torchvision.models:mobilenet_v2 --input-shape 1,3,224,224
+    python -m dora_rl.profiler --model my_lm.py:build --tokens 512 --split-points layers.5
+    python -m dora_rl.profiler --gguf tinyllama-1.1b.Q4_0.gguf --out tinyllama_q4.yaml
 
 ``--model`` takes a registered model or any ``torch.nn.Module`` from its factory
 (``FILE.py:FUNCTION`` or ``package.module:FUNCTION``, called with no arguments), profiled by
@@ -72,7 +72,7 @@ _BUILTIN = "\0builtin"
 
 @dataclass(frozen=True)
 class Args:
-    """Command-line arguments of ``python -m dora_rl.profile``."""
+    """Command-line arguments of ``python -m dora_rl.profiler``."""
 
     model: str | None = None
     """Registered model (a key of ``dora_rl.models.MODELS``) or ``FILE.py:FUNCTION`` /
@@ -105,7 +105,7 @@ class Args:
 
 def parse_args(argv: Sequence[str] | None) -> Args:
     """Parse the command line into :class:`Args`."""
-    p = ArgParser(prog="python -m dora_rl.profile",
+    p = ArgParser(prog="python -m dora_rl.profiler",
                                 description=(__doc__ or "").split("\n")[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help=f"one of {', '.join(sorted(MODELS))}, or FILE.py:FUNCTION "
@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           + (f", seq_len {model.seq_len}" if model.seq_len else ""))
     print(summary(model))
     if path is not None:
-        cmd = " ".join(["python -m dora_rl.profile", *(sys.argv[1:] if argv is None else argv)])
+        cmd = " ".join(["python -m dora_rl.profiler", *(sys.argv[1:] if argv is None else argv)])
         try:
             write_yaml(model, path, cmd)
         except OSError as exc:

@@ -1,6 +1,6 @@
 """Benchmark figures: one row per (scenario, controller, seed), and the tables and files of them.
 
-Every figure comes from :func:`dora_rl.env.metrics.summarise` over all intervals of a seed's
+Every figure comes from :func:`dora_rl.env.summary.summarise` over all intervals of a seed's
 episodes (see its table for the definitions); ``episode_reward`` is the mean over those
 episodes of each episode's total reward. Across seeds the Markdown table shows the mean and
 the sample standard deviation.
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from dora_rl.benchmark.runner import ControllerRun, SeedRun
-from dora_rl.env.metrics import REQUEST_KEYS, SUMMARY_KEYS, finite_or_none, summarise
+from dora_rl.benchmark.episodes import ControllerRun, SeedRun
+from dora_rl.env.summary import REQUEST_KEYS, SUMMARY_KEYS, finite_or_none, summarise
 
 FIGURES = (*SUMMARY_KEYS, *REQUEST_KEYS, "episode_reward")
 """Site-wide figures of every row, in table order."""

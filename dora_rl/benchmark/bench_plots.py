@@ -21,7 +21,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from dora_rl.benchmark.runner import ControllerRun  # noqa: E402
+from dora_rl.benchmark.episodes import ControllerRun  # noqa: E402
 from dora_rl.config import Scenario  # noqa: E402
 from dora_rl.config.schema import Job  # noqa: E402
 

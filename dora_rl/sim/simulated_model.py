@@ -40,8 +40,8 @@ from dora_rl.costmodel import CostModel, Plan
 from dora_rl.dynamics import WorldState
 from dora_rl.errors import DoraError
 from dora_rl.sim.accounting import simulated_energy
-from dora_rl.sim.figures import IntervalReport, measured_slack
-from dora_rl.sim.figures import JobInterval as Measured
+from dora_rl.sim.measured import IntervalReport, measured_slack
+from dora_rl.sim.measured import JobInterval as Measured
 from dora_rl.sim.simulator import QUEUE_CAPACITY, Simulator
 from dora_rl.world import STORAGE, ControlState, Decision, IntervalModel, JobInterval, Outcome
 from dora_rl.world.power import capped_modes

@@ -22,7 +22,7 @@ from typing import Any
 
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner.baselines import BASELINES, Baseline
+from dora_rl.planner.baseline_planners import BASELINES, Baseline
 from dora_rl.planner.partition import PartitionResult, solve
 
 
