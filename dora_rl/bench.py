@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 
 from dora_rl.benchmark import bench_plots, bench_tables, tblog
 from dora_rl.benchmark.controllers import (
@@ -175,10 +176,12 @@ def run(args: Args) -> str:
                            episode_steps=args.episode_steps, backend=args.backend)
     contenders = build_all(list(args.controllers), settings)
     total = len(contenders) * len(args.seeds) * args.episodes
-    with tqdm(total=total, desc="episodes", unit="ep", file=sys.stderr) as bar:
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task("episodes", total=total)
+
         def step(label: str) -> None:
-            bar.set_postfix_str(label, refresh=False)
-            bar.update(1)
+            bar.update(task, advance=1, description=f"episodes ({label})")
 
         runs = run_all(contenders, args.seeds, args.episodes, step)
     scenario = args.scenario.name

@@ -35,10 +35,10 @@ from dora_rl.costmodel import CostModel, Plan
 from dora_rl.errors import ArgParser, InfeasibleError, UsageError, run_cli
 from dora_rl.pipeedge import load_pipeedge
 from dora_rl.planner import disk, plan_plots
-from dora_rl.planner.baseline_planners import BASELINES
-from dora_rl.planner.diagnose import describe
-from dora_rl.planner.partition import Mode
-from dora_rl.planner.pipeedge_plan import PipeEdgeSchedule, solve_pipeedge
+from dora_rl.planner.baselines.baseline_planners import BASELINES
+from dora_rl.planner.baselines.pipeedge_plan import PipeEdgeSchedule, solve_pipeedge
+from dora_rl.planner.exact.diagnose import describe
+from dora_rl.planner.exact.partition import Mode
 from dora_rl.planner.planset import PlanSet, plan_set
 from dora_rl.planner.scheduler import Schedule, schedule
 from dora_rl.scenarios import load

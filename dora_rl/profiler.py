@@ -49,7 +49,8 @@ from typing import Any
 
 import torch
 import yaml
-from tqdm import tqdm
+from rich.console import Console
+from rich.progress import track
 
 from dora_rl.config.formats import weight_bytes
 from dora_rl.config.schema import Layer, Measured, Model
@@ -228,7 +229,7 @@ def measure(spec: ModelSpec, args: Args, seq_len: int) -> Measured:
     x = spec.sample_input(args.batch, seq_len if token else None)
 
     def bar(blocks: Iterable[Any]) -> Iterable[Any]:
-        return tqdm(blocks, desc=f"timing {spec.name}", unit="block", file=sys.stderr)
+        return track(blocks, description=f"timing {spec.name}", console=Console(stderr=True))
 
     times = time_blocks(blocks, x, warmup=args.warmup, repeats=args.repeats, progress=bar)
     return Measured(device=args.device_name or socket.gethostname(),

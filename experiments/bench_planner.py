@@ -43,11 +43,11 @@ import numpy as np
 from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.costmodel import CostModel
 from dora_rl.errors import DoraError, InfeasibleError
-from dora_rl.planner.baseline_planners import BASELINES
-from dora_rl.planner.partition import solve
+from dora_rl.planner.baselines.baseline_planners import BASELINES
+from dora_rl.planner.baselines.versus_baselines import optima, versus_all
+from dora_rl.planner.exact.partition import solve
 from dora_rl.planner.planset import plan_set
 from dora_rl.planner.scheduler import schedule
-from dora_rl.planner.versus_baselines import optima, versus_all
 from dora_rl.scenarios import available, load
 from dora_rl.synthetic_cards import benchmark_scenario
 

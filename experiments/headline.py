@@ -2,8 +2,8 @@
 
 For every job of ``envs/smart_home.yaml``, ``envs/traffic_analytics.yaml`` and
 ``envs/edge_cluster.yaml``, against the throughput-first plan (PipeEdge/Asteroid/Alpa-style,
-:func:`dora_rl.planner.baseline_planners.throughput`), both judged by the cost model
-(:mod:`dora_rl.planner.versus_baselines`):
+:func:`dora_rl.planner.baselines.baseline_planners.throughput`), both judged by the cost model
+(:mod:`dora_rl.planner.baselines.versus_baselines`):
 
 (a) **energy saved** by the least-energy QoE-compliant plan, per unit of work (request or
     iteration). The paper reports 21-82 %. Only jobs where the throughput plan also meets QoE
@@ -29,9 +29,9 @@ from typing import Any
 from dora_rl.benchmark.outputs import add_output_options, output_folder
 from dora_rl.costmodel import CostModel
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner.baseline_planners import throughput
-from dora_rl.planner.diagnose import describe
-from dora_rl.planner.versus_baselines import Versus, optima, versus
+from dora_rl.planner.baselines.baseline_planners import throughput
+from dora_rl.planner.baselines.versus_baselines import Versus, optima, versus
+from dora_rl.planner.exact.diagnose import describe
 from dora_rl.scenarios import load
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -9,7 +9,7 @@ import pytest
 
 from dora_rl.costmodel import CostModel, Plan, check_plan
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner.baseline_planners import (
+from dora_rl.planner.baselines.baseline_planners import (
     BASELINES,
     device_problem,
     even,
@@ -19,7 +19,7 @@ from dora_rl.planner.baseline_planners import (
     single,
     throughput,
 )
-from dora_rl.planner.bottleneck import brute_force_bottleneck
+from dora_rl.planner.baselines.bottleneck import brute_force_bottleneck
 from dora_rl.scenarios import available, load
 from dora_rl.synthetic_cards import random_scenario
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner.bottleneck import (
+from dora_rl.planner.baselines.bottleneck import (
     BottleneckProblem,
     BottleneckSolution,
     brute_force_bottleneck,

@@ -22,9 +22,9 @@ from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel
 from dora_rl.errors import InfeasibleError, run_cli
 from dora_rl.plan import main as plan_main
-from dora_rl.planner.candidates import MAX_STAGE_CANDIDATES
-from dora_rl.planner.partition import solve
-from dora_rl.planner.solver import NumericRangeError, solve_milp
+from dora_rl.planner.exact.candidates import MAX_STAGE_CANDIDATES
+from dora_rl.planner.exact.partition import solve
+from dora_rl.planner.exact.solver import NumericRangeError, solve_milp
 from dora_rl.scenarios import load
 from dora_rl.sim.command import main as sim_main
 from dora_rl.train import main as train_main

@@ -11,8 +11,12 @@ import pytest
 
 from dora_rl.errors import InfeasibleError
 from dora_rl.pipeedge import PipeEdgeProfile, load_pipeedge
-from dora_rl.planner.bottleneck import brute_force_bottleneck, stage_costs
-from dora_rl.planner.pipeedge_plan import PipeEdgeSchedule, pipeedge_problem, solve_pipeedge
+from dora_rl.planner.baselines.bottleneck import brute_force_bottleneck, stage_costs
+from dora_rl.planner.baselines.pipeedge_plan import (
+    PipeEdgeSchedule,
+    pipeedge_problem,
+    solve_pipeedge,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "envs" / "pipeedge_sample"
 MODELS = ["google/vit-base-patch16-224", "google/vit-large-patch16-224"]

@@ -12,7 +12,7 @@ import yaml
 from dora_rl.costmodel import CostModel
 from dora_rl.errors import run_cli
 from dora_rl.plan import main
-from dora_rl.planner.partition import Mode, solve
+from dora_rl.planner.exact.partition import Mode, solve
 from dora_rl.scenarios import ENVS_DIR, load
 from dora_rl.synthetic_cards import benchmark_scenario
 

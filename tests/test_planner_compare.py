@@ -8,8 +8,8 @@ import pytest
 
 from dora_rl.costmodel import CostModel
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner.baseline_planners import BASELINES, throughput
-from dora_rl.planner.versus_baselines import optima, versus, versus_all
+from dora_rl.planner.baselines.baseline_planners import BASELINES, throughput
+from dora_rl.planner.baselines.versus_baselines import optima, versus, versus_all
 from dora_rl.scenarios import load
 
 

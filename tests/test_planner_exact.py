@@ -9,15 +9,15 @@ import pytest
 
 from dora_rl.costmodel import CostModel, Plan
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner import search as search_module
-from dora_rl.planner.bounds import admissible
-from dora_rl.planner.bruteforce import all_plans, brute_force
-from dora_rl.planner.candidates import Candidates, build_candidates
-from dora_rl.planner.formulation import Limits
-from dora_rl.planner.lagrange import strongest
-from dora_rl.planner.partition import solve
-from dora_rl.planner.pathbound import PathBound, time_limits
-from dora_rl.planner.space import SearchSpace
+from dora_rl.planner.exact import search as search_module
+from dora_rl.planner.exact.bounds import admissible
+from dora_rl.planner.exact.bruteforce import all_plans, brute_force
+from dora_rl.planner.exact.candidates import Candidates, build_candidates
+from dora_rl.planner.exact.formulation import Limits
+from dora_rl.planner.exact.lagrange import strongest
+from dora_rl.planner.exact.partition import solve
+from dora_rl.planner.exact.pathbound import PathBound, time_limits
+from dora_rl.planner.exact.space import SearchSpace
 from dora_rl.synthetic_cards import random_scenario
 
 WORKLOADS = ("inference", "llm_inference", "training")

@@ -8,7 +8,7 @@ import pytest
 from dora_rl.costmodel import CostModel, Plan, check_plan
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner.compose import choose_plans, time_mix
-from dora_rl.planner.partition import solve
+from dora_rl.planner.exact.partition import solve
 from dora_rl.planner.planset import PlanEntry, _dominates, plan_set, robustness
 from dora_rl.planner.scheduler import schedule
 from dora_rl.scenarios import load

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from dora_rl.costmodel import CostModel
-from dora_rl.planner import search as search_module
-from dora_rl.planner.partition import solve
+from dora_rl.planner.exact import search as search_module
+from dora_rl.planner.exact.partition import solve
 from dora_rl.synthetic_cards import benchmark_scenario
 
 pytestmark = pytest.mark.slow

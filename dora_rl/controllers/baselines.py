@@ -57,7 +57,7 @@ from dora_rl.controllers.mpc import Mpc
 from dora_rl.costmodel import Plan
 from dora_rl.dynamics import RuntimeDynamics, WorldState
 from dora_rl.env.edge_env import EdgeEnv, WorldHandle
-from dora_rl.planner.baseline_planners import throughput as throughput_plan
+from dora_rl.planner.baselines.baseline_planners import throughput as throughput_plan
 from dora_rl.world import SLEEP, Decision
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner import disk
-from dora_rl.planner.partition import solve
+from dora_rl.planner.exact.partition import solve
 from dora_rl.planner.planset import plan_set
 from dora_rl.world.slack import own_demand
 
@@ -198,7 +198,7 @@ class CandidateCache:
     def _fallback(model: CostModel, state: State) -> tuple[list[Plan], list[float], str]:
         """No plan meets QoE with these devices: keep the fastest that fits memory (none, and
         the planner's reason, when nothing fits)."""
-        from dora_rl.planner.formulation import Limits
+        from dora_rl.planner.exact.formulation import Limits
 
         try:
             r = solve(model, "time", state, limits=Limits(ignore_qoe=True))

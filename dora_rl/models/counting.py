@@ -224,7 +224,7 @@ def time_blocks(blocks: Blocks, x: Tensor, *, warmup: int = 2, repeats: int = 5,
         x: Its input batch.
         warmup: Untimed runs per block.
         repeats: Timed runs per block; the median is reported.
-        progress: Optional wrapper of the block iterable (e.g. ``tqdm``).
+        progress: Optional wrapper of the block iterable (e.g. ``rich.progress.track``).
 
     Returns:
         Seconds for the whole batch, one entry per block.

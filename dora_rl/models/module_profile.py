@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -22,8 +21,9 @@ from typing import Any
 
 import torch
 from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import track
 from torch._subclasses.fake_tensor import FakeTensorMode
-from tqdm import tqdm
 
 from dora_rl.config.names import is_safe_name
 from dora_rl.config.schema import Layer, Measured, Model, ModuleSource
@@ -211,7 +211,7 @@ def measure_module(source: ModuleSource, *, device: str, batch: int = 1, warmup:
     x = make_input(model, source, batch)
 
     def bar(pairs: Iterable[Any]) -> Iterable[Any]:
-        return tqdm(pairs, desc="timing", unit="block", file=sys.stderr)
+        return track(pairs, description="timing", console=Console(stderr=True))
 
     times = time_blocks(blocks, x, warmup=warmup, repeats=repeats, progress=bar)
     dtype = next((p.dtype for p in model.parameters()), torch.float32)

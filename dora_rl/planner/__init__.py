@@ -1,1 +1,4 @@
-"""Offline planning: Dora's partitioner, plan sets, composition, network scheduler, baselines."""
+"""Offline planning: the exact partitioner (:mod:`dora_rl.planner.exact`), plan sets
+(``planset``), their composition at run time (``compose``), the network scheduler
+(``scheduler``), the plan-set cache on disk (``disk``), figures (``plan_plots``) and the
+baseline planners (:mod:`dora_rl.planner.baselines`)."""

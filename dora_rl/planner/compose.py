@@ -22,7 +22,7 @@ from scipy.optimize import linprog
 
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner.milp_model import MilpBuilder
+from dora_rl.planner.exact.milp_model import MilpBuilder
 from dora_rl.planner.planset import PlanEntry, PlanSet
 
 

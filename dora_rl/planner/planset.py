@@ -19,9 +19,9 @@ import numpy as np
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.errors import InfeasibleError
 from dora_rl.planner import disk
-from dora_rl.planner.formulation import Limits
-from dora_rl.planner.partition import HasMetrics, Mode, PartitionResult, solve
-from dora_rl.planner.space import SearchSpace
+from dora_rl.planner.exact.formulation import Limits
+from dora_rl.planner.exact.partition import HasMetrics, Mode, PartitionResult, solve
+from dora_rl.planner.exact.space import SearchSpace
 
 log = logging.getLogger(__name__)
 ROBUST_SCALES = (0.5, 0.25, 0.1)

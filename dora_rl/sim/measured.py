@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from dora_rl.costmodel.formulas import relative_slack
-from dora_rl.sim.workload import JobSpec
+from dora_rl.sim.job_spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class JobInterval:
         oldest_age_s: Age at the interval's end of the oldest unit still owing its first
             result (unfinished; for an LLM, without its first token), 0 if none.
         scored: Units scored in the interval: finished ones not scored before, and waiting
-            ones that became certain misses (:meth:`dora_rl.sim.jobs.JobRuntime.settle_late`).
+            ones that became certain misses
+            (:meth:`dora_rl.sim.job_lifecycle.JobRuntime.settle_late`).
         missed: Of ``scored``, those that missed a target.
         attributed_s: The job's busy seconds per device net of the background load
             (:attr:`dora_rl.sim.device.ComputeDevice.attributed_s`).

@@ -28,7 +28,7 @@ import simpy
 
 from dora_rl.costmodel import JobTables
 from dora_rl.sim.channel import FluidChannel, Part
-from dora_rl.sim.work import RX, TX, FlowWork
+from dora_rl.sim.plan_work import RX, TX, FlowWork
 
 INF = math.inf
 MIN_SHARE = 1e-3

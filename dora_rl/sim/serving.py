@@ -4,7 +4,7 @@ Requests arrive by a Poisson process at the card's rate (or at the times of a tr
 job is active, wait in the job's backlog, and enter the current pipeline while its first
 stage's queue has room. Each stage takes the oldest request of its bounded queue when it is
 free, its output buffer has room and its weights are in place, runs it on its device group
-(:class:`dora_rl.sim.ops.StageOp`), and hands it to the boundary flow, which sends one request
+(:class:`dora_rl.sim.stage_ops.StageOp`), and hands it to the boundary flow, which sends one request
 at a time to the next stage when that stage's queue has room (back-pressure). A stage starts
 its next request while the previous one is still on the wire, as the cost model's pipeline
 period assumes.
@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections import deque
 
 from dora_rl.sim.device import Kernel
-from dora_rl.sim.jobs import JobRuntime, Pipeline
+from dora_rl.sim.job_lifecycle import JobRuntime, Pipeline
+from dora_rl.sim.job_spec import Request
 from dora_rl.sim.medium import Transfer
-from dora_rl.sim.ops import StageOp
-from dora_rl.sim.work import CompiledPlan
-from dora_rl.sim.workload import Request
+from dora_rl.sim.plan_work import CompiledPlan
+from dora_rl.sim.stage_ops import StageOp
 
 ARRIVAL_CHUNK = 512
 """Inter-arrival gaps drawn at once."""

@@ -19,7 +19,7 @@
   simulated);
 - *requests*: arrivals are Poisson (or a trace), each request is scored once, when it finishes
   or when its wait makes the miss certain, with its targets scaled by the QoE scale it
-  arrived under (:mod:`dora_rl.sim.jobs`); latency is the mean over the units finished;
+  arrived under (:mod:`dora_rl.sim.job_lifecycle`); latency is the mean over the units finished;
 - *energy*: :func:`~dora_rl.sim.accounting.simulated_energy`, the interval model's formula
   over the simulated busy (net of background load), transmit and receive seconds.
 

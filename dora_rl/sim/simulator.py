@@ -34,12 +34,12 @@ import simpy
 from dora_rl.config import Scenario
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.sim.device import ComputeDevice
-from dora_rl.sim.jobs import JobRuntime
+from dora_rl.sim.job_lifecycle import JobRuntime
+from dora_rl.sim.job_spec import JobSpec
 from dora_rl.sim.measured import IntervalReport, JobInterval
 from dora_rl.sim.medium import Network, Transfer
 from dora_rl.sim.serving import ServingJob
 from dora_rl.sim.training import TrainingJob
-from dora_rl.sim.workload import JobSpec
 from dora_rl.world.weights import weight_bytes
 
 QUEUE_CAPACITY = 8

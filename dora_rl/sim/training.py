@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections import deque
 
-from dora_rl.sim.jobs import JobRuntime, Pipeline
+from dora_rl.sim.job_lifecycle import JobRuntime, Pipeline
+from dora_rl.sim.job_spec import Request
 from dora_rl.sim.medium import Transfer
-from dora_rl.sim.ops import StageOp
-from dora_rl.sim.work import CompiledPlan
-from dora_rl.sim.workload import Request
+from dora_rl.sim.plan_work import CompiledPlan
+from dora_rl.sim.stage_ops import StageOp
 
 FORWARD, BACKWARD = 0, 1
 

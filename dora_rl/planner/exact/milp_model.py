@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from dora_rl.planner.solver import MilpResult, solve_milp
+from dora_rl.planner.exact.solver import MilpResult, solve_milp
 
 IntArray = NDArray[np.int64]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dora_rl.planner.formulation import Formulation, Limits, _Parts
+from dora_rl.planner.exact.formulation import Formulation, Limits, _Parts
 
 
 def _linear(parts: _Parts, x_coef: np.ndarray, x_scale: float) -> tuple[np.ndarray, np.ndarray]:

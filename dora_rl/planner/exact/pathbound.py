@@ -17,14 +17,14 @@ the bound valid.
 :class:`PathBound` solves that relaxation exactly by dynamic programming over (layer, devices
 used per class), once per band of the cycle floor, so device counts and the bottleneck both
 count: on the edge_cluster fine-tuning job it is within 6 % of the optimum where the linear
-relaxation of the mixed-integer program is 10 % below it. :mod:`dora_rl.planner.search` uses it
-to enumerate every plan that could beat an incumbent.
+relaxation of the mixed-integer program is 10 % below it. :mod:`dora_rl.planner.exact.search`
+uses it to enumerate every plan that could beat an incumbent.
 
 Example:
     >>> from dora_rl.scenarios import load
     >>> from dora_rl.costmodel import CostModel
-    >>> from dora_rl.planner.candidates import build_candidates
-    >>> from dora_rl.planner.space import SearchSpace
+    >>> from dora_rl.planner.exact.candidates import build_candidates
+    >>> from dora_rl.planner.exact.space import SearchSpace
     >>> model = CostModel(load("tiny"))
     >>> space = SearchSpace.build(model)
     >>> cands = build_candidates(model, space, model.nominal, 1)
@@ -42,10 +42,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.costmodel import CostModel, State
-from dora_rl.planner.bounds import time_caps
-from dora_rl.planner.candidates import Candidates
-from dora_rl.planner.formulation import Limits
-from dora_rl.planner.space import SearchSpace
+from dora_rl.planner.exact.bounds import time_caps
+from dora_rl.planner.exact.candidates import Candidates
+from dora_rl.planner.exact.formulation import Limits
+from dora_rl.planner.exact.space import SearchSpace
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

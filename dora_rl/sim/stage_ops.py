@@ -11,7 +11,7 @@ Example:
 
     >>> import simpy
     >>> from dora_rl.sim.device import ComputeDevice
-    >>> from dora_rl.sim.work import StageWork
+    >>> from dora_rl.sim.plan_work import StageWork
     >>> env = simpy.Environment()
     >>> devices = [ComputeDevice(env, n_jobs=1) for _ in range(2)]
     >>> stage = StageWork(devices=(0, 1), frac=(0.75, 0.25), item_s=(0.01, 0.03),
@@ -33,7 +33,7 @@ from typing import Any
 import simpy
 
 from dora_rl.sim.device import ComputeDevice, Kernel
-from dora_rl.sim.work import StageWork
+from dora_rl.sim.plan_work import StageWork
 
 
 class StageOp:

@@ -22,9 +22,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from dora_rl.costmodel import JobTables, Plan
+from dora_rl.sim.job_spec import JobSpec, Request
 from dora_rl.sim.medium import Transfer
-from dora_rl.sim.work import CompiledPlan, compile_plan
-from dora_rl.sim.workload import JobSpec, Request
+from dora_rl.sim.plan_work import CompiledPlan, compile_plan
 from dora_rl.world.requests import certain_wait_s
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ Every admissible plan meets its time cap, so for any price ``lam >= 0`` on time,
 
     energy(plan) >= sum over the chain of (energy weight + lam * time weight) - lam * cap,
 
-a shortest path again (:class:`~dora_rl.planner.pathbound.PathBound`). The bound is concave in
+a shortest path again (:class:`~dora_rl.planner.exact.pathbound.PathBound`). The bound is concave in
 ``lam``; the price is set by bisection on the sign of its slope, the time of the chain that
 attains the bound minus the cap. Where the cheapest chain is too slow (a large model on a few
 fast devices under a latency target) this closes most of the gap the plain bound leaves.
@@ -13,9 +13,9 @@ Inference and LLM jobs only: a training job's cycle term makes the bound non-add
 Example:
     >>> from dora_rl.scenarios import load
     >>> from dora_rl.costmodel import CostModel
-    >>> from dora_rl.planner.candidates import build_candidates
-    >>> from dora_rl.planner.formulation import Limits
-    >>> from dora_rl.planner.space import SearchSpace
+    >>> from dora_rl.planner.exact.candidates import build_candidates
+    >>> from dora_rl.planner.exact.formulation import Limits
+    >>> from dora_rl.planner.exact.space import SearchSpace
     >>> model = CostModel(load("tiny"))
     >>> space = SearchSpace.build(model)
     >>> cands = build_candidates(model, space, model.nominal, 1)
@@ -30,11 +30,11 @@ from __future__ import annotations
 import numpy as np
 
 from dora_rl.costmodel import CostModel, State
-from dora_rl.planner.bounds import time_caps
-from dora_rl.planner.candidates import Candidates
-from dora_rl.planner.formulation import Limits
-from dora_rl.planner.pathbound import PathBound, Terms, objective_terms, time_terms
-from dora_rl.planner.space import SearchSpace
+from dora_rl.planner.exact.bounds import time_caps
+from dora_rl.planner.exact.candidates import Candidates
+from dora_rl.planner.exact.formulation import Limits
+from dora_rl.planner.exact.pathbound import PathBound, Terms, objective_terms, time_terms
+from dora_rl.planner.exact.space import SearchSpace
 
 BISECTIONS = 16
 """Halvings of the price interval once a price that makes the best chain fast enough is found."""

@@ -1,7 +1,7 @@
 """Dora's heterogeneity-aware partitioner: the least-energy (or least-time) QoE-compliant plan.
 
 :func:`solve` is the one entry point: it builds the stage candidates, formulates the
-mixed-integer program of :mod:`dora_rl.planner.formulation` for each micro-batch count, solves
+mixed-integer program of :mod:`dora_rl.planner.exact.formulation` for each micro-batch count, solves
 it to proven optimality with HiGHS, turns the solution into a :class:`Plan`, and checks the plan
 with the cost model (each layer once, memory, QoE, and the solver's objective equal to the cost
 model's figure). Infeasible problems raise :class:`~dora_rl.errors.InfeasibleError` naming the
@@ -19,15 +19,15 @@ import numpy as np
 
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.errors import DoraError, InfeasibleError
-from dora_rl.planner import bounds
-from dora_rl.planner.bounds import best_incumbent
-from dora_rl.planner.candidates import Candidates, build_candidates
-from dora_rl.planner.diagnose import explain_infeasible
-from dora_rl.planner.formulation import Formulation, Limits, _Parts
-from dora_rl.planner.lagrange import strongest
-from dora_rl.planner.search import SearchResult, chain_plan, search
-from dora_rl.planner.solver import NumericRangeError
-from dora_rl.planner.space import SearchSpace
+from dora_rl.planner.exact import bounds
+from dora_rl.planner.exact.bounds import best_incumbent
+from dora_rl.planner.exact.candidates import Candidates, build_candidates
+from dora_rl.planner.exact.diagnose import explain_infeasible
+from dora_rl.planner.exact.formulation import Formulation, Limits, _Parts
+from dora_rl.planner.exact.lagrange import strongest
+from dora_rl.planner.exact.search import SearchResult, chain_plan, search
+from dora_rl.planner.exact.solver import NumericRangeError
+from dora_rl.planner.exact.space import SearchSpace
 
 log = logging.getLogger(__name__)
 Mode = Literal["energy", "time"]
@@ -83,7 +83,7 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
     """The optimal plan of ``model``'s job in ``state`` (nominal by default).
 
     ``warm_start`` (e.g. the plan of the previous state) is handed to the solver as its first
-    incumbent; the cheap incumbent of :func:`~dora_rl.planner.bounds.best_incumbent` is used
+    incumbent; the cheap incumbent of :func:`~dora_rl.planner.exact.bounds.best_incumbent` is used
     otherwise. Neither changes the optimum, only how fast it is proven.
 
     Raises:
@@ -151,8 +151,9 @@ def _value_of(model: CostModel, plan: Plan, state: State, mode: Mode, limits: Li
 
 def formulate(model: CostModel, space: SearchSpace, cands: Candidates, state: State, m: int,
               mode: Mode, limits: Limits) -> Formulation:
-    """Build the program for one micro-batch count (see :mod:`~dora_rl.planner.formulation`)."""
-    from dora_rl.planner.workloads import add_workload
+    """Build the program for one micro-batch count
+    (see :mod:`~dora_rl.planner.exact.formulation`)."""
+    from dora_rl.planner.exact.workloads import add_workload
 
     parts = _Parts(model, space, cands, state, m)
     parts.chain()

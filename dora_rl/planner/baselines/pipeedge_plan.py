@@ -3,8 +3,8 @@
 This reproduces the objective and constraints of PipeEdge's scheduler ``sched-pipeline``
 (github.com/usc-isi/PipeEdge, ``src-native/schedule.cpp`` at ``b38e6888``, the newest revision
 read; ``src-native/sched-pipeline.cpp`` for the defaults) and solves it with the bottleneck MILP
-of :mod:`dora_rl.planner.bottleneck` instead of PipeEdge's dynamic program. What its code does,
-and so what this module does:
+of :mod:`dora_rl.planner.baselines.bottleneck` instead of PipeEdge's dynamic program. What its
+code does, and so what this module does:
 
 * Device types: only types with a profile for the model at exactly this dtype and batch size
   (``load_device_types`` skips the others), each with as many hosts as ``devices.yml`` lists
@@ -46,7 +46,7 @@ import numpy as np
 
 from dora_rl.errors import ConfigError, InfeasibleError
 from dora_rl.pipeedge import DTYPE_BYTES, PipeEdgeProfile, dtype_name, measured_times
-from dora_rl.planner.bottleneck import BottleneckProblem, solve_bottleneck, stage_costs
+from dora_rl.planner.baselines.bottleneck import BottleneckProblem, solve_bottleneck, stage_costs
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dora_rl.costmodel import CostModel, Plan, State
-from dora_rl.planner.space import Group, SearchSpace
+from dora_rl.planner.exact.space import Group, SearchSpace
 
 
 def _splits(n_layers: int, k: int) -> Iterator[tuple[int, ...]]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from dora_rl.costmodel import CostModel, JobTables, Plan, State
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner.bottleneck import BottleneckProblem, solve_bottleneck, stage_costs
+from dora_rl.planner.baselines.bottleneck import BottleneckProblem, solve_bottleneck, stage_costs
 
 Baseline = Callable[[CostModel, State | None], Plan]
 

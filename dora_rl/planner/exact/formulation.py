@@ -18,9 +18,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.costmodel import CostModel, State
-from dora_rl.planner.candidates import Candidates
-from dora_rl.planner.milp_model import MilpBuilder
-from dora_rl.planner.space import SearchSpace
+from dora_rl.planner.exact.candidates import Candidates
+from dora_rl.planner.exact.milp_model import MilpBuilder
+from dora_rl.planner.exact.space import SearchSpace
 
 IntArray = NDArray[np.int64]
 

@@ -22,7 +22,7 @@ from dora_rl.costmodel.formulas import (
     stage_time_s,
 )
 from dora_rl.errors import DoraError
-from dora_rl.planner.space import Group, SearchSpace
+from dora_rl.planner.exact.space import Group, SearchSpace
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from dora_rl.errors import DoraError, InfeasibleError
-from dora_rl.planner.solver import solve_milp
+from dora_rl.planner.exact.solver import solve_milp
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from numpy.typing import NDArray
 
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.costmodel.metrics import Metrics
-from dora_rl.planner.candidates import Candidates
-from dora_rl.planner.formulation import Limits
-from dora_rl.planner.space import SearchSpace
+from dora_rl.planner.exact.candidates import Candidates
+from dora_rl.planner.exact.formulation import Limits
+from dora_rl.planner.exact.space import SearchSpace
 
 FloatArray = NDArray[np.float64]
 TOL = 1e-9

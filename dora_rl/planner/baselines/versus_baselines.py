@@ -3,7 +3,7 @@
 Two comparisons per job, shared by ``experiments/bench_planner.py`` (every baseline) and
 ``experiments/headline.py`` (the throughput-first baseline, next to the paper's figures):
 
-- **energy**: the least-energy QoE-compliant plan (:func:`~dora_rl.planner.partition.solve`
+- **energy**: the least-energy QoE-compliant plan (:func:`~dora_rl.planner.exact.partition.solve`
   in energy mode) against the baseline's plan, per unit of work (request or iteration);
   ``energy_saving_pct = 100 * (1 - E_dora / E_baseline)``;
 - **time**: the least-time QoE-compliant plan (time mode) against the baseline's plan;
@@ -22,8 +22,8 @@ from typing import Any
 
 from dora_rl.costmodel import CostModel, Plan, State
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner.baseline_planners import BASELINES, Baseline
-from dora_rl.planner.partition import PartitionResult, solve
+from dora_rl.planner.baselines.baseline_planners import BASELINES, Baseline
+from dora_rl.planner.exact.partition import PartitionResult, solve
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ import numpy as np
 
 from dora_rl.costmodel import CostModel, State
 from dora_rl.errors import InfeasibleError
-from dora_rl.planner.candidates import MAX_FIGURE
-from dora_rl.planner.formulation import Limits
-from dora_rl.planner.space import SearchSpace
+from dora_rl.planner.exact.candidates import MAX_FIGURE
+from dora_rl.planner.exact.formulation import Limits
+from dora_rl.planner.exact.space import SearchSpace
 
 Solver = Callable[..., Any]
 """``solve(model, mode, state, space, limits, time_limit_s=...)`` returning a result with
-``plan``, ``metrics`` and ``time_s`` (:func:`dora_rl.planner.partition.solve`)."""
+``plan``, ``metrics`` and ``time_s`` (:func:`dora_rl.planner.exact.partition.solve`)."""
 
 GB = 1e9
 
@@ -143,7 +143,7 @@ def describe(model: CostModel, plan: Any) -> str:
 def explain_infeasible(model: CostModel, state: State, space: SearchSpace, limits: Limits,
                        mode: str, solve: Solver) -> str:
     """One sentence naming why no plan exists; ``solve`` (the partitioner's
-    :func:`~dora_rl.planner.partition.solve`, passed in so that this module does not import
+    :func:`~dora_rl.planner.exact.partition.solve`, passed in so that this module does not import
     it) finds the fastest plan ignoring QoE, to name the targets it misses.
 
     With ``limits.ignore_qoe`` (the solve a diagnosis makes itself) it never solves again, so a

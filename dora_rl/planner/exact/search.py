@@ -2,7 +2,7 @@
 
 A depth-first search grows chains of stage candidates from layer 0, keeping the device count of
 every class within what the space has, and cuts a branch as soon as the chain's cost so far
-plus the least completion cost of :class:`~dora_rl.planner.pathbound.PathBound` exceeds the
+plus the least completion cost of :class:`~dora_rl.planner.exact.pathbound.PathBound` exceeds the
 level (and, in energy mode, as soon as the time figure's bound exceeds the job's time limit).
 Every complete chain is a plan; the cost model scores them all at once, and the best one that
 meets memory, QoE and the limits is kept. Since no plan whose objective is at most the level is
@@ -16,9 +16,9 @@ over the candidates the bound keeps.
 Example:
     >>> from dora_rl.scenarios import load
     >>> from dora_rl.costmodel import CostModel
-    >>> from dora_rl.planner.candidates import build_candidates
-    >>> from dora_rl.planner.formulation import Limits
-    >>> from dora_rl.planner.space import SearchSpace
+    >>> from dora_rl.planner.exact.candidates import build_candidates
+    >>> from dora_rl.planner.exact.formulation import Limits
+    >>> from dora_rl.planner.exact.space import SearchSpace
     >>> model = CostModel(load("tiny"))
     >>> space = SearchSpace.build(model)
     >>> cands = build_candidates(model, space, model.nominal, 1)
@@ -37,12 +37,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dora_rl.costmodel import CostModel, Plan, State
-from dora_rl.planner.bounds import admissible
-from dora_rl.planner.candidates import Candidates
-from dora_rl.planner.formulation import Limits
-from dora_rl.planner.lagrange import strongest
-from dora_rl.planner.pathbound import PathBound, time_limits
-from dora_rl.planner.space import SearchSpace
+from dora_rl.planner.exact.bounds import admissible
+from dora_rl.planner.exact.candidates import Candidates
+from dora_rl.planner.exact.formulation import Limits
+from dora_rl.planner.exact.lagrange import strongest
+from dora_rl.planner.exact.pathbound import PathBound, time_limits
+from dora_rl.planner.exact.space import SearchSpace
 
 IntArray = NDArray[np.int64]
 TOL = 1e-9
