@@ -49,8 +49,10 @@ from typing import Any
 
 import torch
 import yaml
+from rich import box
 from rich.console import Console
 from rich.progress import track
+from rich.table import Table
 
 from dora_rl.config.formats import weight_bytes
 from dora_rl.config.schema import Layer, Measured, Model
@@ -247,34 +249,38 @@ def _cpu_name() -> str:
     return platform.machine() or "unknown CPU"
 
 
-def summary(model: Model) -> str:
-    """A short table: layer, kind, forward GFLOPs, weight MB (in the model's weight format,
-    :func:`~dora_rl.config.formats.weight_bytes`) and output KB per item.
+def summary(model: Model) -> Table:
+    """A table: layer, kind, forward GFLOPs, weight MB (in the model's weight format,
+    :func:`~dora_rl.config.formats.weight_bytes`) and output KB per item, with the totals.
 
     Example:
         >>> m = Model(name="m", layers=[Layer(name="fc", kind="linear", forward_flops=2e9,
         ...                                   param_bytes=4e6, activation_bytes=4096)])
-        >>> print(summary(m))  # doctest: +NORMALIZE_WHITESPACE
-        layer   kind    GFLOPs  weights MB  act KB
-        fc      linear   2.000       4.000   4.096
-        total            2.000       4.000
+        >>> import io
+        >>> out = Console(width=80, record=True, file=io.StringIO())
+        >>> out.print(summary(m))
+        >>> for line in out.export_text().splitlines():
+        ...     if line.strip() and "─" not in line:
+        ...         print(line.split())
+        ['layer', 'kind', 'GFLOPs', 'weights', 'MB', 'act', 'KB']
+        ['fc', 'linear', '2.000', '4.000', '4.096']
+        ['total', '2.000', '4.000']
     """
     def mb(layer: Layer) -> float:
         return weight_bytes(layer.param_bytes, model.dtype_bytes, model.weight_format) / 1e6
 
-    rows = [(layer.name, layer.kind, f"{layer.forward_flops / 1e9:.3f}", f"{mb(layer):.3f}",
-             f"{layer.activation_bytes / 1e3:.3f}") for layer in model.layers]
-    total = ("total", "", f"{sum(lay.forward_flops for lay in model.layers) / 1e9:.3f}",
-             f"{sum(mb(lay) for lay in model.layers):.3f}", "")
-    head = ("layer", "kind", "GFLOPs", "weights MB", "act KB")
-    table = [head, *rows, total]
-    widths = [max(len(r[i]) for r in table) for i in range(5)]
-    lines = []
-    for r in table:
-        left = "  ".join(r[i].ljust(widths[i]) for i in range(2))
-        right = "  ".join(r[i].rjust(widths[i]) for i in range(2, 5))
-        lines.append(f"{left}  {right}".rstrip())
-    return "\n".join(lines)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for name in ("layer", "kind"):
+        table.add_column(name)
+    for name in ("GFLOPs", "weights MB", "act KB"):
+        table.add_column(name, justify="right")
+    for layer in model.layers:
+        table.add_row(layer.name, layer.kind, f"{layer.forward_flops / 1e9:.3f}",
+                      f"{mb(layer):.3f}", f"{layer.activation_bytes / 1e3:.3f}")
+    table.add_section()
+    table.add_row("total", "", f"{sum(lay.forward_flops for lay in model.layers) / 1e9:.3f}",
+                  f"{sum(mb(lay) for lay in model.layers):.3f}", "")
+    return table
 
 
 def write_yaml(model: Model, path: Path, command: str) -> None:
@@ -306,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model = model.model_copy(update={"measured": [measured], "source": source})
     print(f"{model.name}: {len(model.layers)} layers, unit {model.unit}"
           + (f", seq_len {model.seq_len}" if model.seq_len else ""))
-    print(summary(model))
+    Console().print(summary(model))
     if path is not None:
         cmd = " ".join(["python -m dora_rl.profiler", *(sys.argv[1:] if argv is None else argv)])
         try:

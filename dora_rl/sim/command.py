@@ -27,6 +27,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -35,6 +36,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from dora_rl.config import Scenario
 from dora_rl.errors import ArgParser, ConfigError, run_cli
@@ -111,30 +113,29 @@ def _fmt(value: float, digits: int = 1) -> str:
     return "-" if value != value else f"{value:.{digits}f}"
 
 
-def table(run: SimRun, compare: bool) -> str:
-    """The per-job table and the run totals as text."""
-    head = ["job", "mean ms", "p50 ms", "p95 ms", "p99 ms", "per s", "QoE met", "missed",
-            "done", "in flight", "lost"] + (["analytic ms"] if compare else [])
-    rows = [head]
+def table(run: SimRun, compare: bool) -> Table:
+    """The per-job table, with the run's totals as its caption."""
+    out = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, caption_justify="left",
+                caption=(f"{run.scenario} under {run.controller}, {run.duration_s:g} s simulated "
+                         f"(seed {run.seed}): energy {run.energy_j:.1f} J (jobs "
+                         f"{_fmt(run.jobs_energy_j)} J), "
+                         f"{_fmt(run.request_violation_rate * 100, 2)} % of requests missed, "
+                         f"{run.replans} plan switches, {run.migrated_bytes / 1e6:.1f} MB "
+                         f"migrated, {run.requests_completed} units done, {run.requests_lost} "
+                         f"lost, {run.wall_s:.2f} s wall"))
+    out.add_column("job")
+    for name in ["mean ms", "p50 ms", "p95 ms", "p99 ms", "per s", "QoE met", "missed", "done",
+                 "in flight", "lost"] + (["analytic ms"] if compare else []):
+        out.add_column(name, justify="right")
     for job in run.jobs:
         lat = job.latency_ms
-        rows.append([job.name, _fmt(lat["mean"]), _fmt(lat["p50"]), _fmt(lat["p95"]),
-                     _fmt(lat["p99"]), _fmt(job.throughput_per_s, 3),
-                     _fmt(job.qoe_attainment * 100) + " %",
-                     _fmt(job.request_violation_rate * 100) + " %", str(job.completed),
-                     str(job.in_flight), str(job.lost)]
-                    + ([_fmt(job.analytic_latency_ms)] if compare else []))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
-    lines.append(f"{run.scenario} under {run.controller}, {run.duration_s:g} s simulated "
-                 f"(seed {run.seed}): energy {run.energy_j:.1f} J (jobs "
-                 f"{_fmt(run.jobs_energy_j)} J), {_fmt(run.request_violation_rate * 100, 2)} % "
-                 f"of requests missed, {run.replans} plan "
-                 f"switches, {run.migrated_bytes / 1e6:.1f} MB migrated, "
-                 f"{run.requests_completed} units done, {run.requests_lost} lost, "
-                 f"{run.wall_s:.2f} s wall")
-    return "\n".join(lines)
+        out.add_row(job.name, _fmt(lat["mean"]), _fmt(lat["p50"]), _fmt(lat["p95"]),
+                    _fmt(lat["p99"]), _fmt(job.throughput_per_s, 3),
+                    _fmt(job.qoe_attainment * 100) + " %",
+                    _fmt(job.request_violation_rate * 100) + " %", str(job.completed),
+                    str(job.in_flight), str(job.lost),
+                    *([_fmt(job.analytic_latency_ms)] if compare else []))
+    return out
 
 
 def _scenario(text: str) -> Scenario:
@@ -161,7 +162,7 @@ def _main(argv: Sequence[str] | None) -> int:
                        split=ns.split, bandwidth=ns.bandwidth,
                        compare_analytic=ns.compare_analytic, rate_scale=ns.rate_scale,
                        queue_capacity=ns.queue, arrivals=arrivals, progress=advance)
-    print(table(run, ns.compare_analytic))
+    Console(width=max(Console().width, 120)).print(table(run, ns.compare_analytic))
     if ns.json:
         try:
             Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
