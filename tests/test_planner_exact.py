@@ -208,3 +208,31 @@ def test_lagrangian_bound_is_tighter_where_the_time_cap_binds_and_stays_below_th
         if lifted >= 5:
             break
     assert lifted >= 5
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_the_compiled_path_program_equals_the_numpy_one_to_the_bit(seed: int) -> None:
+    """The bound's dynamic program, compiled over every band at once, gives exactly what the
+    numpy version gives band by band (tracked and untracked device classes alike)."""
+    from dora_rl.planner.exact.path_kernel import to_end_bands
+    from dora_rl.planner.exact.pathbound import Usage, _bands, _to_end, objective_terms
+
+    checked = 0
+    for _, model, mode in _instances(seed, 20):
+        space = SearchSpace.build(model, max_stages=4)
+        m = max(space.micro_batches)
+        cands = build_candidates(model, space, model.nominal, m)
+        if not len(cands):
+            continue
+        terms = objective_terms(model, cands, model.nominal, m, mode)
+        n_layers = model.tables.n_layers
+        for tracked in (list(range(len(space.classes))), []):
+            usage = Usage.build(space, tracked)
+            _, hi = _bands(terms, 8)
+            compiled = to_end_bands(cands.first, cands.end, cands.group, terms.weight,
+                                    terms.floor, hi, usage.fits, usage.code, n_layers)
+            reference = np.stack([_to_end(cands, usage, terms.weight, terms.floor <= h,
+                                          n_layers) for h in hi])
+            assert np.array_equal(compiled, reference)
+            checked += 1
+    assert checked >= 20

@@ -25,7 +25,7 @@ from dora_rl.planner.exact.candidates import Candidates, build_candidates
 from dora_rl.planner.exact.diagnose import explain_infeasible
 from dora_rl.planner.exact.formulation import Formulation, Limits, _Parts
 from dora_rl.planner.exact.lagrange import strongest
-from dora_rl.planner.exact.search import SearchResult, chain_plan, search
+from dora_rl.planner.exact.search import SearchResult, _above, chain_plan, search
 from dora_rl.planner.exact.solver import NumericRangeError
 from dora_rl.planner.exact.space import SearchSpace
 
@@ -103,15 +103,10 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
     # more micro-batches usually shorten the pipeline fill: try them first for a strong bound
     for m in sorted(space.micro_batches, reverse=True):
         cands = build_candidates(model, space, state, m)
-        incumbent, inc_plan = np.inf, None
-        if not limits.ignore_qoe:
-            incumbent, inc_plan = best_incumbent(model, space, state, m, mode, limits)
-        start_plan = inc_plan
-        if warm_start is not None and warm_start.micro_batches == m:
-            start_plan = warm_start
-            value = _value_of(model, warm_start, state, mode, limits)
-            if value < incumbent:
-                incumbent, inc_plan = value, warm_start
+        if best is not None and _beaten(model, space, cands, state, m, mode, limits, best[0]):
+            continue
+        incumbent, inc_plan, start_plan = _incumbent(model, space, state, m, mode, limits,
+                                                     warm_start)
         if best is not None:
             incumbent = min(incumbent, best[0])
         cands = cands.subset(bounds.reduce(model, cands, m, mode, incumbent, limits))
@@ -136,6 +131,30 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
     return PartitionResult(plan=plan, metrics=metrics, objective=objective, mode=mode,
                            status=status, solve_time_s=time.perf_counter() - start,
                            n_candidates=n_cands)
+
+
+def _incumbent(model: CostModel, space: SearchSpace, state: State, m: int, mode: Mode,
+               limits: Limits, warm_start: Plan | None) -> tuple[float, Plan | None, Plan | None]:
+    """The best cheap plan with ``m`` micro-batches (or ``warm_start`` when it is better): its
+    objective, the plan, and the plan to warm-start a program from."""
+    incumbent, inc_plan = np.inf, None
+    if not limits.ignore_qoe:
+        incumbent, inc_plan = best_incumbent(model, space, state, m, mode, limits)
+    start_plan = inc_plan
+    if warm_start is not None and warm_start.micro_batches == m:
+        start_plan = warm_start
+        value = _value_of(model, warm_start, state, mode, limits)
+        if value < incumbent:
+            incumbent, inc_plan = value, warm_start
+    return incumbent, inc_plan, start_plan
+
+
+def _beaten(model: CostModel, space: SearchSpace, cands: Candidates, state: State, m: int,
+            mode: Mode, limits: Limits, best: float) -> bool:
+    """Whether no plan with ``m`` micro-batches can beat ``best``: the path bound over its
+    candidates (cheap to build) is above it, so the count needs no incumbent and no search."""
+    bound = strongest(model, space, cands, state, m, mode, limits)
+    return bound is None or bound.global_bound() > _above(best)
 
 
 def _value_of(model: CostModel, plan: Plan, state: State, mode: Mode, limits: Limits) -> float:

@@ -45,6 +45,7 @@ from dora_rl.costmodel import CostModel, State
 from dora_rl.planner.exact.bounds import time_caps
 from dora_rl.planner.exact.candidates import Candidates
 from dora_rl.planner.exact.formulation import Limits
+from dora_rl.planner.exact.path_kernel import to_end_bands
 from dora_rl.planner.exact.space import SearchSpace
 
 FloatArray = NDArray[np.float64]
@@ -227,8 +228,8 @@ class PathBound:
             usage = Usage.build(space, tracked)
             n_bands = max(1, min(max_bands, MAX_CELLS // ((n_layers + 1) * usage.n_states)))
             lo, hi = _bands(terms, n_bands)
-            to_end = np.stack([_to_end(c, usage, terms.weight, terms.floor <= h, n_layers)
-                               for h in hi])
+            to_end = to_end_bands(c.first, c.end, c.group, terms.weight, terms.floor, hi,
+                                  usage.fits, usage.code, n_layers)
             bound = cls(terms, usage, c.first, c.end, c.group, lo, hi, to_end)
             more = bound._overused(c)
             states = usage.n_states * float(np.prod(usage.caps[more] + 1))
