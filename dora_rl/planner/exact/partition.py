@@ -25,6 +25,7 @@ from dora_rl.planner.exact.candidates import Candidates, build_candidates
 from dora_rl.planner.exact.diagnose import explain_infeasible
 from dora_rl.planner.exact.formulation import Formulation, Limits, _Parts
 from dora_rl.planner.exact.lagrange import strongest
+from dora_rl.planner.exact.pathbound import PathBound
 from dora_rl.planner.exact.search import SearchResult, _above, chain_plan, search
 from dora_rl.planner.exact.solver import NumericRangeError
 from dora_rl.planner.exact.space import SearchSpace
@@ -77,6 +78,10 @@ def objective_value(model: CostModel, metrics: dict[str, Any], mode: Mode) -> fl
     return float(metrics["energy_j"] if mode == "energy" else metrics["latency_s"])
 
 
+SKIP_BANDS = 12
+"""Bands of the coarse bound that rules a micro-batch count out (:func:`_beaten`)."""
+
+
 def solve(model: CostModel, mode: Mode | None = None, state: State | None = None,
           space: SearchSpace | None = None, limits: Limits | None = None,
           time_limit_s: float = 60.0, warm_start: Plan | None = None) -> PartitionResult:
@@ -105,8 +110,10 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
         cands = build_candidates(model, space, state, m)
         if best is not None and _beaten(model, space, cands, state, m, mode, limits, best[0]):
             continue
+        # the first count's cheap plan gives the search a level; later counts start from the
+        # best plan found, which their own cheap plans seldom beat
         incumbent, inc_plan, start_plan = _incumbent(model, space, state, m, mode, limits,
-                                                     warm_start)
+                                                     warm_start, cheap=best is None)
         if best is not None:
             incumbent = min(incumbent, best[0])
         cands = cands.subset(bounds.reduce(model, cands, m, mode, incumbent, limits))
@@ -134,11 +141,12 @@ def solve(model: CostModel, mode: Mode | None = None, state: State | None = None
 
 
 def _incumbent(model: CostModel, space: SearchSpace, state: State, m: int, mode: Mode,
-               limits: Limits, warm_start: Plan | None) -> tuple[float, Plan | None, Plan | None]:
-    """The best cheap plan with ``m`` micro-batches (or ``warm_start`` when it is better): its
-    objective, the plan, and the plan to warm-start a program from."""
+               limits: Limits, warm_start: Plan | None, cheap: bool = True
+               ) -> tuple[float, Plan | None, Plan | None]:
+    """The best cheap plan with ``m`` micro-batches (with ``cheap``; or ``warm_start`` when it
+    is better): its objective, the plan, and the plan to warm-start a program from."""
     incumbent, inc_plan = np.inf, None
-    if not limits.ignore_qoe:
+    if cheap and not limits.ignore_qoe:
         incumbent, inc_plan = best_incumbent(model, space, state, m, mode, limits)
     start_plan = inc_plan
     if warm_start is not None and warm_start.micro_batches == m:
@@ -151,9 +159,10 @@ def _incumbent(model: CostModel, space: SearchSpace, state: State, m: int, mode:
 
 def _beaten(model: CostModel, space: SearchSpace, cands: Candidates, state: State, m: int,
             mode: Mode, limits: Limits, best: float) -> bool:
-    """Whether no plan with ``m`` micro-batches can beat ``best``: the path bound over its
-    candidates (cheap to build) is above it, so the count needs no incumbent and no search."""
-    bound = strongest(model, space, cands, state, m, mode, limits)
+    """Whether no plan with ``m`` micro-batches can beat ``best``: a coarse path bound over
+    its candidates (:data:`SKIP_BANDS` bands, cheap to build) is above it, so the count needs
+    no incumbent and no search."""
+    bound = PathBound.build(model, space, cands, state, m, mode, max_bands=SKIP_BANDS)
     return bound is None or bound.global_bound() > _above(best)
 
 
