@@ -66,3 +66,15 @@ def _http_service(argv: list[str], route: str
 def http_service() -> Callable[[list[str], str], Any]:
     """Starts ``serve --http`` for a module's tests (:func:`_http_service`)."""
     return _http_service
+
+
+@pytest.fixture(scope="module")
+def service(running: tuple[subprocess.Popen[str], httpx.Client]) -> subprocess.Popen[str]:
+    """The ``serve --http`` process of a module that defines ``running``."""
+    return running[0]
+
+
+@pytest.fixture(scope="module")
+def client(running: tuple[subprocess.Popen[str], httpx.Client]) -> httpx.Client:
+    """A client of that process."""
+    return running[1]

@@ -37,16 +37,6 @@ def running(http_service: Callable[[list[str], str], Any]
         yield pair
 
 
-@pytest.fixture(scope="module")
-def service(running: tuple[subprocess.Popen[str], httpx.Client]) -> subprocess.Popen[str]:
-    return running[0]
-
-
-@pytest.fixture(scope="module")
-def client(running: tuple[subprocess.Popen[str], httpx.Client]) -> httpx.Client:
-    return running[1]
-
-
 def test_a_json_item_gives_the_unpartitioned_models_output(client: httpx.Client) -> None:
     x = torch.linspace(-1, 1, 64)
     r = client.post("/v1/infer/classify", json={"input": x.tolist()})

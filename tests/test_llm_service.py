@@ -41,16 +41,6 @@ def running(http_service: Callable[[list[str], str], Any]
         yield pair
 
 
-@pytest.fixture(scope="module")
-def service(running: tuple[subprocess.Popen[str], httpx.Client]) -> subprocess.Popen[str]:
-    return running[0]
-
-
-@pytest.fixture(scope="module")
-def client(running: tuple[subprocess.Popen[str], httpx.Client]) -> httpx.Client:
-    return running[1]
-
-
 @contextmanager
 def serving(app: Any) -> Iterator[httpx.Client]:
     """``app`` served by uvicorn in a thread on a free loopback port, and a client of it."""
