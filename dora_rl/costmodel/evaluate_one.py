@@ -128,24 +128,12 @@ def _finish(
 ) -> dict[str, Any]:
     """The figures every workload reports, as ``Metrics.row``. ``stage`` depends on the load
     only (as ``busy`` and ``memory``), so it is padded once per _Eval."""
-    t, n = ev.t, ev.n_dev
+    n = ev.n_dev
     energy = sum(per_dev)
-    if t.job.qoe.energy_j is not None:
-        slack["energy_j"] = relative_slack(t.job.qoe.energy_j, energy)
+    qoe_met, usable_ok = _verdicts(ev, slack, energy)
     used = ev.used
-    qoe_met = True
-    for s in slack.values():
-        if not s >= 0:  # missed, or NaN
-            qoe_met = False
-            break
     memory_ok = ev.once("memory_ok", _memory_ok, ev, memory)
-    usable = ev.usable
     devices = ev.plan.devices
-    usable_ok = True
-    for d in devices:
-        if not usable[d]:
-            usable_ok = False
-            break
     finite = math.isfinite(interval)
     idle = [interval] * n  # unused devices idle all along
     if finite:
@@ -177,6 +165,25 @@ def _finish(
         "feasible": qoe_met and memory_ok and usable_ok,
         "used": used,
     }
+
+
+def _verdicts(ev: _Eval, slack: dict[str, float], energy: float) -> tuple[bool, bool]:
+    """Whether every QoE target holds (the energy target added to ``slack`` first) and
+    whether every device of the plan is usable."""
+    if ev.t.job.qoe.energy_j is not None:
+        slack["energy_j"] = relative_slack(ev.t.job.qoe.energy_j, energy)
+    qoe_met = True
+    for s in slack.values():
+        if not s >= 0:  # missed, or NaN
+            qoe_met = False
+            break
+    usable = ev.usable
+    usable_ok = True
+    for d in ev.plan.devices:
+        if not usable[d]:
+            usable_ok = False
+            break
+    return qoe_met, usable_ok
 
 
 class _Fixed(NamedTuple):
@@ -220,19 +227,7 @@ def _plain_row(ev: _Eval, fx: _Fixed, latency: float, period: float, interval: f
             if finite:
                 idle[d] = rest
     energy = sum(per_dev)
-    if t.job.qoe.energy_j is not None:
-        slack["energy_j"] = relative_slack(t.job.qoe.energy_j, energy)
-    qoe_met = True
-    for s in slack.values():
-        if not s >= 0:  # missed, or NaN
-            qoe_met = False
-            break
-    usable = ev.usable
-    usable_ok = True
-    for d in ev.plan.devices:
-        if not usable[d]:
-            usable_ok = False
-            break
+    qoe_met, usable_ok = _verdicts(ev, slack, energy)
     memory_ok = fx.memory_ok
     return {
         "latency_s": latency,

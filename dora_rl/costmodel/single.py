@@ -235,20 +235,12 @@ class _Eval:
         if flows is None:
             flows = self._plain_flows = self._flows((0.0,) * self.k)
         inv, n_dom = self.inv, flows.n_domains
-        bnd = []
+        bnd = self._boundary_air(flows)
         n_flows = [0] * n_dom
-        for nbytes, terms, bb in flows.boundaries:  # as _boundary_air
-            air, wired = [0.0] * n_dom, 0.0
-            for d, w, f in terms:
-                per = f * inv[d] * nbytes
-                if w >= 0:
-                    air[w] += per
-                elif per > wired:
-                    wired = per
+        for air, _, _ in bnd:
             for w in range(n_dom):
                 if air[w] > 0:
                     n_flows[w] += 1
-            bnd.append((air, wired, bb))
         cap = self._capacity(bnd, n_dom)
         tx, rx = [0.0] * n, [0.0] * n  # as _radio_times
         for d, f, nbytes in flows.tx_terms:

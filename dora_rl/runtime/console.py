@@ -48,6 +48,8 @@ Progress = Literal["auto", "live", "lines", "off"]
 """How progress is shown: ``live`` (a table redrawn in place), ``lines`` (a plain line every
 so often), ``off``, or ``auto`` (``live`` on a terminal, ``lines`` otherwise)."""
 PROGRESS_CHOICES: tuple[str, ...] = ("auto", "live", "lines", "off")
+RECENT = 2000
+"""Latest completed requests the latency percentiles and QoE share are taken over."""
 LINE_EVERY_S = 30.0
 """Seconds between plain progress lines."""
 
@@ -100,7 +102,7 @@ def snapshot(rt: Runtime) -> Snapshot:
     with rt.lock:
         plan = rt.live.plan
         modes = rt.power_now.modes
-        latencies = [r.latency_ms / 1e3 for r in rt.records[-2000:]]
+        recent = rt.records[-RECENT:]
     devices = " | ".join("+".join(rt.names[d] for d in group) for group in plan.stage_devices)
     metrics = getattr(rt, "metrics", None)
     ttft: Pair = (None, None)
@@ -112,10 +114,9 @@ def snapshot(rt: Runtime) -> Snapshot:
         attainment = metrics.attainment(rt.job.name)
         latency: Pair = (None, None)
     else:
-        latency = percentiles_ms(latencies)
-        done = len(latencies)
-        missed = sum(1 for r in rt.records[-2000:] if r.missed)
-        attainment = 1.0 - missed / done if done else None
+        latency = percentiles_ms([r.latency_ms / 1e3 for r in recent])
+        missed = sum(1 for r in recent if r.missed)
+        attainment = 1.0 - missed / len(recent) if recent else None
     sent, completed = int(info["sent"]), int(info["completed"])  # type: ignore[call-overload]
     failed = int(info["not_completed"])  # type: ignore[call-overload]
     return Snapshot(
